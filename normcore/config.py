@@ -1,0 +1,175 @@
+"""RunConfig: the one description of a run, validated the same way by the CLI, the API and tests.
+
+Names are forgiving on the way in ("Batch_Norm", "BN" -> "batch") and canonical on the way
+out; an unknown name is rejected with the list of known ones. Cross-field rules say *why*
+a combination cannot work (BN with batch size 1 has no variance per channel).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+# Canonical names, in the order the catalog shows them.
+NORMS = ("none", "batch", "layer", "weight", "cosine", "group", "instance", "rms")
+MODELS = ("mlp", "convnet", "rnn")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
+DATASETS = ("digits", "spirals", "moons", "circles", "xor", "blobs", "sequence")
+BATCH_ORDERS = ("shuffled", "fixed", "class_sorted", "one_class")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+PLACEMENTS = ("before", "after")  # the norm before or after the activation
+INITS = ("default", "gaussian")  # PyTorch's default, or N(0, init_std) (the BN paper)
+CELLS = ("elman", "lstm")
+DEVICES = ("auto", "cpu", "cuda")
+
+NORM_ALIASES = {
+    "bn": "batch",
+    "ln": "layer",
+    "wn": "weight",
+    "cn": "cosine",
+    "gn": "group",
+    "in": "instance",
+    "rmsnorm": "rms",
+    "identity": "none",
+    "no": "none",
+    "off": "none",
+}
+
+# Hard limits of the library itself; the server narrows them further with its settings.
+MAX_DEPTH = 32
+MAX_WIDTH = 4096
+MAX_STEPS = 1_000_000
+MAX_BATCH = 4096
+
+
+def canonical(
+    value: str, known: tuple[str, ...], what: str, aliases: dict[str, str] | None = None
+) -> str:
+    """'Batch_Norm' -> 'batch'; raise ValueError naming the value and the known names."""
+    key = re.sub(r"[\s_\-]", "", str(value).lower())
+    if key in known:
+        return key
+    if aliases and key in aliases:
+        return aliases[key]
+    if key.endswith("norm") and key[:-4] in known:
+        return key[:-4]
+    if aliases and key.endswith("norm") and key[:-4] in aliases:
+        return aliases[key[:-4]]
+    for name in known:  # 'class-sorted' -> 'class_sorted'
+        if name.replace("_", "") == key:
+            return name
+    raise ValueError(f"{what} {value!r} is unknown; known: {', '.join(known)}")
+
+
+def _named(known: tuple[str, ...], what: str, aliases: dict[str, str] | None = None):
+    def check(cls, value: str) -> str:
+        return canonical(value, known, what, aliases)
+
+    return field_validator(what, mode="before")(classmethod(check))
+
+
+class RunConfig(BaseModel):
+    """A training run: network, normalization, data, optimization, probing."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    # network
+    model: str = "mlp"  # mlp | convnet | rnn
+    depth: int = Field(3, ge=1, le=MAX_DEPTH)  # hidden layers (conv blocks for convnet)
+    width: int = Field(100, ge=1, le=MAX_WIDTH)  # units per hidden layer (channels for convnet)
+    activation: str = "sigmoid"
+    norm: str = "none"
+    affine: bool = True  # the norm's second shift/scale g, b (seed C3)
+    placement: str = "before"  # norm before the activation (BN paper) or after it
+    groups: int = Field(4, ge=1)  # group norm's number of groups; must divide width
+    init: str = "default"
+    init_std: float = Field(0.1, gt=0, le=10)  # std of N(0, std) when init='gaussian'
+    cell: str = "elman"  # rnn only
+    # data
+    dataset: str = "digits"
+    batch_order: str = "shuffled"
+    batch_size: int = Field(60, ge=1, le=MAX_BATCH)
+    # optimization
+    optimizer: str = "sgd"
+    lr: float = Field(0.1, gt=0, le=1e6)
+    momentum: float = Field(0.9, ge=0, lt=1)  # used by optimizer='momentum'
+    steps: int = Field(2000, ge=1, le=MAX_STEPS)
+    clip: float | None = Field(None, gt=0)  # gradient-norm clipping; None = off
+    # probing
+    probe_every: int = Field(1, ge=1, le=100_000)  # probe every k-th step
+    hist_bins: int = Field(64, ge=4, le=512)
+    eval_every: int = Field(100, ge=1)  # held-out evaluation every n steps (and at the end)
+    ics: bool = False  # Santurkar et al.'s ICS measure; costs extra passes
+    # reproducibility and placement
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: str = "auto"  # auto = CUDA when available, else CPU
+
+    _model = _named(MODELS, "model")
+    _activation = _named(ACTIVATIONS, "activation")
+    _norm = _named(NORMS, "norm", NORM_ALIASES)
+    _placement = _named(PLACEMENTS, "placement")
+    _init = _named(INITS, "init")
+    _cell = _named(CELLS, "cell")
+    _dataset = _named(DATASETS, "dataset")
+    _batch_order = _named(BATCH_ORDERS, "batch_order")
+    _optimizer = _named(OPTIMIZERS, "optimizer")
+    _device = _named(DEVICES, "device")
+
+    @field_validator("norm", mode="after")
+    @classmethod
+    def _instance_needs_positions(cls, value: str, info: ValidationInfo) -> str:
+        if value == "instance" and info.data.get("model") == "mlp":
+            raise ValueError(
+                "norm 'instance' normalizes each channel over its positions and an MLP has "
+                "none; use model 'convnet' or 'rnn', or norm 'layer'"
+            )
+        return value
+
+    # Cross-field rules are field validators on the later field, so the error's location names
+    # the field a user has to change (the dashboard shows it next to that input).
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: int, info: ValidationInfo) -> int:
+        if value < 2 and info.data.get("norm") == "batch" and info.data.get("model") != "convnet":
+            raise ValueError(
+                "batch_size 1 with norm 'batch': batch norm needs more than one value per "
+                "channel to estimate a variance; use batch_size >= 2 or norm 'layer'"
+            )
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: int, info: ValidationInfo) -> int:
+        width = info.data.get("width")
+        if info.data.get("norm") == "group" and width and width % value:
+            raise ValueError(f"groups {value} must divide width {width} for norm 'group'")
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_fits_model(cls, value: str, info: ValidationInfo) -> str:
+        model = info.data.get("model")
+        if model is None:
+            return value
+        if (model == "rnn") != (value == "sequence"):
+            raise ValueError(
+                f"dataset {value!r} with model {model!r}: the rnn model takes the 'sequence' "
+                "data set, and the 'sequence' data set needs the rnn model"
+            )
+        if model == "convnet" and value != "digits":
+            raise ValueError(
+                f"dataset {value!r}: model 'convnet' needs an image data set ('digits')"
+            )
+        return value
+
+    def label(self) -> str:
+        """A short human label: 'batch · mlp 3×100 sigmoid · digits'."""
+        net = f"{self.model} {self.depth}×{self.width} {self.activation}"
+        return f"{self.norm} · {net} · {self.dataset}"
