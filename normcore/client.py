@@ -1,0 +1,260 @@
+"""A small Python client of the NormScope REST API.
+
+    from normcore.client import Client
+
+    with Client("http://127.0.0.1:8000", token="...") as ns:
+        run = ns.create_run(norm="batch", steps=500)
+        for frame in ns.iter_frames(run["id"]):      # live, resumes after a dropped link
+            print(frame["step"], frame["loss"])
+        print(ns.wait(run["id"])["final"])
+
+httpx is imported inside `Client.__init__`, not at module level: normcore is the science and
+must import (and train) on a machine without any web library; only this client needs one.
+
+The live stream is Server-Sent Events. The parser below follows the WHATWG event-stream rules
+(fields `event`, `data` (joined by newlines), `id`, `retry`; `:` comments; an event ends at a
+blank line) because frames must arrive exactly once: after a dropped connection the client
+reconnects with `Last-Event-ID` = the last frame it handed out, and the server replays from the
+store only the frames after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from normcore.config import RunConfig
+
+TERMINAL = frozenset({"completed", "diverged", "failed", "cancelled", "interrupted"})
+
+
+class NormScopeError(RuntimeError):
+    """An error response of the server: the HTTP status and the server's `detail`."""
+
+    def __init__(self, status: int, detail: Any, url: str = ""):
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status} from {url}: {detail}")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: `event` name, `id` (a frame's seq) and decoded JSON `data`."""
+
+    event: str
+    id: str | None
+    data: Any
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str | None, str, int | None]]:
+    """Raw SSE lines -> (event, id, data, retry) per dispatched event.
+
+    `id` is the stream's last event id at dispatch time (it persists across events, as in
+    browsers); an event without data is not dispatched; a trailing event without its blank
+    line is dropped, since a cut connection may have truncated it.
+    """
+    event, data, last_id, retry = "", [], None, None
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield event or "message", last_id, "\n".join(data), retry
+            event, data, retry = "", [], None
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id" and "\0" not in value:
+            last_id = value
+        elif name == "retry" and value.isdigit():
+            retry = int(value)
+
+
+class Client:
+    """Talks to one NormScope server. The token defaults to $NORMSCOPE_TOKEN."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+    ):
+        import httpx  # lazy: see the module docstring
+
+        self._httpx = httpx
+        self.base_url = base_url.rstrip("/")
+        token = token if token is not None else os.environ.get("NORMSCOPE_TOKEN") or None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.reconnects = 0  # dropped stream connections resumed, for callers that report it
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any):
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            self._raise_for(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # --- catalog ----------------------------------------------------------------------------
+    def health(self) -> dict:
+        return self._json("GET", "/healthz")
+
+    def catalog(self) -> dict:
+        return self._json("GET", "/api/catalog")
+
+    def norms(self) -> list[dict]:
+        """The normalization registry: name, title, note and properties of each norm."""
+        return self.catalog()["norms"]
+
+    # --- runs -------------------------------------------------------------------------------
+    def create_run(self, config: RunConfig | dict | None = None, **fields: Any) -> dict:
+        """Queue a run; `fields` override `config`. Validated by the server (422 names the
+        field), so a client older than the server never rejects what the server accepts."""
+        if isinstance(config, RunConfig):
+            config = config.model_dump()
+        body = {**(config or {}), **fields}
+        return self._json("POST", "/api/runs", json=body)
+
+    def run(self, run_id: str) -> dict:
+        return self._json("GET", f"/api/runs/{run_id}")
+
+    def runs(self, status: str | None = None) -> list[dict]:
+        params = {"status": status} if status else {}
+        return self._json("GET", "/api/runs", params=params)["data"]
+
+    def cancel(self, run_id: str) -> dict:
+        return self._json("POST", f"/api/runs/{run_id}/cancel")
+
+    def delete(self, run_id: str) -> None:
+        self._request("DELETE", f"/api/runs/{run_id}")
+
+    def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 0.25) -> dict:
+        """Block until the run ends (completed, diverged, failed, cancelled, interrupted)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if run["status"] in TERMINAL:
+                return run
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"run {run_id!r} still {run['status']!r} after timeout={timeout}s"
+                )
+            time.sleep(poll)
+            poll = min(poll * 1.5, 2.0)
+
+    # --- frames and exports -----------------------------------------------------------------
+    def frames(
+        self,
+        run_id: str,
+        *,
+        since_seq: int | None = None,
+        max_points: int | None = None,
+        layers: Iterable[str] | None = None,
+    ) -> dict:
+        """Stored frames: {data, count, total, dropped, first_seq, last_seq} (downsampled by
+        the server to `max_points`, first and last frames kept)."""
+        params: dict[str, Any] = {}
+        if since_seq is not None:
+            params["since_seq"] = since_seq
+        if max_points is not None:
+            params["max_points"] = max_points
+        if layers is not None:
+            params["layers"] = ",".join(layers)
+        return self._json("GET", f"/api/runs/{run_id}/frames", params=params)
+
+    def export(self, run_id: str, format: str = "jsonl", path: str | Path | None = None) -> bytes:
+        """Raw frames as CSV or JSON lines; also written to `path` when given."""
+        body = self._request("GET", f"/api/runs/{run_id}/export", params={"format": format})
+        if path is not None:
+            Path(path).write_bytes(body.content)
+        return body.content
+
+    def report(self, run_ids: Iterable[str]) -> str:
+        """The self-contained HTML report of one run, or a comparison of several."""
+        ids = list(run_ids)
+        if len(ids) == 1:
+            return self._request("GET", f"/api/runs/{ids[0]}/report.html").text
+        return self._request("GET", "/api/report.html", params={"ids": ",".join(ids)}).text
+
+    # --- the live stream --------------------------------------------------------------------
+    def events(
+        self, run_id: str, *, last_event_id: str | None = None, max_retries: int = 5
+    ) -> Iterator[Event]:
+        """Every event of the run's stream until the run ends, each exactly once.
+
+        A connection that drops (or ends before a terminal status) is reopened with
+        `Last-Event-ID`; `max_retries` consecutive reconnects that bring no new event give up.
+        """
+        httpx = self._httpx
+        path = f"/api/runs/{run_id}/events"
+        failures, delay = 0, 0.1
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            progressed = False
+            try:
+                timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        self._raise_for(resp)
+                    for name, event_id, data, retry in parse_sse(resp.iter_lines()):
+                        if retry is not None:
+                            delay = retry / 1000
+                        if event_id is not None:
+                            last_event_id = event_id
+                        event = Event(name, event_id, json.loads(data))
+                        # Only a frame is progress: a server may repeat the status on connect.
+                        progressed = progressed or name == "frame"
+                        yield event
+                        if name == "status" and event.data.get("status") in TERMINAL:
+                            return
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                error: Exception | None = exc
+            else:
+                error = None  # closed by the server before the run ended: resume as well
+            failures = 0 if progressed else failures + 1
+            if failures > max_retries:
+                raise ConnectionError(
+                    f"stream of run {run_id!r} lost after {max_retries} retries: {error}"
+                )
+            self.reconnects += 1
+            time.sleep(delay * (2**failures if failures else 1))
+
+    def iter_frames(self, run_id: str, *, since_seq: int | None = None) -> Iterator[dict]:
+        """The run's frames in order, live, from `since_seq` on (all of them by default)."""
+        last = str(since_seq - 1) if since_seq else None
+        for event in self.events(run_id, last_event_id=last):
+            if event.event == "frame":
+                yield event.data
+
+    def _raise_for(self, response) -> None:
+        try:
+            detail = response.json().get("detail", response.text)
+        except (ValueError, AttributeError):
+            detail = response.text
+        raise NormScopeError(response.status_code, detail, str(response.url))
