@@ -1,0 +1,192 @@
+// Columns: the browser's copy of a run's frames, stored column-wise (one array per metric).
+//
+// Why columns: Plotly wants arrays per trace, and extendTraces wants "the new points of each
+// trace". Keeping frames column-wise makes both a slice, and lets the store stay bounded: the
+// server downsamples the history, and a live run that outgrows `cap` points is thinned here
+// (every other point dropped, the first and last kept, and from then on only every
+// `stride`-th live frame kept). The browser never holds more points than it draws.
+//
+// Pure: no DOM, no fetch. Mutates only the columns object it is given.
+
+export const DEFAULT_CAP = 1000;
+// Density below this fraction of a layer's values shows as the floor colour (log10 scale).
+export const DENSITY_FLOOR = 1e-4;
+
+const LAYER_KEYS = [
+  "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm",
+  "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std", "w1_prev",
+  "w1_first", "nonfinite",
+];
+const EVAL_KEYS = ["loss", "acc", "loss_batch", "acc_batch"];
+const TERMINAL_FRAME = new Set(["completed", "diverged"]);
+
+/** An empty store. `cap` bounds the points per series. */
+export function emptyColumns(cap = DEFAULT_CAP) {
+  return {
+    cap, stride: 1, sinceKept: 0, lastSeq: -1, lastStep: 0, status: null, device: null,
+    stepsPerS: null,
+    step: [], seq: [], loss: [], acc: [], lr: [],
+    evals: { step: [], loss: [], acc: [], loss_batch: [], acc_batch: [] },
+    hasEvalBatch: false,
+    layerNames: [], layers: {},
+  };
+}
+
+/** Bin centres of a frame histogram on its fixed edges [lo, hi]. */
+export function binCenters(hist) {
+  const n = hist.counts.length;
+  const w = (hist.hi - hist.lo) / n;
+  return Array.from({ length: n }, (_, i) => hist.lo + (i + 0.5) * w);
+}
+
+/**
+ * One heatmap column: log10 of each bin's share of the layer's values (under/overflow count
+ * in the total, so a distribution sliding off the edges fades instead of renormalizing).
+ * Empty bins sit at log10(DENSITY_FLOOR); a histogram without values gives nulls (a gap).
+ */
+export function densityColumn(hist) {
+  const counts = hist.counts.map((c) => c ?? 0);
+  const total = counts.reduce((a, b) => a + b, 0) + (hist.under ?? 0) + (hist.over ?? 0);
+  if (!(total > 0)) return counts.map(() => null);
+  return counts.map((c) => Math.log10(Math.max(c / total, DENSITY_FLOOR)));
+}
+
+function newLayer(name, hist) {
+  const layer = { name, lo: hist?.lo ?? 0, hi: hist?.hi ?? 1, centers: [], density: [] };
+  layer.centers = hist ? binCenters(hist) : [];
+  for (const k of LAYER_KEYS) layer[k] = [];
+  return layer;
+}
+
+function pushFrame(cols, frame) {
+  cols.step.push(frame.step);
+  cols.seq.push(frame.seq);
+  cols.loss.push(frame.loss ?? null);
+  cols.acc.push(frame.acc ?? null);
+  cols.lr.push(frame.lr ?? null);
+  const byName = new Map((frame.layers ?? []).map((l) => [l.name, l]));
+  for (const name of cols.layerNames) {
+    const src = byName.get(name);
+    const layer = cols.layers[name];
+    for (const k of LAYER_KEYS) layer[k].push(src?.[k] ?? null);
+    layer.density.push(src?.hist ? densityColumn(src.hist) : layer.centers.map(() => null));
+  }
+}
+
+function pushEval(cols, frame) {
+  const ev = frame.eval;
+  cols.evals.step.push(frame.step);
+  for (const k of EVAL_KEYS) cols.evals[k].push(ev[k] ?? null);
+}
+
+function registerLayers(cols, frame) {
+  let added = false;
+  for (const l of frame.layers ?? []) {
+    if (!(l.name in cols.layers)) {
+      cols.layers[l.name] = newLayer(l.name, l.hist);
+      cols.layerNames.push(l.name);
+      added = true;
+    }
+  }
+  if (added) {
+    // A layer that appears late gets nulls for the steps before it: all series stay aligned.
+    for (const name of cols.layerNames) {
+      const layer = cols.layers[name];
+      while (layer.density.length < cols.step.length) {
+        for (const k of LAYER_KEYS) layer[k].push(null);
+        layer.density.push(layer.centers.map(() => null));
+      }
+    }
+  }
+  return added;
+}
+
+/** A store holding the same layer metadata as `cols` and no points: the shape of a delta. */
+function emptyLike(cols) {
+  const delta = emptyColumns(cols.cap);
+  delta.layerNames = [...cols.layerNames];
+  for (const name of cols.layerNames) {
+    const src = cols.layers[name];
+    delta.layers[name] = newLayer(name, null);
+    Object.assign(delta.layers[name], { lo: src.lo, hi: src.hi, centers: src.centers });
+  }
+  return delta;
+}
+
+/**
+ * Add frames (any order, duplicates and already-seen seqs ignored) to `cols`.
+ * Returns the delta: a columns object holding only the points added, for extendTraces, with
+ * `reshape: true` when the caller must redraw in full instead (new layers, first batch-stats
+ * evaluation, or the store was thinned).
+ */
+export function addFrames(cols, frames) {
+  const fresh = frames
+    .filter((f) => f && Number.isFinite(f.seq) && f.seq > cols.lastSeq)
+    .sort((a, b) => a.seq - b.seq);
+  let reshape = false;
+  for (const f of fresh) if (registerLayers(cols, f)) reshape = true;
+  const delta = emptyLike(cols);
+  const hadEvalBatch = cols.hasEvalBatch;
+  for (const f of fresh) {
+    if (f.seq <= cols.lastSeq) continue; // duplicate within the batch
+    cols.lastSeq = f.seq;
+    cols.lastStep = f.step;
+    cols.status = f.status ?? cols.status;
+    cols.device = f.device ?? cols.device;
+    cols.stepsPerS = f.steps_per_s ?? cols.stepsPerS;
+    if (f.eval) {
+      if (f.eval.loss_batch != null) cols.hasEvalBatch = true;
+      pushEval(cols, f);
+      pushEval(delta, f);
+    }
+    cols.sinceKept += 1;
+    const last = fresh[fresh.length - 1] === f;
+    if (cols.sinceKept >= cols.stride || TERMINAL_FRAME.has(f.status) || (last && cols.step.length === 0)) {
+      cols.sinceKept = 0;
+      pushFrame(cols, f);
+      pushFrame(delta, f);
+    }
+  }
+  delta.hasEvalBatch = cols.hasEvalBatch;
+  if (cols.hasEvalBatch !== hadEvalBatch) reshape = true;
+  if (thin(cols)) reshape = true;
+  delta.reshape = reshape;
+  return delta;
+}
+
+/** Indices kept when halving n points: every other one, the first and the last. */
+export function halfIndices(n) {
+  const keep = [];
+  for (let i = 0; i < n; i += 2) keep.push(i);
+  if (n > 0 && keep[keep.length - 1] !== n - 1) keep.push(n - 1);
+  return keep;
+}
+
+const pick = (arr, idx) => idx.map((i) => arr[i]);
+
+/** Halve the series while they exceed the cap; returns true when anything was dropped. */
+export function thin(cols) {
+  let changed = false;
+  while (cols.step.length > cols.cap) {
+    const idx = halfIndices(cols.step.length);
+    for (const k of ["step", "seq", "loss", "acc", "lr"]) cols[k] = pick(cols[k], idx);
+    for (const name of cols.layerNames) {
+      const layer = cols.layers[name];
+      for (const k of [...LAYER_KEYS, "density"]) layer[k] = pick(layer[k], idx);
+    }
+    cols.stride *= 2;
+    changed = true;
+  }
+  while (cols.evals.step.length > cols.cap) {
+    const idx = halfIndices(cols.evals.step.length);
+    for (const k of ["step", ...EVAL_KEYS]) cols.evals[k] = pick(cols.evals[k], idx);
+    changed = true;
+  }
+  return changed;
+}
+
+/** The latest non-null value of a series (for summaries), or null. */
+export function latest(series) {
+  for (let i = series.length - 1; i >= 0; i--) if (series[i] != null) return series[i];
+  return null;
+}

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  choicesOf, configSummary, fieldErrors, fieldKind, fmt, groupedFields, irrelevantFields,
+  toConfig,
+} from "../forms.js";
+
+const defaults = {
+  model: "mlp", depth: 3, width: 100, activation: "sigmoid", norm: "none", affine: true,
+  lr: 0.1, momentum: 0.9, clip: null, steps: 2000, seed: 0, device: "auto", brand_new: 7,
+};
+const catalog = {
+  models: ["mlp", "convnet", "rnn"], activations: ["sigmoid", "tanh"],
+  norms: [{ name: "batch", title: "Batch norm", note: "normalizes over the batch" }, { name: "none" }],
+};
+
+test("field kinds follow the catalog and the defaults", () => {
+  assert.equal(fieldKind("model", defaults, catalog), "select");
+  assert.equal(fieldKind("norm", defaults, catalog), "select");
+  assert.equal(fieldKind("device", defaults, catalog), "select");
+  assert.equal(fieldKind("depth", defaults, catalog), "int");
+  assert.equal(fieldKind("lr", defaults, catalog), "float");
+  assert.equal(fieldKind("affine", defaults, catalog), "bool");
+  assert.equal(fieldKind("clip", defaults, catalog), "optional");
+  assert.equal(fieldKind("brand_new", defaults, catalog), "int");
+});
+
+test("every default field is in exactly one group; unknown ones under Other", () => {
+  const groups = groupedFields(defaults);
+  const all = groups.flatMap(([, fs]) => fs);
+  assert.deepEqual([...all].sort(), Object.keys(defaults).sort());
+  assert.deepEqual(groups.at(-1), ["Other", ["brand_new"]]);
+});
+
+test("norm choices carry their one-line note", () => {
+  const [bn] = choicesOf("norm", catalog);
+  assert.deepEqual(bn, { value: "batch", label: "batch — Batch norm", note: "normalizes over the batch" });
+  assert.deepEqual(choicesOf("device", catalog).map((c) => c.value), ["auto", "cpu", "cuda"]);
+});
+
+test("form strings become typed config values; blank numbers become null", () => {
+  const c = toConfig({ depth: "3", lr: "0.05", affine: false, clip: "", model: "mlp", steps: "" }, defaults, catalog);
+  assert.deepEqual(c, { depth: 3, lr: 0.05, affine: false, clip: null, model: "mlp", steps: null });
+  assert.equal(toConfig({ clip: "1.5" }, defaults, catalog).clip, 1.5);
+});
+
+test("422 details map to their field; body-level errors to the form", () => {
+  const errs = fieldErrors({
+    detail: [
+      { loc: ["body", "batch_size"], msg: "Value error, batch_size 1 with norm 'batch': ..." },
+      { loc: ["body"], msg: "JSON decode error" },
+      { loc: ["body", "lr"], msg: "Input should be greater than 0" },
+    ],
+  });
+  assert.deepEqual(errs.batch_size, ["batch_size 1 with norm 'batch': ..."]);
+  assert.deepEqual(errs._form, ["JSON decode error"]);
+  assert.deepEqual(errs.lr, ["Input should be greater than 0"]);
+  assert.deepEqual(fieldErrors({ detail: "queue full" }), { _form: ["queue full"] });
+});
+
+test("irrelevant fields depend on the config", () => {
+  const off = irrelevantFields({ model: "mlp", norm: "none", init: "default", optimizer: "sgd" });
+  assert.ok(off.has("cell") && off.has("groups") && off.has("momentum") && off.has("affine"));
+  const on = irrelevantFields({ model: "rnn", norm: "group", init: "gaussian", optimizer: "momentum" });
+  assert.equal(on.size, 0);
+});
+
+test("summaries and numbers read well", () => {
+  const s = configSummary({ ...defaults, norm: "batch", batch_size: 2, optimizer: "sgd", dataset: "digits", batch_order: "one_class" });
+  assert.equal(s, "batch · mlp 3×100 sigmoid · digits one_class · bs 2 · sgd lr 0.1");
+  assert.equal(fmt(12345), "12,345");
+  assert.equal(fmt(0.123456), "0.123");
+  assert.equal(fmt(0.0000123), "1.23e-5");
+  assert.equal(fmt(null), "–");
+  assert.equal(fmt(NaN), "–");
+});
