@@ -72,10 +72,14 @@ def _config_table(runs: Sequence[RunFrames]) -> str:
     for key in keys:
         values = [run.get("config", {}).get(key) for run, _ in runs]
         differs = len(runs) > 1 and any(v != values[0] for v in values)
-        cells = "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in values)
+        cells = "".join(f"<td>{html.escape(_plain(v))}</td>" for v in values)
         cls = ' class="diff"' if differs else ""
         rows.append(f"<tr{cls}><th>{html.escape(key)}</th>{cells}</tr>")
     return f'<table class="config"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _fmt(value: Any, pct: bool = False) -> str:
@@ -126,6 +130,9 @@ def render_report(
     """The HTML page for `runs` = [(Run JSON, frames)], frames in seq order, any may be empty."""
     if not runs:
         raise ValueError("render_report needs at least one run; got none")
+    names = F.display_names([run for run, _ in runs])
+    pairs = zip(runs, names, strict=True)
+    runs = [({**run, "display": name}, frames) for (run, frames), name in pairs]
     figures: dict[str, dict[str, Any]] = {}
 
     def add(fig: dict[str, Any]) -> str:
@@ -199,6 +206,9 @@ def render_report(
             sections.append(_section(name.capitalize(), note, [[add(f) for f in figs]]))
 
     label = " vs ".join(F.short(run) for run, _ in runs)
+    if len(runs) > 1 and len(set(names)) == len(names):
+        common = [p for p in str(runs[0][0].get("label", "")).split(" · ") if p not in label]
+        label += f" ({' · '.join(common)})" if common else ""
     title = title or (f"NormScope report · {label}" if len(runs) > 1 else f"NormScope · {label}")
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     return PAGE.format(

@@ -43,7 +43,7 @@ def pick_layers(n: int) -> list[int]:
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
     base = {
-        "title": {"text": title, "font": {"size": 13}},
+        "title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
         "margin": {"l": 50, "r": 20, "t": 36, "b": 36},
         "height": 280,
         "legend": {"font": {"size": 10}},
@@ -85,7 +85,29 @@ def _line(xs, ys, name, color, *, dash="solid", markers=False, width=1.5) -> dic
 
 
 def short(run: dict[str, Any]) -> str:
-    return run.get("label") or run["id"]
+    """The run's name in legends and titles (`display_names` sets `display`)."""
+    return run.get("display") or run.get("label") or run["id"]
+
+
+def display_names(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Names that tell compared runs apart: the parts of their labels that differ
+    ('none' vs 'batch'), else the config fields that differ ('lr=0.1'), else the ids."""
+    labels = [str(run.get("label") or run["id"]) for run in runs]
+    if len(runs) < 2:
+        return labels
+    parts = [label.split(" · ") for label in labels]
+    if len({len(p) for p in parts}) == 1:
+        differ = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+        if differ:
+            names = [" · ".join(p[i] for i in differ) for p in parts]
+            if len(set(names)) == len(names):
+                return names
+    configs = [run.get("config") or {} for run in runs]
+    keys = [k for k in configs[0] if len({repr(c.get(k)) for c in configs}) > 1]
+    names = [", ".join(f"{k}={c.get(k)}" for k in keys[:3]) for c in configs]
+    if all(names) and len(set(names)) == len(names):
+        return names
+    return [str(run["id"]) for run in runs]
 
 
 def saturation(run: dict[str, Any], frames: list[Frame]) -> dict[str, Any]:
@@ -108,7 +130,17 @@ def saturation(run: dict[str, Any], frames: list[Frame]) -> dict[str, Any]:
         {"label": "after norm", "method": "restyle", "args": [{"z": [after]}]},
         {"label": "before norm", "method": "restyle", "args": [{"z": [before]}]},
     ]
-    menu = {"type": "buttons", "direction": "right", "x": 1, "y": 1.18, "buttons": buttons}
+    menu = {
+        "type": "buttons",
+        "direction": "right",
+        "x": 1,
+        "xanchor": "right",
+        "y": 1.02,
+        "yanchor": "bottom",
+        "pad": {"t": 0, "b": 0},
+        "font": {"size": 10},
+        "buttons": buttons,
+    }
     layout = _layout(f"saturation · {short(run)}", updatemenus=[menu])
     layout["yaxis"] = {"autorange": "reversed"}
     return {"data": [trace], "layout": layout}

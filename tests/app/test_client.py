@@ -1,0 +1,139 @@
+"""normcore.client against a real NormScope server (uvicorn in a subprocess, real sockets).
+
+The stream tests consume the stream; the resume test cuts the TCP connection mid-stream with
+a real proxy and checks that every frame still arrives exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from normcore.client import Client, NormScopeError, parse_sse
+from tests.utils.tcp_proxy import TcpProxy
+
+SMALL = {"width": 16, "depth": 2, "probe_every": 1, "eval_every": 20}
+
+
+def test_parse_sse_follows_the_event_stream_rules():
+    lines = [
+        ": keep-alive",
+        "event: frame",
+        "id: 3",
+        'data: {"a":',
+        "data: 1}",
+        "",
+        "retry: 1500",
+        "event: status",
+        "data: {}",
+        "",
+        "data: cut short, no blank line",
+    ]
+    events = list(parse_sse(lines))
+    assert events == [("frame", "3", '{"a":\n1}', None), ("status", "3", "{}", 1500)]
+
+
+def test_normcore_imports_without_httpx():
+    # httpx blocked: the package and the client module import; only Client() needs it.
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["httpx"] = None
+        import normcore, normcore.client
+        from normcore.config import RunConfig
+        RunConfig()
+        try:
+            normcore.client.Client()
+        except ImportError:
+            print("lazy")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lazy"
+
+
+def test_client_health_catalog_and_norms(server):
+    with Client(server.url, token=server.token) as client:
+        assert client.health()["status"] == "ok"
+        norms = client.norms()
+        names = [n["name"] for n in norms]
+        assert "batch" in names and "layer" in names
+        assert all("properties" in n for n in norms)
+
+
+def test_client_rejects_a_bad_config_naming_the_field(server):
+    with Client(server.url, token=server.token) as client:
+        with pytest.raises(NormScopeError) as err:
+            client.create_run(norm="batch", batch_size=1)
+    assert err.value.status == 422
+    assert "batch_size" in str(err.value.detail)
+
+
+def test_client_unknown_run_is_a_404(server):
+    with Client(server.url, token=server.token) as client:
+        with pytest.raises(NormScopeError) as err:
+            client.run("no-such-run")
+    assert err.value.status == 404
+
+
+def test_client_creates_waits_and_reads_frames_and_exports(server, tmp_path):
+    with Client(server.url, token=server.token) as client:
+        run = client.create_run({**SMALL, "steps": 40}, norm="layer")
+        assert run["status"] in ("queued", "running") and run["config"]["norm"] == "layer"
+        done = client.wait(run["id"], timeout=120)
+        assert done["status"] == "completed" and done["step"] == 40
+        assert run["id"] in [r["id"] for r in client.runs(status="completed")]
+
+        frames = client.frames(run["id"])
+        assert frames["total"] == done["frame_count"] == len(frames["data"])
+        assert [f["seq"] for f in frames["data"]] == list(range(frames["total"]))
+        thin = client.frames(run["id"], max_points=5)
+        assert thin["count"] == len(thin["data"]) <= 5 and thin["dropped"] > 0
+        assert thin["data"][-1]["seq"] == frames["data"][-1]["seq"]
+
+        jsonl = client.export(run["id"], "jsonl", path=tmp_path / "run.jsonl")
+        assert len(jsonl.splitlines()) == done["frame_count"]
+        assert (tmp_path / "run.jsonl").read_bytes() == jsonl
+        csv = client.export(run["id"], "csv").decode()
+        assert "loss" in csv.splitlines()[0]
+
+
+def test_iter_frames_streams_a_live_run_to_its_end(server):
+    with Client(server.url, token=server.token) as client:
+        run = client.create_run(SMALL, steps=60)
+        seqs = [frame["seq"] for frame in client.iter_frames(run["id"])]
+        done = client.run(run["id"])
+    assert done["status"] == "completed"
+    assert seqs == list(range(done["frame_count"]))
+
+
+def test_iter_frames_since_seq_skips_earlier_frames(server):
+    with Client(server.url, token=server.token) as client:
+        run = client.create_run(SMALL, steps=20)
+        client.wait(run["id"], timeout=120)
+        seqs = [frame["seq"] for frame in client.iter_frames(run["id"], since_seq=7)]
+    assert seqs[0] == 7 and seqs == list(range(7, 7 + len(seqs)))
+
+
+def test_stream_resumes_after_a_dropped_connection(server):
+    proxy = TcpProxy("127.0.0.1", server.port)
+    try:
+        with Client(proxy.url, token=server.token) as client:
+            run = client.create_run(SMALL, steps=300)
+            seqs, dropped = [], threading.Event()
+            for frame in client.iter_frames(run["id"]):
+                seqs.append(frame["seq"])
+                if len(seqs) == 5 and not dropped.is_set():
+                    assert proxy.drop() >= 1  # the stream's socket dies mid-run
+                    dropped.set()
+            total = client.run(run["id"])["frame_count"]
+            reconnects = client.reconnects
+    finally:
+        proxy.close()
+    assert seqs == list(range(total)), "every frame exactly once, in order"
+    assert reconnects >= 1 and proxy.connections >= 2
