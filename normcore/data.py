@@ -143,6 +143,7 @@ def load_dataset(name: str, *, seed: int = 0) -> Dataset:
     """Build data set ``name`` (any accepted spelling) deterministically from ``seed``."""
     name = canonical(name, DATASETS, "dataset")
     rng = np.random.default_rng([seed, DATASETS.index(name)])
+    shape: tuple[int, ...]
     if name == "digits":
         tx, ty, vx, vy = _digits(rng)
         n_classes, shape = 10, (1, 8, 8)

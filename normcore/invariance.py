@@ -73,10 +73,12 @@ class _Probe:
         self.norm.train()  # batch statistics: what training sees and what Table 1 is about
 
     @property
-    def weight(self) -> nn.Parameter:
+    def weight(self) -> torch.Tensor:
         """The tensor Table 1's W stands for: WN's direction v, else the plain weight."""
         param = getattr(self.linear, "parametrizations", None)
-        return param.weight.original1 if param is not None else self.linear.weight
+        weight = param.weight.original1 if param is not None else self.linear.weight
+        assert isinstance(weight, torch.Tensor)
+        return weight
 
     def __call__(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

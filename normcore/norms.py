@@ -116,10 +116,10 @@ class CosineConv2d(nn.Conv2d):
         self.register_buffer("ones", torch.ones(1, in_ch, *self.kernel_size), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
+        w, ones = self.weight, self.ones.to(x.dtype)  # ones: (1, C_in, k, k)
         dot = self._conv_forward(x, w, None)  # (B, C_out, H', W')
-        opts = dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
-        patch = (F.conv2d(x * x, self.ones.to(x.dtype), None, **opts) + _EPS).sqrt()  # (B,1,H',W')
+        sq = F.conv2d(x * x, ones, None, self.stride, self.padding, self.dilation)  # type: ignore[arg-type]
+        patch = (sq + _EPS).sqrt()  # (B, 1, H', W'): the norm of each input patch
         w_norm = w.flatten(1).norm(dim=1).clamp_min(1e-12).view(1, -1, 1, 1)  # (1, C_out, 1, 1)
         y = dot / (patch * w_norm)
         if self.g is not None and self.b is not None:
@@ -262,7 +262,7 @@ def get_norm_layer(
 
 
 def _freeze_gain(layer: nn.Module) -> nn.Module:
-    g = layer.parametrizations.weight.original0
+    g: nn.Parameter = layer.parametrizations.weight.original0  # type: ignore[union-attr,assignment]
     g.data.fill_(1.0)
     g.requires_grad_(False)  # w = v / ||v||: a pure direction, no learned scale
     return layer
@@ -301,6 +301,11 @@ def make_conv2d(
 ) -> nn.Module:
     """The conv equivalent of ``make_linear`` (``conv_kw``: stride, padding, dilation)."""
     name = resolve(norm).name
+    unknown = set(conv_kw) - {"stride", "padding", "dilation"}
+    if unknown:  # cosine's patch norm is computed with exactly these three
+        raise ValueError(
+            f"conv option(s) {sorted(unknown)} not supported; use stride, padding, dilation"
+        )
     if name == "cosine":
         return CosineConv2d(in_channels, out_channels, kernel_size, affine=affine, **conv_kw)
     if name == "weight":
@@ -321,7 +326,8 @@ def norm_affine(module: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | 
     param = getattr(module, "parametrizations", None)
     if param is not None and "weight" in param:
         g = param.weight.original0
-        return (g.flatten() if g.requires_grad else None), module.bias
+        bias: torch.Tensor | None = getattr(module, "bias", None)
+        return (g.flatten() if g.requires_grad else None), bias
     if isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm):
         return module.weight, module.bias
     if isinstance(module, nn.RMSNorm):

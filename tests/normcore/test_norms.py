@@ -220,3 +220,17 @@ def test_catalog_is_json_ready_and_in_canonical_order() -> None:
         assert set(entry["properties"]) == set(NORMS["batch"].properties)
         assert entry["note"] and "\n" not in entry["note"]
     assert dict((e["name"], e["aliases"]) for e in catalog)["batch"] == ["bn"]
+
+
+def test_conv_options_other_than_stride_padding_dilation_are_rejected() -> None:
+    with pytest.raises(ValueError, match=r"conv option\(s\) \['groups'\] not supported"):
+        make_conv2d("cosine", 4, 4, 3, groups=2)
+
+
+def test_cosine_conv_with_stride_is_scale_invariant_in_weights_and_data() -> None:
+    conv = make_conv2d("cosine", 3, 4, 3, stride=2, padding=1, affine=False).double()
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64) + 1
+    y = conv(x)
+    assert y.shape == (2, 4, 4, 4) and y.abs().max() <= 1
+    conv.weight.data *= 5
+    torch.testing.assert_close(conv(0.2 * x), y)
