@@ -1,0 +1,12 @@
+"""The HTTP API: one router per resource, all under /api and behind the token check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from app.api import catalog, frames, jobs, reports, runs
+from app.deps import require_token
+
+api_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+for module in (catalog, runs, frames, jobs, reports):
+    api_router.include_router(module.router)

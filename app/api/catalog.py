@@ -1,0 +1,123 @@
+"""The catalog: everything the Launch form is built from (names, limits, defaults, presets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.deps import SettingsDep
+from app.schemas import Catalog, Preset
+from normcore import config as C
+from normcore.norms import norm_catalog
+
+router = APIRouter(prefix="/catalog", tags=["catalog"])
+
+# The BN paper's Figure 1 network: 3 hidden layers of 100 sigmoid units, batch 60,
+# small random Gaussian initial weights.
+_FIGURE_1: dict[str, Any] = {
+    "model": "mlp", "depth": 3, "width": 100, "activation": "sigmoid", "init": "gaussian",
+    "init_std": 0.1, "dataset": "digits", "batch_size": 60, "lr": 0.5, "steps": 3000,
+}  # fmt: skip
+_SMALL_BATCH: dict[str, Any] = {
+    "model": "mlp", "depth": 3, "width": 64, "activation": "relu", "dataset": "digits",
+    "steps": 2000, "lr": 0.05,
+}  # fmt: skip
+
+PRESETS = [
+    Preset(
+        id="bn-figure-1",
+        title="BN paper Figure 1: 3×100 sigmoid with and without BN",
+        description="Ioffe & Szegedy's Figure 1: with BN the last layer's 15/50/85 "
+        "percentiles settle early and accuracy rises faster (C1).",
+        runs=[{**_FIGURE_1, "norm": "none"}, {**_FIGURE_1, "norm": "batch"}],
+    ),
+    Preset(
+        id="deep-sigmoid-saturation",
+        title="Deep sigmoid net without normalization (saturation)",
+        description="10 sigmoid layers, no norm: watch the saturation map fill up with "
+        "depth and the gradient norms of the lower layers vanish (C2).",
+        runs=[
+            {
+                "model": "mlp",
+                "depth": 10,
+                "width": 100,
+                "activation": "sigmoid",
+                "norm": "none",
+                "init": "gaussian",
+                "init_std": 1.0,
+                "dataset": "digits",
+                "steps": 2000,
+            }
+        ],  # fmt: skip
+    ),
+    Preset(
+        id="bn-batch-2-vs-ln",
+        title="BN at batch size 2 vs LN",
+        description="Two examples per batch make BN's statistics noise; LN normalizes each "
+        "example on its own and does not care (C4, Wu & He).",
+        runs=[
+            {**_SMALL_BATCH, "norm": "batch", "batch_size": 2},
+            {**_SMALL_BATCH, "norm": "layer", "batch_size": 2},
+        ],  # fmt: skip
+    ),
+    Preset(
+        id="bn-one-class-vs-ln",
+        title="BN with one-class batches vs LN",
+        description="Batches that each hold a single class: BN's batch statistics differ "
+        "from the held-out data's and its eval-mode accuracy collapses; LN's does not (C4).",
+        runs=[
+            {**_SMALL_BATCH, "norm": "batch", "batch_size": 32, "batch_order": "one_class"},
+            {**_SMALL_BATCH, "norm": "layer", "batch_size": 32, "batch_order": "one_class"},
+        ],
+    ),  # fmt: skip
+    Preset(
+        id="bn-affine",
+        title="BN with and without its second shift/scale (g, b)",
+        description="Without g and b the normalized inputs stay near the sigmoid's linear "
+        "middle; with them the network can reach the saturated region if it helps (C3).",
+        runs=[
+            {**_FIGURE_1, "norm": "batch", "affine": False},
+            {**_FIGURE_1, "norm": "batch", "affine": True},
+        ],  # fmt: skip
+    ),
+    Preset(
+        id="none-bn-ln-rms",
+        title="None vs BN vs LN vs RMSNorm on one network",
+        description="The same 6×100 tanh network four times: how each norm changes "
+        "the drift, the saturation and the speed of training.",
+        runs=[
+            {
+                "model": "mlp",
+                "depth": 6,
+                "width": 100,
+                "activation": "tanh",
+                "dataset": "digits",
+                "steps": 2000,
+                "norm": norm,
+            }
+            for norm in ("none", "batch", "layer", "rms")
+        ],  # fmt: skip
+    ),
+]
+
+
+@router.get("")
+def read_catalog(settings: SettingsDep) -> Catalog:
+    """Norms with the seed's properties, every choice the Launch form offers, limits,
+    defaults and presets."""
+    return Catalog(
+        norms=norm_catalog(),
+        models=list(C.MODELS),
+        activations=list(C.ACTIVATIONS),
+        datasets=list(C.DATASETS),
+        batch_orders=list(C.BATCH_ORDERS),
+        optimizers=list(C.OPTIMIZERS),
+        placements=list(C.PLACEMENTS),
+        inits=list(C.INITS),
+        cells=list(C.CELLS),
+        devices=list(C.DEVICES),
+        limits=settings.limits(),
+        defaults=C.RunConfig().model_dump(),
+        presets=PRESETS,
+    )

@@ -1,0 +1,59 @@
+"""Dependencies: the store, executor, hub and settings live on app.state (set by the
+lifespan), never in module globals, so each app — and each test — has its own."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.errors import AuthError
+from app.jobs.base import Executor
+from app.live import Hub
+from app.settings import Settings
+from app.store import Store
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_executor(request: Request) -> Executor:
+    return request.app.state.executor
+
+
+def get_hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+_bearer = HTTPBearer(auto_error=False, description="NORMSCOPE_TOKEN, when the server has one")
+
+
+def require_token(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """With a token configured, demand it: the Authorization header, or on GET requests a
+    `?token=` (EventSource, download links and new tabs cannot send headers)."""
+    if settings.token is None:
+        return
+    given = credentials.credentials if credentials else None
+    if given is None and request.method == "GET":
+        given = request.query_params.get("token")
+    if given is None:
+        raise AuthError("this server needs a token: send 'Authorization: Bearer <token>'")
+    expected = settings.token.get_secret_value().encode()
+    if not hmac.compare_digest(given.encode(), expected):
+        raise AuthError("the token is not valid")

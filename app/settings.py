@@ -1,0 +1,78 @@
+"""Settings: the one configuration path of the service, read from NORMSCOPE_* variables.
+
+Every limit a client could use to exhaust the machine lives here (run sizes, queue, body
+size), so an operator tunes them in one place and the API reports them in the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from normcore.config import MAX_BATCH, MAX_DEPTH, MAX_STEPS, MAX_WIDTH
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder of the platform (XDG on Linux), so runs survive a reinstall."""
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "normscope"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "normscope"
+    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "normscope"
+
+
+class Settings(BaseSettings):
+    """Server settings; each field is NORMSCOPE_<FIELD> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="NORMSCOPE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)  # runs.db lives here
+    host: str = "127.0.0.1"  # loopback only unless the operator opens it up
+    port: int = Field(8000, ge=0, le=65535)
+    executor: Literal["local", "ray"] = "local"
+    max_jobs: int | None = Field(None, ge=1, le=256)  # None: one per GPU, else one on CPU
+    queue_length: int = Field(32, ge=0, le=100_000)  # runs waiting beyond max_jobs
+    warm_workers: int = Field(1, ge=0, le=8)  # idle workers with torch already imported
+    cancel_grace_s: float = Field(0.7, gt=0, le=30)  # then the worker is killed
+    keepalive_s: float = Field(15.0, gt=0, le=3600)  # SSE comment when nothing happened
+    retry_after_s: int = Field(10, ge=1)  # the Retry-After of a 429
+    max_steps: int = Field(100_000, ge=1, le=MAX_STEPS)
+    max_width: int = Field(1024, ge=1, le=MAX_WIDTH)
+    max_depth: int = Field(MAX_DEPTH, ge=1, le=MAX_DEPTH)
+    max_batch_size: int = Field(1024, ge=1, le=MAX_BATCH)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)  # a RunConfig is well under 1 KB
+    token: SecretStr | None = None  # when set, /api and the stream need Bearer <token>
+    frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        # docker compose writes NORMSCOPE_TOKEN= for "no token"; never accept "" as a token.
+        return None if value == "" else value
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "runs.db"
+
+    def limits(self) -> dict[str, int]:
+        """The run-size limits as the catalog and the 422 messages show them."""
+        return {
+            "steps": self.max_steps,
+            "width": self.max_width,
+            "depth": self.max_depth,
+            "batch_size": self.max_batch_size,
+        }
+
+    def job_slots(self) -> int:
+        """Concurrent jobs: the setting, else one per visible GPU, else one on CPU."""
+        if self.max_jobs is not None:
+            return self.max_jobs
+        import torch
+
+        return max(1, torch.cuda.device_count())

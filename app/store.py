@@ -1,0 +1,279 @@
+"""The run store: SQLite in WAL mode, the source of truth for runs and their frames.
+
+Frames are kept in `normcore.frames.encode` form (zlib of the wire JSON), so serving one to
+an SSE client or an export is a decompress, never a parse. Writers batch: `apply` takes a
+list of operations and commits them in one transaction (the recorder thread calls it with
+whatever piled up while the previous commit ran). Readers use their own connection per
+thread; WAL lets them read while the recorder writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("completed", "diverged", "failed", "cancelled", "interrupted")
+STATUSES = ACTIVE + TERMINAL
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    label TEXT NOT NULL,
+    device TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    step INTEGER NOT NULL DEFAULT 0,
+    steps INTEGER NOT NULL,
+    frame_count INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL DEFAULT -1,
+    final TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+CREATE TABLE IF NOT EXISTS frames (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = (
+    "id, status, config, label, device, error, created_at, started_at, finished_at, "
+    "step, steps, frame_count, last_seq, final"
+)
+
+
+@dataclass(frozen=True)
+class Start:
+    run_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Frames of one run: (seq, step, encoded blob) rows and the run's latest metrics."""
+
+    run_id: str
+    rows: list[tuple[int, int, bytes]]
+    summary: dict[str, Any]  # {"step", "device", "loss", "acc", "eval_loss", "eval_acc"}
+
+
+@dataclass(frozen=True)
+class Finish:
+    run_id: str
+    status: str
+    error: str | None
+    at: float
+
+
+Op = Start | Frames | Finish
+
+
+def frame_text(blob: bytes) -> str:
+    """A stored frame as its wire JSON text (what SSE and JSON lines send)."""
+    return zlib.decompress(blob).decode()
+
+
+class Store:
+    """Runs and frames in one SQLite file; safe to use from many threads."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._db().executescript(_SCHEMA)  # runs in its own transaction
+
+    # -- connections -----------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                 check_same_thread=False)  # fmt: skip
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db())
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- runs ------------------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any], label: str) -> dict[str, Any]:
+        run_id = uuid.uuid4().hex[:12]
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, status, config, label, created_at, steps) "
+                "VALUES (?, 'queued', ?, ?, ?, ?)",
+                (run_id, json.dumps(config), label, time.time(), int(config["steps"])),
+            )
+        run = self.get_run(run_id)
+        assert run is not None
+        return run
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        found = row.fetchone()
+        return _run(found) if found else None
+
+    def list_runs(
+        self, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        db = self._db()
+        count = db.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, id "
+            "LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        ).fetchall()
+        return [_run(r) for r in rows], count
+
+    def delete_run(self, run_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+
+    def mark_interrupted(self, reason: str) -> list[str]:
+        """Runs a stopped server left queued or running end `interrupted`; frames stay."""
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM runs WHERE status IN (?, ?)", ACTIVE)]
+            db.execute(
+                "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
+                "WHERE status IN (?, ?)",
+                (reason, time.time(), *ACTIVE),
+            )
+        return ids
+
+    # -- the recorder's batched writes -------------------------------------------------------
+    def apply(self, ops: Iterable[Op]) -> set[str]:
+        """Apply operations in one transaction; return the ids whose status changed."""
+        changed: set[str] = set()
+        with self._tx() as db:
+            for op in ops:
+                if isinstance(op, Frames):
+                    self._insert_frames(db, op)
+                elif isinstance(op, Start):
+                    cur = db.execute(
+                        "UPDATE runs SET status = 'running', started_at = ? "
+                        "WHERE id = ? AND status = 'queued'",
+                        (op.at, op.run_id),
+                    )
+                    changed.update([op.run_id] if cur.rowcount else [])
+                else:
+                    cur = db.execute(
+                        "UPDATE runs SET status = ?, error = ?, finished_at = ? "
+                        "WHERE id = ? AND status IN (?, ?)",
+                        (op.status, op.error, op.at, op.run_id, *ACTIVE),
+                    )
+                    changed.update([op.run_id] if cur.rowcount else [])
+        return changed
+
+    @staticmethod
+    def _insert_frames(db: sqlite3.Connection, op: Frames) -> None:
+        exists = db.execute("SELECT 1 FROM runs WHERE id = ?", (op.run_id,)).fetchone()
+        if not op.rows or not exists:
+            return  # the run was deleted while its worker was still sending
+        cur = db.executemany(
+            "INSERT OR IGNORE INTO frames (run_id, seq, step, data) VALUES (?, ?, ?, ?)",
+            [(op.run_id, seq, step, blob) for seq, step, blob in op.rows],
+        )
+        s = op.summary
+        final = {k: s.get(k) for k in ("loss", "acc", "eval_loss", "eval_acc")}
+        db.execute(
+            "UPDATE runs SET frame_count = frame_count + ?, last_seq = MAX(last_seq, ?), "
+            "step = ?, device = COALESCE(?, device), final = ? WHERE id = ?",
+            (cur.rowcount, op.rows[-1][0], int(s.get("step") or 0), s.get("device"),
+             json.dumps(final), op.run_id),
+        )  # fmt: skip
+
+    # -- frames ----------------------------------------------------------------------------
+    def read_frames(self, run_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` frames with seq > after_seq, in seq order."""
+        return (
+            self._db()
+            .execute(
+                "SELECT seq, data FROM frames WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, after_seq, limit),
+            )
+            .fetchall()
+        )
+
+    def iter_frames(self, run_id: str, page: int = 500) -> Iterator[tuple[int, bytes]]:
+        """Every frame of a run in seq order, one page in memory at a time."""
+        after = -1
+        while rows := self.read_frames(run_id, after, page):
+            yield from rows
+            after = rows[-1][0]
+
+    def sample_frames(
+        self, run_id: str, since_seq: int, max_points: int
+    ) -> tuple[list[tuple[int, bytes]], int, int]:
+        """At most max_points frames with seq >= since_seq, evenly strided, first and last
+        always kept; returns (rows, total frames in the range, stride)."""
+        db = self._db()
+        total, last = db.execute(
+            "SELECT COUNT(*), MAX(seq) FROM frames WHERE run_id = ? AND seq >= ?",
+            (run_id, since_seq),
+        ).fetchone()
+        if total <= max_points:
+            return self.read_frames(run_id, since_seq - 1, max(total, 1)), total, 1
+        # ceil division; max_points - 2 leaves room for the last frame when it is off stride
+        stride = -(-(total - 1) // (max_points - 2)) if max_points > 2 else total
+        rows = db.execute(
+            "SELECT f.seq, f.data FROM frames f JOIN ("
+            "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) - 1 AS rn"
+            "                   FROM frames WHERE run_id = ? AND seq >= ?)"
+            "  WHERE rn % ? = 0 OR seq = ?) k ON f.seq = k.seq "
+            "WHERE f.run_id = ? ORDER BY f.seq",
+            (run_id, since_seq, stride, last, run_id),
+        ).fetchall()
+        return rows, total, stride
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK): one writer lock taken up front, no upgrade
+    deadlocks between the recorder and request threads."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _run(row: tuple) -> dict[str, Any]:
+    run = dict(zip(_RUN_COLUMNS.split(", "), row, strict=True))
+    run["config"] = json.loads(run["config"])
+    final = json.loads(run["final"]) if run["final"] else None
+    run["final"] = final if run["status"] in TERMINAL else None
+    run["metrics"] = final  # latest metrics while running, for the runs table
+    return run
