@@ -22,18 +22,11 @@ from importlib import resources
 from typing import Any
 
 from app import report_figures as F
+from app.errors import RunNotFound
 from app.report_figures import PALETTE, RunFrames
 from app.store import frame_text
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
-
-
-class RunNotFound(LookupError):
-    """A run id given to a report does not exist (the API turns it into a 404)."""
-
-    def __init__(self, run_id: str):
-        self.run_id = run_id
-        super().__init__(f"run {run_id!r} not found")
 
 
 def from_store(
