@@ -67,7 +67,7 @@ export function choicesOf(name, catalog) {
   return list.map((c) =>
     typeof c === "string"
       ? { value: c, label: c, note: "" }
-      : { value: c.name, label: c.title ? `${c.name} — ${c.title}` : c.name, note: c.note ?? "" },
+      : { value: c.name, label: c.title ?? c.name, note: c.note ?? "" },
   );
 }
 
@@ -133,4 +133,16 @@ export function fmt(v, digits = 3) {
   const a = Math.abs(v);
   if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(digits - 1);
   return String(Number(v.toPrecision(digits)));
+}
+
+/**
+ * Short labels that tell runs apart: the config fields that differ between them
+ * ("batch · batch_size 2" vs "layer · batch_size 60"); the norm always leads.
+ */
+export function distinguishingLabels(configs) {
+  if (!configs.length) return [];
+  const keys = Object.keys(configs[0]).filter(
+    (k) => k !== "norm" && configs.some((c) => JSON.stringify(c[k]) !== JSON.stringify(configs[0][k])),
+  );
+  return configs.map((c) => [c.norm === "none" ? "no norm" : c.norm, ...keys.map((k) => `${k} ${c[k]}`)].join(" · "));
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  choicesOf, configSummary, fieldErrors, fieldKind, fmt, groupedFields, irrelevantFields,
+  choicesOf, configSummary, distinguishingLabels, fieldErrors, fieldKind, fmt, groupedFields, irrelevantFields,
   toConfig,
 } from "../forms.js";
 
@@ -35,7 +35,7 @@ test("every default field is in exactly one group; unknown ones under Other", ()
 
 test("norm choices carry their one-line note", () => {
   const [bn] = choicesOf("norm", catalog);
-  assert.deepEqual(bn, { value: "batch", label: "batch — Batch norm", note: "normalizes over the batch" });
+  assert.deepEqual(bn, { value: "batch", label: "Batch norm", note: "normalizes over the batch" });
   assert.deepEqual(choicesOf("device", catalog).map((c) => c.value), ["auto", "cpu", "cuda"]);
 });
 
@@ -74,4 +74,13 @@ test("summaries and numbers read well", () => {
   assert.equal(fmt(0.0000123), "1.23e-5");
   assert.equal(fmt(null), "–");
   assert.equal(fmt(NaN), "–");
+});
+
+test("compare labels name what differs between runs", () => {
+  const a = { ...defaults, norm: "batch", batch_size: 2 };
+  const b = { ...defaults, norm: "layer", batch_size: 2 };
+  const c = { ...defaults, norm: "none", batch_size: 60 };
+  assert.deepEqual(distinguishingLabels([a, b]), ["batch", "layer"]);
+  assert.deepEqual(distinguishingLabels([a, c]), ["batch · batch_size 2", "no norm · batch_size 60"]);
+  assert.deepEqual(distinguishingLabels([]), []);
 });

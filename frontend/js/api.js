@@ -1,0 +1,105 @@
+// Every URL of the REST API and every fetch / EventSource lives here (TensorBoard's split):
+// views ask for data, never build paths. Same-origin only: nothing leaves the server we came from.
+
+const TOKEN_KEY = "normscope.token";
+
+/** An API call that did not succeed: status 0 means the server could not be reached. */
+export class ApiError extends Error {
+  constructor(status, body, message) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export function getToken() {
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+// A link like http://host/?token=abc#/run/x stores the token once and drops it from the URL.
+const fromUrl = new URLSearchParams(location.search).get("token");
+if (fromUrl) {
+  setToken(fromUrl);
+  history.replaceState(null, "", location.pathname + location.hash);
+}
+
+const enc = encodeURIComponent;
+
+function query(params) {
+  const q = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "");
+  return q.length ? `?${q.map(([k, v]) => `${enc(k)}=${enc(v)}`).join("&")}` : "";
+}
+
+function describe(status, body, path) {
+  const detail = body?.detail;
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => d.msg).join("; ");
+  return `${path} answered ${status}`;
+}
+
+async function request(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new ApiError(0, null, `The NormScope server at ${location.host} cannot be reached (${err.message}).`);
+  }
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: text.slice(0, 300) };
+  }
+  if (!res.ok) {
+    const err = new ApiError(res.status, data, describe(res.status, data, path));
+    err.retryAfter = Number(res.headers.get("Retry-After")) || null;
+    throw err;
+  }
+  return data;
+}
+
+export const api = {
+  health: () => request("/healthz"),
+  catalog: () => request("/api/catalog"),
+  runs: (status) => request(`/api/runs${query({ status })}`),
+  run: (id) => request(`/api/runs/${enc(id)}`),
+  createRun: (config) => request("/api/runs", { method: "POST", body: config }),
+  cancelRun: (id) => request(`/api/runs/${enc(id)}/cancel`, { method: "POST" }),
+  deleteRun: (id) => request(`/api/runs/${enc(id)}`, { method: "DELETE" }),
+  frames: (id, { maxPoints, sinceSeq, layers } = {}) =>
+    request(`/api/runs/${enc(id)}/frames${query({ max_points: maxPoints, since_seq: sinceSeq, layers })}`),
+
+  /**
+   * The live stream. EventSource cannot send headers, so a token travels as ?token=.
+   * since_seq tells the server where the history we already hold ends; the browser's own
+   * Last-Event-ID takes over on reconnects.
+   */
+  events: (id, sinceSeq) =>
+    new EventSource(`/api/runs/${enc(id)}/events${query({ token: getToken(), since_seq: sinceSeq >= 0 ? sinceSeq : undefined })}`),
+
+  exportUrl: (id, format) => `/api/runs/${enc(id)}/export${query({ format })}`,
+  reportUrl: (id) => `/api/runs/${enc(id)}/report.html`,
+
+  /** Fetch a file route with the token header and hand it to the browser as a download. */
+  async download(url, filename) {
+    const token = getToken();
+    const res = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    if (!res.ok) throw new ApiError(res.status, null, `${url} answered ${res.status}`);
+    const blob = URL.createObjectURL(await res.blob());
+    const a = Object.assign(document.createElement("a"), { href: blob, download: filename });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(blob), 10_000);
+  },
+};
+
+export const TERMINAL = new Set(["completed", "diverged", "failed", "cancelled", "interrupted"]);

@@ -1,0 +1,16 @@
+// Gradient norms of one layer on a log axis: vanishing and exploding gradients are orders of
+// magnitude, not percentages.
+
+import * as P from "../plot.js";
+import { extendPayload, gradTraces } from "../transforms.js";
+
+export function draw(el, cols, name, { step } = {}) {
+  return P.draw(el, gradTraces(cols, name), P.layout(`${name}: gradient norms`, {
+    yaxis: { type: "log", exponentformat: "power", automargin: true },
+    shapes: P.stepMarker(step),
+  }));
+}
+
+export function extend(el, delta, name) {
+  return P.extend(el, extendPayload(gradTraces(delta, name)));
+}

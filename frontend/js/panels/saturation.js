@@ -1,0 +1,33 @@
+// The layers × steps overview, the run view's entry point: saturation after or before the
+// norm (or drift, or gradient norm) for every layer at once. Clicking a cell opens the layer.
+
+import * as P from "../plot.js";
+import { extendPayload, HEATMAP_KEYS, OVERVIEW_METRICS, overviewTraces } from "../transforms.js";
+
+export const METRICS = OVERVIEW_METRICS;
+
+/** Height that keeps rows readable from 2 to 30+ layers. */
+export function height(nLayers) {
+  return Math.max(240, Math.min(520, 90 + 22 * nLayers));
+}
+
+export function draw(el, cols, metric = "sat", { title, xrange } = {}) {
+  el.style.height = `${height(cols.layerNames.length)}px`;
+  return P.draw(el, overviewTraces(cols, metric), P.layout(title ?? `layers × steps: ${OVERVIEW_METRICS[metric].label}`, {
+    xaxis: { title: { text: "step", standoff: 4 }, range: xrange, automargin: true },
+    yaxis: { autorange: "reversed", type: "category", automargin: true, ticks: "" },
+    annotations: cols.step.length ? [] : P.note("waiting for the first frame…"),
+  }));
+}
+
+export function extend(el, delta, metric = "sat") {
+  return P.extend(el, extendPayload(overviewTraces(delta, metric), HEATMAP_KEYS));
+}
+
+/** Call `pick(layerName, step)` when a cell is clicked. */
+export function onPick(el, pick) {
+  el.on("plotly_click", (ev) => {
+    const pt = ev?.points?.[0];
+    if (pt) pick(String(pt.y), Number(pt.x));
+  });
+}

@@ -1,0 +1,25 @@
+// A tiny hash router: #/launch, #/runs, #/run/<id>, #/compare/<id>,<id>[,...]. Hash URLs reload
+// and share without any server-side routing.
+
+const ROUTES = [
+  [/^#\/run\/([^/?#]+)$/, (m) => ({ view: "run", id: decodeURIComponent(m[1]) })],
+  [/^#\/compare\/([^/?#]*)$/, (m) => ({ view: "compare", ids: m[1].split(",").map(decodeURIComponent).filter(Boolean) })],
+  [/^#\/runs\/?$/, () => ({ view: "runs" })],
+  [/^(#\/?(launch\/?)?)?$/, () => ({ view: "launch" })],
+];
+
+/** Parse a location hash into {view, ...params}; unknown paths give {view: "notfound"}. */
+export function parse(hash) {
+  for (const [re, make] of ROUTES) {
+    const m = re.exec(hash ?? "");
+    if (m) return make(m);
+  }
+  return { view: "notfound", hash };
+}
+
+export const href = {
+  launch: () => "#/launch",
+  runs: () => "#/runs",
+  run: (id) => `#/run/${encodeURIComponent(id)}`,
+  compare: (ids) => `#/compare/${ids.map(encodeURIComponent).join(",")}`,
+};

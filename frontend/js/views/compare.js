@@ -1,0 +1,134 @@
+// Compare: two to four runs on shared axes, live while they run. Line panels overlay the runs
+// (one Okabe-Ito colour each); the distribution heatmaps and saturation maps sit side by side
+// on the same y range and colour scale.
+
+import { TERMINAL } from "../api.js";
+import { badge, errorBox, fill, h } from "../dom.js";
+import { RunFeed } from "../feed.js";
+import { distinguishingLabels } from "../forms.js";
+import * as heatmap from "../panels/heatmap.js";
+import * as saturation from "../panels/saturation.js";
+import * as P from "../plot.js";
+import { href } from "../router.js";
+import {
+  compareLayerTraces, comparePercentileTraces, compareRunTraces, RUN_COLORS, sharedRange,
+} from "../transforms.js";
+
+const CAP = 600; // points per run: four runs stay light
+const REDRAW_MS = 400;
+
+const LINE_PANELS = [
+  ["loss", "training loss", (runs) => compareRunTraces(runs, "loss"), {}],
+  ["eval-acc", "held-out accuracy", (runs) => compareRunTraces(runs, "eval.acc"), { yaxis: { range: [0, 1.02] } }],
+  ["percentiles", "15 / 50 / 85th percentile", (runs, l) => comparePercentileTraces(runs, l), {}],
+  ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
+  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: { type: "log", exponentformat: "power" } }],
+  ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
+  ["g", "norm's g (mean)", (runs, l) => compareLayerTraces(runs, l, "g_mean"), {}],
+  ["b", "norm's b (mean)", (runs, l) => compareLayerTraces(runs, l, "b_mean"), {}],
+];
+
+export function mount(root, { ids }) {
+  if (ids.length < 2 || ids.length > 4) {
+    fill(root, errorBox("Compare takes 2 to 4 runs", `This link names ${ids.length}.`,
+      h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
+    return { destroy() {} };
+  }
+  const state = { layer: null, pre: false, timer: null, last: 0 };
+  const chips = h("div", { class: "chips" });
+  const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; redraw(); } });
+  const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; redraw(); } });
+  const lineEls = Object.fromEntries(LINE_PANELS.map(([key]) => [key, h("div", { class: "plot small", dataset: { panel: `compare-${key}` } })]));
+  const heatRow = h("div", { class: "side-by-side" });
+  const satRow = h("div", { class: "side-by-side" });
+  const errors = h("div");
+
+  fill(root,
+    h("section", { class: "card run-head" },
+      h("div", { class: "run-line" }, h("h2", {}, "Compare"), chips),
+      h("div", { class: "run-line controls" },
+        h("label", { for: "compare-layer" }, "Layer "), layerSelect,
+        h("label", { class: "check" }, preToggle, " saturation before the norm")),
+      errors),
+    h("section", { class: "compare-grid" }, Object.values(lineEls).map((e) => h("div", { class: "card" }, e))),
+    h("section", { class: "card" }, h("h3", {}, "Distribution over steps, same bins and colour scale"), heatRow),
+    h("section", { class: "card" }, h("h3", {}, "Saturation, layers × steps"), satRow));
+
+  const runs = ids.map((id, i) => ({ id, color: RUN_COLORS[i], label: id, run: null, heat: null, sat: null }));
+  const feeds = runs.map((r) => new RunFeed(r.id, {
+    cap: CAP,
+    onRun: (run) => { r.run = run; renderChips(); },
+    onUpdate: () => schedule(),
+    onError: (err) => errors.append(errorBox(`Run ${r.id}`, err.message)),
+  }));
+  runs.forEach((r, i) => {
+    r.cols = feeds[i].cols;
+    r.heat = h("div", { class: "plot small", dataset: { panel: "compare-heatmap", run: r.id } });
+    r.sat = h("div", { class: "plot small", dataset: { panel: "compare-saturation", run: r.id } });
+    heatRow.append(r.heat);
+    satRow.append(r.sat);
+  });
+
+  function renderChips() {
+    const known = runs.every((r) => r.run);
+    const labels = known ? distinguishingLabels(runs.map((r) => r.run.config)) : runs.map((r) => r.id);
+    runs.forEach((r, i) => { r.label = labels[i]; });
+    fill(chips, runs.map((r) => h("a", { class: "chip", href: href.run(r.id), title: r.run?.label ?? r.id },
+      h("span", { class: "swatch", style: `background:${r.color}` }), r.label, " ", r.run ? badge(r.run.status) : "")));
+    const stillRunning = runs.filter((r) => r.run && !TERMINAL.has(r.run.status)).length;
+    document.title = `Compare ${runs.length} runs${stillRunning ? ` (${stillRunning} running)` : ""} — NormScope`;
+    schedule();
+  }
+
+  function schedule() {
+    if (state.timer) return;
+    const wait = Math.max(0, state.last + REDRAW_MS - performance.now());
+    state.timer = setTimeout(() => requestAnimationFrame(redraw), wait);
+  }
+
+  function syncLayers() {
+    const names = [...new Set(runs.flatMap((r) => r.cols.layerNames))];
+    if (names.join() === [...layerSelect.options].map((o) => o.value).join()) return;
+    fill(layerSelect, names.map((n) => h("option", { value: n }, n)));
+    if (!names.includes(state.layer)) state.layer = names.at(-1) ?? null;
+    layerSelect.value = state.layer ?? "";
+  }
+
+  function redraw() {
+    clearTimeout(state.timer);
+    state.timer = null;
+    state.last = performance.now();
+    syncLayers();
+    const l = state.layer;
+    const waiting = runs.every((r) => !r.cols.step.length);
+    for (const [key, title, build, extra] of LINE_PANELS) {
+      const traces = l || !["percentiles", "sat", "grad", "drift", "g", "b"].includes(key) ? build(runs, l, state.pre) : [];
+      const t = ["loss", "eval-acc"].includes(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
+      P.draw(lineEls[key], traces, P.layout(t, {
+        ...extra, yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
+        annotations: waiting ? P.note("waiting for the first frames…") : [],
+      }));
+    }
+    const range = l ? sharedRange(runs, l) : null;
+    const maxStep = Math.max(1, ...runs.map((r) => r.cols.step.at(-1) ?? 0));
+    for (const r of runs) {
+      if (l && r.cols.layers[l]) {
+        heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange: [0, maxStep] });
+      } else P.draw(r.heat, [], P.layout(r.label, { annotations: P.note(r.run?.status === "queued" ? "queued…" : "no frames yet") }));
+      if (r.cols.step.length) {
+        const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
+        saturation.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
+      } else P.draw(r.sat, [], P.layout(r.label, { annotations: P.note(r.run?.status === "queued" ? "queued…" : "no frames yet") }));
+    }
+  }
+
+  redraw();
+  feeds.forEach((f) => f.start());
+  return {
+    destroy() {
+      clearTimeout(state.timer);
+      feeds.forEach((f) => f.stop());
+      root.querySelectorAll(".js-plotly-plot").forEach(P.purge);
+    },
+  };
+}
