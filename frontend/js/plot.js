@@ -41,7 +41,10 @@ function detach(traces) {
 /** Draw (or redraw) a chart in full. */
 export function draw(el, traces, lay) {
   revision += 1;
-  return Plotly().react(el, detach(traces), { ...lay, datarevision: revision }, CONFIG);
+  // An empty chart gets its own uirevision: the first real draw must not inherit its axes.
+  const empty = !traces.some((t) => t.x?.length);
+  const full = { ...lay, datarevision: revision, uirevision: empty ? "empty" : lay.uirevision };
+  return Plotly().react(el, detach(traces), full, CONFIG);
 }
 
 /** Append points: `payload` is transforms.extendPayload(traces built from a delta). */

@@ -6,7 +6,7 @@ import { extendPayload, gradTraces } from "../transforms.js";
 
 export function draw(el, cols, name, { step } = {}) {
   return P.draw(el, gradTraces(cols, name), P.layout(`${name}: gradient norms`, {
-    yaxis: { type: "log", exponentformat: "power", automargin: true },
+    yaxis: { type: "log", exponentformat: "e", nticks: 5, automargin: true },
     shapes: P.stepMarker(step),
   }));
 }

@@ -19,14 +19,23 @@ const REDRAW_MS = 400;
 
 const LINE_PANELS = [
   ["loss", "training loss", (runs) => compareRunTraces(runs, "loss"), {}],
+  ["eval-loss", "held-out loss", (runs) => compareRunTraces(runs, "eval.loss"), {}],
   ["eval-acc", "held-out accuracy", (runs) => compareRunTraces(runs, "eval.acc"), { yaxis: { range: [0, 1.02] } }],
   ["percentiles", "15 / 50 / 85th percentile", (runs, l) => comparePercentileTraces(runs, l), {}],
   ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
-  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: { type: "log", exponentformat: "power" } }],
+  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: { type: "log", exponentformat: "e", nticks: 5 } }],
   ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
-  ["g", "norm's g (mean)", (runs, l) => compareLayerTraces(runs, l, "g_mean"), {}],
-  ["b", "norm's b (mean)", (runs, l) => compareLayerTraces(runs, l, "b_mean"), {}],
+  ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => gbCompare(runs, l), {}],
 ];
+const LAYER_PANELS = new Set(["percentiles", "sat", "grad", "drift", "gb"]);
+
+function gbCompare(runs, layer) {
+  const g = compareLayerTraces(runs, layer, "g_mean").map((t) => ({ ...t, name: `${t.name} g`, legendgroup: t.name }));
+  const b = compareLayerTraces(runs, layer, "b_mean").map((t) => ({
+    ...t, name: `${t.name} b`, legendgroup: t.name, line: { ...t.line, dash: "dash" },
+  }));
+  return [...g, ...b];
+}
 
 export function mount(root, { ids }) {
   if (ids.length < 2 || ids.length > 4) {
@@ -102,8 +111,8 @@ export function mount(root, { ids }) {
     const l = state.layer;
     const waiting = runs.every((r) => !r.cols.step.length);
     for (const [key, title, build, extra] of LINE_PANELS) {
-      const traces = l || !["percentiles", "sat", "grad", "drift", "g", "b"].includes(key) ? build(runs, l, state.pre) : [];
-      const t = ["loss", "eval-acc"].includes(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
+      const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
+      const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
       P.draw(lineEls[key], traces, P.layout(t, {
         ...extra, yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
         annotations: waiting ? P.note("waiting for the first frames…") : [],
@@ -114,13 +123,17 @@ export function mount(root, { ids }) {
     for (const r of runs) {
       if (l && r.cols.layers[l]) {
         heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange: [0, maxStep] });
-      } else P.draw(r.heat, [], P.layout(r.label, { annotations: P.note(r.run?.status === "queued" ? "queued…" : "no frames yet") }));
+      } else P.draw(r.heat, [], empty(r));
       if (r.cols.step.length) {
         const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
         saturation.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
-      } else P.draw(r.sat, [], P.layout(r.label, { annotations: P.note(r.run?.status === "queued" ? "queued…" : "no frames yet") }));
+      } else P.draw(r.sat, [], empty(r));
     }
   }
+
+  const empty = (r) => P.layout(r.label, {
+    annotations: P.note(r.run?.status === "queued" ? "queued…" : "no frames yet"),
+  });
 
   redraw();
   feeds.forEach((f) => f.start());

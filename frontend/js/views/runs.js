@@ -3,10 +3,17 @@
 
 import { api, TERMINAL } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
-import { configSummary, fmt } from "../forms.js";
+import { fmt } from "../forms.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 2000;
+
+/** What the label leaves out: batch, optimizer, order, seed, id. */
+function runDetails(run) {
+  const c = run.config ?? {};
+  const order = c.batch_order && c.batch_order !== "shuffled" ? ` ${c.batch_order}` : "";
+  return `bs ${c.batch_size}${order} · ${c.optimizer} lr ${c.lr} · seed ${c.seed} · ${run.id}`;
+}
 
 export function mount(root) {
   const picked = new Set();
@@ -46,7 +53,7 @@ export function mount(root) {
   }
 
   function row(run) {
-    const f = run.final ?? {};
+    const f = run.final ?? run.metrics ?? {}; // latest metrics while it runs
     const active = !TERMINAL.has(run.status);
     const box = h("input", {
       type: "checkbox", "aria-label": `select run ${run.id}`, checked: picked.has(run.id),
@@ -55,18 +62,18 @@ export function mount(root) {
     return h("tr", { dataset: { run: run.id } },
       h("td", {}, box),
       h("td", {}, h("a", { href: href.run(run.id) }, run.label ?? run.id),
-        h("div", { class: "muted" }, configSummary(run.config))),
+        h("div", { class: "muted" }, runDetails(run))),
       h("td", {}, badge(run.status), run.error ? h("div", { class: "muted error-text", title: run.error }, run.error.slice(0, 80)) : ""),
       h("td", { class: "num" }, `${fmt(run.step ?? 0)} / ${fmt(run.steps ?? run.config?.steps)}`),
       h("td", { class: "num" }, fmt(f.loss)),
       h("td", { class: "num" }, fmt(f.acc)),
       h("td", { class: "num" }, fmt(f.eval_acc)),
       h("td", { class: "muted" }, run.created_at ? new Date(run.created_at * (run.created_at < 1e12 ? 1000 : 1)).toLocaleString() : ""),
-      h("td", { class: "actions" },
+      h("td", {}, h("div", { class: "actions" },
         h("a", { class: "btn", href: href.run(run.id) }, "Open"),
         active && h("button", { type: "button", class: "danger", onclick: () => act("cancel", run) }, "Cancel"),
         !active && h("button", { type: "button", onclick: () => act("delete", run) }, "Delete"),
-        ["csv", "jsonl"].map((f) => fileLink(api.exportUrl(run.id, f), `${run.id}.${f}`, f.toUpperCase(), api.download))));
+        ["csv", "jsonl"].map((f) => fileLink(api.exportUrl(run.id, f), `${run.id}.${f}`, f.toUpperCase(), api.download)))));
   }
 
   async function load() {
