@@ -44,6 +44,10 @@ export function draw(el, traces, lay) {
   // An empty chart gets its own uirevision: the first real draw must not inherit its axes.
   const empty = !traces.some((t) => t.x?.length);
   const full = { ...lay, datarevision: revision, uirevision: empty ? "empty" : lay.uirevision };
+  if (empty) {
+    // No data yet: hide the axes instead of showing a meaningless -1..6 grid.
+    for (const k of ["xaxis", "yaxis", "yaxis2"]) full[k] = { ...full[k], visible: false };
+  }
   return Plotly().react(el, detach(traces), full, CONFIG);
 }
 

@@ -34,8 +34,8 @@ export function lossTraces(cols) {
     line("held-out acc", ev.step, ev.acc, OKABE_ITO[1], { ...evalMode, yaxis: "y2", line: { color: OKABE_ITO[1], dash: "dash", width: 1.6 } }),
     // Norms with running statistics: the same held-out split with batch statistics. The gap
     // to "held-out acc" is what breaks BN at small or one-class batches.
-    line("held-out acc, batch stats", ev.step, ev.acc_batch, OKABE_ITO[2], { ...evalMode, yaxis: "y2", visible: batchVisible, showlegend: cols.hasEvalBatch, line: { color: OKABE_ITO[2], dash: "dot", width: 1.6 } }),
-    line("held-out loss, batch stats", ev.step, ev.loss_batch, OKABE_ITO[3], { ...evalMode, visible: batchVisible, showlegend: cols.hasEvalBatch, line: { color: OKABE_ITO[3], dash: "dot", width: 1.6 } }),
+    line("held-out acc (batch stats)", ev.step, ev.acc_batch, OKABE_ITO[2], { ...evalMode, yaxis: "y2", visible: batchVisible, showlegend: cols.hasEvalBatch, line: { color: OKABE_ITO[2], dash: "dot", width: 1.6 } }),
+    line("held-out loss (batch stats)", ev.step, ev.loss_batch, OKABE_ITO[3], { ...evalMode, visible: batchVisible, showlegend: cols.hasEvalBatch, line: { color: OKABE_ITO[3], dash: "dot", width: 1.6 } }),
   ];
 }
 
@@ -173,4 +173,24 @@ export function sharedRange(runs, name) {
   const layers = runs.map((r) => r.cols.layers[name]).filter(Boolean);
   if (!layers.length) return null;
   return [Math.min(...layers.map((l) => l.lo)), Math.max(...layers.map((l) => l.hi))];
+}
+
+/**
+ * Tick settings for a log axis over these series: whole decades when the data spans more
+ * than about one (Plotly's default then labels 2 and 5 of every decade, which crowds a small
+ * chart), Plotly's own choice otherwise.
+ */
+export function logAxisTicks(seriesList) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const s of seriesList) {
+    for (const v of s) {
+      if (v > 0 && Number.isFinite(v)) {
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+    }
+  }
+  if (!(hi > lo) || Math.log10(hi / lo) < 1.2) return { exponentformat: "e" };
+  return { dtick: 1, exponentformat: "power" };
 }

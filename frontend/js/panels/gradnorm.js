@@ -2,11 +2,12 @@
 // magnitude, not percentages.
 
 import * as P from "../plot.js";
-import { extendPayload, gradTraces } from "../transforms.js";
+import { extendPayload, gradTraces, logAxisTicks } from "../transforms.js";
 
 export function draw(el, cols, name, { step } = {}) {
-  return P.draw(el, gradTraces(cols, name), P.layout(`${name}: gradient norms`, {
-    yaxis: { type: "log", exponentformat: "e", nticks: 5, automargin: true },
+  const traces = gradTraces(cols, name);
+  return P.draw(el, traces, P.layout(`${name}: gradient norms`, {
+    yaxis: { type: "log", automargin: true, ...logAxisTicks(traces.map((t) => t.y)) },
     shapes: P.stepMarker(step),
   }));
 }

@@ -11,7 +11,8 @@ import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
-  compareLayerTraces, comparePercentileTraces, compareRunTraces, RUN_COLORS, sharedRange,
+  compareLayerTraces, comparePercentileTraces, compareRunTraces, logAxisTicks, RUN_COLORS,
+  sharedRange,
 } from "../transforms.js";
 
 const CAP = 600; // points per run: four runs stay light
@@ -23,7 +24,7 @@ const LINE_PANELS = [
   ["eval-acc", "held-out accuracy", (runs) => compareRunTraces(runs, "eval.acc"), { yaxis: { range: [0, 1.02] } }],
   ["percentiles", "15 / 50 / 85th percentile", (runs, l) => comparePercentileTraces(runs, l), {}],
   ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
-  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: { type: "log", exponentformat: "e", nticks: 5 } }],
+  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: { type: "log" }, logTicks: true }],
   ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
   ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => gbCompare(runs, l), {}],
 ];
@@ -113,8 +114,9 @@ export function mount(root, { ids }) {
     for (const [key, title, build, extra] of LINE_PANELS) {
       const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
       const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
+      const ticks = extra.logTicks ? logAxisTicks(traces.map((tr) => tr.y)) : {};
       P.draw(lineEls[key], traces, P.layout(t, {
-        ...extra, yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
+        yaxis: { automargin: true, zeroline: false, ...extra.yaxis, ...ticks },
         annotations: waiting ? P.note("waiting for the first frames…") : [],
       }));
     }

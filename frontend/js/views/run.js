@@ -27,7 +27,7 @@ export function mount(root, { id }) {
     loss: h("div", { class: "plot", dataset: { panel: "loss" } }),
     overview: h("div", { class: "plot", dataset: { panel: "overview" } }),
     toggle: h("div", { class: "segmented", role: "radiogroup", "aria-label": "overview metric" }),
-    layers: h("div", { class: "layers" }),
+    layers: h("div", { class: "layers" }, h("p", { class: "muted" }, "Layer rows appear with the first frame.")),
   };
   let metric = "sat";
   let run = null;
