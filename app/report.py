@@ -57,16 +57,21 @@ def _json_for_script(value: Any) -> str:
 
 
 def _config_table(runs: Sequence[RunFrames]) -> str:
-    keys: list[str] = []
-    for run, _ in runs:
-        keys += [k for k in run.get("config", {}) if k not in keys]
+    """One run: its config in compact key/value columns. Several: one column per run, the
+    rows that differ first and highlighted (they are what the comparison is about)."""
+    configs = [run.get("config") or {} for run, _ in runs]
+    keys = list(dict.fromkeys(k for config in configs for k in config))
+    if len(runs) == 1:
+        pairs = [f"<th>{html.escape(k)}</th><td>{html.escape(_plain(configs[0][k]))}</td>"
+                 for k in keys]  # fmt: skip
+        rows = ["".join(pairs[i : i + 4]) for i in range(0, len(pairs), 4)]
+        return '<table class="config">' + "".join(f"<tr>{r}</tr>" for r in rows) + "</table>"
+    differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     head = "".join(f"<th>{html.escape(F.short(run))}</th>" for run, _ in runs)
     rows = []
-    for key in keys:
-        values = [run.get("config", {}).get(key) for run, _ in runs]
-        differs = len(runs) > 1 and any(v != values[0] for v in values)
-        cells = "".join(f"<td>{html.escape(_plain(v))}</td>" for v in values)
-        cls = ' class="diff"' if differs else ""
+    for key in differ + [k for k in keys if k not in differ]:
+        cells = "".join(f"<td>{html.escape(_plain(c.get(key)))}</td>" for c in configs)
+        cls = ' class="diff"' if key in differ else ""
         rows.append(f"<tr{cls}><th>{html.escape(key)}</th>{cells}</tr>")
     return f'<table class="config"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
 
@@ -170,11 +175,12 @@ def render_report(
         rows = []
         for layer in picked:
             row = [
-                add(F.distribution(run, frames, layer))
+                F.distribution(run, frames, layer)
                 for run, frames in with_frames
                 if layer < len(F.layer_names(frames))
             ]
-            rows.append(row)
+            F.share_view(row)
+            rows.append([add(fig) for fig in row])
         shown = "" if len(picked) == depth else f" Showing {len(picked)} of {depth} layers."
         sections.append(
             _section(

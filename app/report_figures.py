@@ -160,11 +160,18 @@ def distribution(run: dict[str, Any], frames: list[Frame], layer: int) -> dict[s
     lo, hi, bins = hist["lo"], hist["hi"], len(hist["counts"])
     centers = [lo + (k + 0.5) * (hi - lo) / bins for k in range(bins)]
     z = [[None] * len(cols) for _ in range(bins)]
+    occupied: set[int] = set()
     for j, frame in enumerate(cols):
         counts = frame["layers"][layer]["hist"]["counts"] if layer < len(frame["layers"]) else []
         total = sum(c for c in counts if c) or 1
         for k, count in enumerate(counts[:bins]):
             z[k][j] = round((count or 0) / total, 4)
+            if z[k][j] >= 0.001:
+                occupied.add(k)
+    # Zoom to the bins that ever hold mass (one bin of margin): fixed edges are chosen wide.
+    width = (hi - lo) / bins
+    first, last = (min(occupied), max(occupied)) if occupied else (0, bins - 1)
+    view = [lo + max(first - 1, 0) * width, lo + min(last + 2, bins) * width]
     steps = [f["step"] for f in cols]
     name = cols[-1]["layers"][layer]["name"]
     traces: list[dict[str, Any]] = [
@@ -181,8 +188,17 @@ def distribution(run: dict[str, Any], frames: list[Frame], layer: int) -> dict[s
     for key, dash in (("p15", "dot"), ("p50", "solid"), ("p85", "dot")):
         traces.append(_line(steps, _series(cols, key, layer), key, "#ffffff", dash=dash, width=1))
     layout = _layout(f"{name} input distribution · {short(run)}", showlegend=False)
-    layout["yaxis"] = {"range": [lo, hi], "title": {"text": "activation input"}}
+    layout["yaxis"] = {"range": view, "title": {"text": "activation input"}}
     return {"data": traces, "layout": layout}
+
+
+def share_view(figures: list[dict[str, Any]]) -> None:
+    """One y range (the union of the panels' own) for a row of distribution panels."""
+    ranges = [fig["layout"]["yaxis"]["range"] for fig in figures]
+    if ranges:
+        union = [min(r[0] for r in ranges), max(r[1] for r in ranges)]
+        for fig in figures:
+            fig["layout"]["yaxis"]["range"] = union
 
 
 def per_layer_lines(

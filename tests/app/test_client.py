@@ -120,7 +120,9 @@ def test_iter_frames_since_seq_skips_earlier_frames(server):
     assert seqs[0] == 7 and seqs == list(range(7, 7 + len(seqs)))
 
 
-def test_stream_resumes_after_a_dropped_connection(server):
+def test_stream_resumes_after_a_dropped_connection(start_server):
+    # A private server: the cut is abrupt, and its log is checked for server errors alone.
+    server = start_server()
     proxy = TcpProxy("127.0.0.1", server.port)
     try:
         with Client(proxy.url, token=server.token) as client:
@@ -137,3 +139,18 @@ def test_stream_resumes_after_a_dropped_connection(server):
         proxy.close()
     assert seqs == list(range(total)), "every frame exactly once, in order"
     assert reconnects >= 1 and proxy.connections >= 2
+
+
+def test_client_sends_the_token_to_api_and_stream(start_server, monkeypatch):
+    secured = start_server(NORMSCOPE_TOKEN="s3cret-token")
+    monkeypatch.delenv("NORMSCOPE_TOKEN", raising=False)
+    with Client(secured.url) as anonymous:
+        assert anonymous.health()["status"] == "ok"  # /healthz is open for probes
+        with pytest.raises(NormScopeError) as err:
+            anonymous.norms()
+        assert err.value.status == 401
+    monkeypatch.setenv("NORMSCOPE_TOKEN", "s3cret-token")  # the default token source
+    with Client(secured.url) as client:
+        run = client.create_run(SMALL, steps=10)
+        seqs = [frame["seq"] for frame in client.iter_frames(run["id"])]
+        assert seqs == list(range(client.run(run["id"])["frame_count"]))
