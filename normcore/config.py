@@ -21,7 +21,7 @@ from pydantic import (
 NORMS = ("none", "batch", "layer", "weight", "cosine", "group", "instance", "rms")
 MODELS = ("mlp", "convnet", "rnn")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
-DATASETS = ("digits", "spirals", "moons", "circles", "xor", "blobs", "sequence")
+DATASETS = ("digits", "fashion", "spirals", "moons", "circles", "xor", "blobs", "sequence")
 BATCH_ORDERS = ("shuffled", "fixed", "class_sorted", "one_class")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PLACEMENTS = ("before", "after")  # the norm before or after the activation
@@ -163,9 +163,10 @@ class RunConfig(BaseModel):
                 f"dataset {value!r} with model {model!r}: the rnn model takes the 'sequence' "
                 "data set, and the 'sequence' data set needs the rnn model"
             )
-        if model == "convnet" and value != "digits":
+        if model == "convnet" and value not in ("digits", "fashion"):
             raise ValueError(
-                f"dataset {value!r}: model 'convnet' needs an image data set ('digits')"
+                f"dataset {value!r}: model 'convnet' needs an image data set ('digits' or "
+                "'fashion')"
             )
         return value
 

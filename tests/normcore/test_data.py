@@ -5,16 +5,29 @@ import itertools
 import pytest
 import torch
 
+from normcore import fashion
 from normcore.config import BATCH_ORDERS, DATASETS
 from normcore.data import Dataset, batch_indices, load_dataset
+
+SEEDED = tuple(name for name in DATASETS if name != "fashion")  # fashion: one official split
+needs_fashion = pytest.mark.skipif(
+    not fashion.available(),
+    reason=f"Fashion-MNIST files not in {fashion.source_dir()}: "
+    "apt-get install dataset-fashion-mnist (CI installs it)",
+)
 
 
 @pytest.fixture(scope="module")
 def sets() -> dict[str, Dataset]:
-    return {name: load_dataset(name, seed=0) for name in DATASETS}
+    return {name: load_dataset(name, seed=0) for name in SEEDED}
 
 
-@pytest.mark.parametrize("name", DATASETS)
+@pytest.fixture(scope="module")
+def fashion_set() -> Dataset:
+    return load_dataset("fashion", seed=0)
+
+
+@pytest.mark.parametrize("name", SEEDED)
 def test_dataset_is_deterministic_per_seed(name: str, sets: dict[str, Dataset]) -> None:
     again, other = load_dataset(name, seed=0), load_dataset(name, seed=1)
     assert torch.equal(again.train_x, sets[name].train_x)
@@ -22,7 +35,7 @@ def test_dataset_is_deterministic_per_seed(name: str, sets: dict[str, Dataset]) 
     assert not torch.equal(other.train_x, sets[name].train_x)
 
 
-@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("name", SEEDED)
 def test_dataset_shapes_labels_and_standardization(name: str, sets: dict[str, Dataset]) -> None:
     d = sets[name]
     assert d.name == name
@@ -44,6 +57,58 @@ def test_digits_keeps_the_image_shape_for_the_convnet(sets: dict[str, Dataset]) 
     assert len(d.train_y) + len(d.test_y) == 1797  # scikit-learn's bundled copy, all of it
 
 
+def test_seeded_sets_are_unchanged_by_adding_fashion_to_the_catalog(sets) -> None:
+    """Each set's random stream is keyed by its name, not its place in DATASETS: the values
+    below are what seed 0 gave before fashion was inserted after digits (commit 349405a)."""
+    assert sets["spirals"].train_y[:8].tolist() == [1, 2, 2, 1, 0, 2, 0, 2]
+    assert round(float(sets["moons"].train_x[0, 0]), 4) == 1.5978
+
+
+@needs_fashion
+def test_fashion_is_the_full_official_split_flat_for_the_mlp(fashion_set: Dataset) -> None:
+    d = fashion_set
+    assert d.input_shape == (1, 28, 28) and d.n_classes == 10 and d.n_features == 784
+    assert d.train_x.shape == (60000, 784) and d.test_x.shape == (10000, 784)
+    assert d.train_x.dtype == torch.float32 and d.train_y.dtype == torch.int64
+    assert d.train_y.bincount().tolist() == [6000] * 10  # balanced, as Zalando published it
+    assert d.test_y.bincount().tolist() == [1000] * 10
+
+
+@needs_fashion
+def test_fashion_is_standardized_with_one_training_mean_and_std(fashion_set: Dataset) -> None:
+    x = fashion_set.train_x.double()
+    assert abs(float(x.mean())) < 1e-6 and abs(float(x.std()) - 1) < 1e-6
+    assert len(fashion_set.train_x[:500].unique()) <= 256  # one affine map of the 0..255 pixels
+    assert abs(float(fashion_set.test_x.double().mean())) < 0.05  # same scale, other split
+
+
+@needs_fashion
+def test_fashion_is_the_same_for_every_seed_and_parse(fashion_set, tmp_path, monkeypatch) -> None:
+    assert torch.equal(load_dataset("fashion", seed=1).train_x, fashion_set.train_x)
+    fashion._standardized.cache_clear()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no disk cache: parse the .gz files
+    fresh = load_dataset("fashion", seed=0)
+    assert torch.equal(fresh.train_x, fashion_set.train_x)
+    assert torch.equal(fresh.test_y, fashion_set.test_y)
+    assert len(list((tmp_path / "normscope").glob("fashion-*.npz"))) == 1
+
+
+@needs_fashion
+def test_fashion_labels_match_their_images(fashion_set: Dataset) -> None:
+    """Softmax regression beats 70% held-out accuracy in 150 steps; shifted labels get 10%."""
+    d = fashion_set
+    torch.manual_seed(0)
+    head = torch.nn.Linear(784, 10)
+    opt = torch.optim.SGD(head.parameters(), lr=0.05)
+    for idx in _take(d, "shuffled", 150, batch=128):
+        loss = torch.nn.functional.cross_entropy(head(d.train_x[idx]), d.train_y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert (head(d.test_x).argmax(1) == d.test_y).float().mean() > 0.7
+
+
 def test_sequence_is_batch_time_features(sets: dict[str, Dataset]) -> None:
     d = sets["sequence"]
     assert d.train_x.shape[1:] == d.input_shape and len(d.input_shape) == 2
@@ -51,7 +116,9 @@ def test_sequence_is_batch_time_features(sets: dict[str, Dataset]) -> None:
 
 def test_dataset_names_are_forgiving_and_unknown_ones_listed() -> None:
     assert load_dataset("Spirals").name == "spirals"
-    with pytest.raises(ValueError, match="dataset 'mnist' is unknown; known: digits, spirals"):
+    with pytest.raises(
+        ValueError, match="dataset 'mnist' is unknown; known: digits, fashion, spirals"
+    ):
         load_dataset("mnist")
 
 
