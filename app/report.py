@@ -93,7 +93,7 @@ def _summary_table(runs: Sequence[RunFrames]) -> str:
     )
     rows = []
     for i, (run, _) in enumerate(runs):
-        final = run.get("final") or {}
+        final = run.get("final") or run.get("metrics") or {}
         color = PALETTE[i % len(PALETTE)]
         cells = [
             f'<span class="dot" style="background:{color}"></span>{html.escape(F.short(run))}',
