@@ -1,0 +1,170 @@
+"""Probe overhead: a bare training step vs the same step with NormScope's probes on.
+
+Variants, timed in one process with interleaved rounds (the order rotates every round, so a
+noisy neighbour slows all of them alike; the median round is reported):
+  bare       forward, backward, SGD step
+  probe@1    the same with every probe on, every step (normcore.probes.Probe, frames built)
+  probe@10   probing every 10th step
+  tensorboard  TensorBoard's add_histogram of the same tensors (each layer's activation input
+             and weight gradient) every step, when tensorboard is installed
+
+On CUDA it also counts host syncs per step (torch.cuda.set_sync_debug_mode) in an untimed pass.
+It prints the size of one encoded frame (normcore.frames.encode).
+
+    nice python bench/probe_overhead.py --device cpu --width 1024 --depth 8 --batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from normcore.config import RunConfig
+from normcore.frames import encode
+from normcore.models import build_model
+from normcore.probes import Probe
+from normcore.train import PROBE_ROWS, resolve_device
+
+
+def make_step(args, device, variant: str):
+    """A closure running one training step of ``variant`` on its own, identically seeded model."""
+    torch.manual_seed(0)
+    cfg = RunConfig(width=args.width, depth=args.depth, norm=args.norm,
+                    activation=args.activation, batch_size=args.batch)  # fmt: skip
+    model = build_model(cfg, (args.width,), 10).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, foreach=True)
+    x = torch.randn(args.batch, args.width, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    every = {"probe@1": 1, "probe@10": 10}.get(variant, 0)
+    probe = Probe(model.probe_points(), activation=cfg.activation, bins=args.bins,
+                  rows=PROBE_ROWS, device=device) if every else None  # fmt: skip
+    writer, acts = None, []
+    if variant == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(tempfile.mkdtemp(prefix="probe-bench-tb-"))
+        for p in model.probe_points():
+            p.act.register_forward_hook(lambda m, a, out: acts.append(out.detach()))
+    points = model.probe_points()
+    state = {"n": 0}
+
+    def step() -> None:
+        state["n"] += 1
+        probing = probe is not None and (state["n"] - 1) % every == 0
+        if probing:
+            probe.arm()
+        acts.clear()
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if probing:
+            probe.collect(loss, (logits.detach().argmax(1) == y).float().mean())
+        opt.step()
+        if probing:
+            probe.after_step()
+            if probe.full():
+                probe.flush()  # host copy + frame layers, as the trainer does
+        if writer is not None:
+            for p, a in zip(points, acts, strict=True):
+                writer.add_histogram(f"{p.name}/act_in", a, state["n"])
+                writer.add_histogram(f"{p.name}/grad", p.weight.grad, state["n"])
+
+    return step, probe, state
+
+
+def timed(step, n: int, device) -> float:
+    """ms per step over n steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t) / n * 1e3
+
+
+def count_syncs(step, n: int) -> float:
+    """Host syncs per step that torch's sync debug mode reports (CUDA only)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(n):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / n
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--bins", type=int, default=64)
+    ap.add_argument("--norm", default="batch")
+    ap.add_argument("--activation", default="tanh")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--json", metavar="FILE", help="write {variant: {ms, ratio}} here")
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    variants = ["bare", "probe@1", "probe@10"]
+    try:
+        import tensorboard  # noqa: F401
+
+        variants.append("tensorboard")
+    except ImportError:
+        print("tensorboard is not installed: skipping its variant")
+    steps = {v: make_step(args, device, v) for v in variants}
+    for step, _, _ in steps.values():  # warm-up: allocator, lazy imports, histogram edges
+        timed(step, 3, device)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(args.rounds):
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        for v in order:
+            times[v].append(timed(steps[v][0], args.steps, device))
+    bare = statistics.median(times["bare"])
+    result = {v: {"ms": statistics.median(t), "ratio": statistics.median(t) / bare}
+              for v, t in times.items()}  # fmt: skip
+    if device.type == "cuda":
+        for v in variants:
+            result[v]["syncs_per_step"] = count_syncs(steps[v][0], 2 * PROBE_ROWS)
+    step, probe, _ = steps["probe@1"]
+    probe.flush()
+    step()  # one more probed step, its frame built by hand as normcore.train does
+    layers, loss, acc, _ = probe.flush()[-1]
+    frame = dict(seq=0, step=1, time=time.time(), status="running", device=device.type,
+                 loss=loss, acc=acc, lr=0.01, steps_per_s=1.0, eval=None, ics=None,
+                 layers=layers)  # fmt: skip
+    size = len(encode(frame))
+    print(f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
+          f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  "
+          f"{args.rounds} rounds × {args.steps} steps, median")  # fmt: skip
+    syncs = "  syncs/step" if device.type == "cuda" else ""
+    print(f"{'variant':<12} {'ms/step':>9} {'× bare':>8}{syncs}")
+    for v, row in result.items():
+        syncs = f"  {row['syncs_per_step']:.3f}" if "syncs_per_step" in row else ""
+        print(f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f}{syncs}")
+    print(f"bytes per frame ({args.depth} layers, {args.bins} bins, encoded): {size}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({**result, "bytes_per_frame": size}, fh, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()

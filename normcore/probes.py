@@ -1,0 +1,188 @@
+"""Device-side probes: hooks that keep references, batched statistics, a ring buffer.
+
+Per probed step the trainer calls ``arm()`` before the forward pass, ``collect()`` after
+backward (before the optimizer step) and ``after_step()`` after it. Hooks on the model's taps
+only append tensor references; ``collect`` then does the batched work of
+``normcore.stats.LayerStats`` over all layers at once plus ``torch._foreach_norm`` for weights,
+gradients and activation gradients, and writes one row of a preallocated device ring buffer.
+Nothing reads a device value on the host until ``flush()``, which copies the used rows to
+(pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers.
+The one exception is the first ``collect``, which reads each layer's range once to fix the
+histogram edges for the whole run.
+
+Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.stats.
+All hidden layers of a model must have equal shapes (ours do), so one ``stack`` batches them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from normcore.norms import norm_affine
+from normcore.stats import COL, FIELDS, LayerStats, choose_edges, layer_frames
+
+
+@dataclass
+class ProbePoint:
+    """One hidden layer as the probes see it (the model builds these)."""
+
+    name: str  # "h1", "h2", ...
+    pre: nn.Module  # a tap whose output is the pre-activation before the norm
+    act: nn.Module  # a tap whose output is the activation's input
+    weight: nn.Parameter  # the layer's weight (WN: its direction v)
+    affine: nn.Module  # where the norm's g, b live (normcore.norms.norm_affine)
+
+
+class Probe:
+    """Probes for a model's ``ProbePoint``s; ``rows`` probed steps fit before a flush."""
+
+    def __init__(self, points: list[ProbePoint], *, activation: str, bins: int = 64,
+                 rows: int = 32, device: torch.device | str = "cpu") -> None:  # fmt: skip
+        self.points, self.names = points, [p.name for p in points]
+        self.L, self.bins, self.rows, self.activation = len(points), bins, rows, activation
+        self.device = torch.device(device)
+        self.weights = [p.weight for p in points]
+        self.gains, self.shifts = zip(*(norm_affine(p.affine) for p in points), strict=True)
+        self.armed, self.count = False, 0
+        self._acts: list[list[torch.Tensor]] = [[] for _ in points]
+        self._pres: list[list[torch.Tensor]] = [[] for _ in points]
+        self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]
+        self._handles = []
+        for i, p in enumerate(points):
+            self._handles.append(p.act.register_forward_hook(self._on_act(i)))
+            self._handles.append(p.pre.register_forward_hook(self._on_pre(i)))
+        self._old = [torch.empty_like(w, memory_format=torch.contiguous_format)
+                     for w in self.weights]  # fmt: skip
+        self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
+        self.first: np.ndarray | None = None  # display histogram of the first probe
+        self.prev: np.ndarray | None = None
+
+    # hooks: references only
+    def _on_act(self, i: int):
+        def hook(module, args, out):
+            if self.armed:
+                self._acts[i].append(out.detach())
+                if out.requires_grad:
+                    out.register_hook(self._act_grads[i].append)
+
+        return hook
+
+    def _on_pre(self, i: int):
+        def hook(module, args, out):
+            if self.armed:
+                self._pres[i].append(out.detach())
+
+        return hook
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def arm(self) -> None:
+        """The next forward/backward is a probed step."""
+        for lists in (self._acts, self._pres, self._act_grads):
+            for refs in lists:
+                refs.clear()
+        self.armed = True
+
+    def _setup(self, acts: list[torch.Tensor]) -> None:
+        shape = acts[0].shape
+        if any(a.shape != shape for a in acts):
+            raise ValueError(
+                f"probed layers need equal shapes; got {[tuple(a.shape) for a in acts]}"
+            )
+        n = acts[0].numel() * len(self._acts[0])
+        x = torch.stack(acts).view(self.L, n).nan_to_num(0.0, 0.0, 0.0)
+        vmin, vmax = torch.aminmax(x, dim=1)
+        edges = choose_edges(vmin.double().cpu().numpy(), vmax.double().cpu().numpy(),
+                             self.activation)  # fmt: skip  # the one host read, at setup
+        self.edges, self.n = edges, n
+        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device)
+        dev, pin = self.device, self.device.type == "cuda"
+        self.x = torch.empty(self.L, n, device=dev)
+        self.pre = torch.empty(self.L, n, device=dev)
+        self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
+        self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),
+                                   dtype=torch.float64, device=dev)  # fmt: skip
+        self._nan = torch.full((self.L,), float("nan"), dtype=torch.float64, device=dev)
+        self.dev_glob = torch.zeros(self.rows, 2, dtype=torch.float64, device=dev)
+        self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
+                     for t in (self.dev_hist, self.dev_scal, self.dev_glob)]  # fmt: skip
+
+    @torch.no_grad()
+    def collect(self, loss: torch.Tensor, acc: torch.Tensor) -> None:
+        """After backward, before the optimizer step: one row of statistics, on the device."""
+        self.armed = False
+        acts = [t for refs in self._acts for t in refs]  # layer-major, time steps within
+        if self.stats is None:
+            self._setup(acts)
+        assert self.stats is not None
+        r, L = self.count, self.L
+        shape = (len(acts), *acts[0].shape)
+        torch.stack(acts, out=self.x.view(shape))
+        pres = [t for refs in self._pres for t in refs]
+        same = all(a is p for a, p in zip(acts, pres, strict=True))
+        if not same:
+            torch.stack(pres, out=self.pre.view(shape))
+        hist, cols = self.stats(self.x, None if same else self.pre)
+        self.dev_hist[r].copy_(hist)
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
+        cols["grad_norm"] = torch.stack(torch._foreach_norm(grads))
+        cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
+        flat = [g for refs in self._act_grads for g in refs]
+        if len(flat) == len(acts):  # per layer: norm over all its time steps
+            per_step = torch.stack(torch._foreach_norm(flat)).view(L, -1)
+            cols["act_grad_norm"] = per_step.square().sum(1).sqrt()
+        for prefix, params in (("g", self.gains), ("b", self.shifts)):
+            if params[0] is not None:
+                std, mean = torch.std_mean(torch.stack(list(params)), dim=1, correction=0)
+                cols[f"{prefix}_mean"], cols[f"{prefix}_std"] = mean, std
+        # one kernel writes the whole row; columns filled later (Δw, ICS) start as NaN
+        torch.stack([cols.get(name, self._nan) for name in FIELDS], dim=1, out=self.dev_scal[r])
+        torch.stack([loss.detach(), acc.detach()], out=self.dev_glob[r])
+        torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
+        for refs in (*self._acts, *self._pres, *self._act_grads):
+            refs.clear()
+
+    @torch.no_grad()
+    def after_step(self, ics: torch.Tensor | None = None) -> None:
+        """After the optimizer step: ‖Δw‖ (and the ICS columns when measured)."""
+        torch._foreach_sub_(self._old, self.weights)  # old - new
+        row = self.dev_scal[self.count]
+        row[:, COL["update_norm"]] = torch.stack(torch._foreach_norm(self._old))
+        if ics is not None:
+            row[:, COL["ics_l2"] : COL["ics_cos"] + 1] = ics
+        self.count += 1
+
+    def full(self) -> bool:
+        return self.count >= self.rows
+
+    def flush(self) -> list[tuple[list[dict], float, float, list[dict] | None]]:
+        """Copy the used rows to the host (one sync) -> [(layers, loss, acc, ics)] in order."""
+        n, self.count = self.count, 0
+        if n == 0:
+            return []
+        for dev, host in zip((self.dev_hist, self.dev_scal, self.dev_glob), self.host,
+                             strict=True):  # fmt: skip
+            host[:n].copy_(dev[:n], non_blocking=True)
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        hist, scal, glob = (h[:n].numpy() for h in self.host)
+        out = []
+        for k in range(n):
+            layers, display = layer_frames(self.names, self.edges, hist[k], scal[k], self.n,
+                                           self.bins, self.first, self.prev)  # fmt: skip
+            if self.first is None:
+                self.first = display
+            self.prev = display
+            ics = None
+            if np.isfinite(scal[k, :, COL["ics_cos"]]).any():
+                ics = [dict(name=name, l2=float(scal[k, i, COL["ics_l2"]]),
+                            cos=float(scal[k, i, COL["ics_cos"]]))
+                       for i, name in enumerate(self.names)]  # fmt: skip
+            out.append((layers, float(glob[k, 0]), float(glob[k, 1]), ics))
+        return out

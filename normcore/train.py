@@ -1,0 +1,195 @@
+"""run(config) -> an iterator of Frames: one training loop, nanoGPT-style.
+
+The step is shaped so it could be captured as a CUDA graph later: every batch is copied into
+the same fixed input tensors (static shapes, the data sets drop a last partial batch), the
+probes write into preallocated device buffers, and nothing reads a device value on the host
+between flushes. A flush (when the probe's ring buffer is full, every ~0.5 s, and at the end)
+is the one host sync: it turns the collected rows into frames, and it is where a non-finite
+loss is noticed. The run then ends with a frame of status "diverged" (the frames before it
+kept), never an exception.
+
+Frames carry a held-out evaluation (``eval``) on the first frame, on the first probed step at
+or after every ``eval_every`` steps, and on the last frame; norms with running statistics (BN)
+are evaluated both in eval mode and with batch statistics (batches of the training size).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normcore.config import RunConfig
+from normcore.data import batch_indices, load_dataset
+from normcore.drift import ics as ics_measure
+from normcore.frames import Frame
+from normcore.models import build_model
+from normcore.norms import NORMS
+from normcore.probes import Probe
+
+FLUSH_SECONDS = 0.5  # a live view sees new frames at least this often (steps permitting)
+PROBE_ROWS = 32  # probed steps buffered on the device between host syncs
+
+
+def _num(value: torch.Tensor | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' is not available on this machine; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, foreach=True)
+    momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, foreach=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             batch_stats: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Held-out (loss, accuracy) as device tensors. ``batch_stats``: normalize each batch of
+    ``batch_size`` with its own statistics (train mode), running statistics left untouched."""
+    saved = [b.clone() for b in model.buffers()]
+    was_training = model.training
+    model.train(batch_stats)
+    n = len(y) - len(y) % batch_size if batch_stats and len(y) >= batch_size else len(y)
+    size = batch_size if batch_stats else 1024
+    losses, hits = [], []
+    for xb, yb in zip(x[:n].split(size), y[:n].split(size), strict=True):
+        logits = model(xb)  # (b, K)
+        losses.append(F.cross_entropy(logits, yb, reduction="sum"))
+        hits.append((logits.argmax(1) == yb).sum())
+    if saved:
+        torch._foreach_copy_(list(model.buffers()), saved)
+    model.train(was_training)
+    return torch.stack(losses).sum() / n, torch.stack(hits).sum() / n
+
+
+def held_out(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             running_stats: bool) -> dict[str, torch.Tensor | None]:  # fmt: skip
+    """The frame's ``eval``: eval mode, and batch-statistics mode for norms with running stats."""
+    loss, acc = evaluate(model, x, y, batch_size)
+    loss_b, acc_b = evaluate(model, x, y, batch_size, True) if running_stats else (None, None)
+    return dict(loss=loss, acc=acc, loss_batch=loss_b, acc_batch=acc_b)
+
+
+def run(config: RunConfig | dict[str, Any], *,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[Frame]:  # fmt: skip
+    """Train ``config``; yield a frame every ``probe_every`` steps and a final one."""
+    cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    model = build_model(cfg, data.input_shape, data.n_classes).to(device)
+    optimizer = make_optimizer(cfg, model)
+    probe = Probe(model.probe_points(), activation=cfg.activation, bins=cfg.hist_bins,
+                  rows=PROBE_ROWS, device=device)  # fmt: skip
+    batches = batch_indices(data, cfg.batch_order, cfg.batch_size, cfg.seed)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    # fixed input tensors: every step copies its batch into these (static shapes)
+    idx = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
+    x = torch.empty(cfg.batch_size, *train_x.shape[1:], device=device)
+    y = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # a non-finite loss was seen
+    running_stats = NORMS[cfg.norm].properties["running_stats"]
+    blocks = [list(b.parameters()) for b in model.blocks]
+    meta: list[dict[str, Any]] = []  # host side of each probed row, in order
+    seq, last_eval, force_probe = 0, 0, False
+    last_flush = start = time.perf_counter()
+    last_frame = (0, start)
+
+    def emit(final: bool) -> Iterator[Frame]:
+        """Flush the probe (one host sync) and turn its rows into frames."""
+        nonlocal seq, last_flush, force_probe, last_frame
+        rows, last_flush = probe.flush(), time.perf_counter()
+        diverged = bool(bad)
+        for info, (layers, loss_v, acc_v, ics_v) in zip(meta, rows, strict=True):
+            step, t = info["step"], info["clock"]
+            rate = (step - last_frame[0]) / max(t - last_frame[1], 1e-9)
+            last_frame = (step, t)
+            status = "running"
+            if not math.isfinite(loss_v):
+                status = "diverged"
+            elif info is meta[-1] and (final or info["forced"]):
+                status = "diverged" if diverged else "completed" if final else "running"
+            ev = info["eval"]
+            frame = dict(seq=seq, step=step, time=info["time"], status=status,
+                         device=device.type, loss=loss_v, acc=acc_v, lr=info["lr"],
+                         steps_per_s=rate, eval=ev and {k: _num(v) for k, v in ev.items()},
+                         ics=ics_v, layers=layers)  # fmt: skip
+            seq += 1
+            yield frame
+            if status == "diverged":
+                meta.clear()
+                return
+        meta.clear()
+        force_probe = diverged  # non-finite between probes: probe the next step and stop
+
+    for step in range(1, cfg.steps + 1):
+        if should_stop is not None and should_stop():
+            yield from emit(final=False)  # frames so far; no final frame for a cancel
+            return
+        probing = force_probe or (step - 1) % cfg.probe_every == 0 or step == cfg.steps
+        # data: copy the batch into the fixed input tensors
+        idx.copy_(next(batches), non_blocking=True)
+        torch.index_select(train_x, 0, idx, out=x)
+        torch.index_select(train_y, 0, idx, out=y)
+        # lr (constant; a schedule would set it here)
+        lr = cfg.lr
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # forward
+        if probing:
+            probe.arm()
+        logits = model(x)  # (B, K)
+        loss = F.cross_entropy(logits, y)
+        torch.logical_or(bad, ~torch.isfinite(loss.detach()), out=bad)
+        # backward
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        measure_ics = probing and cfg.ics
+        if measure_ics:
+            grads = [w.grad.detach().clone() for w in probe.weights]
+            old = [p.detach().clone() for p in model.parameters()]
+        # clip
+        if cfg.clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip, foreach=True)
+        # probe (device only), then step
+        if probing:
+            acc = (logits.detach().argmax(1) == y).float().mean()
+            probe.collect(loss, acc)
+        optimizer.step()
+        if probing:
+            ics = None
+            if measure_ics:
+                ics = ics_measure(model, blocks, probe.weights, grads, old,
+                                  lambda: F.cross_entropy(model(x), y))  # fmt: skip
+            probe.after_step(ics)
+            ev = None
+            if step == 1 or step // cfg.eval_every > last_eval or step == cfg.steps:
+                last_eval = step // cfg.eval_every
+                ev = held_out(model, test_x, test_y, cfg.batch_size, running_stats)
+            meta.append(dict(step=step, time=time.time(), clock=time.perf_counter(), lr=lr,
+                             eval=ev, forced=force_probe))  # fmt: skip
+        # emit
+        last = step == cfg.steps
+        if probing and (last or force_probe or probe.full()
+                        or time.perf_counter() - last_flush > FLUSH_SECONDS):  # fmt: skip
+            for frame in emit(final=last):
+                yield frame
+                if frame["status"] == "diverged":
+                    return
