@@ -1,6 +1,6 @@
-"""C7, C8, C9: bounded outputs and the two scale invariances, with their consequences.
+"""C8, C9: the two scale invariances, the gradient law, and a higher usable learning rate.
 
-Each experiment is (a) a few RunConfigs or direct layer checks, (b) a measurement to numbers,
+Each experiment is (a) a few RunConfigs and direct layer checks, (b) a measurement to numbers,
 (c) a pure verdict from those numbers (see checks.py for the rules every verdict follows).
 """
 
@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
+from normcore import invariance
+from normcore.claims.base import Experiment, variant
+from normcore.claims.batches import norm_net
 from normcore.claims.checks import (
-    ACC_MARGIN,
-    BOUND_TOL,
     GRAD_LAW_TOL,
     Numbers,
     check,
@@ -19,39 +23,12 @@ from normcore.claims.checks import (
     fmt,
     lower,
 )
+from normcore.claims.measures import final_eval, plot, trace
+from normcore.config import RunConfig
+from normcore.frames import Frame
 
 # The four norms the seed's section 3 speaks about.
 FOUR = ("batch", "layer", "weight", "cosine")
-
-
-def verdict_c7(n: Numbers) -> dict[str, Any]:
-    """numbers: cn_max_abs (largest |pre-activation| under CN), acc {norm: held-out acc}."""
-    acc = n["acc"]
-    bound = n["cn_max_abs"]
-    others = {k: v for k, v in acc.items() if k != "cosine"}
-    best = max((v for v in others.values() if finite(v)), default=None)
-    best_name = next((k for k, v in others.items() if v == best), "none")
-    checks = [
-        check(
-            "CN's pre-activations stay within [-1, 1]",
-            finite(bound) and bound <= 1 + BOUND_TOL,
-            f"largest |pre-activation| under CN {fmt(bound)}",
-        ),
-        lower(
-            "CN's loss of scale information costs accuracy here",
-            acc.get("cosine"),
-            best,
-            "CN's held-out accuracy",
-            f"the best dot-product net's ({best_name})",
-            ACC_MARGIN,
-        ),
-    ]
-    criterion = (
-        "Every pre-activation of the cosine-normalized network, over the held-out data after "
-        f"training, lies within [-1, 1] (+{BOUND_TOL:g}); and CN's held-out accuracy is more "
-        f"than {ACC_MARGIN:g} below the best of the same network with BN, LN, WN or no norm."
-    )
-    return combine(criterion, checks, n)
 
 
 def invariant_norms(table: dict[str, Any], norms: tuple[str, ...], want: bool) -> list[str]:
@@ -133,3 +110,168 @@ def verdict_c9(n: Numbers) -> dict[str, Any]:
         "than the measured tolerance, and changes WN's by more."
     )
     return combine(criterion, checks, n)
+
+
+# --- (a) arms and (b) measurements ------------------------------------------------------
+
+LAMBDAS = (0.1, 1.0, 10.0)  # the gradient law's scales (the issue's; invariance uses its own)
+TRAINS_ACC = 0.5  # "still trains": not diverged and held-out accuracy >= this (chance 0.1)
+
+
+def lr_grid(quick: bool) -> tuple[float, ...]:
+    return (0.03, 0.3, 3.0, 30.0) if quick else (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def c8_arms(quick: bool) -> dict[str, RunConfig]:
+    """C4's network at batch 64, plain SGD, over a learning-rate grid, without and with BN."""
+    return {
+        f"{n}/lr{lr:g}": variant(norm_net(quick, n, 64), optimizer="sgd", lr=lr)
+        for n in ("none", "batch")
+        for lr in lr_grid(quick)
+    }
+
+
+def _weight(linear: torch.nn.Module) -> torch.Tensor:
+    """The weight SGD moves: WN's direction v, else .weight (CN's w included)."""
+    param = getattr(linear, "parametrizations", None)
+    return param.weight.original1 if param is not None else linear.weight
+
+
+def gradient_law(config: RunConfig) -> dict[str, float]:
+    """{lambda: | lambda * ||grad at lambda W|| - ||grad at W|| | / ||grad at W||} for the second
+    hidden layer of `config`'s network (float64, training mode, one digits batch).
+
+    lambda scales the layer's whole affine map, weight and bias, so its pre-activation becomes
+    lambda * z: the BN paper's BN((aW)u) with the bias a plain layer adds (BN's centering
+    would remove it anyway; LN's would not). The gradient is taken w.r.t. the weight alone.
+    """
+    from normcore.data import load_dataset
+    from normcore.models import build_model
+
+    data = load_dataset(config.dataset, seed=config.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data.input_shape, data.n_classes).double().train()
+    x, y = data.train_x[: config.batch_size].double(), data.train_y[: config.batch_size]
+    linear = model.blocks[1].linear
+    w = _weight(linear)
+    bias = getattr(linear, "bias", None)
+    # WN's own bias and CN's b sit after the normalization: they are not part of W x.
+    scaled = [w] if config.norm in ("weight", "cosine") or bias is None else [w, bias]
+    originals = [p.detach().clone() for p in scaled]
+
+    def grad_norm(lam: float) -> float:
+        with torch.no_grad():
+            for p, p0 in zip(scaled, originals, strict=True):
+                p.copy_(lam * p0)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), [w])
+        return float(g.norm())
+
+    ref = grad_norm(1.0)
+    return {f"{lam:g}": abs(lam * grad_norm(lam) - ref) / ref for lam in LAMBDAS}
+
+
+def _by_norm(rows: list[dict[str, Any]], transform: str) -> dict[str, dict[str, Any]]:
+    return {r["norm"]: {"deviation": r["max_deviation"], "tol": r["tolerance"]}
+            for r in rows if r["transform"] == transform}  # fmt: skip
+
+
+def max_trained_lr(frames: dict[str, list[Frame]], norm: str, quick: bool):
+    accs = {f"{lr:g}": final_eval(frames[f"{norm}/lr{lr:g}"]) for lr in lr_grid(quick)}
+    ok = [lr for lr in lr_grid(quick) if finite(accs[f"{lr:g}"]) and accs[f"{lr:g}"] >= TRAINS_ACC]
+    return (max(ok) if ok else 0.0), accs
+
+
+def measure_c8(frames: dict[str, list[Frame]], quick: bool):
+    rows = invariance.check_all(FOUR)
+    law_norms = (*FOUR, "none")
+    law = {n: gradient_law(norm_net(quick, n, 64)) for n in law_norms}
+    max_lr, lr_acc = {}, {}
+    for n in ("none", "batch"):
+        max_lr[n], lr_acc[n] = max_trained_lr(frames, n, quick)
+    numbers = {
+        "weight_rescale": _by_norm(rows, "weight_matrix_rescaling"),
+        "grad_law": law,
+        "max_lr": max_lr,
+        "lr_acc": lr_acc,
+        "trains_acc": TRAINS_ACC,
+    }
+    series = [
+        plot("Held-out accuracy by learning rate (plain SGD)", "learning rate", "accuracy",
+             [trace(n, lr_grid(quick), list(a.values())) for n, a in lr_acc.items()],
+             log_x=True),
+        plot("Gradient law: |lambda ||grad at lambda W|| - ||grad at W||| / ||grad at W||",
+             "lambda", "relative deviation",
+             [trace(n, LAMBDAS, [max(v, 1e-17) for v in d.values()]) for n, d in law.items()],
+             log_x=True, log_y=True),
+    ]  # fmt: skip
+    return numbers, series
+
+
+def measure_c9(frames: dict[str, list[Frame]], quick: bool):
+    rows = invariance.check_all()
+    published = [r for r in rows if r["published"] is not None]
+    agree = sum(r["published"] == r["invariant"] for r in published)
+    table = {}
+    for r in rows:
+        table.setdefault(r["norm"], {})[r["transform"]] = {
+            "invariant": r["invariant"], "deviation": r["max_deviation"],
+            "published": r["published"],
+        }  # fmt: skip
+    numbers = {
+        "data_rescale": _by_norm(rows, "data_rescaling"),
+        "table": table,
+        "published_agree": agree,
+        "published_cells": len(published),
+        "lambdas": list(invariance.LAMBDAS),
+    }
+    series = [
+        plot("Relative output change under re-scaling (tolerance 1e-3)", "norm",
+             "max relative deviation",
+             [trace(t.replace("_", " "), list(table),
+                    [max(table[n][t]["deviation"], 1e-17) for n in table])
+              for t in ("data_rescaling", "weight_matrix_rescaling")],
+             log_y=True, kind="bar"),
+    ]  # fmt: skip
+    return numbers, series
+
+
+def no_arms(quick: bool) -> dict[str, RunConfig]:
+    return {}
+
+
+C8 = Experiment(
+    id="C8",
+    title="Weight-scale invariance: larger weights, smaller gradients, higher usable lr",
+    claim=(
+        "Norm(lambda W x) = Norm(W x) holds for BN, LN, WN and CN. The gradient with respect to "
+        "lambda W is 1/lambda times the gradient with respect to W, so larger weights get "
+        "smaller gradients, updates are steadier and a higher learning rate can be used."
+    ),
+    experiment=(
+        "normcore.invariance's weight-matrix re-scaling check (float64, affine off) for the "
+        "four norms; lambda * ||grad at lambda W|| against ||grad at W|| for the second hidden "
+        "layer of C4's network (lambda 0.1, 1, 10; no norm as a contrast); and C4's network "
+        "trained with plain SGD over a learning-rate grid with and without BN: the largest lr "
+        f"that does not diverge and reaches held-out accuracy >= {TRAINS_ACC}."
+    ),
+    configs=c8_arms,
+    measure=measure_c8,
+    verdict=verdict_c8,
+)
+
+C9 = Experiment(
+    id="C9",
+    title="Data-scale invariance: BN, LN and CN, not WN",
+    claim=(
+        "Norm(W lambda x) = Norm(W x) holds for BN, LN and CN, not for WN. It reduces "
+        "gradient diffusion and makes the learning rate easier to choose."
+    ),
+    experiment=(
+        "normcore.invariance's measured table for every registered norm (float64, affine off, "
+        "lambda 0.5 and 3): data re-scaling per norm, and every cell compared with Ba et al. "
+        "2016 Table 1 (BN, WN, LN) and the seed (CN)."
+    ),
+    configs=no_arms,
+    measure=measure_c9,
+    verdict=verdict_c9,
+)

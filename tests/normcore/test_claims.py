@@ -9,7 +9,7 @@ import math
 import pytest
 from scipy.stats import spearmanr
 
-from normcore.claims import batches, checks, depth, scale
+from normcore.claims import batches, checks, cosine, depth, figure1, scale
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -40,21 +40,21 @@ def test_c2_mixed_when_saturation_does_not_grow_with_depth():
 
 def test_fig1_flips_when_bn_and_none_exchanged():
     n = {"band_move_none": 0.9, "band_move_batch": 0.2, "acc_auc_none": 0.5, "acc_auc_batch": 0.8}
-    assert depth.verdict_fig1(n)["verdict"] == "reproduced"
+    assert figure1.verdict_fig1(n)["verdict"] == "reproduced"
     swapped = {
         "band_move_none": 0.2,
         "band_move_batch": 0.9,
         "acc_auc_none": 0.8,
         "acc_auc_batch": 0.5,
     }
-    assert depth.verdict_fig1(swapped)["verdict"] == "not reproduced"
+    assert figure1.verdict_fig1(swapped)["verdict"] == "not reproduced"
 
 
 def test_c3_flips_when_affine_on_and_off_exchanged():
     n = {"sat_affine": 0.2, "sat_plain": 0.01, "acc_affine": 0.95, "acc_plain": 0.9}
-    assert depth.verdict_c3(n)["verdict"] == "reproduced"
+    assert figure1.verdict_c3(n)["verdict"] == "reproduced"
     swapped = {"sat_affine": 0.01, "sat_plain": 0.2, "acc_affine": 0.9, "acc_plain": 0.95}
-    assert depth.verdict_c3(swapped)["verdict"] == "not reproduced"
+    assert figure1.verdict_c3(swapped)["verdict"] == "not reproduced"
 
 
 def test_ics_flips_when_bn_and_none_exchanged():
@@ -111,9 +111,9 @@ def test_c7_flips_when_cn_and_bn_exchanged():
         "cn_max_abs": 0.99,
         "acc": {"cosine": 0.7, "batch": 0.95, "layer": 0.94, "weight": 0.93, "none": 0.9},
     }
-    assert scale.verdict_c7(n)["verdict"] == "reproduced"
+    assert cosine.verdict_c7(n)["verdict"] == "reproduced"
     swapped = {"cn_max_abs": 7.5, "acc": {**n["acc"], "cosine": 0.95, "batch": 0.7}}
-    assert scale.verdict_c7(swapped)["verdict"] == "not reproduced"
+    assert cosine.verdict_c7(swapped)["verdict"] == "not reproduced"
 
 
 def _cell(deviation: float) -> dict:
@@ -143,6 +143,6 @@ def test_c9_flips_when_wn_and_ln_exchanged():
 
 def test_unmeasured_numbers_never_reproduce_a_claim():
     n = {"band_move_none": None, "band_move_batch": 0.2, "acc_auc_none": math.nan}
-    result = depth.verdict_fig1({**n, "acc_auc_batch": 0.8})
+    result = figure1.verdict_fig1({**n, "acc_auc_batch": 0.8})
     assert result["verdict"] == "not reproduced"
     assert "unmeasured" in result["checks"][0]["detail"]
