@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from app.cli_reports import add_export_parser, add_report_parser, add_server_option
 from normcore.config import RunConfig
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
@@ -45,6 +46,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                            help=(field.description or name) + default)  # fmt: skip
     p.add_argument("--out", metavar="FRAMES.jsonl", help="write every frame as a JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_server_option(p)  # --server URL: train on a remote NormScope (app/cli_reports.py)
     p.set_defaults(func=cmd_run)
 
 
@@ -72,6 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"normscope run: invalid options\n{validation_message(exc)}", file=sys.stderr)
         return EXIT_INVALID
+    if args.server:  # train on the server, stream the frames back (app/cli_reports.py)
+        from app.cli_reports import run_remote
+
+        bar = ProgressBar(cfg.steps, sys.stderr, enabled=not args.quiet)
+        return run_remote(args, cfg, bar, summary)
     from normcore.frames import to_json  # torch is imported here, not for --help
     from normcore.train import run
 
@@ -156,7 +163,11 @@ def summary(cfg: RunConfig, first: dict[str, Any], last: dict[str, Any]) -> str:
 # --- the command line ------------------------------------------------------------------------
 
 # Each helper's subcommand registers here: add_<name>(subparsers) sets func=cmd_<name>.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_run,)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    add_run,
+    add_report_parser,
+    add_export_parser,
+)
 
 
 def build_parser(adders: Iterable[Callable[[argparse._SubParsersAction], None]] = SUBCOMMANDS):

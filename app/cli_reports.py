@@ -136,29 +136,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_remote(args: argparse.Namespace, config: Any, progress: Callable[[dict], None]) -> int:
-    """`normscope run --server URL`: create the run there, stream its frames through
-    `progress` (the same printer the local run uses), report the end. Exit 0 only for
-    'completed' (a diverged run is a finding, but not a success of the command)."""
+def run_remote(args: argparse.Namespace, config: Any, bar: Any, summary: Callable) -> int:
+    """`normscope run --server URL`: the run trains there and its frames stream back through
+    the same progress bar, `--out` file and summary as a local run. Exit status as local:
+    0 completed, 1 ended otherwise (diverged, failed, ...), 2 rejected config."""
     from normcore.client import Client, NormScopeError
+    from normcore.frames import to_json
 
+    out = open(args.out, "w") if args.out else None  # noqa: SIM115 (closed below)
+    first = last = None
     try:
         with Client(args.server, token=args.token) as client:
             run = client.create_run(config)
-            print(f"run {run['id']} on {args.server}: {run['label']}", file=sys.stderr)
+            print(f"run {run['id']} on {args.server}", file=sys.stderr)
             try:
                 for frame in client.iter_frames(run["id"]):
-                    progress(frame)
+                    first = first or frame
+                    last = frame
+                    bar.update(frame)
+                    if out is not None:
+                        out.write(to_json(frame) + "\n")
             except KeyboardInterrupt:
                 client.cancel(run["id"])
-                print(f"cancelled run {run['id']}", file=sys.stderr)
+                print(f"\ncancelled run {run['id']}", file=sys.stderr)
                 return 130
             done = client.run(run["id"])
     except NormScopeError as exc:
-        return _fail(str(exc))
-    final = done.get("final") or {}
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, int | float))
-    print(f"run {done['id']} {done['status']}: {summary}", file=sys.stderr)
+        print(f"normscope run: {exc}", file=sys.stderr)
+        return 2 if exc.status == 422 else 1
+    finally:
+        if out is not None:
+            out.close()
+    bar.close()
+    if first is not None and last is not None:
+        print(summary(config, first, last))
     if done.get("error"):
-        print(f"error: {done['error']}", file=sys.stderr)
+        print(f"normscope run: run {done['id']} {done['status']}: {done['error']}", file=sys.stderr)
     return 0 if done["status"] == "completed" else 1
