@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from app.cli_claims import add_claims_parser
 from app.cli_reports import add_export_parser, add_report_parser, add_server_option
 from normcore.config import RunConfig
 
@@ -165,6 +166,7 @@ def summary(cfg: RunConfig, first: dict[str, Any], last: dict[str, Any]) -> str:
 # Each helper's subcommand registers here: add_<name>(subparsers) sets func=cmd_<name>.
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_run,
+    add_claims_parser,
     add_report_parser,
     add_export_parser,
 )
