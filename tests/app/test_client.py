@@ -6,6 +6,10 @@ a real proxy and checks that every frame still arrives exactly once, in order.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -154,3 +158,51 @@ def test_client_sends_the_token_to_api_and_stream(start_server, monkeypatch):
         run = client.create_run(SMALL, steps=10)
         seqs = [frame["seq"] for frame in client.iter_frames(run["id"])]
         assert seqs == list(range(client.run(run["id"])["frame_count"]))
+
+
+def normscope(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The `normscope` console script in a clean NORMSCOPE_ environment plus `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NORMSCOPE_")}
+    exe = shutil.which("normscope")
+    assert exe, "the `normscope` console script is not installed: pip install -e ."
+    return subprocess.run(
+        [exe, *args], env={**base, **env}, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_cli_run_with_server_trains_there_and_streams_back(server, tmp_path):
+    out = tmp_path / "frames.jsonl"
+    flags = ("--width", "16", "--depth", "2", "--steps", "30", "--probe-every", "3")
+    result = normscope("run", *flags, "--out", str(out), "--quiet", "--server", server.url)
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"run (\w+) on ", result.stderr).group(1)
+    with Client(server.url, token=server.token) as client:
+        stored = client.frames(run_id)["data"]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [f["seq"] for f in lines] == [f["seq"] for f in stored]
+    assert "completed at step 30" in result.stdout  # the same summary as a local run
+
+
+def test_cli_run_with_server_reports_a_rejected_config(server):
+    result = normscope("run", "--norm", "batch", "--batch-size", "1", "--server", server.url)
+    assert result.returncode == 2
+    assert "batch_size" in result.stderr
+
+
+def test_cli_export_local_and_remote_agree(server, tmp_path):
+    with Client(server.url, token=server.token) as client:
+        run = client.create_run(SMALL, steps=20)
+        client.wait(run["id"], timeout=120)
+        api = client.export(run["id"], "csv").decode()
+    local = normscope("export", run["id"], "-f", "csv", NORMSCOPE_DATA_DIR=str(server.data_dir))
+    assert local.returncode == 0, local.stderr
+    remote_file = tmp_path / "run.csv"
+    remote = normscope("export", run["id"], "-f", "csv", "-o", str(remote_file),
+                       "--server", server.url)  # fmt: skip
+    assert remote.returncode == 0, remote.stderr
+    assert local.stdout == api == remote_file.read_text()
+
+
+def test_cli_export_unknown_run_fails_naming_it(server):
+    result = normscope("export", "nope", "--server", server.url)
+    assert result.returncode == 1 and "'nope'" in result.stderr and result.stdout == ""
