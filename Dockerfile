@@ -41,6 +41,13 @@ LABEL org.opencontainers.image.title="NormScope" \
       org.opencontainers.image.description="See what normalization does inside a neural network" \
       org.opencontainers.image.licenses="MIT"
 
+# The 'fashion' data set is read from Debian's package (never downloaded at run time). Its
+# version is whatever the base image's Debian release ships, hence no pin.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends dataset-fashion-mnist \
+    && rm -rf /var/lib/apt/lists/*
+
 # A fixed uid so a bind-mounted data dir can be chowned to it on the host.
 RUN groupadd --system --gid 10001 normscope \
     && useradd --system --uid 10001 --gid normscope --home-dir /home/normscope \
