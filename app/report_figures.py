@@ -159,14 +159,15 @@ def distribution(run: dict[str, Any], frames: list[Frame], layer: int) -> dict[s
     hist = cols[0]["layers"][layer]["hist"]
     lo, hi, bins = hist["lo"], hist["hi"], len(hist["counts"])
     centers = [lo + (k + 0.5) * (hi - lo) / bins for k in range(bins)]
-    z = [[None] * len(cols) for _ in range(bins)]
+    z: list[list[float | None]] = [[None] * len(cols) for _ in range(bins)]
     occupied: set[int] = set()
     for j, frame in enumerate(cols):
         counts = frame["layers"][layer]["hist"]["counts"] if layer < len(frame["layers"]) else []
         total = sum(c for c in counts if c) or 1
         for k, count in enumerate(counts[:bins]):
-            z[k][j] = round((count or 0) / total, 4)
-            if z[k][j] >= 0.001:
+            share = round((count or 0) / total, 4)
+            z[k][j] = share
+            if share >= 0.001:
                 occupied.add(k)
     # Zoom to the bins that ever hold mass (one bin of margin): fixed edges are chosen wide.
     width = (hi - lo) / bins

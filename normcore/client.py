@@ -58,7 +58,8 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str | None, str, int 
     browsers); an event without data is not dispatched; a trailing event without its blank
     line is dropped, since a cut connection may have truncated it.
     """
-    event, data, last_id, retry = "", [], None, None
+    event, last_id, retry = "", None, None
+    data: list[str] = []
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:
