@@ -7,8 +7,6 @@ Importable and useful without the server::
         print(frame["step"], frame["loss"], frame["layers"][-1]["p50"])
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from normcore.config import RunConfig
 from normcore.data import Dataset, batch_indices, load_dataset
 from normcore.drift import ics, jensen_shannon, wasserstein1
@@ -18,10 +16,17 @@ from normcore.norms import NORMS, NormSpec, get_norm_layer, make_conv2d, make_li
 from normcore.probes import Probe, ProbePoint
 from normcore.train import resolve_device, run
 
-try:
-    __version__ = version("normscope")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("normscope")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "NORMS",

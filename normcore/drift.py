@@ -55,7 +55,8 @@ def jensen_shannon(p, q):
         terms = xp.where(a > 0, a * xp.log2(xp.where(a > 0, a, 1) / xp.where(b > 0, b, 1)), 0)
         return terms.sum(-1)
 
-    return (kl(p, m) + kl(q, m)) / 2
+    empty = ~(xp.isfinite(p.sum(-1)) & xp.isfinite(q.sum(-1)))  # a histogram with no values
+    return xp.where(empty, xp.nan, (kl(p, m) + kl(q, m)) / 2)
 
 
 @torch.no_grad()

@@ -25,8 +25,9 @@ since σ(x) = (1 + tanh(x/2))/2); relu and gelu: the fraction x <= 0 (dead units
 
 Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kept out of the
 histogram, mean, std, percentiles and saturation, which describe the finite values only (std
-is the population std). A layer with no finite values reports None for those. A constant
-layer has std 0 and exact percentiles (clipping to [min, max]). An empty layer (N = 0) is
+is the population std, from float64 sums; a variance below their rounding, 8·eps·E[x²], is
+reported as 0). A layer with no finite values reports None for those. A constant layer has
+std 0 and exact percentiles (clipping to [min, max]). An empty layer (N = 0) is
 rejected when the probe is built, since a static-shape model never produces one.
 """
 
@@ -138,11 +139,14 @@ def layer_frames(
     nf = n - get["nonfinite"]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = get["sum"] / nf
-        std = np.sqrt(np.maximum(get["sumsq"] / nf - mean**2, 0.0))
+        meansq = get["sumsq"] / nf
+        var = meansq - mean**2  # below the float64 rounding of the sums it is noise: 0
+        std = np.sqrt(np.where(var > 8 * np.finfo(np.float64).eps * meansq, var, 0.0 * var))
         pct = percentiles(hist, edges, get["min"], get["max"], nf, fine)
         w = (edges[:, 1] - edges[:, 0]) / bins
-        w1_first = wasserstein1(display, first, w) if first is not None else np.zeros(L)
-        w1_prev = wasserstein1(display, prev, w) if prev is not None else np.zeros(L)
+        # the first probe is its own reference: 0, or NaN for a histogram with no values
+        w1_first = wasserstein1(display, display if first is None else first, w)
+        w1_prev = wasserstein1(display, display if prev is None else prev, w)
         sat, sat_pre = get["sat"] / nf, get["sat_pre"] / (n - get["nonfinite_pre"])
         update_ratio = get["update_norm"] / get["weight_norm"]
 

@@ -1,0 +1,88 @@
+"""`normscope run`: trains headless, writes JSON lines, rejects invalid options by field."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from app.cli import build_parser, main
+from normcore.config import RunConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_run_trains_prints_a_summary_and_writes_frames(tmp_path, capsys):
+    out = tmp_path / "frames.jsonl"
+    argv = ["run", "--norm", "batch", "--model", "mlp", "--depth", "3", "--width", "20",
+            "--activation", "sigmoid", "--dataset", "digits", "--batch-size", "30",
+            "--lr", "0.1", "--steps", "30", "--probe-every", "10", "--device", "cpu",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "30/30" in captured.err  # the progress bar, on stderr
+    assert "completed at step 30" in captured.out
+    assert "final loss" in captured.out and "held-out" in captured.out
+    rows = [line.split() for line in captured.out.splitlines()]
+    assert [
+        "layer",
+        "sat",
+        "sat",
+        "pre",
+        "drift",
+        "W1",
+        "grad",
+        "norm",
+        "p15",
+        "p50",
+        "p85",
+    ] in rows
+    assert [r[0] for r in rows if r and re.fullmatch(r"h\d+", r[0])] == ["h1", "h2", "h3"]
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [f["step"] for f in frames] == [1, 11, 21, 30]
+    for frame in frames:
+        assert {"seq", "step", "loss", "layers"} <= set(frame)
+        for layer in frame["layers"]:
+            assert {"name", "mean", "std", "p15", "p50", "p85", "sat", "grad_norm"} <= set(layer)
+            assert {"lo", "hi", "counts", "under", "over"} <= set(layer["hist"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "message"),
+    [
+        (["--norm", "batch", "--batch-size", "1"], "batch_size", "needs more than one value"),
+        (["--norm", "bn2"], "norm", "norm 'bn2' is unknown; known: none, batch"),
+        (["--lr", "-1"], "lr", "greater than 0"),
+        (["--width", "abc"], "width", "valid integer"),
+        (["--steps", "9999999"], "steps", "less than or equal to 1000000"),
+    ],
+)
+def test_invalid_options_exit_non_zero_with_the_message_naming_the_field(
+    argv, field, message, capsys
+):
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{field}: " in err and message in err
+
+
+def test_every_run_config_field_is_a_kebab_case_flag():
+    parser = build_parser()
+    for name in RunConfig.model_fields:
+        flag = "--" + name.replace("_", "-")
+        args = parser.parse_args(
+            ["run", flag, "x"] if name not in ("affine", "ics") else ["run", flag]
+        )
+        assert name in vars(args)
+    assert vars(parser.parse_args(["run", "--no-affine"]))["affine"] is False
+
+
+def test_an_unknown_subcommand_or_flag_is_a_usage_error():
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--bogus", "1"])
+    assert exc.value.code == 2

@@ -1,0 +1,222 @@
+"""Every probe statistic against an independent float64 numpy recomputation.
+
+The device path (normcore.stats.LayerStats + layer_frames, normcore.probes.Probe) is compared
+on fresh random inputs, including a layer with NaN, one with ±inf, a constant one, an all-NaN
+one and one whose values fall outside its fixed edges.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from normcore.config import RunConfig
+from normcore.models import build_model
+from normcore.probes import Probe
+from normcore.stats import (
+    ACT_RANGE,
+    FIELDS,
+    FINE,
+    SAT_THRESHOLD,
+    LayerStats,
+    choose_edges,
+    layer_frames,
+)
+
+BINS = 16
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend here
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_layers(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(6, n) float32: normal, with NaN, with ±inf, constant, all NaN, wide (beyond edges)."""
+    x = rng.normal(0.3, 1.7, (6, n)).astype(np.float32)
+    x[1, rng.choice(n, 7, replace=False)] = np.nan
+    x[2, :3], x[2, 3:5] = np.inf, -np.inf
+    x[3] = 2.5
+    x[4] = np.nan
+    x[5] = rng.standard_cauchy(n).astype(np.float32) * 3  # heavy tails: under and over
+    return x
+
+
+def saturated_np(v: np.ndarray, activation: str) -> float:
+    if activation in ("relu", "gelu"):
+        return float(np.mean(v <= 0))
+    return float(np.mean(np.abs(v) > SAT_THRESHOLD[activation]))
+
+
+def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float, vmax: float):
+    """Width of the buckets holding the two order statistics numpy interpolates between."""
+    s = np.sort(v.astype(np.float64))
+    h = q * (len(s) - 1)
+    w = (hi - lo) / (BINS * FINE)
+
+    def bucket(value: float) -> tuple[float, float]:
+        if value < lo:
+            return vmin, lo
+        if value >= hi:
+            return hi, vmax
+        k = math.floor((value - lo) / w)
+        return lo + k * w, lo + (k + 1) * w
+
+    return bucket(s[math.ceil(h)])[1] - bucket(s[math.floor(h)])[0]
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
+def test_layer_stats_match_float64_numpy(activation):
+    rng = np.random.default_rng(7)
+    n = 4000
+    x = make_layers(rng, n)
+    pre = (x * 2.0 - 0.5).astype(np.float32)
+    pre[0, :11] = np.nan
+    finite = np.where(np.isfinite(x), x, 0.0)
+    edges = choose_edges(finite.min(1), finite.max(1), activation)
+    edges[5] = [-2.0, 2.0]  # narrower than the data: exercises under/over and the tails
+    stats = LayerStats(edges, n, BINS, activation, "cpu")
+    hist, cols = stats(torch.from_numpy(x.copy()), torch.from_numpy(pre.copy()))
+    scal = np.full((len(x), len(FIELDS)), np.nan)
+    for name, value in cols.items():
+        scal[:, FIELDS.index(name)] = value.double().numpy()
+    layers, display = layer_frames(
+        [f"h{i}" for i in range(len(x))], edges, hist.numpy(), scal, n, BINS, None, None
+    )
+    for i, layer in enumerate(layers):
+        v = x[i][np.isfinite(x[i])].astype(np.float64)
+        p = pre[i][np.isfinite(pre[i])].astype(np.float64)
+        lo, hi = edges[i]
+        assert layer["nonfinite"] == n - len(v)
+        if len(v) == 0:  # all NaN: reported, not raised on
+            keys = ("mean", "std", "p15", "p50", "p85", "sat", "sat_pre")
+            assert all(layer[k] is None for k in keys)
+            assert sum(layer["hist"]["counts"]) + layer["hist"]["under"] == 0
+            continue
+        assert layer["sat_pre"] == pytest.approx(saturated_np(p, activation), abs=1e-12)
+        assert layer["mean"] == pytest.approx(v.mean(), rel=1e-6, abs=1e-6)
+        assert layer["std"] == pytest.approx(v.std(), rel=1e-5, abs=1e-6)
+        assert layer["sat"] == pytest.approx(saturated_np(v, activation), abs=1e-12)
+        # histogram: half-open bins [a, b) on [lo, hi]; under x < lo, over x >= hi
+        w = (hi - lo) / BINS
+        k = np.floor((v - lo) / w)
+        expect = np.bincount(k[(v >= lo) & (v < hi)].astype(int), minlength=BINS)
+        # float32 binning may move a value lying within 1e-3 of a fine bin from an edge
+        near = np.sum(np.abs((v - lo) / (w / FINE) - np.round((v - lo) / (w / FINE))) < 1e-3)
+        got = np.array(layer["hist"]["counts"])
+        assert np.abs(got - expect).sum() <= 2 * near
+        assert abs(layer["hist"]["under"] - np.sum(v < lo)) <= near
+        assert abs(layer["hist"]["over"] - np.sum(v >= hi)) <= near
+        assert display[i].sum() == len(v)
+        vmin, vmax = min(v.min(), 0.0 if len(v) < n else v.min()), v.max()
+        for q, key in ((0.15, "p15"), (0.5, "p50"), (0.85, "p85")):
+            exact = np.percentile(v, q * 100)
+            bound = percentile_bound(v, q, lo, hi, vmin, max(vmax, 0.0 if len(v) < n else vmax))
+            assert abs(layer[key] - exact) <= bound * (1 + 1e-3) + 1e-6, (i, key)
+            if i in (0, 1) and lo < exact < hi:  # the bound is tight where data is dense
+                assert abs(layer[key] - exact) <= 2 * w / FINE
+    assert layers[3]["std"] == 0.0
+    assert layers[3]["p15"] == layers[3]["p50"] == layers[3]["p85"] == 2.5
+    assert layers[5]["hist"]["under"] > 0 and layers[5]["hist"]["over"] > 0
+
+
+def test_edges_cover_the_activation_range_and_widen_the_first_batch():
+    edges = choose_edges(np.array([-1.0, -30.0, np.nan]), np.array([1.0, 10.0, np.nan]), "tanh")
+    assert edges[0].tolist() == [-ACT_RANGE["tanh"], ACT_RANGE["tanh"]]
+    assert edges[1].tolist() == [-50.0, 30.0]  # range 40 widened by 20 on each side
+    assert edges[2].tolist() == [-4.0, 4.0]  # no finite values seen: the activation's range
+
+
+def test_layer_stats_rejects_an_empty_layer():
+    with pytest.raises(ValueError, match="must hold values; got 0"):
+        LayerStats(np.array([[-1.0, 1.0]]), 0, 8, "relu", "cpu")
+
+
+def test_probe_matches_numpy_on_a_training_step():
+    torch.manual_seed(0)
+    cfg = RunConfig(depth=3, width=16, norm="batch", activation="sigmoid", batch_size=32)
+    model = build_model(cfg, (10,), 4)
+    points = model.probe_points()
+    probe = Probe(points, activation="sigmoid", bins=BINS, rows=4)
+    x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    # an independent record of the same tensors: our own hooks, retained gradients
+    seen: dict[str, list[torch.Tensor]] = {"act": [], "pre": []}
+
+    def keep_act(module, args, out):
+        out.retain_grad()
+        seen["act"].append(out)
+
+    def keep_pre(module, args, out):
+        seen["pre"].append(out.detach().clone())
+
+    for p in points:
+        p.act.register_forward_hook(keep_act)
+        p.pre.register_forward_hook(keep_pre)
+    probe.arm()
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    probe.collect(loss, (logits.argmax(1) == y).float().mean())
+    before = [p.weight.detach().double().numpy().copy() for p in points]
+    opt.step()
+    probe.after_step()
+    ((layers, loss_v, acc_v, ics),) = probe.flush()
+    assert loss_v == pytest.approx(loss.item()) and ics is None
+    assert acc_v == pytest.approx((logits.argmax(1) == y).double().mean().item())
+    for i, (layer, p) in enumerate(zip(layers, points, strict=True)):
+        act = seen["act"][i].detach().double().numpy()
+        w_new = p.weight.detach().double().numpy()
+        assert layer["mean"] == pytest.approx(act.mean(), abs=1e-6)
+        assert layer["std"] == pytest.approx(act.std(), rel=1e-5)
+        assert layer["sat_pre"] == pytest.approx(
+            saturated_np(seen["pre"][i].double().numpy(), "sigmoid")
+        )
+        assert layer["grad_norm"] == pytest.approx(np.linalg.norm(p.weight.grad.double()), rel=1e-5)
+        grad_act = seen["act"][i].grad.double().numpy()
+        assert layer["act_grad_norm"] == pytest.approx(np.linalg.norm(grad_act), rel=1e-5)
+        assert layer["weight_norm"] == pytest.approx(np.linalg.norm(before[i]), rel=1e-5)
+        ratio = np.linalg.norm(w_new - before[i]) / np.linalg.norm(before[i])
+        assert layer["update_ratio"] == pytest.approx(ratio, rel=1e-4)
+        g, b = p.affine.weight.detach().double().numpy(), p.affine.bias.detach().double().numpy()
+        # g, b as the forward pass used them (before the step moved them)
+        g_old = g + 0.5 * p.affine.weight.grad.double().numpy()
+        b_old = b + 0.5 * p.affine.bias.grad.double().numpy()
+        assert layer["g_mean"] == pytest.approx(g_old.mean(), abs=1e-6)
+        assert layer["g_std"] == pytest.approx(g_old.std(), abs=1e-6)
+        assert layer["b_mean"] == pytest.approx(b_old.mean(), abs=1e-6)
+        assert layer["b_std"] == pytest.approx(b_old.std(), abs=1e-6)
+        assert layer["w1_first"] == 0.0 and layer["w1_prev"] == 0.0
+    probe.close()
+
+
+def test_probe_without_a_norm_reports_no_gain_and_equal_saturations():
+    cfg = RunConfig(depth=2, width=8, norm="none", activation="relu")
+    model = build_model(cfg, (5,), 3)
+    probe = Probe(model.probe_points(), activation="relu", bins=BINS, rows=2)
+    probe.arm()
+    loss = model(torch.randn(6, 5)).square().mean()
+    loss.backward()
+    probe.collect(loss, torch.tensor(0.0))
+    probe.after_step()
+    ((layers, *_),) = probe.flush()
+    for layer in layers:
+        assert layer["g_mean"] is None and layer["b_std"] is None
+        assert layer["sat"] == layer["sat_pre"]
+        assert layer["update_ratio"] == 0.0  # no optimizer step was taken
+
+
+def test_probe_records_nothing_unless_armed():
+    model = build_model(RunConfig(depth=2, width=8), (5,), 3)
+    probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS)
+    model(torch.randn(4, 5))
+    assert all(not refs for refs in probe._acts)
+    probe.close()
+    probe.arm()
+    model(torch.randn(4, 5))
+    assert all(not refs for refs in probe._acts)  # hooks removed
