@@ -69,7 +69,10 @@ def curves(runs: Sequence[RunFrames], metric: str, title: str) -> dict[str, Any]
             if any(y is not None for y in ys):
                 xs = [f["step"] for f in evals]
                 traces.append(_line(xs, ys, f"{name} {what}", color, dash=dash, markers=True))
-    return {"data": traces, "layout": _layout(title)}
+    layout = _layout(title)
+    if metric == "loss":  # log: a diverging run must not flatten every other curve
+        layout["yaxis"] = {"type": "log"}
+    return {"data": traces, "layout": layout}
 
 
 def _line(xs, ys, name, color, *, dash="solid", markers=False, width=1.5) -> dict[str, Any]:
