@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from app.api import catalog, frames, jobs, reports, runs
+from app.api import catalog, claims, frames, jobs, reports, runs
 from app.deps import require_token
 
 api_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
-for module in (catalog, runs, frames, jobs, reports):
+for module in (catalog, runs, frames, jobs, reports, claims):
     api_router.include_router(module.router)

@@ -84,22 +84,32 @@ StopFlag = Callable[[], bool]
 class LocalRunner:
     """Runs arms in this process with normcore.train.run.
 
-    Identical configs are run once per runner (C1, C2 and ICS share their runs, as do C6 and
-    C7), which is safe because a run is a pure function of its RunConfig (seeded).
+    Identical configs are run once per runner (C1, C2 and ICS share their runs, as do C4, C6
+    and C7), which is safe because a run is a pure function of its RunConfig (seeded).
+    `threads` caps torch's CPU threads while an arm runs: these nets are so small that one
+    thread is faster than two fighting over a shared machine, and the numbers do not depend
+    on the machine's core count. None leaves torch's setting alone.
     """
 
-    def __init__(self, should_stop: StopFlag | None = None, device: str = "cpu") -> None:
+    def __init__(self, should_stop: StopFlag | None = None, threads: int | None = 1) -> None:
         self.should_stop = should_stop
-        self.device = device
+        self.threads = threads
         self._cache: dict[str, ArmRun] = {}
 
     def __call__(self, arm: str, config: RunConfig) -> ArmRun:
+        import torch
+
         from normcore.train import run  # heavy import, only when something is run
 
-        config = config.model_copy(update={"device": self.device})
         key = config.model_dump_json()
         if key not in self._cache:
-            frames = list(run(config, should_stop=self.should_stop))
+            saved = torch.get_num_threads()
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            try:
+                frames = list(run(config, should_stop=self.should_stop))
+            finally:
+                torch.set_num_threads(saved)
             if self.should_stop and self.should_stop():
                 raise Cancelled(f"claim run {arm!r} was cancelled")
             status = frames[-1].get("status", "completed") if frames else "failed"

@@ -1,15 +1,18 @@
-"""Verdict functions are pure: hand-made numbers in, a verdict that follows the evidence out.
+"""normcore.claims: pure verdicts, measurements on hand-made frames, every claim for real.
 
-The swap tests feed the measured numbers of two arms exchanged (BN <-> no norm, affine on <->
+Verdict functions are pure: hand-made numbers in, a verdict that follows the evidence out. The
+swap tests feed the measured numbers of two arms exchanged (BN <-> no norm, affine on <->
 off, ...): a verdict that did not flip would not be reading its numbers.
 """
 
+import json
 import math
 
 import pytest
 from scipy.stats import spearmanr
 
-from normcore.claims import batches, checks, cosine, depth, figure1, scale
+from normcore import claims
+from normcore.claims import batches, checks, cosine, depth, figure1, measures, scale
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -146,3 +149,89 @@ def test_unmeasured_numbers_never_reproduce_a_claim():
     result = figure1.verdict_fig1({**n, "acc_auc_batch": 0.8})
     assert result["verdict"] == "not reproduced"
     assert "unmeasured" in result["checks"][0]["detail"]
+
+
+# --- measurements on hand-made frames ------------------------------------------------------
+
+
+def _frame(step: int, layers: list[dict], status: str = "running", acc=None) -> dict:
+    ev = None if acc is None else {"loss": 1.0, "acc": acc}
+    return {"step": step, "status": status, "eval": ev, "layers": layers}
+
+
+def _layer(std=1.0, w1=0.0, p=(-1.0, 0.0, 1.0), sat=0.0) -> dict:
+    return {"name": "h", "std": std, "w1_first": w1, "p15": p[0], "p50": p[1], "p85": p[2],
+            "sat": sat}  # fmt: skip
+
+
+def test_relative_drift_is_in_units_of_the_first_std():
+    frames = [_frame(s, [_layer(std=2.0 if s == 0 else 9.0, w1=w)]) for s, w in
+              enumerate([0.0, 0.0, 1.0, 3.0])]  # fmt: skip
+    # second half of the probes: W1 1 and 3, mean 2, over the first std 2
+    assert measures.relative_drift(frames) == [pytest.approx(1.0)]
+
+
+def test_band_movement_averages_the_three_percentiles_over_the_first_width():
+    frames = [_frame(0, [_layer(p=(-1, 0, 1))]), _frame(1, [_layer(p=(0, 1, 2))])]
+    # moves: 0 at the first probe, 1 (in units of width 2 -> 0.5) at the second
+    assert measures.band_movement(frames) == pytest.approx(0.25)
+    frames.append(_frame(2, [_layer(p=(None, 0, 1))]))
+    assert measures.band_movement(frames) is None
+
+
+def test_final_eval_of_a_diverged_run_is_unmeasured():
+    frames = [_frame(0, [_layer()], acc=0.5), _frame(10, [_layer()], acc=0.9)]
+    assert measures.final_eval(frames) == 0.9
+    frames.append(_frame(11, [], status="diverged"))
+    assert measures.final_eval(frames) is None
+
+
+def test_outside_unit_counts_bins_wholly_beyond_one():
+    hist = {"lo": -4.0, "hi": 4.0, "counts": [1, 0, 0, 2, 2, 0, 0, 3], "under": 1, "over": 1}
+    layer = {"name": "h", "hist": hist}
+    # bins of width 1: [-4,-3) holds 1 and [3,4) holds 3, plus 2 under/over, of 10 values
+    assert cosine.outside_unit([{"layers": [layer]}]) == pytest.approx(0.6)
+
+
+def test_unknown_claim_names_the_known_ones():
+    with pytest.raises(ValueError, match="known: C1, C2"):
+        claims.get_claim("C42")
+    assert claims.get_claim("fig1").id == "FIG1"
+
+
+# --- every claim, quick mode, for real --------------------------------------------------------
+
+RESULT_KEYS = {"id", "title", "claim", "experiment", "criterion", "verdict", "checks",
+               "numbers", "series", "run_configs", "quick", "duration_s"}  # fmt: skip
+VERDICTS = {"reproduced", "mixed", "not reproduced"}
+
+
+@pytest.fixture(scope="module")
+def quick_results() -> dict[str, dict]:
+    """Every claim in quick mode, sharing one runner as `normscope claims --quick` does."""
+    runner = claims.LocalRunner()
+    return {cid: claims.run_claim(cid, quick=True, runner=runner) for cid in claims.CLAIMS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim_id", list(claims.CLAIMS))
+def test_every_claim_runs_in_quick_mode(quick_results, claim_id):
+    result = quick_results[claim_id]
+    exp = claims.get_claim(claim_id)
+    assert set(result) == RESULT_KEYS
+    assert result["verdict"] in VERDICTS
+    # the stored verdict is what the verdict function says about the stored numbers
+    assert exp.verdict(result["numbers"])["verdict"] == result["verdict"]
+    assert [r["arm"] for r in result["run_configs"]] == list(exp.configs(True))
+    assert all(r["status"] in ("completed", "diverged") for r in result["run_configs"])
+    assert all(r["config"]["steps"] <= 500 for r in result["run_configs"])
+    assert json.loads(json.dumps(result, allow_nan=False)) == result
+    for figure in result["series"]:
+        assert figure["traces"] and all(len(t["x"]) == len(t["y"]) for t in figure["traces"])
+
+
+@pytest.mark.slow
+def test_quick_mode_is_repeatable(quick_results):
+    again = claims.run_claim("FIG1", quick=True, runner=claims.LocalRunner())
+    assert again["numbers"] == quick_results["FIG1"]["numbers"]
+    assert again["verdict"] == quick_results["FIG1"]["verdict"]

@@ -1,0 +1,106 @@
+"""Claims through the API (a real server, real worker processes) and the CLI.
+
+A claim run's arms become stored runs labelled with the claim; its result is stored and links
+to them; the CLI exits 0 whenever every experiment ran, whatever the verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from app.cli import main
+from normcore.claims import CLAIMS
+
+VERDICTS = {"reproduced", "mixed", "not reproduced"}
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with server.client() as client:
+        yield client
+
+
+def wait_claim(client, claim_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/api/claims/{claim_id}")
+        assert response.status_code == 200, response.text
+        latest = response.json()["latest"]
+        if latest["status"] not in ("queued", "running"):
+            return response.json()
+        assert time.monotonic() < deadline, f"claim {claim_id} stuck: {latest}"
+        time.sleep(0.2)
+
+
+def test_read_claims_lists_every_claim(client):
+    response = client.get("/api/claims")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == len(CLAIMS)
+    assert [c["id"] for c in body["data"]] == list(CLAIMS)
+    assert all(c["claim"] and c["experiment"] and c["title"] for c in body["data"])
+
+
+def test_read_claim_not_found(client):
+    response = client.get("/api/claims/C42")
+    assert response.status_code == 404
+    assert "C42" in response.json()["detail"] and "C1" in response.json()["detail"]
+    assert client.post("/api/claims/C42/run").status_code == 404
+
+
+def test_run_claim_with_invalid_body_names_the_field(client):
+    response = client.post("/api/claims/C9/run", json={"quick": "sometimes"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "quick"
+
+
+@pytest.mark.slow
+def test_run_claim_stores_its_result_linked_to_its_runs(client):
+    response = client.post("/api/claims/C3/run", json={"quick": True})
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["claim_id"] == "C3" and started["status"] in ("queued", "running")
+    again = client.post("/api/claims/C3/run")  # one claim run at a time per claim
+    assert again.status_code == 409, again.text
+
+    detail = wait_claim(client, "C3")
+    latest = detail["latest"]
+    assert latest["id"] == started["id"]
+    assert latest["status"] == "completed", latest["error"]
+    result = latest["result"]
+    assert result["verdict"] == latest["verdict"] in VERDICTS
+    assert detail["result"]["id"] == latest["id"]
+    assert [h["id"] for h in detail["history"]][0] == latest["id"]
+    # every arm is a stored, completed run labelled with the claim, listed in the result
+    arms = {r["arm"]: r["run_id"] for r in result["run_configs"]}
+    assert set(arms) == set(detail["arms"]) == {"affine", "plain"}
+    assert sorted(latest["run_ids"]) == sorted(arms.values())
+    for arm, run_id in arms.items():
+        run = client.get(f"/api/runs/{run_id}").json()
+        assert run["status"] == "completed"
+        assert run["label"].startswith(f"C3 · {arm}")
+        assert run["config"]["affine"] == (arm == "affine")
+    # the list shows the newest verdict without the full result
+    listed = {c["id"]: c for c in client.get("/api/claims").json()["data"]}
+    assert listed["C3"]["latest"]["verdict"] == latest["verdict"]
+    assert listed["C3"]["latest"]["result"] is None
+
+
+def test_cli_claims_exits_zero_whatever_the_verdicts(tmp_path, capsys):
+    out = tmp_path / "claims.json"
+    assert main(["claims", "--quick", "--only", "C9", "--only", "C3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert [r["id"] for r in results] == ["C3", "C9"]  # the catalog's order
+    for r in results:
+        assert r["verdict"] in VERDICTS
+        assert any(line.split()[:2] == [r["id"], r["verdict"].split()[0]]
+                   for line in printed.splitlines())  # fmt: skip
+
+
+def test_cli_claims_unknown_id_exits_two(capsys):
+    assert main(["claims", "--quick", "--only", "C42"]) == 2
+    assert "C42" in capsys.readouterr().err
