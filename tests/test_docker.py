@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from app.exposure import OpenBindRefused, check_bind, is_loopback
 from normcore.client import Client, NormScopeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,3 +179,21 @@ def test_entrypoint_without_token_refuses_to_bind_all_interfaces(tmp_path, token
     assert "NORMSCOPE_TOKEN" in result.stderr
     with socket.socket() as s:  # nothing listens: it refused before binding
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("0.0.0.0", False), ("::", False), ("", False),
+     ("192.168.1.20", False), ("example.org", False)],
+)  # fmt: skip
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_check_bind_needs_a_token_beyond_loopback():
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "a-token")
+    for token in (None, ""):
+        with pytest.raises(OpenBindRefused, match="NORMSCOPE_TOKEN"):
+            check_bind("0.0.0.0", token)
