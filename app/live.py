@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from fastapi.sse import ServerSentEvent
+from fastapi.sse import format_sse_event
 
 from app.schemas import Run
 from app.store import TERMINAL, Store, frame_text
@@ -94,6 +94,13 @@ def _read(store: Store, run_id: str, after: int, limit: int) -> list[tuple[int, 
     return [(seq, frame_text(blob)) for seq, blob in store.read_frames(run_id, after, limit)]
 
 
+def _frames_chunk(frames: list[tuple[int, str]]) -> bytes:
+    """Frame events as one chunk, one socket write for a whole burst. Same bytes as
+    fastapi.sse.format_sse_event(event="frame", data_str=text, id=seq): a wire JSON text is a
+    single line (json.dumps escapes newlines)."""
+    return "".join(f"event: frame\ndata: {text}\nid: {seq}\n\n" for seq, text in frames).encode()
+
+
 async def follow(
     store: Store,
     hub: Hub,
@@ -101,9 +108,9 @@ async def follow(
     after_seq: int,
     keepalive_s: float,
     page: int = 500,
-) -> AsyncIterator[ServerSentEvent]:
-    """SSE events of one run: frames after `after_seq`, a status event on every change, the
-    final status event last; keep-alive comments while nothing happens."""
+) -> AsyncIterator[bytes]:
+    """The SSE byte stream of one run: frames after `after_seq`, a status event on every
+    change, the final status event last; keep-alive comments while nothing happens."""
     channel = hub.join(run_id)
     try:
         seen_version = channel.version
@@ -122,19 +129,18 @@ async def follow(
                     frames = await anyio.to_thread.run_sync(_read, store, run_id, last, page)
                 if not frames:
                     break
-                for seq, text in frames:
-                    # model_construct: the fields are known-good; skip validation per frame
-                    yield ServerSentEvent.model_construct(event="frame", id=str(seq), raw_data=text)
+                yield _frames_chunk(frames)
                 last = frames[-1][0]
             if run["status"] != sent_status:
-                yield ServerSentEvent(event="status", data=Run.model_validate(run))
+                data = Run.model_validate(run).model_dump_json()
+                yield format_sse_event(event="status", data_str=data)
                 sent_status = run["status"]
             if sent_status in TERMINAL:
                 return
             try:
                 await asyncio.wait_for(woken.wait(), keepalive_s)
             except TimeoutError:
-                yield ServerSentEvent(comment="keep-alive")
+                yield format_sse_event(comment="keep-alive")
                 run = await anyio.to_thread.run_sync(store.get_run, run_id)  # deleted?
     finally:
         hub.leave(run_id, channel)

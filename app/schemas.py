@@ -49,8 +49,7 @@ class FramesPage(BaseModel):
     data: list[dict[str, Any]]
     count: int  # frames in `data`
     total: int  # frames with seq >= since_seq in the store
-    dropped: int  # total - count: left out by downsampling
-    stride: int  # every stride-th frame was kept (1: none dropped)
+    dropped: int  # total - count: left out by downsampling (evenly spread)
     first_seq: int | None
     last_seq: int | None
 

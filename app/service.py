@@ -81,7 +81,7 @@ def frames_page(
 ) -> str:
     """The FramesPage JSON, assembled from the stored wire text (no parse unless filtering)."""
     get_run(store, run_id)
-    rows, total, stride = store.sample_frames(run_id, since_seq, max_points)
+    rows, total = store.sample_frames(run_id, since_seq, max_points)
     texts = [frame_text(blob) for _, blob in rows]
     if layers is not None and texts:
         texts = _only_layers(texts, layers)
@@ -89,7 +89,6 @@ def frames_page(
         "count": len(rows),
         "total": total,
         "dropped": total - len(rows),
-        "stride": stride,
         "first_seq": rows[0][0] if rows else None,
         "last_seq": rows[-1][0] if rows else None,
     }

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     executor: Literal["local", "ray"] = "local"
     max_jobs: int | None = Field(None, ge=1, le=256)  # None: one per GPU, else one on CPU
     queue_length: int = Field(32, ge=0, le=100_000)  # runs waiting beyond max_jobs
+    worker_threads: int | None = Field(None, ge=1, le=1024)  # None: cores / max_jobs
     warm_workers: int = Field(1, ge=0, le=8)  # idle workers with torch already imported
     cancel_grace_s: float = Field(0.7, gt=0, le=30)  # then the worker is killed
     keepalive_s: float = Field(15.0, gt=0, le=3600)  # SSE comment when nothing happened

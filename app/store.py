@@ -232,27 +232,34 @@ class Store:
 
     def sample_frames(
         self, run_id: str, since_seq: int, max_points: int
-    ) -> tuple[list[tuple[int, bytes]], int, int]:
-        """At most max_points frames with seq >= since_seq, evenly strided, first and last
-        always kept; returns (rows, total frames in the range, stride)."""
-        db = self._db()
-        total, last = db.execute(
-            "SELECT COUNT(*), MAX(seq) FROM frames WHERE run_id = ? AND seq >= ?",
-            (run_id, since_seq),
-        ).fetchone()
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """Exactly min(total, max_points) frames with seq >= since_seq, evenly spread, the
+        first and the last always kept; returns (rows, total frames in the range)."""
+        total = (
+            self._db()
+            .execute(
+                "SELECT COUNT(*) FROM frames WHERE run_id = ? AND seq >= ?", (run_id, since_seq)
+            )
+            .fetchone()[0]
+        )
         if total <= max_points:
-            return self.read_frames(run_id, since_seq - 1, max(total, 1)), total, 1
-        # ceil division; max_points - 2 leaves room for the last frame when it is off stride
-        stride = -(-(total - 1) // (max_points - 2)) if max_points > 2 else total
-        rows = db.execute(
-            "SELECT f.seq, f.data FROM frames f JOIN ("
-            "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) - 1 AS rn"
-            "                   FROM frames WHERE run_id = ? AND seq >= ?)"
-            "  WHERE rn % ? = 0 OR seq = ?) k ON f.seq = k.seq "
-            "WHERE f.run_id = ? ORDER BY f.seq",
-            (run_id, since_seq, stride, last, run_id),
-        ).fetchall()
-        return rows, total, stride
+            return self.read_frames(run_id, since_seq - 1, max(total, 1)), total
+        # Row rn falls in bucket floor(rn * (m-1) / (T-1)), buckets 0..m-1; keep the first row
+        # of each bucket: exactly m rows, rn = 0 and rn = T-1 among them.
+        m1, t1 = max_points - 1, total - 1
+        rows = (
+            self._db()
+            .execute(
+                "SELECT f.seq, f.data FROM frames f JOIN ("
+                "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) - 1 AS rn"
+                "                   FROM frames WHERE run_id = ? AND seq >= ?)"
+                "  WHERE (rn * ?) % ? < ?) k ON f.seq = k.seq "
+                "WHERE f.run_id = ? ORDER BY f.seq",
+                (run_id, since_seq, m1, t1, m1, run_id),
+            )
+            .fetchall()
+        )
+        return rows, total
 
 
 class _Transaction:

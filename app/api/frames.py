@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import EventSourceResponse
 
 from app import service
 from app.api.runs import RunId
@@ -50,19 +50,27 @@ def _resume_after(last_event_id: Annotated[str | None, Header(max_length=32)] = 
         ) from None
 
 
-@router.get("/{run_id}/events", response_class=EventSourceResponse)
+_SSE_DOC = {200: {"content": {"text/event-stream": {}}, "description": "an SSE stream"}}
+
+
+@router.get("/{run_id}/events", response_class=Response, responses=_SSE_DOC)
 async def stream_events(
     run: Annotated[dict[str, Any], Depends(_stored_run)],
     after: Annotated[int, Depends(_resume_after)],
     store: StoreDep,
     hub: HubDep,
     settings: SettingsDep,
-) -> AsyncIterable[ServerSentEvent]:
+) -> EventSourceResponse:
     """Live frames ("frame", id = seq) and status changes ("status"), resumable with
     Last-Event-ID; ends with the final status."""
-    # Dependencies run before the stream starts, so an unknown run is a plain 404.
-    async for event in follow(store, hub, run["id"], after, settings.keepalive_s):
-        yield event
+    # The EventSourceResponse is built here rather than from a yielding endpoint (which
+    # response_class=EventSourceResponse would imply): a burst of frames
+    # goes out as one write (not one per event through two one-slot memory streams), and a
+    # stalled client that disconnects is a plain cancellation (FastAPI 0.165's keep-alive
+    # task logs BrokenResourceError then). Dependencies above already gave unknown runs 404.
+    stream = follow(store, hub, run["id"], after, settings.keepalive_s)
+    return EventSourceResponse(stream, headers={"Cache-Control": "no-cache",
+                                                "X-Accel-Buffering": "no"})  # fmt: skip
 
 
 class _Csv(StreamingResponse):

@@ -63,6 +63,8 @@ class LocalExecutor:
         self._spares: list[_Worker] = []
         self._closed = False
         self._gpus = _visible_gpus()
+        cores = os.cpu_count() or 1
+        self.threads = settings.worker_threads or max(1, cores // self.slots)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -149,7 +151,7 @@ class LocalExecutor:
         while True:
             worker = self._spares.pop(0) if self._spares else self._spawn()
             try:
-                worker.conn.send(("run", run_id, config, env))
+                worker.conn.send(("run", run_id, config, env, self.threads))
                 break
             except OSError:  # a spare that died while idle: take the next one
                 _kill(worker)

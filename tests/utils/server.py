@@ -145,3 +145,25 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         live.stop()
     for live in started:
         assert not live.server_errors(), "\n".join(live.server_errors())
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Parse a streaming text/event-stream response into {"event", "id", "data", "comment"}
+    dicts as they arrive (comments — keep-alives — are yielded too, with event None)."""
+    event: dict[str, Any] = {}
+    data: list[str] = []
+    for line in response.iter_lines():
+        if not line:
+            if data or event:
+                yield {"event": event.get("event", "message"), "id": event.get("id"),
+                       "data": "\n".join(data) if data else None, "comment": None}  # fmt: skip
+            event, data = {}, []
+        elif line.startswith(":"):
+            yield {"event": None, "id": None, "data": None, "comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            else:
+                event[name] = value

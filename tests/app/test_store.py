@@ -1,0 +1,145 @@
+"""The run store and the recorder, in-process: SQLite on a temp file, the real writer thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+
+import pytest
+
+from app.jobs.recorder import Recorder
+from app.store import Finish, Frames, Start, Store, frame_text
+from normcore.config import RunConfig
+from normcore.frames import decode, encode, to_json
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "runs.db")
+    yield store
+    store.close()
+
+
+def _new_run(store: Store, **config) -> str:
+    cfg = RunConfig(**config)
+    return store.create_run(cfg.model_dump(), cfg.label())["id"]
+
+
+def _frame(seq: int) -> dict:
+    return {"seq": seq, "step": seq + 1, "status": "running", "loss": 1.0 / (seq + 1),
+            "acc": 0.5, "eval": None, "layers": [{"name": "h1", "mean": float(seq)}]}  # fmt: skip
+
+
+def _rows(seqs) -> list[tuple[int, int, bytes]]:
+    return [(s, s + 1, encode(_frame(s))) for s in seqs]
+
+
+def test_store_uses_wal_and_stores_frames_in_the_encoded_form(store):
+    run_id = _new_run(store)
+    store.apply([Start(run_id, time.time()), Frames(run_id, _rows(range(3)), {"step": 3})])
+    assert store._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    [(seq, blob)] = store.read_frames(run_id, 1, 10)
+    assert seq == 2 and decode(blob) == decode(encode(_frame(2)))
+    assert frame_text(blob) == to_json(_frame(2))
+
+
+def test_run_lifecycle_sets_status_times_step_and_final_metrics(store):
+    run_id = _new_run(store, steps=3)
+    assert store.get_run(run_id)["status"] == "queued"
+    summary = {"step": 3, "device": "cpu", "loss": 0.5, "acc": 0.75, "eval_acc": 0.7}
+    changed = store.apply([Start(run_id, 1.0), Frames(run_id, _rows(range(3)), summary)])
+    assert changed == {run_id}
+    run = store.get_run(run_id)
+    assert (run["status"], run["step"], run["frame_count"], run["last_seq"]) == ("running", 3, 3, 2)
+    assert run["final"] is None and run["metrics"]["loss"] == 0.5  # final only once ended
+    store.apply([Finish(run_id, "completed", None, 2.0)])
+    run = store.get_run(run_id)
+    assert run["status"] == "completed" and run["device"] == "cpu"
+    assert run["final"] == {"loss": 0.5, "acc": 0.75, "eval_loss": None, "eval_acc": 0.7}
+    assert (run["started_at"], run["finished_at"]) == (1.0, 2.0)
+
+
+def test_an_ended_run_keeps_its_status(store):
+    run_id = _new_run(store)
+    store.apply([Start(run_id, 1.0), Finish(run_id, "cancelled", None, 2.0)])
+    assert store.apply([Finish(run_id, "failed", "late", 3.0)]) == set()
+    assert store.get_run(run_id)["status"] == "cancelled"
+
+
+def test_startup_marks_running_and_queued_runs_interrupted_and_keeps_frames(store):
+    running, queued, done = _new_run(store), _new_run(store), _new_run(store)
+    store.apply([Start(running, 1.0), Frames(running, _rows(range(5)), {"step": 5}),
+                 Start(done, 1.0), Finish(done, "completed", None, 2.0)])  # fmt: skip
+    assert sorted(store.mark_interrupted("server restarted")) == sorted([running, queued])
+    assert store.get_run(running)["status"] == "interrupted"
+    assert store.get_run(running)["error"] == "server restarted"
+    assert store.get_run(done)["status"] == "completed"
+    assert [seq for seq, _ in store.read_frames(running, -1, 100)] == list(range(5))
+
+
+def test_list_runs_filters_by_status_and_counts_all_matches(store):
+    ids = [_new_run(store) for _ in range(5)]
+    store.apply([Start(ids[0], 1.0)])
+    runs, count = store.list_runs(limit=2)
+    assert count == 5 and len(runs) == 2
+    runs, count = store.list_runs("running")
+    assert count == 1 and runs[0]["id"] == ids[0]
+
+
+def test_delete_removes_frames_and_late_frames_are_dropped(store):
+    run_id = _new_run(store)
+    store.apply([Frames(run_id, _rows(range(4)), {"step": 4})])
+    assert store.delete_run(run_id) and store.get_run(run_id) is None
+    store.apply([Frames(run_id, _rows(range(4, 6)), {"step": 6})])  # a worker still sending
+    assert store.read_frames(run_id, -1, 100) == []
+    assert not store.delete_run(run_id)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 10, 101, 1000])
+@pytest.mark.parametrize("max_points", [2, 3, 7, 100])
+def test_sampling_keeps_first_and_last_and_at_most_max_points(store, total, max_points):
+    run_id = _new_run(store)
+    store.apply([Frames(run_id, _rows(range(total)), {"step": total})])
+    rows, count = store.sample_frames(run_id, 0, max_points)
+    seqs = [seq for seq, _ in rows]
+    assert count == total and len(seqs) == min(total, max_points)
+    assert seqs[0] == 0 and seqs[-1] == total - 1 and seqs == sorted(set(seqs))
+    gaps = [b - a for a, b in zip(seqs[:-1], seqs[1:], strict=True)]
+    assert not gaps or max(gaps) - min(gaps) <= 1, "evenly spread"
+
+
+def test_sampling_from_since_seq(store):
+    run_id = _new_run(store)
+    store.apply([Frames(run_id, _rows(range(50)), {"step": 50})])
+    rows, total = store.sample_frames(run_id, 40, 100)
+    assert total == 10 and [s for s, _ in rows] == list(range(40, 50))
+
+
+def test_recorder_batches_many_frames_into_few_transactions(store):
+    run_id = _new_run(store)
+    published: list[tuple[str, list, object]] = []
+    done = threading.Event()
+
+    def publish(rid, frames, run):
+        published.append((rid, frames, run))
+        if run is not None and run["status"] == "completed":
+            done.set()
+
+    recorder = Recorder(store, publish, min_interval_s=0.01)
+    commits = []
+    apply = store.apply
+    store.apply = lambda ops: commits.append(1) or apply(ops)  # count transactions
+    recorder.start()
+    recorder.started(run_id)
+    for seq in range(2000):  # one frame per call: the worst case a worker could send
+        text = to_json(_frame(seq))
+        recorder.frames(run_id, [(seq, seq + 1, text, zlib.compress(text.encode()))],
+                        {"step": seq + 1})  # fmt: skip
+    recorder.finished(run_id, "completed")
+    assert done.wait(10)
+    recorder.stop()
+    assert len(commits) < 200, f"{len(commits)} transactions for 2000 frames"
+    assert store.get_run(run_id)["frame_count"] == 2000
+    seqs = [seq for _, frames, _ in published for seq, _ in frames]
+    assert seqs == list(range(2000)), "published in order, each once, after the commit"
