@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from app.cli_claims import add_claims_parser
 from app.cli_reports import add_export_parser, add_report_parser, add_server_option
+from app.cli_serve import add_serve_parser
 from normcore.config import RunConfig
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
@@ -166,6 +167,7 @@ def summary(cfg: RunConfig, first: dict[str, Any], last: dict[str, Any]) -> str:
 # Each helper's subcommand registers here: add_<name>(subparsers) sets func=cmd_<name>.
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_run,
+    add_serve_parser,
     add_claims_parser,
     add_report_parser,
     add_export_parser,
