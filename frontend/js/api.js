@@ -87,6 +87,10 @@ export const api = {
   events: (id, sinceSeq) =>
     new EventSource(`/api/runs/${enc(id)}/events${query({ token: getToken(), since_seq: sinceSeq >= 0 ? sinceSeq : undefined })}`),
 
+  claims: () => request("/api/claims"),
+  claim: (id) => request(`/api/claims/${enc(id)}`),
+  runClaim: (id, quick = true) => request(`/api/claims/${enc(id)}/run`, { method: "POST", body: { quick } }),
+
   exportUrl: (id, format) => `/api/runs/${enc(id)}/export${query({ format })}`,
   reportUrl: (id) => `/api/runs/${enc(id)}/report.html`,
 

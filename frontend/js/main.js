@@ -4,12 +4,13 @@
 import { api, setToken } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
 import { href, parse } from "./router.js";
+import * as claims from "./views/claims.js";
 import * as compare from "./views/compare.js";
 import * as launch from "./views/launch.js";
 import * as run from "./views/run.js";
 import * as runs from "./views/runs.js";
 
-const VIEWS = { launch, run, compare, runs };
+const VIEWS = { launch, run, compare, runs, claims };
 const root = document.getElementById("view");
 const banner = document.getElementById("banner");
 let current = null;

@@ -5,6 +5,7 @@ const ROUTES = [
   [/^#\/run\/([^/?#]+)$/, (m) => ({ view: "run", id: decodeURIComponent(m[1]) })],
   [/^#\/compare\/([^/?#]*)$/, (m) => ({ view: "compare", ids: m[1].split(",").map(decodeURIComponent).filter(Boolean) })],
   [/^#\/runs\/?$/, () => ({ view: "runs" })],
+  [/^#\/claims(?:\/([^/?#]+))?\/?$/, (m) => ({ view: "claims", id: m[1] ? decodeURIComponent(m[1]) : null })],
   [/^(#\/?(launch\/?)?)?$/, () => ({ view: "launch" })],
 ];
 
@@ -20,6 +21,8 @@ export function parse(hash) {
 export const href = {
   launch: () => "#/launch",
   runs: () => "#/runs",
+  claims: () => "#/claims",
+  claim: (id) => `#/claims/${encodeURIComponent(id)}`,
   run: (id) => `#/run/${encodeURIComponent(id)}`,
   compare: (ids) => `#/compare/${ids.map(encodeURIComponent).join(",")}`,
 };

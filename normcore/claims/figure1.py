@@ -114,7 +114,9 @@ def measure_fig1(frames: dict[str, list[Frame]], quick: bool):
     for arm in ("none", "batch"):
         for q in ("p15", "p50", "p85"):
             values = layer_values(frames[arm], q)
-            bands.append(trace(f"{arm} {q}", steps(frames[arm]), values[-1] if values else []))
+            dash = "solid" if q == "p50" else "dot"
+            bands.append(trace(arm, steps(frames[arm]), values[-1] if values else [], group=arm,
+                               label=q, dash=dash))  # fmt: skip
     series = [
         _acc_curves(frames),
         plot(

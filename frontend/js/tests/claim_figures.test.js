@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { armRows, checksSummary, compareIds, figure, verdictClass } from "../claim_figures.js";
+
+test("line figures keep x, map missing values to gaps and honour log axes", () => {
+  const f = figure({
+    title: "drift", x_label: "layer", y_label: "W1", log_y: true, kind: "line",
+    traces: [{ name: "none", x: [1, 2, 3], y: [0.1, null, 0.3] }, { name: "batch", x: [1, 2, 3], y: [0.1, 0.1, 0.1], dash: "dot" }],
+  });
+  assert.equal(f.title, "drift");
+  assert.equal(f.traces.length, 2);
+  assert.deepEqual(f.traces[0].y, [0.1, null, 0.3]);
+  assert.equal(f.traces[0].connectgaps, false);
+  assert.equal(f.traces[1].line.dash, "dot");
+  assert.notEqual(f.traces[0].line.color, f.traces[1].line.color);
+  assert.equal(f.layout.yaxis.type, "log");
+  assert.equal(f.layout.xaxis.type, "linear");
+  assert.equal(f.layout.showlegend, true);
+});
+
+test("traces of one group share a colour and one legend entry", () => {
+  const f = figure({ traces: ["p15", "p50", "p85"].flatMap((q) => ["none", "batch"].map((arm) => (
+    { name: arm, group: arm, label: q, x: [0, 1], y: [0, 1], dash: q === "p50" ? "solid" : "dot" }))) });
+  const none = f.traces.filter((t) => t.name === "none");
+  assert.equal(new Set(none.map((t) => t.line.color)).size, 1);
+  assert.notEqual(none[0].line.color, f.traces.find((t) => t.name === "batch").line.color);
+  assert.deepEqual(f.traces.filter((t) => t.showlegend).map((t) => t.name), ["none", "batch"]);
+  assert.equal(f.layout.showlegend, true);
+});
+
+test("bar figures use categories and group their traces", () => {
+  const f = figure({ kind: "bar", traces: [{ name: "acc", x: ["batch", "layer"], y: [0.9, 0.8] }] });
+  assert.equal(f.traces[0].type, "bar");
+  assert.deepEqual(f.traces[0].x, ["batch", "layer"]);
+  assert.equal(f.layout.xaxis.type, "category");
+  assert.equal(f.layout.barmode, "group");
+  assert.equal(f.layout.showlegend, false);
+});
+
+test("arms link to their runs; compare needs two to four distinct runs", () => {
+  const result = { run_configs: [
+    { arm: "none", label: "none · mlp", run_id: "a", status: "completed", frames: 3 },
+    { arm: "batch", label: "batch · mlp", run_id: "b", status: "completed", frames: 3 },
+  ] };
+  assert.deepEqual(armRows(result).map((r) => [r.arm, r.runId]), [["none", "a"], ["batch", "b"]]);
+  assert.deepEqual(compareIds(result), ["a", "b"]);
+  assert.equal(compareIds({ run_configs: [] }), null);
+  const many = { run_configs: "abcde".split("").map((id) => ({ arm: id, run_id: id })) };
+  assert.equal(compareIds(many), null);
+});
+
+test("verdicts become css classes and checks a short summary", () => {
+  assert.equal(verdictClass("not reproduced"), "verdict-not-reproduced");
+  assert.equal(verdictClass(null), "verdict-none");
+  assert.equal(checksSummary([{ passed: true }, { passed: false }]), "1/2 checks");
+  assert.equal(checksSummary([]), "");
+});
