@@ -92,7 +92,8 @@ export const api = {
   runClaim: (id, quick = true) => request(`/api/claims/${enc(id)}/run`, { method: "POST", body: { quick } }),
 
   exportUrl: (id, format) => `/api/runs/${enc(id)}/export${query({ format })}`,
-  reportUrl: (id) => `/api/runs/${enc(id)}/report.html`,
+  // A new tab cannot send a header; the server takes ?token= on GET requests.
+  reportUrl: (id) => `/api/runs/${enc(id)}/report.html${query({ token: getToken() })}`,
 
   /** Fetch a file route with the token header and hand it to the browser as a download. */
   async download(url, filename) {

@@ -43,6 +43,9 @@ export class RunFeed {
     this.source = es;
     es.onopen = () => this.onConnection?.("live");
     es.addEventListener("frame", (ev) => {
+      // The stream starts from the first frame (EventSource sends Last-Event-ID only on a
+      // reconnect): skip the history already loaded from /frames without parsing it.
+      if (Number(ev.lastEventId) <= this.cols.lastSeq) return;
       this.pending.push(JSON.parse(ev.data));
       this.schedule();
     });

@@ -176,21 +176,7 @@ export function sharedRange(runs, name) {
 }
 
 /**
- * Tick settings for a log axis over these series: whole decades when the data spans more
- * than about one (Plotly's default then labels 2 and 5 of every decade, which crowds a small
- * chart), Plotly's own choice otherwise.
+ * A log axis for small charts. Few ticks make Plotly label whole decades, or 2 and 5 within
+ * them, instead of every digit; it re-chooses as extendTraces widens the range.
  */
-export function logAxisTicks(seriesList) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const s of seriesList) {
-    for (const v of s) {
-      if (v > 0 && Number.isFinite(v)) {
-        lo = Math.min(lo, v);
-        hi = Math.max(hi, v);
-      }
-    }
-  }
-  if (!(hi > lo) || Math.log10(hi / lo) < 1.2) return { exponentformat: "e" };
-  return { dtick: 1, exponentformat: "power" };
-}
+export const LOG_AXIS = { type: "log", nticks: 4, exponentformat: "power" };

@@ -2,12 +2,11 @@
 // magnitude, not percentages.
 
 import * as P from "../plot.js";
-import { extendPayload, gradTraces, logAxisTicks } from "../transforms.js";
+import { extendPayload, gradTraces, LOG_AXIS } from "../transforms.js";
 
 export function draw(el, cols, name, { step } = {}) {
-  const traces = gradTraces(cols, name);
-  return P.draw(el, traces, P.layout(`${name}: gradient norms`, {
-    yaxis: { type: "log", automargin: true, ...logAxisTicks(traces.map((t) => t.y)) },
+  return P.draw(el, gradTraces(cols, name), P.layout(`${name}: gradient norms`, {
+    yaxis: { ...LOG_AXIS, automargin: true },
     shapes: P.stepMarker(step),
   }));
 }

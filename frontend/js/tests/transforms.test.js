@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { addFrames, emptyColumns } from "../columns.js";
 import {
   comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
-  gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, logAxisTicks, lossTraces, overviewTraces,
+  gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, lossTraces, overviewTraces,
   percentileTraces, sharedRange, withAlpha,
 } from "../transforms.js";
 import { frame, frames } from "./sample.js";
@@ -146,8 +146,3 @@ test("colours are valid CSS rgba", () => {
   assert.equal(withAlpha("#D55E00", 0.5), "rgba(213, 94, 0, 0.5)");
 });
 
-test("log axes tick whole decades only when the data spans them", () => {
-  assert.deepEqual(logAxisTicks([[1e-4, 1e-2], [null, 0.5]]), { dtick: 1, exponentformat: "power" });
-  assert.deepEqual(logAxisTicks([[0.1, 0.3], [0, -1, null]]), { exponentformat: "e" });
-  assert.deepEqual(logAxisTicks([[]]), { exponentformat: "e" });
-});

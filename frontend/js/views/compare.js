@@ -11,7 +11,7 @@ import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
-  compareLayerTraces, comparePercentileTraces, compareRunTraces, logAxisTicks, RUN_COLORS,
+  compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
   sharedRange,
 } from "../transforms.js";
 
@@ -24,7 +24,7 @@ const LINE_PANELS = [
   ["eval-acc", "held-out accuracy", (runs) => compareRunTraces(runs, "eval.acc"), { yaxis: { range: [0, 1.02] } }],
   ["percentiles", "15 / 50 / 85th percentile", (runs, l) => comparePercentileTraces(runs, l), {}],
   ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
-  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: { type: "log" }, logTicks: true }],
+  ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: LOG_AXIS }],
   ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
   ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => gbCompare(runs, l), {}],
 ];
@@ -114,9 +114,8 @@ export function mount(root, { ids }) {
     for (const [key, title, build, extra] of LINE_PANELS) {
       const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
       const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
-      const ticks = extra.logTicks ? logAxisTicks(traces.map((tr) => tr.y)) : {};
       P.draw(lineEls[key], traces, P.layout(t, {
-        yaxis: { automargin: true, zeroline: false, ...extra.yaxis, ...ticks },
+        yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
         annotations: waiting ? P.note("waiting for the first frames…") : [],
       }));
     }

@@ -1,0 +1,239 @@
+"""The dashboard in a real browser (Debian's chromium) against a real server and real runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import SMALL, Dashboard, wait_run
+
+pytestmark = pytest.mark.e2e
+
+
+def fill_form(page: Any, config: dict[str, Any]) -> None:
+    for name, value in config.items():
+        field = page.locator(f"#f-{name}")
+        if isinstance(value, bool):
+            field.set_checked(value)
+        elif field.evaluate("(el) => el.tagName") == "SELECT":
+            field.select_option(str(value))
+        else:
+            field.fill(str(value))
+
+
+def grow(dash: Dashboard, selectors: list[str], timeout_s: float = 60) -> dict[str, tuple]:
+    """Wait until every chart has points while the run is running, then until each has more;
+    returns {selector: (before, after)}."""
+    deadline = time.monotonic() + timeout_s
+    first: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        assert dash.status() in ("queued", "running"), f"run ended early: {dash.status()}"
+        now = {s: dash.points(s) for s in selectors}
+        if not first and all(now.values()):
+            first = now
+        elif first and all(now[s] > first[s] for s in selectors) and dash.status() == "running":
+            return {s: (first[s], now[s]) for s in selectors}
+        time.sleep(0.2)
+    raise AssertionError(f"charts did not grow while running: {first}")
+
+
+def test_launch_from_form_draws_live_run_until_completed(dash: Dashboard, server: Any):
+    dash.open("#/launch")
+    # No norm and N(0, 1) weights: the sigmoid units saturate, so the saturation map has colour.
+    config = {**SMALL, "norm": "none", "init": "gaussian", "init_std": 1.0, "lr": 0.5,
+              "steps": 1500, "probe_every": 5, "eval_every": 100}  # fmt: skip
+    fill_form(dash.page, config)
+    dash.page.get_by_role("button", name="Start run").click()
+    dash.page.wait_for_url("**/#/run/*")
+    run_id = dash.page.url.rsplit("/", 1)[-1]
+
+    top = "[data-panel=heatmap][data-layer=h3]"  # the top layer's row is open by default
+    grown = grow(dash, ["[data-panel=loss]", "[data-panel=overview]", top])
+    assert all(after > before for before, after in grown.values()), grown
+    # The picture for the docs: mid-run, with some history, the mouse off the charts.
+    dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
+    dash.page.wait_for_function(
+        "() => document.querySelector('[data-panel=overview]').data[0].x.length >= 100"
+    )
+    if dash.status() == "running":
+        dash.screenshot("run-live.png")
+
+    assert dash.wait_status({"completed", "diverged", "failed"}) == "completed"
+    progress = dash.page.get_by_test_id("progress")
+    assert progress.inner_text().startswith("1,500 / 1,500")
+    with server.client() as client:
+        stored = client.get(f"/api/runs/{run_id}").json()
+    frames = stored["frame_count"]
+    dash.page.wait_for_timeout(400)  # the last throttled update
+    assert dash.points("[data-panel=overview]") == frames
+    assert dash.points(top) == frames
+    z_columns = dash.page.evaluate(f"document.querySelector('{top}').data[0].z.length")
+    assert z_columns == frames
+    dash.assert_clean()
+
+
+def test_batchnorm_with_batch_size_one_shows_error_at_field_and_starts_nothing(
+    dash: Dashboard, server: Any
+):
+    with server.client() as client:
+        before = client.get("/api/runs").json()["count"]
+    dash.open("#/launch")
+    fill_form(dash.page, {**SMALL, "norm": "batch", "batch_size": 1})
+    dash.page.get_by_role("button", name="Start run").click()
+
+    error = dash.page.locator("[data-field=batch_size] .field-error")
+    error.wait_for(state="visible")
+    assert "batch_size 1" in error.inner_text()
+    assert dash.page.locator("#f-batch_size").get_attribute("aria-invalid") == "true"
+    assert dash.page.locator(".field-error:not(:empty)").count() == 1  # only that field
+    assert dash.page.url.endswith("#/launch")
+    with server.client() as client:
+        assert client.get("/api/runs").json()["count"] == before
+    dash.assert_clean(allowed=(r"status of 422",))
+
+
+def test_preset_opens_compare_with_both_runs_drawn(dash: Dashboard, server: Any):
+    dash.open("#/launch")
+    dash.page.locator("[data-preset=bn-figure-1] button.primary").click()
+    dash.page.wait_for_url("**/#/compare/*,*")
+    ids = dash.page.url.rsplit("/", 1)[-1].split(",")
+    assert len(ids) == 2
+    try:
+        # Both runs drawn: a loss line each, and each run's own distribution heatmap.
+        loss = "[data-panel=compare-loss]"
+        dash.page.wait_for_function(
+            """() => { const el = document.querySelector('[data-panel=compare-loss]');
+                 return el && el.data && el.data.length === 2
+                   && el.data.every((t) => t.x.length > 10); }""",
+            timeout=90_000,
+        )
+        for run_id in ids:
+            heat = f"[data-panel=compare-heatmap][data-run='{run_id}']"
+            dash.page.wait_for_function(
+                f'() => {{ const el = document.querySelector("{heat}");'
+                " return el && el.data && el.data[0] && el.data[0].z.length > 0; }"
+            )
+        names = dash.page.evaluate(
+            "document.querySelector('[data-panel=compare-loss]').data.map((t) => t.name)"
+        )
+        assert sorted(names) == ["batch", "no norm"]
+        assert dash.page.locator(".chip").count() == 2
+        # Let the curves take shape for the picture: up to 10 s more, not a condition.
+        dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and min(dash.traces(loss) or [0]) < 300:
+            time.sleep(0.5)
+        dash.screenshot("compare.png", full_page=True)
+        dash.assert_clean()
+    finally:
+        with server.client() as client:
+            for run_id in ids:  # free the CPU for the other tests
+                client.post(f"/api/runs/{run_id}/cancel")
+
+
+@pytest.fixture(scope="module")
+def finished_run(server: Any) -> dict[str, Any]:
+    with server.client() as client:
+        response = client.post("/api/runs", json={**SMALL, "steps": 200, "norm": "batch"})
+        assert response.status_code == 201, response.text
+        run = wait_run(client, response.json()["id"])
+    assert run["status"] == "completed", run
+    return run
+
+
+def test_reload_finished_run_draws_everything_from_the_store(
+    dash: Dashboard, finished_run: dict[str, Any]
+):
+    run_id = finished_run["id"]
+    for attempt in ("open", "reload"):
+        if attempt == "open":
+            dash.open(f"#/run/{run_id}")
+        else:
+            dash.requests.clear()
+            dash.page.reload()
+        assert dash.wait_status({"completed"}) == "completed"
+        dash.page.wait_for_function(
+            "() => { const el = document.querySelector('[data-panel=overview]');"
+            " return el && el.data && el.data[0].x.length > 0; }"
+        )
+        frames = finished_run["frame_count"]
+        assert dash.points("[data-panel=loss]") == frames
+        assert dash.points("[data-panel=overview]") == frames
+        for panel in ("heatmap", "percentiles", "grad", "gb", "drift"):
+            assert dash.points(f"[data-panel={panel}][data-layer=h3]") == frames, panel
+        # Everything came from the store: no live stream for a finished run.
+        assert not [u for u in dash.requests if "/events" in u], dash.requests
+
+    # The overview is the entry point: a click on the h1 row opens layer h1.
+    h1 = dash.page.locator("details[data-layer=h1]")
+    assert h1.get_attribute("open") is None
+    box = dash.page.locator("[data-panel=overview] .nsewdrag").first.bounding_box()
+    dash.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 6)
+    h1.locator("[data-panel=heatmap] .main-svg").first.wait_for()
+    assert h1.get_attribute("open") is not None
+    assert dash.points("[data-panel=heatmap][data-layer=h1]") == finished_run["frame_count"]
+    dash.assert_clean()
+
+
+def test_runs_table_lists_run_and_opens_it(dash: Dashboard, finished_run: dict[str, Any]):
+    dash.open("#/runs")
+    row = dash.page.locator(f"tr[data-run='{finished_run['id']}']")
+    row.wait_for()
+    assert row.locator("[data-status]").inner_text() == "completed"
+    assert row.get_by_role("link", name="CSV").get_attribute("href").endswith("format=csv")
+    row.get_by_role("link", name="Open").click()
+    dash.page.wait_for_url(f"**/#/run/{finished_run['id']}")
+    assert dash.wait_status({"completed"}) == "completed"
+    dash.assert_clean()
+
+
+def test_unknown_run_link_shows_not_found(dash: Dashboard):
+    dash.open("#/run/no-such-run")
+    box = dash.page.locator(".error-box")
+    box.wait_for()
+    assert "No such run" in box.inner_text()
+    dash.assert_clean(allowed=(r"status of 404",))
+
+
+def test_token_server_streams_with_token_asks_without_and_shows_unreachable(
+    browser: Any, start_server: Any
+):
+    private = start_server(NORMSCOPE_TOKEN="s3cret")
+    with private.client() as client:
+        response = client.post("/api/runs", json={**SMALL, "steps": 120})
+        assert response.status_code == 201, response.text
+    run_id = response.json()["id"]
+    with_token = browser.new_context(viewport={"width": 1366, "height": 768})
+    without = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        # A shared link with ?token=: the live stream carries it, the address bar drops it.
+        live = Dashboard(with_token.new_page(), private.url)
+        live.page.goto(f"{private.url}/?token=s3cret#/run/{run_id}")
+        assert live.wait_status({"completed"}) == "completed"
+        assert "token" not in live.page.url
+        streams = [u for u in live.requests if "/events" in u]
+        assert streams and all("token=s3cret" in u for u in streams), live.requests
+        with private.client() as client:
+            frames = client.get(f"/api/runs/{run_id}").json()["frame_count"]
+        live.page.wait_for_timeout(400)
+        assert live.points("[data-panel=overview]") == frames
+        live.assert_clean()
+
+        # Without a token the banner asks for one; once given, the views load.
+        dash = Dashboard(without.new_page(), private.url)
+        dash.open("#/runs")
+        dash.page.locator("#token").wait_for()
+        dash.page.fill("#token", "s3cret")
+        dash.page.get_by_role("button", name="Use token").click()
+        dash.page.locator(f"tr[data-run='{run_id}']").wait_for()
+
+        # The server goes away: the next view says so instead of failing silently.
+        private.stop()
+        dash.page.evaluate("location.hash = '#/launch'")
+        dash.page.locator(".error-box", has_text="cannot be reached").first.wait_for()
+        dash.assert_clean(allowed=(r"status of 401", r"ERR_CONNECTION_REFUSED"))
+    finally:
+        with_token.close()
+        without.close()
