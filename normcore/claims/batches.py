@@ -20,13 +20,14 @@ from normcore.claims.checks import (
     finite,
     fmt,
     lower,
+    num,
 )
 from normcore.claims.measures import evals, final_eval, plot, trace
 from normcore.config import RunConfig
 from normcore.frames import Frame
 
 # Wu & He 2018, ResNet-50 on ImageNet, validation error % at 32/16/8/4/2 images per GPU.
-WU_HE = {
+WU_HE: dict[str, Any] = {
     "images_per_gpu": [32, 16, 8, 4, 2],
     "error": {
         "batch": [23.6, 23.7, 24.8, 27.3, 34.7],
@@ -37,8 +38,8 @@ WU_HE = {
 
 def drop(accs: dict[str, Any], small: str, large: str) -> float | None:
     """Accuracy lost going from the large to the small setting (None if unmeasured)."""
-    a, b = accs.get(large), accs.get(small)
-    return a - b if finite(a, b) else None
+    a, b = num(accs.get(large)), num(accs.get(small))
+    return None if a is None or b is None else a - b
 
 
 def _loses_more(name: str, drops: dict[str, Any], what: str) -> dict[str, Any]:

@@ -33,6 +33,11 @@ def finite(*values: Any) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
+def num(value: Any) -> float | None:
+    """The value as a float when it is a finite number, else None."""
+    return float(value) if finite(value) else None
+
+
 def fmt(value: Any) -> str:
     return f"{value:.4g}" if finite(value) else "unmeasured"
 

@@ -22,6 +22,7 @@ from normcore.claims.checks import (
     finite,
     fmt,
     lower,
+    num,
 )
 from normcore.claims.measures import final_eval, plot, trace
 from normcore.config import RunConfig
@@ -100,9 +101,10 @@ def cosine_bound(config: RunConfig, scales: tuple[float, ...] = (1e-3, 1.0, 1e3)
     torch.manual_seed(config.seed)
     model = build_model(config, data.input_shape, data.n_classes).double().eval()
     seen: list[float] = []
+    blocks: list[Any] = list(model.blocks)
     hooks = [b.act_in.register_forward_hook(lambda m, i, o: seen.append(float(o.abs().max())))
-             for b in model.blocks]  # fmt: skip
-    weights = [b.linear.weight for b in model.blocks]
+             for b in blocks]  # fmt: skip
+    weights = [b.linear.weight for b in blocks]
     originals = [w.clone() for w in weights]
     for ws in scales:
         for w, w0 in zip(weights, originals, strict=True):
@@ -118,7 +120,8 @@ def measure_c7(frames: dict[str, list[Frame]], quick: bool):
     acc = {k: final_eval(frames[k]) for k in C7_ARMS}
     outside = {k: outside_unit(frames[k]) for k in C7_ARMS}
     bound = cosine_bound(c7_arms(quick)["cosine"])
-    best_cn = max((v for k, v in acc.items() if k.startswith("cosine") and finite(v)), default=None)
+    cn_accs = [x for k, v in acc.items() if k.startswith("cosine") and (x := num(v)) is not None]
+    best_cn = max(cn_accs, default=None)
     numbers = {
         "cn_max_abs": bound,
         "acc": {"cosine": best_cn, **{k: v for k, v in acc.items() if not k.startswith("cos")}},

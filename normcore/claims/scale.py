@@ -19,9 +19,9 @@ from normcore.claims.checks import (
     Numbers,
     check,
     combine,
-    finite,
     fmt,
     lower,
+    num,
 )
 from normcore.claims.measures import final_eval, plot, trace
 from normcore.config import RunConfig
@@ -36,8 +36,8 @@ def invariant_norms(table: dict[str, Any], norms: tuple[str, ...], want: bool) -
     wrong = []
     for name in norms:
         cell = table.get(name) or {}
-        dev, tol = cell.get("deviation"), cell.get("tol")
-        if not finite(dev, tol) or (dev <= tol) != want:
+        dev, tol = num(cell.get("deviation")), num(cell.get("tol"))
+        if dev is None or tol is None or (dev <= tol) != want:
             wrong.append(name)
     return wrong
 
@@ -46,13 +46,18 @@ def _cells(table: dict[str, Any], norms: tuple[str, ...]) -> str:
     return ", ".join(f"{k} {fmt((table.get(k) or {}).get('deviation'))}" for k in norms)
 
 
+def _worst(deviations: dict[str, Any] | None) -> float | None:
+    values = [num(v) for v in (deviations or {}).values()]
+    return None if not values or None in values else max(v for v in values if v is not None)
+
+
 def verdict_c8(n: Numbers) -> dict[str, Any]:
     """numbers: weight_rescale {norm: {deviation, tol}}, grad_law {norm: {lambda: rel dev}},
     max_lr {none, batch} (0.0 when no lr of the grid trains)."""
     wrong = invariant_norms(n["weight_rescale"], FOUR, True)
     law = n["grad_law"]
-    worst = {k: max(v.values()) if v and finite(*v.values()) else None for k, v in law.items()}
-    law_bad = [k for k in FOUR if not (finite(worst.get(k)) and worst[k] <= GRAD_LAW_TOL)]
+    worst = {k: _worst(v) for k, v in law.items()}
+    law_bad = [k for k in FOUR if (w := worst.get(k)) is None or w > GRAD_LAW_TOL]
     lr = n["max_lr"]
     checks = [
         check(
@@ -131,10 +136,12 @@ def c8_arms(quick: bool) -> dict[str, RunConfig]:
     }
 
 
-def _weight(linear: torch.nn.Module) -> torch.Tensor:
+def _weight(linear: Any) -> torch.Tensor:
     """The weight SGD moves: WN's direction v, else .weight (CN's w included)."""
     param = getattr(linear, "parametrizations", None)
-    return param.weight.original1 if param is not None else linear.weight
+    weight = param.weight.original1 if param is not None else linear.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
 
 
 def gradient_law(config: RunConfig) -> dict[str, float]:
@@ -152,7 +159,7 @@ def gradient_law(config: RunConfig) -> dict[str, float]:
     torch.manual_seed(config.seed)
     model = build_model(config, data.input_shape, data.n_classes).double().train()
     x, y = data.train_x[: config.batch_size].double(), data.train_y[: config.batch_size]
-    linear = model.blocks[1].linear
+    linear: Any = model.blocks[1].linear
     w = _weight(linear)
     bias = getattr(linear, "bias", None)
     # WN's own bias and CN's b sit after the normalization: they are not part of W x.
@@ -177,7 +184,7 @@ def _by_norm(rows: list[dict[str, Any]], transform: str) -> dict[str, dict[str, 
 
 def max_trained_lr(frames: dict[str, list[Frame]], norm: str, quick: bool):
     accs = {f"{lr:g}": final_eval(frames[f"{norm}/lr{lr:g}"]) for lr in lr_grid(quick)}
-    ok = [lr for lr in lr_grid(quick) if finite(accs[f"{lr:g}"]) and accs[f"{lr:g}"] >= TRAINS_ACC]
+    ok = [lr for lr in lr_grid(quick) if (num(accs[f"{lr:g}"]) or 0.0) >= TRAINS_ACC]
     return (max(ok) if ok else 0.0), accs
 
 
@@ -211,7 +218,7 @@ def measure_c9(frames: dict[str, list[Frame]], quick: bool):
     rows = invariance.check_all()
     published = [r for r in rows if r["published"] is not None]
     agree = sum(r["published"] == r["invariant"] for r in published)
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for r in rows:
         table.setdefault(r["norm"], {})[r["transform"]] = {
             "invariant": r["invariant"], "deviation": r["max_deviation"],

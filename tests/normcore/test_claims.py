@@ -235,3 +235,12 @@ def test_quick_mode_is_repeatable(quick_results):
     again = claims.run_claim("FIG1", quick=True, runner=claims.LocalRunner())
     assert again["numbers"] == quick_results["FIG1"]["numbers"]
     assert again["verdict"] == quick_results["FIG1"]["verdict"]
+
+
+def test_full_mode_arms_are_valid_and_larger_than_quick():
+    quick = {c["id"]: c["arms"] for c in claims.claim_catalog(quick=True)}
+    for full in claims.claim_catalog(quick=False):
+        assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in ("C4", "C8")
+        for arm, config in full["arms"].items():
+            small = quick[full["id"]].get(arm)
+            assert small is None or config["steps"] > small["steps"], (full["id"], arm)
