@@ -135,17 +135,15 @@ def healthcheck(port: int) -> subprocess.CompletedProcess:
 
 def test_entrypoint_serves_healthz_and_trains_a_short_run(tmp_path):
     port, token = free_port(), "test-token-7f3a9c"
-    proc = subprocess.Popen(
-        entrypoint(port),
-        env=entrypoint_env(tmp_path, token),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            entrypoint(port), env=entrypoint_env(tmp_path, token), stdout=out, stderr=out
+        )
     try:
         deadline = time.monotonic() + 60
         while healthcheck(port).returncode != 0:
-            assert proc.poll() is None, f"server exited early: {proc.stdout.read()}"
+            assert proc.poll() is None, f"server exited early: {log.read_text()}"
             assert time.monotonic() < deadline, "no healthy /healthz within 60 s"
             time.sleep(0.3)
         # 0.0.0.0 accepts the loopback address; the API needs the token.
@@ -163,6 +161,7 @@ def test_entrypoint_serves_healthz_and_trains_a_short_run(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 @pytest.mark.parametrize("token", [None, ""], ids=["unset", "empty"])
