@@ -202,12 +202,20 @@ class Client:
 
     # --- the live stream --------------------------------------------------------------------
     def events(
-        self, run_id: str, *, last_event_id: str | None = None, max_retries: int = 5
+        self,
+        run_id: str,
+        *,
+        last_event_id: str | None = None,
+        max_retries: int = 5,
+        idle_timeout: float = 60.0,
     ) -> Iterator[Event]:
         """Every event of the run's stream until the run ends, each exactly once.
 
         A connection that drops (or ends before a terminal status) is reopened with
         `Last-Event-ID`; `max_retries` consecutive reconnects that bring no new event give up.
+        A connection silent for `idle_timeout` seconds counts as dropped: the server sends a
+        keep-alive every NORMSCOPE_KEEPALIVE_S (15 s), so silence means a dead link (a NAT
+        or proxy that forgot the connection without resetting it).
         """
         httpx = self._httpx
         path = f"/api/runs/{run_id}/events"
@@ -218,7 +226,7 @@ class Client:
                 headers["Last-Event-ID"] = last_event_id
             progressed = False
             try:
-                timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+                timeout = httpx.Timeout(self._http.timeout.connect, read=idle_timeout)
                 with self._http.stream("GET", path, headers=headers, timeout=timeout) as resp:
                     if resp.status_code >= 400:
                         resp.read()
@@ -246,10 +254,13 @@ class Client:
             self.reconnects += 1
             time.sleep(delay * (2**failures if failures else 1))
 
-    def iter_frames(self, run_id: str, *, since_seq: int | None = None) -> Iterator[dict]:
-        """The run's frames in order, live, from `since_seq` on (all of them by default)."""
+    def iter_frames(
+        self, run_id: str, *, since_seq: int | None = None, **stream: Any
+    ) -> Iterator[dict]:
+        """The run's frames in order, live, from `since_seq` on (all of them by default);
+        `stream` takes `events`' max_retries and idle_timeout."""
         last = str(since_seq - 1) if since_seq else None
-        for event in self.events(run_id, last_event_id=last):
+        for event in self.events(run_id, last_event_id=last, **stream):
             if event.event == "frame":
                 yield event.data
 

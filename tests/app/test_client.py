@@ -145,6 +145,25 @@ def test_stream_resumes_after_a_dropped_connection(start_server):
     assert reconnects >= 1 and proxy.connections >= 2
 
 
+def test_stream_reconnects_when_a_connection_goes_silent(start_server):
+    server = start_server()  # keep-alive every 1 s (TEST_ENV), so 3 s of silence is a dead link
+    proxy = TcpProxy("127.0.0.1", server.port)
+    try:
+        with Client(proxy.url, token=server.token) as client:
+            run = client.create_run(SMALL, steps=300)
+            seqs = []
+            for frame in client.iter_frames(run["id"], idle_timeout=3):
+                seqs.append(frame["seq"])
+                if len(seqs) == 5:
+                    assert proxy.freeze() >= 1
+            total = client.run(run["id"])["frame_count"]
+            reconnects = client.reconnects
+    finally:
+        proxy.close()
+    assert seqs == list(range(total))
+    assert reconnects >= 1
+
+
 def test_client_sends_the_token_to_api_and_stream(start_server, monkeypatch):
     secured = start_server(NORMSCOPE_TOKEN="s3cret-token")
     monkeypatch.delenv("NORMSCOPE_TOKEN", raising=False)

@@ -17,6 +17,7 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._open: list[socket.socket] = []
+        self._frozen: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.connections = 0  # accepted so far: a resumed stream opens a second one
         self._closed = False
@@ -39,11 +40,11 @@ class TcpProxy:
             for src, dst in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if src not in self._frozen:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -52,6 +53,13 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def freeze(self) -> int:
+        """Silently swallow everything on the open connections, closing nothing: a link that
+        died without a reset (a NAT that forgot it). New connections work normally."""
+        with self._lock:
+            self._frozen.update(self._open)
+            return len(self._open) // 2
 
     def drop(self) -> int:
         """Reset every open connection (RST, like a pulled cable); returns how many."""
