@@ -13,6 +13,7 @@ export class RunFeed {
    */
   constructor(id, { cap = 1000, interval = 200, onRun, onUpdate, onConnection, onError } = {}) {
     Object.assign(this, { id, cap, interval, onRun, onUpdate, onConnection, onError });
+    this.baseInterval = interval;
     this.cols = emptyColumns(cap);
     this.run = null;
     this.pending = [];
@@ -78,8 +79,19 @@ export class RunFeed {
     if (this.stopped || !this.pending.length) return;
     const frames = this.pending;
     this.pending = [];
-    this.lastFlush = performance.now();
+    const start = performance.now();
+    this.lastFlush = start;
     this.onUpdate?.(addFrames(this.cols, frames));
+    this.adapt(performance.now() - start);
+  }
+
+  /**
+   * Drawing may take at most a fifth of the main thread: when an update costs more (big
+   * heatmaps, a slow machine), the next one waits longer, so the page stays responsive.
+   */
+  adapt(cost) {
+    this.cost = this.cost === undefined ? cost : 0.7 * this.cost + 0.3 * cost;
+    this.interval = Math.min(2000, Math.max(this.baseInterval, 4 * this.cost));
   }
 
   stop() {

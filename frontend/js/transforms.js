@@ -179,4 +179,4 @@ export function sharedRange(runs, name) {
  * A log axis for small charts. Few ticks make Plotly label whole decades, or 2 and 5 within
  * them, instead of every digit; it re-chooses as extendTraces widens the range.
  */
-export const LOG_AXIS = { type: "log", nticks: 4, exponentformat: "power" };
+export const LOG_AXIS = { type: "log", nticks: 3, exponentformat: "power" };

@@ -44,7 +44,7 @@ export function mount(root, { ids }) {
       h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
     return { destroy() {} };
   }
-  const state = { layer: null, pre: false, timer: null, last: 0 };
+  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0 };
   const chips = h("div", { class: "chips" });
   const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; redraw(); } });
   const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; redraw(); } });
@@ -92,7 +92,9 @@ export function mount(root, { ids }) {
 
   function schedule() {
     if (state.timer) return;
-    const wait = Math.max(0, state.last + REDRAW_MS - performance.now());
+    // Redraws may take at most a fifth of the main thread (as in the run view's feed).
+    const gap = Math.min(3000, Math.max(REDRAW_MS, 4 * state.cost));
+    const wait = Math.max(0, state.last + gap - performance.now());
     state.timer = setTimeout(() => requestAnimationFrame(redraw), wait);
   }
 
@@ -108,19 +110,30 @@ export function mount(root, { ids }) {
     clearTimeout(state.timer);
     state.timer = null;
     state.last = performance.now();
+    try {
+      drawAll();
+    } finally {
+      const cost = performance.now() - state.last;
+      state.cost = state.cost ? 0.7 * state.cost + 0.3 * cost : cost;
+    }
+  }
+
+  function drawAll() {
     syncLayers();
     const l = state.layer;
     const waiting = runs.every((r) => !r.cols.step.length);
+    const maxStep = Math.max(1, ...runs.map((r) => r.cols.step.at(-1) ?? 0));
+    const xaxis = { title: { text: "step", standoff: 4 }, range: [0, maxStep], automargin: true };
     for (const [key, title, build, extra] of LINE_PANELS) {
       const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
       const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
       P.draw(lineEls[key], traces, P.layout(t, {
+        xaxis,
         yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
         annotations: waiting ? P.note("waiting for the first frames…") : [],
       }));
     }
     const range = l ? sharedRange(runs, l) : null;
-    const maxStep = Math.max(1, ...runs.map((r) => r.cols.step.at(-1) ?? 0));
     for (const r of runs) {
       if (l && r.cols.layers[l]) {
         heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange: [0, maxStep] });

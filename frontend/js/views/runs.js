@@ -22,6 +22,7 @@ export function mount(root) {
   const message = h("div");
   let timer = null;
   let stopped = false;
+  let shown = "";
 
   fill(root, h("section", { class: "card" },
     h("div", { class: "card-head" }, h("h2", {}, "Runs"),
@@ -44,6 +45,7 @@ export function mount(root) {
       if (what === "delete") {
         if (!confirm(`Delete run ${run.id} (${run.label}) and its frames?`)) return;
         await api.deleteRun(run.id);
+        shown = "";
         picked.delete(run.id);
       }
     } catch (err) {
@@ -82,8 +84,13 @@ export function mount(root) {
       const { data } = await api.runs();
       if (stopped) return;
       fill(message);
-      fill(body, data.length ? data.map(row) : h("tr", {}, h("td", { colspan: 9, class: "empty" },
-        "No runs yet. ", h("a", { href: href.launch() }, "Launch one"), ".")));
+      // Rebuild only on change, so focus and a hovered row survive the refresh.
+      const snapshot = JSON.stringify(data);
+      if (snapshot !== shown) {
+        shown = snapshot;
+        fill(body, data.length ? data.map(row) : h("tr", {}, h("td", { colspan: 9, class: "empty" },
+          "No runs yet. ", h("a", { href: href.launch() }, "Launch one"), ".")));
+      }
       for (const id of [...picked]) if (!data.some((r) => r.id === id)) picked.delete(id);
       updateCompare();
       if (data.some((r) => !TERMINAL.has(r.status))) timer = setTimeout(load, REFRESH_MS);
