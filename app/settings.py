@@ -34,20 +34,20 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)  # runs.db lives here
     host: str = "127.0.0.1"  # loopback only unless the operator opens it up
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     executor: Literal["local", "ray"] = "local"
-    max_jobs: int | None = Field(None, ge=1, le=256)  # None: one per GPU, else one on CPU
-    queue_length: int = Field(32, ge=0, le=100_000)  # runs waiting beyond max_jobs
-    worker_threads: int | None = Field(None, ge=1, le=1024)  # None: cores / max_jobs
-    warm_workers: int = Field(1, ge=0, le=8)  # idle workers with torch already imported
-    cancel_grace_s: float = Field(0.7, gt=0, le=30)  # then the worker is killed
-    keepalive_s: float = Field(15.0, gt=0, le=3600)  # SSE comment when nothing happened
-    retry_after_s: int = Field(10, ge=1)  # the Retry-After of a 429
-    max_steps: int = Field(100_000, ge=1, le=MAX_STEPS)
-    max_width: int = Field(1024, ge=1, le=MAX_WIDTH)
-    max_depth: int = Field(MAX_DEPTH, ge=1, le=MAX_DEPTH)
-    max_batch_size: int = Field(1024, ge=1, le=MAX_BATCH)
-    max_body_bytes: int = Field(64 * 1024, ge=1024)  # a RunConfig is well under 1 KB
+    max_jobs: int | None = Field(default=None, ge=1, le=256)  # None: one per GPU, else one on CPU
+    queue_length: int = Field(default=32, ge=0, le=100_000)  # runs waiting beyond max_jobs
+    worker_threads: int | None = Field(default=None, ge=1, le=1024)  # None: cores / max_jobs
+    warm_workers: int = Field(default=1, ge=0, le=8)  # idle workers with torch already imported
+    cancel_grace_s: float = Field(default=0.7, gt=0, le=30)  # then the worker is killed
+    keepalive_s: float = Field(default=15.0, gt=0, le=3600)  # SSE comment when nothing happened
+    retry_after_s: int = Field(default=10, ge=1)  # the Retry-After of a 429
+    max_steps: int = Field(default=100_000, ge=1, le=MAX_STEPS)
+    max_width: int = Field(default=1024, ge=1, le=MAX_WIDTH)
+    max_depth: int = Field(default=MAX_DEPTH, ge=1, le=MAX_DEPTH)
+    max_batch_size: int = Field(default=1024, ge=1, le=MAX_BATCH)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # a RunConfig is well under 1 KB
     token: SecretStr | None = None  # when set, /api and the stream need Bearer <token>
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 
 from app.api import catalog, claims, frames, jobs, reports, runs
 from app.deps import require_token
@@ -10,3 +10,11 @@ from app.deps import require_token
 api_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 for module in (catalog, runs, frames, jobs, reports, claims):
     api_router.include_router(module.router)
+
+
+@api_router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                      include_in_schema=False)  # fmt: skip
+def no_such_route(path: str) -> None:
+    """Last resort under /api: a JSON 404, never the dashboard's index.html (the frontend's
+    deep-link fallback would answer a browser's GET otherwise)."""
+    raise HTTPException(404, f"no API route /api/{path}")

@@ -118,6 +118,6 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         cells=list(C.CELLS),
         devices=list(C.DEVICES),
         limits=settings.limits(),
-        defaults=C.RunConfig().model_dump(),
+        defaults=C.RunConfig.model_validate({}).model_dump(),
         presets=PRESETS,
     )

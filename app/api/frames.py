@@ -50,7 +50,9 @@ def _resume_after(last_event_id: Annotated[str | None, Header(max_length=32)] = 
         ) from None
 
 
-_SSE_DOC = {200: {"content": {"text/event-stream": {}}, "description": "an SSE stream"}}
+_SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "an SSE stream"}
+}
 
 
 @router.get("/{run_id}/events", response_class=Response, responses=_SSE_DOC)

@@ -61,7 +61,16 @@ def _warm_up() -> None:
         from normcore.config import RunConfig
         from normcore.train import run
 
-        tiny = RunConfig(depth=1, width=4, dataset="moons", batch_size=8, steps=2, device="cpu")
+        tiny = RunConfig.model_validate(
+            {
+                "depth": 1,
+                "width": 4,
+                "dataset": "moons",
+                "batch_size": 8,
+                "steps": 2,
+                "device": "cpu",
+            }
+        )
         for _ in run(tiny):
             pass
     except Exception:  # a broken warm-up must not kill the worker; the real run will say why

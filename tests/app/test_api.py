@@ -220,3 +220,11 @@ def test_jobs_show_the_running_worker(client):
         assert jobs[run["id"]]["pid"] > 0 and response.json()["slots"] == 2
     finally:
         client.post(f"/api/runs/{run['id']}/cancel")
+
+
+def test_dashboard_is_served_at_the_root_and_unknown_api_paths_stay_404(client):
+    response = client.get("/", headers={"Accept": "text/html"})
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    assert "/vendor/plotly.min.js" in response.text or "<script" in response.text
+    response = client.get("/api/no-such-thing", headers={"Accept": "text/html"})
+    assert response.status_code == 404 and response.headers["content-type"] == "application/json"

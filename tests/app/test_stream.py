@@ -70,33 +70,36 @@ def _stuck_reader(url: str, path: str) -> socket.socket:
     return sock
 
 
-def _timed_run(client, server, stuck: int) -> tuple[float, float, int]:
-    """(run duration, delay of a reading client's final status after the run ended, frames
-    that reading client got) with `stuck` never-reading clients attached."""
-    # Big frames (256 bins) so the stream is several MB: more than the socket buffers hold.
-    run = create(client, steps=800, hist_bins=256, depth=3)
-    sockets = [_stuck_reader(server.url, f"/api/runs/{run['id']}/events") for _ in range(stuck)]
-    got: list = []
-    reader = threading.Thread(target=lambda: got.extend(follow(client, run["id"])))
-    reader.start()
-    try:
-        reader.join(timeout=180)
-        arrived = time.time()
-        done = client.get(f"/api/runs/{run['id']}").json()
-    finally:
-        for sock in sockets:
-            sock.close()
-    assert done["status"] == "completed" and not reader.is_alive()
-    frames = sum(1 for e in got if e["event"] == "frame")
-    return done["finished_at"] - done["started_at"], arrived - done["finished_at"], frames
+def _follow_timed(client, run_id: str, out: dict) -> None:
+    out["events"] = follow(client, run_id)
+    out["arrived"] = time.time()
 
 
 def test_a_client_that_never_reads_slows_neither_the_run_nor_other_clients(client, server):
-    alone, _, _ = _timed_run(client, server, stuck=0)
-    with_stuck, lag, frames = _timed_run(client, server, stuck=3)
-    print(f"run alone {alone:.2f}s, with 3 stuck clients {with_stuck:.2f}s, lag {lag:.2f}s")
-    assert frames == 800, "the reading client got every frame"
+    # Two identical runs side by side (the test server has two job slots), so both see the
+    # same machine load; one of them also has three clients that never read. Big frames
+    # (256 bins, ~3 KB each) make each stream MBs: more than the socket buffers hold.
+    runs = [create(client, steps=800, hist_bins=256, depth=3) for _ in range(2)]
+    stuck = [_stuck_reader(server.url, f"/api/runs/{runs[1]['id']}/events") for _ in range(3)]
+    results: list[dict] = [{}, {}]
+    readers = [threading.Thread(target=_follow_timed, args=(client, run["id"], out))
+               for run, out in zip(runs, results, strict=True)]  # fmt: skip
+    try:
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(timeout=240)
+    finally:
+        for sock in stuck:
+            sock.close()
+    done = [client.get(f"/api/runs/{run['id']}").json() for run in runs]
+    assert [d["status"] for d in done] == ["completed", "completed"]
+    alone, with_stuck = (d["finished_at"] - d["started_at"] for d in done)
+    lags = [out["arrived"] - d["finished_at"] for out, d in zip(results, done, strict=True)]
+    print(f"run alone {alone:.2f}s, beside 3 stuck clients {with_stuck:.2f}s, lags {lags}")
+    for out in results:
+        assert sum(1 for e in out["events"] if e["event"] == "frame") == 800
     # Generous bounds for a shared 2-core box: a stalled client must not serialize anything.
-    assert with_stuck < 2 * alone + 5, (alone, with_stuck)
-    assert lag < 5, f"the reading client's final status came {lag:.1f}s after the run ended"
+    assert with_stuck < 1.5 * alone + 3, (alone, with_stuck)
+    assert max(lags) < 5, f"a reading client's final status came {max(lags):.1f}s late"
     assert client.get("/healthz").status_code == 200

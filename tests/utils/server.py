@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Small and quick for a shared 2-core machine; tests override what they need.
 TEST_ENV = {
     "NORMSCOPE_MAX_JOBS": "2",
+    "NORMSCOPE_WARM_WORKERS": "2",  # tests start runs back to back: keep one ready
     "NORMSCOPE_QUEUE_LENGTH": "8",
     "NORMSCOPE_KEEPALIVE_S": "1",
     "NORMSCOPE_MAX_STEPS": "20000",
