@@ -7,6 +7,8 @@ noisy neighbour slows all of them alike; the median round is reported):
   probe@10   probing every 10th step
   tensorboard  TensorBoard's add_histogram of the same tensors (each layer's activation input
              and weight gradient) every step, when tensorboard is installed
+The ratio to bare is the median over rounds of the per-round ratio: on a shared machine, use
+many short rounds (--steps 2 --rounds 25) and `nice`.
 
 On CUDA it also counts host syncs per step (torch.cuda.set_sync_debug_mode) in an untimed pass.
 It prints the size of one encoded frame (normcore.frames.encode).
@@ -44,7 +46,7 @@ def make_step(args, device, variant: str):
     y = torch.randint(0, 10, (args.batch,), device=device)
     every = {"probe@1": 1, "probe@10": 10}.get(variant, 0)
     probe = Probe(model.probe_points(), activation=cfg.activation, bins=args.bins,
-                  rows=PROBE_ROWS, device=device) if every else None  # fmt: skip
+                  rows=PROBE_ROWS, device=device, optimizer=opt) if every else None  # fmt: skip
     writer, acts = None, []
     if variant == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
@@ -137,8 +139,10 @@ def main(argv: list[str] | None = None) -> dict:
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for v in order:
             times[v].append(timed(steps[v][0], args.steps, device))
-    bare = statistics.median(times["bare"])
-    result = {v: {"ms": statistics.median(t), "ratio": statistics.median(t) / bare}
+    # ratio: the median over rounds of (variant / bare in the same round), so load that
+    # drifts between rounds cancels; ms: the median round
+    result = {v: {"ms": statistics.median(t),
+                  "ratio": statistics.median(a / b for a, b in zip(t, times["bare"], strict=True))}
               for v, t in times.items()}  # fmt: skip
     if device.type == "cuda":
         for v in variants:

@@ -37,11 +37,22 @@ class ProbePoint:
     affine: nn.Module  # where the norm's g, b live (normcore.norms.norm_affine)
 
 
+def _plain_sgd(optimizer: torch.optim.Optimizer | None) -> torch.optim.SGD | None:
+    """The optimizer when its step is exactly w -= lr·d (SGD, heavy-ball momentum or none, no
+    weight decay, dampening or Nesterov): then ‖Δw‖ = lr·‖d‖ without copying the weights."""
+    if not isinstance(optimizer, torch.optim.SGD) or len(optimizer.param_groups) != 1:
+        return None
+    g = optimizer.param_groups[0]
+    plain = not (g["weight_decay"] or g["dampening"] or g["nesterov"] or g["maximize"])
+    return optimizer if plain else None
+
+
 class Probe:
     """Probes for a model's ``ProbePoint``s; ``rows`` probed steps fit before a flush."""
 
     def __init__(self, points: list[ProbePoint], *, activation: str, bins: int = 64,
-                 rows: int = 32, device: torch.device | str = "cpu") -> None:  # fmt: skip
+                 rows: int = 32, device: torch.device | str = "cpu",
+                 optimizer: torch.optim.Optimizer | None = None) -> None:  # fmt: skip
         self.points, self.names = points, [p.name for p in points]
         self.L, self.bins, self.rows, self.activation = len(points), bins, rows, activation
         self.device = torch.device(device)
@@ -55,8 +66,8 @@ class Probe:
         for i, p in enumerate(points):
             self._handles.append(p.act.register_forward_hook(self._on_act(i)))
             self._handles.append(p.pre.register_forward_hook(self._on_pre(i)))
-        self._old = [torch.empty_like(w, memory_format=torch.contiguous_format)
-                     for w in self.weights]  # fmt: skip
+        self._sgd = _plain_sgd(optimizer)
+        self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
         self.first: np.ndarray | None = None  # display histogram of the first probe
         self.prev: np.ndarray | None = None
@@ -104,7 +115,7 @@ class Probe:
         self.stats = LayerStats(edges, n, self.bins, self.activation, self.device)
         dev, pin = self.device, self.device.type == "cuda"
         self.x = torch.empty(self.L, n, device=dev)
-        self.pre = torch.empty(self.L, n, device=dev)
+        self.pre: torch.Tensor | None = None  # allocated when pre differs from the act input
         self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
         self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),
                                    dtype=torch.float64, device=dev)  # fmt: skip
@@ -127,11 +138,14 @@ class Probe:
         pres = [t for refs in self._pres for t in refs]
         same = all(a is p for a, p in zip(acts, pres, strict=True))
         if not same:
+            if self.pre is None:
+                self.pre = torch.empty_like(self.x)
             torch.stack(pres, out=self.pre.view(shape))
         hist, cols = self.stats(self.x, None if same else self.pre)
         self.dev_hist[r].copy_(hist)
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        cols["grad_norm"] = torch.stack(torch._foreach_norm(grads))
+        cols["grad_norm"] = self._grad_norm = torch.stack(torch._foreach_norm(grads))
+        self._grad_versions = [(g, g._version) for g in grads]
         cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
         flat = [g for refs in self._act_grads for g in refs]
         if len(flat) == len(acts):  # per layer: norm over all its time steps
@@ -144,16 +158,33 @@ class Probe:
         # one kernel writes the whole row; columns filled later (Δw, ICS) start as NaN
         torch.stack([cols.get(name, self._nan) for name in FIELDS], dim=1, out=self.dev_scal[r])
         torch.stack([loss.detach(), acc.detach()], out=self.dev_glob[r])
-        torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
+        if self._old:
+            torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
         for refs in (*self._acts, *self._pres, *self._act_grads):
             refs.clear()
 
     @torch.no_grad()
     def after_step(self, ics: torch.Tensor | None = None) -> None:
         """After the optimizer step: ‖Δw‖ (and the ICS columns when measured)."""
-        torch._foreach_sub_(self._old, self.weights)  # old - new
         row = self.dev_scal[self.count]
-        row[:, COL["update_norm"]] = torch.stack(torch._foreach_norm(self._old))
+        if self._sgd:  # Δw = -lr·d exactly: d the gradient or the momentum buffer
+            opt = self._sgd
+            group = opt.param_groups[0]
+            if group["momentum"]:
+                d = [opt.state[w]["momentum_buffer"] for w in self.weights]
+                update = torch.stack(torch._foreach_norm(d)) * group["lr"]
+            elif all(
+                w.grad is g and g._version == v  # the gradients collect() measured,
+                for w, (g, v) in zip(self.weights, self._grad_versions, strict=True)
+            ):
+                update = self._grad_norm * group["lr"]  # not clipped since: reuse ‖g‖
+            else:
+                update = torch.stack(torch._foreach_norm([w.grad for w in self.weights]))
+                update *= group["lr"]
+        else:  # any other optimizer: the difference to the copy taken before the step
+            torch._foreach_sub_(self._old, self.weights)  # old - new
+            update = torch.stack(torch._foreach_norm(self._old))
+        row[:, COL["update_norm"]] = update
         if ics is not None:
             row[:, COL["ics_l2"] : COL["ics_cos"] + 1] = ics
         self.count += 1

@@ -1,10 +1,12 @@
 """The per-layer statistics of a Frame: batched device kernels, then host-side numpy.
 
 ``LayerStats`` works on the activation inputs of all L hidden layers stacked into one (L, N)
-buffer: one pass each for the finite count, the two sums (float64 accumulation), min/max and
-saturation, and one ``histc`` over layer-offset slots. It returns device tensors and never
-syncs. ``layer_frames`` turns the host copies of those rows into Frame layers (normcore.frames).
-``normcore.probes`` wires these to a model's hooks.
+buffer, with a fixed number of elementwise passes and plain float32 reductions whatever L is
+(a CPU pays per pass over memory, a GPU per kernel launch): saturation, one histogram over
+layer-offset slots (``histc`` on CUDA; int32 ``bincount`` on CPU, 3× faster there than
+``histc``), the shifted sums, min and max. It returns device tensors and never syncs.
+``layer_frames`` turns host copies of those rows into Frame layers (normcore.frames);
+``normcore.probes`` wires both to a model's hooks.
 
 Histogram: ``bins`` equal half-open bins [a, b) on fixed edges [lo, hi] per layer, chosen once
 from the first probed batch (its finite range widened by half its span on each side, and at
@@ -18,17 +20,19 @@ interpolates between, i.e. one fine bin (hi − lo)/(bins·FINE) inside the edge
 straddle a bin edge), and (lo − min) or (max − hi) in the under/over tails. Fine-bin
 assignment is float32 arithmetic, exact to ~1e-3 of a fine bin at the edges.
 
-Saturation (the activation's input): sigmoid |x| > 4.356 and tanh |x| > 2.178, where the
-derivative has fallen below 5% of its maximum (σ' < 0.0125, tanh' < 0.05; the same point,
-since σ(x) = (1 + tanh(x/2))/2); relu and gelu: the fraction x <= 0 (dead units).
-``sat_pre`` is the same count on the pre-activation before the norm.
+Saturation: the fraction of a layer's values in the activation's saturated region — sigmoid
+|x| > 4.356 and tanh |x| > 2.178, where the derivative has fallen below 5% of its maximum
+(σ' < 0.0125, tanh' < 0.05; the same point, since σ(x) = (1 + tanh(x/2))/2); relu and gelu
+x <= 0 (dead units). ``sat`` reads the activation's input, ``sat_pre`` the pre-activation
+before the norm. It counts over all values: ±inf lies in the saturated region (−inf only, for
+relu/gelu), NaN in none.
 
 Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kept out of the
-histogram, mean, std, percentiles and saturation, which describe the finite values only (std
-is the population std, from float64 sums; a variance below their rounding, 8·eps·E[x²], is
-reported as 0). A layer with no finite values reports None for those. A constant layer has
-std 0 and exact percentiles (clipping to [min, max]). An empty layer (N = 0) is
-rejected when the probe is built, since a static-shape model never produces one.
+histogram, mean, std and percentiles, which describe the finite values (std is the population
+std). Mean and std come from float32 sums of x − c, c the centre of the layer's edges
+(relative error ~1e-6·(1 + (mean − c)²/std²)). A layer with no finite values reports None for
+those; a constant layer has std 0 and exact percentiles (clipping to [min, max]). An empty
+layer (N = 0) is rejected when the probe is built: a static-shape model never produces one.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ FINE = 8  # fine sub-bins per display bin (the percentiles' resolution)
 
 # Columns of the per-layer float64 scalar row.
 FIELDS = (
-    "nonfinite", "sum", "sumsq", "min", "max", "sat", "sat_pre", "nonfinite_pre",
+    "nonfinite", "sum", "sumsq", "min", "max", "sat", "sat_pre",
     "grad_norm", "act_grad_norm", "weight_norm", "update_norm",
     "g_mean", "g_std", "b_mean", "b_std", "ics_l2", "ics_cos",
 )  # fmt: skip
@@ -63,22 +67,12 @@ def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str) -> np.ndar
     return np.stack([lo, hi], axis=1).astype(np.float64)
 
 
-def saturated(x: torch.Tensor, activation: str, scratch: torch.Tensor | None = None):
-    """Per-row count of x in the saturated region: (L, N) -> (L,) int64."""
-    mask = torch.empty(x.shape, dtype=torch.bool, device=x.device) if scratch is None else scratch
-    if activation in DEAD_AT_ZERO:
-        torch.le(x, 0.0, out=mask)
-    else:
-        torch.gt(x.abs(), SAT_THRESHOLD[activation], out=mask)
-    return mask.sum(1)
-
-
 class LayerStats:
     """The batched statistics of L equally shaped layers, with preallocated scratch.
 
     ``__call__(x, pre)`` consumes the (L, N) buffers ``x`` (activation input) and ``pre``
-    (pre-activation, or None when it is the same tensor) as scratch and returns the fine
-    histogram (L, S) and the scalar columns of ``FIELDS`` it owns.
+    (pre-activation, or None when it is the same tensor) and returns the fine histogram
+    (L, S) and the scalar columns of ``FIELDS`` it owns.
     """
 
     def __init__(self, edges: np.ndarray, n: int, bins: int, activation: str, device):
@@ -86,43 +80,51 @@ class LayerStats:
             raise ValueError(f"a probed layer must hold values; got {n} per layer")
         self.L, self.n, self.bins, self.activation = len(edges), n, bins, activation
         self.fine = bins * FINE
-        self.S = self.fine + 3  # slots: under, fine bins, over, one spare (top edge)
+        self.S = self.fine + 3  # slots: under, fine bins, over, non-finite
         lo, hi = (torch.tensor(edges[:, i], dtype=torch.float32, device=device) for i in (0, 1))
         w = (hi - lo) / self.fine
-        offset = torch.arange(self.L, device=device, dtype=torch.float32) * self.S
-        # x -> slot units: lo lands on 1.0 (first fine bin), under on [0.5, 1), over on
-        # [fine + 1, fine + 1.5]; histc with unit bins then floors to the slot.
-        self.clamp_lo, self.clamp_hi = (lo - w / 2)[:, None], (hi + w / 2)[:, None]
-        self.scale, self.shift = (1 / w)[:, None], (1 - lo / w + offset)[:, None]
-        self.mask = torch.empty(self.L, n, dtype=torch.bool, device=device)
-        # Nonfinite values are zero-filled for the sums; take them back out of 0's slot.
-        zero = torch.zeros(self.L, 1, device=device)
-        self.zero_slot = self._slots(zero).floor().long().view(-1)  # (L,)
+        # x -> slot units: lo lands on 1.0 (the first fine bin); clamped into [0.5, fine + 1.5]
+        # under is slot 0 and over slot fine + 1; both histograms floor to the slot.
+        self.scale, self.shift = (1 / w)[:, None], (1 - lo / w)[:, None]
+        self.offset = (torch.arange(self.L, device=device, dtype=torch.int32) * self.S)[:, None]
+        self.centre = ((lo + hi) / 2)[:, None]  # sums of x - centre: no cancellation
+        self.scratch = torch.empty(self.L, n, device=device)
+        self.slots = torch.empty(self.L, n, dtype=torch.int32, device=device)
 
-    def _slots(self, x: torch.Tensor) -> torch.Tensor:
-        x.clamp_(self.clamp_lo, self.clamp_hi)
-        return torch.addcmul(self.shift, x, self.scale, out=x)
+    def saturated(self, x: torch.Tensor) -> torch.Tensor:
+        """(L,) count of values in the saturated region (±inf are, NaN is not)."""
+        s = self.scratch
+        if self.activation in DEAD_AT_ZERO:
+            torch.le(x, 0.0, out=s)  # 1.0 / 0.0: float sums are fast, bool sums are not
+        else:
+            torch.gt(torch.abs(x, out=s), SAT_THRESHOLD[self.activation], out=s)
+        return s.sum(1)
+
+    def histogram(self, x: torch.Tensor) -> torch.Tensor:
+        """(L, S) counts of the slots of x, where every non-finite value is NaN."""
+        L, S, s = self.L, self.S, self.scratch
+        torch.addcmul(self.shift, x, self.scale, out=s).clamp_(0.5, self.fine + 1.5)
+        if s.is_cuda:  # histc skips NaN; bincount would sync to size its output
+            counts = torch.histc(s.add_(self.offset), L * S, 0, L * S).view(L, S)
+            counts[:, -1] = self.n - counts.sum(1)
+            return counts
+        s.nan_to_num_(self.fine + 2.5)  # NaN -> the last slot
+        self.slots.copy_(s).add_(self.offset)  # float -> int32 truncates: the floor, as >= 0
+        return torch.bincount(self.slots.view(-1), minlength=L * S).view(L, S)
 
     def __call__(self, x: torch.Tensor, pre: torch.Tensor | None):
-        L, S = self.L, self.S
-        bad = self.n - torch.isfinite(x).sum(1)  # (L,) NaN/inf count
-        x.nan_to_num_(0.0, 0.0, 0.0)  # nonfinite -> 0, corrected for below
-        total = x.sum(1, dtype=torch.float64)
-        sumsq = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square()
-        vmin, vmax = torch.aminmax(x, dim=1)  # a bracket of the finite range (0 included)
-        dead = self.activation in DEAD_AT_ZERO
-        sat = saturated(x, self.activation, self.mask) - (bad if dead else 0)
-        if pre is None:
-            sat_pre, bad_pre = sat, bad
-        else:
-            bad_pre = self.n - torch.isfinite(pre).sum(1)
-            pre.nan_to_num_(0.0, 0.0, 0.0)
-            sat_pre = saturated(pre, self.activation, self.mask) - (bad_pre if dead else 0)
-        hist = torch.histc(self._slots(x), bins=L * S, min=0, max=L * S)
-        hist.index_add_(0, self.zero_slot, -bad.float())  # zero_slot includes the offset
-        cols = dict(nonfinite=bad, sum=total, sumsq=sumsq, min=vmin, max=vmax, sat=sat,
-                    sat_pre=sat_pre, nonfinite_pre=bad_pre)  # fmt: skip
-        return hist.view(L, S), cols
+        s = self.scratch
+        sat = self.saturated(x)
+        sat_pre = sat if pre is None else self.saturated(pre)
+        nan = float("nan")
+        hist = self.histogram(x.nan_to_num_(nan, nan, nan))  # every non-finite value is NaN
+        torch.sub(x, self.centre, out=s).nan_to_num_(0.0)  # non-finite add nothing below
+        total, vmin, vmax = s.sum(1), s.amin(1), s.amax(1)  # min/max: a bracket (centre incl.)
+        sumsq = s.mul_(s).sum(1)  # in place: a fresh (L, N) temporary costs more than the pass
+        c = self.centre[:, 0]
+        cols = dict(nonfinite=hist[:, -1], sum=total, sumsq=sumsq, min=vmin + c, max=vmax + c,
+                    sat=sat, sat_pre=sat_pre)  # fmt: skip
+        return hist, cols
 
 
 def layer_frames(
@@ -138,16 +140,15 @@ def layer_frames(
     display = np.concatenate([under[:, None], coarse, over[:, None]], axis=1)  # (L, bins+2)
     nf = n - get["nonfinite"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = get["sum"] / nf
-        meansq = get["sumsq"] / nf
-        var = meansq - mean**2  # below the float64 rounding of the sums it is noise: 0
-        std = np.sqrt(np.where(var > 8 * np.finfo(np.float64).eps * meansq, var, 0.0 * var))
+        shift = get["sum"] / nf  # sums are of x - centre, centre = (lo + hi) / 2
+        mean = edges.mean(1) + shift
+        std = np.sqrt(np.maximum(get["sumsq"] / nf - shift**2, 0.0 * shift))
         pct = percentiles(hist, edges, get["min"], get["max"], nf, fine)
         w = (edges[:, 1] - edges[:, 0]) / bins
         # the first probe is its own reference: 0, or NaN for a histogram with no values
         w1_first = wasserstein1(display, display if first is None else first, w)
         w1_prev = wasserstein1(display, display if prev is None else prev, w)
-        sat, sat_pre = get["sat"] / nf, get["sat_pre"] / (n - get["nonfinite_pre"])
+        sat, sat_pre = get["sat"] / n, get["sat_pre"] / n
         update_ratio = get["update_norm"] / get["weight_norm"]
 
     def num(a: np.ndarray, i: int) -> float | None:

@@ -96,7 +96,7 @@ def run(config: RunConfig | dict[str, Any], *,
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
     probe = Probe(model.probe_points(), activation=cfg.activation, bins=cfg.hist_bins,
-                  rows=PROBE_ROWS, device=device)  # fmt: skip
+                  rows=PROBE_ROWS, device=device, optimizer=optimizer)  # fmt: skip
     batches = batch_indices(data, cfg.batch_order, cfg.batch_size, cfg.seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
@@ -165,13 +165,13 @@ def run(config: RunConfig | dict[str, Any], *,
         if measure_ics:
             grads = [w.grad.detach().clone() for w in probe.weights]
             old = [p.detach().clone() for p in model.parameters()]
-        # clip
-        if cfg.clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip, foreach=True)
-        # probe (device only), then step
+        # probe (device only; the raw gradients, before clipping)
         if probing:
             acc = (logits.detach().argmax(1) == y).float().mean()
             probe.collect(loss, acc)
+        # clip, step
+        if cfg.clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip, foreach=True)
         optimizer.step()
         if probing:
             ics = None

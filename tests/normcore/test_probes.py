@@ -24,6 +24,7 @@ from normcore.stats import (
     choose_edges,
     layer_frames,
 )
+from normcore.train import run
 
 BINS = 16
 
@@ -48,6 +49,8 @@ def make_layers(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def saturated_np(v: np.ndarray, activation: str) -> float:
+    """Fraction of all values in the saturated region: ±inf are in it, NaN is not."""
+    v = v.astype(np.float64)
     if activation in ("relu", "gelu"):
         return float(np.mean(v <= 0))
     return float(np.mean(np.abs(v) > SAT_THRESHOLD[activation]))
@@ -90,18 +93,17 @@ def test_layer_stats_match_float64_numpy(activation):
     )
     for i, layer in enumerate(layers):
         v = x[i][np.isfinite(x[i])].astype(np.float64)
-        p = pre[i][np.isfinite(pre[i])].astype(np.float64)
         lo, hi = edges[i]
         assert layer["nonfinite"] == n - len(v)
+        assert layer["sat"] == pytest.approx(saturated_np(x[i], activation), abs=1e-12)
+        assert layer["sat_pre"] == pytest.approx(saturated_np(pre[i], activation), abs=1e-12)
         if len(v) == 0:  # all NaN: reported, not raised on
-            keys = ("mean", "std", "p15", "p50", "p85", "sat", "sat_pre")
-            assert all(layer[k] is None for k in keys)
+            assert all(layer[k] is None for k in ("mean", "std", "p15", "p50", "p85"))
+            assert layer["sat"] == layer["sat_pre"] == 0.0
             assert sum(layer["hist"]["counts"]) + layer["hist"]["under"] == 0
             continue
-        assert layer["sat_pre"] == pytest.approx(saturated_np(p, activation), abs=1e-12)
         assert layer["mean"] == pytest.approx(v.mean(), rel=1e-6, abs=1e-6)
         assert layer["std"] == pytest.approx(v.std(), rel=1e-5, abs=1e-6)
-        assert layer["sat"] == pytest.approx(saturated_np(v, activation), abs=1e-12)
         # histogram: half-open bins [a, b) on [lo, hi]; under x < lo, over x >= hi
         w = (hi - lo) / BINS
         k = np.floor((v - lo) / w)
@@ -137,14 +139,30 @@ def test_layer_stats_rejects_an_empty_layer():
         LayerStats(np.array([[-1.0, 1.0]]), 0, 8, "relu", "cpu")
 
 
-def test_probe_matches_numpy_on_a_training_step():
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.5),
+    "momentum": lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "sgd-decay": lambda p: torch.optim.SGD(p, lr=0.5, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("steps", [1, 2])
+def test_probe_matches_numpy_on_a_training_step(optimizer, steps):
+    """Plain SGD (and momentum) take ‖Δw‖ = lr·‖d‖ from the optimizer; others diff a copy."""
     torch.manual_seed(0)
     cfg = RunConfig(depth=3, width=16, norm="batch", activation="sigmoid", batch_size=32)
     model = build_model(cfg, (10,), 4)
     points = model.probe_points()
-    probe = Probe(points, activation="sigmoid", bins=BINS, rows=4)
+    opt = OPTIMIZERS[optimizer](model.parameters())
+    probe = Probe(points, activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
+    assert (probe._old == []) == (optimizer in ("sgd", "momentum"))
     x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(steps - 1):  # a step before the probed one: momentum buffers are warm
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
     # an independent record of the same tensors: our own hooks, retained gradients
     seen: dict[str, list[torch.Tensor]] = {"act": [], "pre": []}
 
@@ -164,6 +182,8 @@ def test_probe_matches_numpy_on_a_training_step():
     loss.backward()
     probe.collect(loss, (logits.argmax(1) == y).float().mean())
     before = [p.weight.detach().double().numpy().copy() for p in points]
+    affine = [[t.detach().double().numpy().copy() for t in (p.affine.weight, p.affine.bias)]
+              for p in points]  # fmt: skip
     opt.step()
     probe.after_step()
     ((layers, loss_v, acc_v, ics),) = probe.flush()
@@ -183,16 +203,21 @@ def test_probe_matches_numpy_on_a_training_step():
         assert layer["weight_norm"] == pytest.approx(np.linalg.norm(before[i]), rel=1e-5)
         ratio = np.linalg.norm(w_new - before[i]) / np.linalg.norm(before[i])
         assert layer["update_ratio"] == pytest.approx(ratio, rel=1e-4)
-        g, b = p.affine.weight.detach().double().numpy(), p.affine.bias.detach().double().numpy()
-        # g, b as the forward pass used them (before the step moved them)
-        g_old = g + 0.5 * p.affine.weight.grad.double().numpy()
-        b_old = b + 0.5 * p.affine.bias.grad.double().numpy()
+        g_old, b_old = affine[i]  # g, b as the forward pass used them
         assert layer["g_mean"] == pytest.approx(g_old.mean(), abs=1e-6)
         assert layer["g_std"] == pytest.approx(g_old.std(), abs=1e-6)
         assert layer["b_mean"] == pytest.approx(b_old.mean(), abs=1e-6)
         assert layer["b_std"] == pytest.approx(b_old.std(), abs=1e-6)
         assert layer["w1_first"] == 0.0 and layer["w1_prev"] == 0.0
     probe.close()
+
+
+def test_the_grad_norm_is_the_raw_gradient_and_the_update_the_clipped_one():
+    frames = list(run(dict(steps=2, clip=1e-3, lr=0.1, device="cpu")))
+    for layer in frames[0]["layers"]:
+        assert layer["grad_norm"] > 1e-3  # not clipped
+        # SGD moved w by lr·(clipped gradient): the whole model's gradient has norm 1e-3
+        assert layer["update_ratio"] * layer["weight_norm"] <= 0.1 * 1e-3 * (1 + 1e-5)
 
 
 def test_probe_without_a_norm_reports_no_gain_and_equal_saturations():
