@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 
+import httpx
 import pytest
 
 from normcore.client import Client, NormScopeError, parse_sse
@@ -85,12 +86,19 @@ def test_client_unknown_run_is_a_404(server):
     assert err.value.status == 404
 
 
-def test_client_creates_waits_and_reads_frames_and_exports(server, tmp_path):
+@pytest.fixture(scope="module")
+def finished(server) -> tuple[dict, dict]:
+    """One run made and awaited through the client: (the run as created, as finished)."""
     with Client(server.url, token=server.token) as client:
         run = client.create_run({**SMALL, "steps": 40}, norm="layer")
-        assert run["status"] in ("queued", "running") and run["config"]["norm"] == "layer"
-        done = client.wait(run["id"], timeout=120)
-        assert done["status"] == "completed" and done["step"] == 40
+        return run, client.wait(run["id"], timeout=180)
+
+
+def test_client_creates_waits_and_reads_frames_and_exports(server, finished, tmp_path):
+    run, done = finished
+    assert run["status"] in ("queued", "running") and run["config"]["norm"] == "layer"
+    assert done["status"] == "completed" and done["step"] == 40
+    with Client(server.url, token=server.token) as client:
         assert run["id"] in [r["id"] for r in client.runs(status="completed")]
 
         frames = client.frames(run["id"])
@@ -116,17 +124,14 @@ def test_iter_frames_streams_a_live_run_to_its_end(server):
     assert seqs == list(range(done["frame_count"]))
 
 
-def test_iter_frames_since_seq_skips_earlier_frames(server):
+def test_iter_frames_since_seq_skips_earlier_frames(server, finished):
+    run, _ = finished
     with Client(server.url, token=server.token) as client:
-        run = client.create_run(SMALL, steps=20)
-        client.wait(run["id"], timeout=120)
         seqs = [frame["seq"] for frame in client.iter_frames(run["id"], since_seq=7)]
     assert seqs[0] == 7 and seqs == list(range(7, 7 + len(seqs)))
 
 
-def test_stream_resumes_after_a_dropped_connection(start_server):
-    # A private server: the cut is abrupt, and its log is checked for server errors alone.
-    server = start_server()
+def test_stream_resumes_after_a_dropped_connection(server):
     proxy = TcpProxy("127.0.0.1", server.port)
     try:
         with Client(proxy.url, token=server.token) as client:
@@ -145,8 +150,8 @@ def test_stream_resumes_after_a_dropped_connection(start_server):
     assert reconnects >= 1 and proxy.connections >= 2
 
 
-def test_stream_reconnects_when_a_connection_goes_silent(start_server):
-    server = start_server()  # keep-alive every 1 s (TEST_ENV), so 3 s of silence is a dead link
+def test_stream_reconnects_when_a_connection_goes_silent(server):
+    # The server's keep-alive comes every 1 s (TEST_ENV), so 3 s of silence is a dead link.
     proxy = TcpProxy("127.0.0.1", server.port)
     try:
         with Client(proxy.url, token=server.token) as client:
@@ -177,6 +182,11 @@ def test_client_sends_the_token_to_api_and_stream(start_server, monkeypatch):
         run = client.create_run(SMALL, steps=10)
         seqs = [frame["seq"] for frame in client.iter_frames(run["id"])]
         assert seqs == list(range(client.run(run["id"])["frame_count"]))
+    # A download link or a new tab cannot send a header: GET takes ?token= (the report link).
+    report = f"{secured.url}/api/runs/{run['id']}/report.html"
+    assert httpx.get(report, timeout=60).status_code == 401
+    response = httpx.get(report, params={"token": "s3cret-token"}, timeout=60)
+    assert response.status_code == 200 and run["id"] in response.text
 
 
 def normscope(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -208,10 +218,9 @@ def test_cli_run_with_server_reports_a_rejected_config(server):
     assert "batch_size" in result.stderr
 
 
-def test_cli_export_local_and_remote_agree(server, tmp_path):
+def test_cli_export_local_and_remote_agree(server, finished, tmp_path):
+    run, _ = finished
     with Client(server.url, token=server.token) as client:
-        run = client.create_run(SMALL, steps=20)
-        client.wait(run["id"], timeout=120)
         api = client.export(run["id"], "csv").decode()
     local = normscope("export", run["id"], "-f", "csv", NORMSCOPE_DATA_DIR=str(server.data_dir))
     assert local.returncode == 0, local.stderr

@@ -179,15 +179,3 @@ def test_report_renders_offline_in_chromium(runs, tmp_path):
         page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length === {count}")
         browser.close()
     assert errors == [] and outside == []
-
-
-def test_report_needs_the_token_and_takes_it_in_the_query(start_server):
-    secured = start_server(NORMSCOPE_TOKEN="report-token")
-    with Client(secured.url, token="report-token") as client:
-        run = client.create_run({**SMALL, "steps": 6})
-        client.wait(run["id"], timeout=120)
-    path = f"{secured.url}/api/runs/{run['id']}/report.html"
-    assert httpx.get(path, timeout=30).status_code == 401
-    # a download link or a new tab cannot send a header: ?token= works for GET
-    response = httpx.get(path, params={"token": "report-token"}, timeout=30)
-    assert response.status_code == 200 and run["id"] in response.text
