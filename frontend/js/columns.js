@@ -32,23 +32,27 @@ export function emptyColumns(cap = DEFAULT_CAP) {
   };
 }
 
-/** Bin centres of a frame histogram on its fixed edges [lo, hi]. */
+/**
+ * Row centres of a layer's heatmap: one row below lo for the underflow, the fixed equal bins
+ * on [lo, hi], one row above hi for the overflow. The two edge rows show the mass that left
+ * the bins (a drifting or saturating layer) instead of letting it vanish.
+ */
 export function binCenters(hist) {
   const n = hist.counts.length;
   const w = (hist.hi - hist.lo) / n;
-  return Array.from({ length: n }, (_, i) => hist.lo + (i + 0.5) * w);
+  return Array.from({ length: n + 2 }, (_, i) => hist.lo + (i - 0.5) * w);
 }
 
 /**
- * One heatmap column: log10 of each bin's share of the layer's values (under/overflow count
- * in the total, so a distribution sliding off the edges fades instead of renormalizing).
- * Empty bins sit at log10(DENSITY_FLOOR); a histogram without values gives nulls (a gap).
+ * One heatmap column, aligned with binCenters: log10 of each row's share of the layer's
+ * values (underflow, bins, overflow). Empty rows sit at log10(DENSITY_FLOOR); a histogram
+ * without values gives nulls (a gap).
  */
 export function densityColumn(hist) {
-  const counts = hist.counts.map((c) => c ?? 0);
-  const total = counts.reduce((a, b) => a + b, 0) + (hist.under ?? 0) + (hist.over ?? 0);
-  if (!(total > 0)) return counts.map(() => null);
-  return counts.map((c) => Math.log10(Math.max(c / total, DENSITY_FLOOR)));
+  const rows = [hist.under ?? 0, ...hist.counts, hist.over ?? 0].map((c) => c ?? 0);
+  const total = rows.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) return rows.map(() => null);
+  return rows.map((c) => Math.log10(Math.max(c / total, DENSITY_FLOOR)));
 }
 
 function newLayer(name, hist) {

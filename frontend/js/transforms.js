@@ -168,11 +168,17 @@ export function comparePercentileTraces(runs, name) {
   );
 }
 
-/** The y range covering every run's histogram edges for a layer, so heatmaps share axes. */
+/**
+ * The y range covering every run's heatmap rows for a layer (bins and the under/overflow rows
+ * around them), so heatmaps share axes.
+ */
 export function sharedRange(runs, name) {
   const layers = runs.map((r) => r.cols.layers[name]).filter(Boolean);
   if (!layers.length) return null;
-  return [Math.min(...layers.map((l) => l.lo)), Math.max(...layers.map((l) => l.hi))];
+  const lo = layers.map((l) => l.centers[0] ?? l.lo);
+  const hi = layers.map((l) => l.centers.at(-1) ?? l.hi);
+  const half = layers.map((l) => (l.centers.length > 1 ? (l.centers[1] - l.centers[0]) / 2 : 0));
+  return [Math.min(...lo.map((v, i) => v - half[i])), Math.max(...hi.map((v, i) => v + half[i]))];
 }
 
 /**

@@ -6,19 +6,22 @@ import {
 } from "../columns.js";
 import { frame, frames } from "./sample.js";
 
-test("bin centres sit in the middle of fixed equal bins", () => {
-  assert.deepEqual(binCenters({ lo: -2, hi: 2, counts: [0, 0, 0, 0] }), [-1.5, -0.5, 0.5, 1.5]);
+test("rows: underflow, fixed equal bins, overflow", () => {
+  assert.deepEqual(binCenters({ lo: -2, hi: 2, counts: [0, 0, 0, 0] }), [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5]);
 });
 
-test("density column is log10 share with under/overflow in the total and a floor", () => {
+test("density column is log10 share per row, under/overflow rows included, with a floor", () => {
   const z = densityColumn({ lo: 0, hi: 1, counts: [50, 0, 25], under: 20, over: 5 });
-  assert.equal(z[0], Math.log10(0.5));
-  assert.equal(z[1], Math.log10(DENSITY_FLOOR));
-  assert.equal(z[2], Math.log10(0.25));
+  assert.equal(z.length, 5);
+  assert.equal(z[0], Math.log10(0.2));
+  assert.equal(z[1], Math.log10(0.5));
+  assert.equal(z[2], Math.log10(DENSITY_FLOOR));
+  assert.equal(z[3], Math.log10(0.25));
+  assert.equal(z[4], Math.log10(0.05));
 });
 
 test("density column of an empty histogram is a gap, not NaN", () => {
-  assert.deepEqual(densityColumn({ lo: 0, hi: 1, counts: [0, 0], under: 0, over: 0 }), [null, null]);
+  assert.deepEqual(densityColumn({ lo: 0, hi: 1, counts: [0, 0], under: 0, over: 0 }), [null, null, null, null]);
 });
 
 test("frames become aligned columns per run and per layer", () => {
@@ -28,7 +31,7 @@ test("frames become aligned columns per run and per layer", () => {
   assert.deepEqual(cols.layerNames, ["h1", "h2"]);
   assert.equal(cols.layers.h2.p50.length, 5);
   assert.equal(cols.layers.h2.density.length, 5);
-  assert.equal(cols.layers.h2.density[0].length, 8);
+  assert.equal(cols.layers.h2.density[0].length, 10); // 8 bins + under + over
   assert.deepEqual(cols.evals.step, [0, 20, 40]);
   assert.equal(cols.lastSeq, 4);
   assert.equal(cols.stepsPerS, 804);
@@ -117,7 +120,7 @@ test("a layer reported with null statistics (diverged) stays null, never NaN", (
   addFrames(cols, [f]);
   assert.equal(cols.layers.h1.sat[0], null);
   assert.equal(cols.layers.h1.p50[0], null);
-  assert.deepEqual(cols.layers.h1.density[0], [null, null]);
+  assert.deepEqual(cols.layers.h1.density[0], [null, null, null, null]);
 });
 
 test("half indices keep the first and the last", () => {

@@ -60,12 +60,12 @@ test("distribution heatmap: steps as columns, fixed bin centres, Viridis, fixed 
   assert.equal(h.transpose, true);
   assert.equal(h.colorscale, "Viridis");
   assert.deepEqual(h.x, [0, 10, 20, 30]);
-  assert.equal(h.y.length, 8);
+  assert.equal(h.y.length, 10); // 8 bins and the under/overflow rows
   assert.equal(h.z.length, 4);
   assert.equal(h.zmin, -4);
   assert.equal(h.zmax, 0);
-  // frame seq puts its peak into bin seq % 8: the picture moves with the data
-  assert.equal(h.z[3].indexOf(Math.max(...h.z[3])), 3);
+  // frame seq puts its peak into bin seq % 8 (row 1 + that): the picture moves with the data
+  assert.equal(h.z[3].indexOf(Math.max(...h.z[3])), 1 + 3);
 });
 
 test("heatmap extends by steps: x and z grow, the bins do not", () => {
@@ -136,9 +136,9 @@ test("compare: one trace per run with the run's colour and label", () => {
 test("shared range covers every run's edges", () => {
   const a = build(1);
   const b = build(1);
-  b.layers.h1.lo = -8;
-  b.layers.h1.hi = 2;
-  assert.deepEqual(sharedRange([{ cols: a }, { cols: b }], "h1"), [-8, 4]);
+  b.layers.h1.centers = [-9, -7, -5, -3, -1, 1, 3]; // bins on [-8, 2], width 2, edge rows
+  // a: 8 bins on [-4, 4], width 1, plus one row each side: [-5, 5]; b: [-10, 4]
+  assert.deepEqual(sharedRange([{ cols: a }, { cols: b }], "h1"), [-10, 5]);
   assert.equal(sharedRange([{ cols: a }], "nope"), null);
 });
 
