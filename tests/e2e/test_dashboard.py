@@ -57,6 +57,7 @@ def test_launch_from_form_draws_live_run_until_completed(dash: Dashboard, server
     dash.page.wait_for_function(
         "() => document.querySelector('[data-panel=overview]').data[0].x.length >= 100"
     )
+    dash.page.wait_for_timeout(400)  # the mode bar fades out
     if dash.status() == "running":
         dash.screenshot("run-live.png")
 
