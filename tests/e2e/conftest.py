@@ -45,9 +45,13 @@ class Dashboard:
         self.page, self.base = page, base_url
         self.console: list[str] = []
         self.requests: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.console.append(m.text))
+        page.on("console", self._on_console)
         page.on("pageerror", lambda e: self.console.append(f"uncaught: {e}"))
         page.on("request", lambda r: self.requests.append(r.url))
+
+    def _on_console(self, message: Any) -> None:
+        if message.type == "error":
+            self.console.append(message.text)
 
     def open(self, route: str = "#/launch") -> None:
         self.page.goto(f"{self.base}/{route}")
