@@ -97,7 +97,9 @@ export function mount(root, { id }) {
     const frac = steps ? Math.min(1, step / steps) : 0;
     el.bar.style.width = `${(100 * frac).toFixed(1)}%`;
     el.bar.parentElement.setAttribute("aria-valuenow", String(Math.round(100 * frac)));
-    el.progressText.textContent = `${fmt(step)} / ${fmt(steps)} steps`;
+    el.progressText.textContent = run?.status === "queued"
+      ? `queued: waits for a free worker · ${fmt(steps)} steps`
+      : `${fmt(step)} / ${fmt(steps)} steps`;
     const live = run && !TERMINAL.has(run.status);
     el.rate.textContent = cols.stepsPerS != null && live ? `${fmt(cols.stepsPerS)} steps/s` : "";
     const dev = cols.device ?? run?.device;
