@@ -70,8 +70,9 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-async def viewer(port: int, run_id: str, latencies: list[float]) -> None:
-    """Follow one run's stream to its final status, recording each frame's latency (ms)."""
+async def viewer(port: int, run_id: str, latencies: list[float], firsts: list[float]) -> None:
+    """Follow one run's stream to its final status, recording each frame's latency (ms) and
+    when the first frame arrived (time.time())."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  "Accept: text/event-stream\r\n\r\n".encode())  # fmt: skip
@@ -86,25 +87,43 @@ async def viewer(port: int, run_id: str, latencies: list[float]) -> None:
         if cut < 0:
             continue
         complete, buffer = buffer[:cut], buffer[cut + 2 :]
-        latencies.extend((now - int(m.group(1))) / 1e6 for m in STAMP_RE.finditer(complete))
+        stamps = [(now - int(m.group(1))) / 1e6 for m in STAMP_RE.finditer(complete)]
+        if stamps and not firsts:
+            firsts.append(now / 1e9)
+        latencies.extend(stamps)
         if END_RE.search(complete):
             break
     writer.close()
 
 
-async def one_run(client: httpx.AsyncClient, port: int, config: dict, viewers: int):
-    """Train one run with `viewers` following it: (latencies ms, steps per second)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one_run(client: httpx.AsyncClient, port: int, config: dict, viewers: int, pid: int):
+    """Train one run with `viewers` following it: (latencies ms, steps per second, server
+    CPU seconds spent during the run)."""
+    cpu = cpu_seconds(pid)
+    posted = time.time()
     run = (await client.post("/api/runs", json=config)).json()
     latencies: list[float] = []
-    tasks = [asyncio.create_task(viewer(port, run["id"], latencies)) for _ in range(viewers)]
+    firsts: list[float] = []
+    tasks = [asyncio.create_task(viewer(port, run["id"], latencies, firsts))
+             for _ in range(viewers)]  # fmt: skip
     while (await client.get(f"/api/runs/{run['id']}")).json()["status"] in ("queued", "running"):
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # polling costs the server CPU too: not too often
     await asyncio.gather(*tasks)
     page = (await client.get(f"/api/runs/{run['id']}/frames", params={"max_points": 2})).json()
     first, last = page["data"][0], page["data"][-1]
     rate = (last["step"] - first["step"]) / ((last["bench_t_ns"] - first["bench_t_ns"]) / 1e9)
+    server_cpu = cpu_seconds(pid) - cpu
     await client.delete(f"/api/runs/{run['id']}")
-    return latencies, rate
+    return latencies, rate, server_cpu, (firsts[0] - posted if firsts else None)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -112,18 +131,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def bench(args: argparse.Namespace, port: int) -> dict:
+async def bench(args: argparse.Namespace, port: int, pid: int) -> dict:
     config = {"depth": args.depth, "width": args.width, "dataset": args.dataset,
               "steps": args.steps, "probe_every": 1, "device": args.device}  # fmt: skip
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-        await one_run(client, port, {**config, "steps": 200}, 1)  # warm the worker pool
+        await one_run(client, port, {**config, "steps": 200}, 1, pid)  # warm the worker pool
         lat: dict[int, list[float]] = {1: [], args.viewers: []}
         rates: dict[int, list[float]] = {0: [], args.viewers: []}
+        cpu: dict[int, list[float]] = {0: [], 1: [], args.viewers: []}
+        first_frame: list[float] = []
         for round_ in range(args.rounds):
             for n in (0, 1, args.viewers) if round_ % 2 == 0 else (args.viewers, 1, 0):
-                got, rate = await one_run(client, port, config, n)
-                print(f"round {round_} viewers {n:2d}: {rate:8.1f} steps/s, "
-                      f"{len(got)} frame arrivals", file=sys.stderr)  # fmt: skip
+                got, rate, server_cpu, first = await one_run(client, port, config, n, pid)
+                if first is not None:
+                    first_frame.append(first)
+                print(f"round {round_} viewers {n:2d}: {rate:8.1f} steps/s, {len(got)} frame "
+                      f"arrivals, server CPU {server_cpu:.2f} s", file=sys.stderr)  # fmt: skip
+                cpu[n].append(server_cpu)
                 if n:
                     lat[n].extend(got)
                 if n != 1:
@@ -140,6 +164,10 @@ async def bench(args: argparse.Namespace, port: int) -> dict:
     result["steps_per_s_no_viewer"] = round(base, 1)
     result[f"steps_per_s_{args.viewers}_viewers"] = round(loaded, 1)
     result["rate_change_pct"] = round(100 * (loaded - base) / base, 1)
+    # POST -> first frame at a viewer, with a warm worker waiting:
+    result["first_frame_s_median"] = round(statistics.median(first_frame), 3)
+    # What viewers cost the server, independent of how loaded the machine is:
+    result["server_cpu_s_per_run"] = {n: round(statistics.median(v), 2) for n, v in cpu.items()}
     return result
 
 
@@ -160,7 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), port)
         try:
-            result = asyncio.run(bench(args, port))
+            result = asyncio.run(bench(args, port, server.pid))
         finally:
             server.terminate()
             server.wait(timeout=30)
