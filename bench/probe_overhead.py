@@ -7,8 +7,9 @@ noisy neighbour slows all of them alike; the median round is reported):
   probe@10   probing every 10th step
   tensorboard  TensorBoard's add_histogram of the same tensors (each layer's activation input
              and weight gradient) every step, when tensorboard is installed
-The ratio to bare is the median over rounds of the per-round ratio: on a shared machine, use
-many short rounds (--steps 2 --rounds 25) and `nice`.
+The ratio to bare is the median over rounds of the per-round ratio, in wall time and in process
+CPU time (less distorted by other processes); on a shared machine use many short rounds
+(--steps 1 --rounds 40), --threads 1 and `nice`.
 
 On CUDA it also counts host syncs per step (torch.cuda.set_sync_debug_mode) in an untimed pass.
 It prints the size of one encoded frame (normcore.frames.encode).
@@ -82,16 +83,17 @@ def make_step(args, device, variant: str):
     return step, probe, state
 
 
-def timed(step, n: int, device) -> float:
-    """ms per step over n steps."""
+def timed(step, n: int, device) -> tuple[float, float]:
+    """(wall ms, process CPU ms) per step over n steps. CPU time is what a busy shared machine
+    distorts least: time spent descheduled does not count."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(n):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return (time.perf_counter() - t) / n * 1e3
+    return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3
 
 
 def count_syncs(step, n: int) -> float:
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--norm", default="batch")
     ap.add_argument("--activation", default="tanh")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--json", metavar="FILE", help="write {variant: {ms, ratio}} here")
+    ap.add_argument("--json", metavar="FILE", help="write {variant: {ms, ratio, ...}} here")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     if args.threads:
@@ -134,16 +136,24 @@ def main(argv: list[str] | None = None) -> dict:
     steps = {v: make_step(args, device, v) for v in variants}
     for step, _, _ in steps.values():  # warm-up: allocator, lazy imports, histogram edges
         timed(step, 3, device)
-    times: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.rounds):
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for v in order:
-            times[v].append(timed(steps[v][0], args.steps, device))
-    # ratio: the median over rounds of (variant / bare in the same round), so load that
-    # drifts between rounds cancels; ms: the median round
-    result = {v: {"ms": statistics.median(t),
-                  "ratio": statistics.median(a / b for a, b in zip(t, times["bare"], strict=True))}
-              for v, t in times.items()}  # fmt: skip
+            steps[v][0]()  # untimed: absorbs what the previous variant left (TensorBoard's
+            # freed buffers re-fault in the next step), else the rotation biases the ratios
+            w, c = timed(steps[v][0], args.steps, device)
+            wall[v].append(w)
+            cpu[v].append(c)
+
+    def paired(t: list[float], base: list[float]) -> float:
+        """Median over rounds of variant / bare in the same round: drifting load cancels."""
+        return statistics.median(a / b for a, b in zip(t, base, strict=True))
+
+    result = {v: {"ms": statistics.median(wall[v]), "ratio": paired(wall[v], wall["bare"]),
+                  "cpu_ms": statistics.median(cpu[v]), "cpu_ratio": paired(cpu[v], cpu["bare"])}
+              for v in variants}  # fmt: skip
     if device.type == "cuda":
         for v in variants:
             result[v]["syncs_per_step"] = count_syncs(steps[v][0], 2 * PROBE_ROWS)
@@ -159,10 +169,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  "
           f"{args.rounds} rounds × {args.steps} steps, median")  # fmt: skip
     syncs = "  syncs/step" if device.type == "cuda" else ""
-    print(f"{'variant':<12} {'ms/step':>9} {'× bare':>8}{syncs}")
+    print(f"{'variant':<12} {'ms/step':>9} {'× bare':>8} {'cpu ms':>9} {'× bare':>8}{syncs}")
     for v, row in result.items():
         syncs = f"  {row['syncs_per_step']:.3f}" if "syncs_per_step" in row else ""
-        print(f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f}{syncs}")
+        print(f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f} {row['cpu_ms']:>9.2f} "
+              f"{row['cpu_ratio']:>8.3f}{syncs}")  # fmt: skip
     print(f"bytes per frame ({args.depth} layers, {args.bins} bins, encoded): {size}")
     if args.json:
         with open(args.json, "w") as fh:

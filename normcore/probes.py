@@ -1,10 +1,13 @@
-"""Device-side probes: hooks that keep references, batched statistics, a ring buffer.
+"""Device-side probes: hooks, batched statistics, a ring buffer, no host sync per step.
 
 Per probed step the trainer calls ``arm()`` before the forward pass, ``collect()`` after
-backward (before the optimizer step) and ``after_step()`` after it. Hooks on the model's taps
-only append tensor references; ``collect`` then does the batched work of
-``normcore.stats.LayerStats`` over all layers at once plus ``torch._foreach_norm`` for weights,
-gradients and activation gradients, and writes one row of a preallocated device ring buffer.
+backward (before the optimizer step) and ``after_step()`` after it. On a GPU the hooks on the
+model's taps only keep tensor references and ``collect`` does the batched work of
+``normcore.stats.LayerStats`` over all layers at once (a GPU pays per launch). On a CPU (which
+pays per pass over memory) the hooks hand each layer to ``LayerStats.layer`` as soon as its
+tensors exist, still hot in cache, and keep nothing alive through backward; RNN layers, whose
+taps fire once per time step, take the batched path. Either way ``torch._foreach_norm`` does
+weights and gradients, and one row of a preallocated device ring buffer is written.
 Nothing reads a device value on the host until ``flush()``, which copies the used rows to
 (pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers.
 The one exception is the first ``collect``, which reads each layer's range once to fix the
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from normcore.norms import norm_affine
-from normcore.stats import COL, FIELDS, LayerStats, choose_edges, layer_frames
+from normcore.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
 
 
 @dataclass
@@ -59,9 +62,9 @@ class Probe:
         self.weights = [p.weight for p in points]
         self.gains, self.shifts = zip(*(norm_affine(p.affine) for p in points), strict=True)
         self.armed, self.count = False, 0
-        self._acts: list[list[torch.Tensor]] = [[] for _ in points]
+        self._acts: list[list[torch.Tensor]] = [[] for _ in points]  # tap outputs, per layer
         self._pres: list[list[torch.Tensor]] = [[] for _ in points]
-        self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]
+        self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]  # or their norms
         self._handles = []
         for i, p in enumerate(points):
             self._handles.append(p.act.register_forward_hook(self._on_act(i)))
@@ -69,23 +72,39 @@ class Probe:
         self._sgd = _plain_sgd(optimizer)
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
+        self.eager = False  # per layer in the hooks (CPU, one tensor per layer and step)
         self.first: np.ndarray | None = None  # display histogram of the first probe
         self.prev: np.ndarray | None = None
 
-    # hooks: references only
-    def _on_act(self, i: int):
-        def hook(module, args, out):
-            if self.armed:
-                self._acts[i].append(out.detach())
-                if out.requires_grad:
-                    out.register_hook(self._act_grads[i].append)
-
-        return hook
-
+    # hooks: the tap outputs themselves, so "pre is act" tells a norm-free layer
     def _on_pre(self, i: int):
         def hook(module, args, out):
             if self.armed:
-                self._pres[i].append(out.detach())
+                self._pres[i].append(out)
+
+        return hook
+
+    def _on_act(self, i: int):
+        def hook(module, args, out):
+            if not self.armed:
+                return
+            if self.eager and out.is_contiguous():
+                (pre,) = self._pres[i]
+                with torch.no_grad():
+                    self.stats.layer(i, out, None if pre is out else pre)  # type: ignore[union-attr]
+                self._pres[i].clear()
+                if out.requires_grad:
+                    out.register_hook(self._on_act_grad(i))
+                return
+            self._acts[i].append(out)
+            if out.requires_grad:
+                out.register_hook(self._act_grads[i].append)
+
+        return hook
+
+    def _on_act_grad(self, i: int):
+        def hook(grad):
+            self._act_grads[i].append(torch.linalg.vector_norm(grad))  # while hot in cache
 
         return hook
 
@@ -100,22 +119,18 @@ class Probe:
                 refs.clear()
         self.armed = True
 
-    def _setup(self, acts: list[torch.Tensor]) -> None:
-        shape = acts[0].shape
-        if any(a.shape != shape for a in acts):
-            raise ValueError(
-                f"probed layers need equal shapes; got {[tuple(a.shape) for a in acts]}"
-            )
-        n = acts[0].numel() * len(self._acts[0])
-        x = torch.stack(acts).view(self.L, n).nan_to_num(0.0, 0.0, 0.0)
-        vmin, vmax = torch.aminmax(x, dim=1)
-        edges = choose_edges(vmin.double().cpu().numpy(), vmax.double().cpu().numpy(),
-                             self.activation)  # fmt: skip  # the one host read, at setup
+    def _setup(self) -> None:
+        shapes = {tuple(t.shape) for refs in self._acts for t in refs}
+        if len(shapes) != 1:
+            raise ValueError(f"probed layers need equal shapes; got {sorted(shapes)}")
+        n = sum(t.numel() for t in self._acts[0])
+        ranges = [torch.stack(refs).nan_to_num(0.0, 0.0, 0.0).aminmax() for refs in self._acts]
+        vmin, vmax = (torch.stack(v).double().cpu().numpy() for v in zip(*ranges, strict=True))
+        edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
         self.edges, self.n = edges, n
         self.stats = LayerStats(edges, n, self.bins, self.activation, self.device)
+        self.eager = self.device.type == "cpu" and len(self._acts[0]) == 1
         dev, pin = self.device, self.device.type == "cuda"
-        self.x = torch.empty(self.L, n, device=dev)
-        self.pre: torch.Tensor | None = None  # allocated when pre differs from the act input
         self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
         self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),
                                    dtype=torch.float64, device=dev)  # fmt: skip
@@ -128,29 +143,24 @@ class Probe:
     def collect(self, loss: torch.Tensor, acc: torch.Tensor) -> None:
         """After backward, before the optimizer step: one row of statistics, on the device."""
         self.armed = False
-        acts = [t for refs in self._acts for t in refs]  # layer-major, time steps within
         if self.stats is None:
-            self._setup(acts)
+            self._setup()
         assert self.stats is not None
         r, L = self.count, self.L
-        shape = (len(acts), *acts[0].shape)
-        torch.stack(acts, out=self.x.view(shape))
-        pres = [t for refs in self._pres for t in refs]
-        same = all(a is p for a, p in zip(acts, pres, strict=True))
-        if not same:
-            if self.pre is None:
-                self.pre = torch.empty_like(self.x)
-            torch.stack(pres, out=self.pre.view(shape))
-        hist, cols = self.stats(self.x, None if same else self.pre)
-        self.dev_hist[r].copy_(hist)
+        if any(self._acts):  # the batched path (GPU, RNN, the first probe)
+            same = all(a is p for acts, pres in zip(self._acts, self._pres, strict=True)
+                       for a, p in zip(acts, pres, strict=True))  # fmt: skip
+            self.stats(self._acts, None if same else self._pres)
+        self.dev_hist[r].copy_(self.stats.hist)
+        cols = dict(zip(STAT_FIELDS, self.stats.cols.unbind(1), strict=True))
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         cols["grad_norm"] = self._grad_norm = torch.stack(torch._foreach_norm(grads))
         self._grad_versions = [(g, g._version) for g in grads]
+        if all(self._act_grads):  # every layer's activation gradient was seen
+            flat = [g for refs in self._act_grads for g in refs]  # (eager: already norms)
+            norms = torch.stack(flat if flat[0].dim() == 0 else torch._foreach_norm(flat))
+            cols["act_grad_norm"] = norms.view(L, -1).square().sum(1).sqrt()  # over time
         cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
-        flat = [g for refs in self._act_grads for g in refs]
-        if len(flat) == len(acts):  # per layer: norm over all its time steps
-            per_step = torch.stack(torch._foreach_norm(flat)).view(L, -1)
-            cols["act_grad_norm"] = per_step.square().sum(1).sqrt()
         for prefix, params in (("g", self.gains), ("b", self.shifts)):
             if params[0] is not None:
                 std, mean = torch.std_mean(torch.stack(list(params)), dim=1, correction=0)

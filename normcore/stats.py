@@ -67,64 +67,111 @@ def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str) -> np.ndar
     return np.stack([lo, hi], axis=1).astype(np.float64)
 
 
-class LayerStats:
-    """The batched statistics of L equally shaped layers, with preallocated scratch.
+CACHE_BYTES = 1 << 20  # CPU: layers per batch so one batch's passes stay in L2 cache
+STAT_FIELDS = FIELDS[:7]  # the columns LayerStats fills; the probe adds the rest
 
-    ``__call__(x, pre)`` consumes the (L, N) buffers ``x`` (activation input) and ``pre``
-    (pre-activation, or None when it is the same tensor) and returns the fine histogram
-    (L, S) and the scalar columns of ``FIELDS`` it owns.
+
+class LayerStats:
+    """The statistics of L equally shaped layers into staging buffers ``hist`` (L, S) and
+    ``cols`` (L, len(STAT_FIELDS)), with preallocated scratch.
+
+    ``__call__(acts, pres)`` takes per layer the list of tensors holding its values (one per
+    time step for an RNN) for the activation inputs and, where they differ, the
+    pre-activations. ``layer(i, act, pre)`` does one layer, as soon as its tensors exist.
+    A GPU pays per kernel launch, so ``__call__`` batches all L layers; a CPU pays per pass
+    over memory, so it goes in batches that fit in cache (the passes then read cache and
+    memory is read once), and ``layer`` lets a CPU caller work while a tensor is still hot.
+    The model's tensors are only read.
     """
 
     def __init__(self, edges: np.ndarray, n: int, bins: int, activation: str, device):
         if n < 1:
             raise ValueError(f"a probed layer must hold values; got {n} per layer")
+        device = torch.device(device)
         self.L, self.n, self.bins, self.activation = len(edges), n, bins, activation
         self.fine = bins * FINE
         self.S = self.fine + 3  # slots: under, fine bins, over, non-finite
         lo, hi = (torch.tensor(edges[:, i], dtype=torch.float32, device=device) for i in (0, 1))
-        w = (hi - lo) / self.fine
-        # x -> slot units: lo lands on 1.0 (the first fine bin); clamped into [0.5, fine + 1.5]
-        # under is slot 0 and over slot fine + 1; both histograms floor to the slot.
-        self.scale, self.shift = (1 / w)[:, None], (1 - lo / w)[:, None]
-        self.offset = (torch.arange(self.L, device=device, dtype=torch.int32) * self.S)[:, None]
-        self.centre = ((lo + hi) / 2)[:, None]  # sums of x - centre: no cancellation
-        self.scratch = torch.empty(self.L, n, device=device)
-        self.slots = torch.empty(self.L, n, dtype=torch.int32, device=device)
+        self.centre = ((lo + hi) / 2)[:, None]  # statistics of x - centre: no cancellation
+        self.scale = (self.fine / (hi - lo))[:, None]  # 1 / fine-bin width
+        self.chunk = self.L if device.type == "cuda" else max(1, CACHE_BYTES // (4 * n))
+        self.chunk = min(self.chunk, self.L)
+        # int16 slot indices where they fit: half the bytes of int32 for the copy and bincount
+        index = torch.int16 if self.chunk * self.S < 2**15 else torch.int32
+        self.offset = (torch.arange(self.chunk, device=device, dtype=index) * self.S)[:, None]
+        self.x, self.pre, self.d, self.scratch = (
+            torch.empty(self.chunk, n, device=device) for _ in range(4)
+        )
+        self.slots = torch.empty(self.chunk, n, dtype=index, device=device)
+        self.hist = torch.zeros(self.L, self.S, device=device)
+        self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
 
-    def saturated(self, x: torch.Tensor) -> torch.Tensor:
-        """(L,) count of values in the saturated region (±inf are, NaN is not)."""
-        s = self.scratch
+    def __call__(self, acts: list[list[torch.Tensor]], pres: list[list[torch.Tensor]] | None):
+        """All layers; returns the staging buffers (hist, cols)."""
+        for first in range(0, self.L, self.chunk):
+            rows = slice(first, min(first + self.chunk, self.L))
+            x, owned = _gather(acts[rows], self.x)
+            pre = None if pres is None else _gather(pres[rows], self.pre)[0]
+            self._batch(x, owned, pre, rows)
+        return self.hist, self.cols
+
+    def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
+        """Layer i alone, from its (contiguous) activation input and pre-activation."""
+        self._batch(act.view(1, -1), False, None if pre is None else pre.view(1, -1),
+                    slice(i, i + 1))  # fmt: skip
+
+    def _saturated(self, x: torch.Tensor) -> torch.Tensor:
+        """(c,) count of values in the saturated region (±inf are, NaN is not)."""
+        s = self.scratch[: len(x)]
         if self.activation in DEAD_AT_ZERO:
             torch.le(x, 0.0, out=s)  # 1.0 / 0.0: float sums are fast, bool sums are not
         else:
             torch.gt(torch.abs(x, out=s), SAT_THRESHOLD[self.activation], out=s)
         return s.sum(1)
 
-    def histogram(self, x: torch.Tensor) -> torch.Tensor:
-        """(L, S) counts of the slots of x, where every non-finite value is NaN."""
-        L, S, s = self.L, self.S, self.scratch
-        torch.addcmul(self.shift, x, self.scale, out=s).clamp_(0.5, self.fine + 1.5)
+    def _histogram(self, d: torch.Tensor, rows: slice) -> None:
+        """Slot counts of d = x - centre, where every non-finite value is NaN, into hist."""
+        c, S, s = len(d), self.S, self.scratch[: len(d)]
+        # slot units: lo -> 1.0 (the first fine bin), centre -> fine/2 + 1; clamped into
+        # [0.5, fine + 1.5], so under is slot 0 and over slot fine + 1 once floored
+        torch.mul(d, self.scale[rows], out=s).add_(self.fine / 2 + 1).clamp_(0.5, self.fine + 1.5)
+        out = self.hist[rows]
         if s.is_cuda:  # histc skips NaN; bincount would sync to size its output
-            counts = torch.histc(s.add_(self.offset), L * S, 0, L * S).view(L, S)
-            counts[:, -1] = self.n - counts.sum(1)
-            return counts
+            torch.histc(s.add_(self.offset[:c]), c * S, 0, c * S, out=out.view(-1))
+            out[:, -1] = self.n - out.sum(1)
+            return
         s.nan_to_num_(self.fine + 2.5)  # NaN -> the last slot
-        self.slots.copy_(s).add_(self.offset)  # float -> int32 truncates: the floor, as >= 0
-        return torch.bincount(self.slots.view(-1), minlength=L * S).view(L, S)
+        slots = self.slots[:c].copy_(s)  # float -> int truncates: the floor, as s >= 0
+        if c > 1:
+            slots.add_(self.offset[:c])
+        out.view(-1).copy_(torch.bincount(slots.view(-1), minlength=c * S))  # 3× histc's speed
 
-    def __call__(self, x: torch.Tensor, pre: torch.Tensor | None):
-        s = self.scratch
-        sat = self.saturated(x)
-        sat_pre = sat if pre is None else self.saturated(pre)
+    def _batch(self, x: torch.Tensor, owned: bool, pre: torch.Tensor | None, rows: slice):
+        """x, pre: (c, n); x may be the model's own tensor (then only read) unless ``owned``."""
+        sat = self._saturated(x)
+        sat_pre = sat if pre is None else self._saturated(pre)
         nan = float("nan")
-        hist = self.histogram(x.nan_to_num_(nan, nan, nan))  # every non-finite value is NaN
-        torch.sub(x, self.centre, out=s).nan_to_num_(0.0)  # non-finite add nothing below
-        total, vmin, vmax = s.sum(1), s.amin(1), s.amax(1)  # min/max: a bracket (centre incl.)
-        sumsq = s.mul_(s).sum(1)  # in place: a fresh (L, N) temporary costs more than the pass
-        c = self.centre[:, 0]
-        cols = dict(nonfinite=hist[:, -1], sum=total, sumsq=sumsq, min=vmin + c, max=vmax + c,
-                    sat=sat, sat_pre=sat_pre)  # fmt: skip
-        return hist, cols
+        centre = self.centre[rows]
+        d = x.sub_(centre) if owned else torch.sub(x, centre, out=self.d[: len(x)])
+        self._histogram(d.nan_to_num_(nan, nan, nan), rows)  # non-finite: all NaN
+        d.nan_to_num_(0.0)  # non-finite values add nothing to the sums
+        total, vmin, vmax = d.sum(1), d.amin(1), d.amax(1)  # min/max: a bracket (centre incl.)
+        sumsq = d.square_().sum(1)  # in place: a fresh temporary costs more than the pass
+        c = centre[:, 0]
+        bad = self.hist[rows, -1]
+        torch.stack([bad, total, sumsq, vmin + c, vmax + c, sat, sat_pre], dim=1,
+                    out=self.cols[rows])  # fmt: skip  # the order of STAT_FIELDS
+
+
+def _gather(layers: list[list[torch.Tensor]], buf: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The layers' values as (len(layers), n): a view of a lone contiguous tensor (not owned),
+    else stacked into the first rows of ``buf`` (owned: free to overwrite)."""
+    if len(layers) == 1 and len(layers[0]) == 1 and layers[0][0].is_contiguous():
+        return layers[0][0].view(1, -1), False
+    flat = [t for tensors in layers for t in tensors]
+    rows = buf[: len(layers)]
+    torch.stack(flat, out=rows.view(len(flat), *flat[0].shape))
+    return rows, True
 
 
 def layer_frames(

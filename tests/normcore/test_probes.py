@@ -12,14 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from normcore import stats as stats_module
 from normcore.config import RunConfig
 from normcore.models import build_model
+from normcore.norms import norm_affine
 from normcore.probes import Probe
 from normcore.stats import (
     ACT_RANGE,
     FIELDS,
     FINE,
     SAT_THRESHOLD,
+    STAT_FIELDS,
     LayerStats,
     choose_edges,
     layer_frames,
@@ -74,7 +77,9 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
-def test_layer_stats_match_float64_numpy(activation):
+@pytest.mark.parametrize("per_batch", [6, 4, 1], ids=["one-batch", "batches-of-4", "per-layer"])
+def test_layer_stats_match_float64_numpy(activation, per_batch, monkeypatch):
+    """On a CPU, layers go in cache-sized batches; every split must give the same numbers."""
     rng = np.random.default_rng(7)
     n = 4000
     x = make_layers(rng, n)
@@ -83,11 +88,16 @@ def test_layer_stats_match_float64_numpy(activation):
     finite = np.where(np.isfinite(x), x, 0.0)
     edges = choose_edges(finite.min(1), finite.max(1), activation)
     edges[5] = [-2.0, 2.0]  # narrower than the data: exercises under/over and the tails
+    monkeypatch.setattr(stats_module, "CACHE_BYTES", 4 * n * per_batch)
     stats = LayerStats(edges, n, BINS, activation, "cpu")
-    hist, cols = stats(torch.from_numpy(x.copy()), torch.from_numpy(pre.copy()))
+    assert stats.chunk == per_batch
+    per_layer = [[torch.from_numpy(row.copy())] for row in x]
+    hist, cols = stats(per_layer, [[torch.from_numpy(row.copy())] for row in pre])
+    assert cols.shape == (len(x), len(STAT_FIELDS))
+    for (t,), row in zip(per_layer, x, strict=True):  # the model's tensors are only read
+        np.testing.assert_array_equal(t.numpy(), row)
     scal = np.full((len(x), len(FIELDS)), np.nan)
-    for name, value in cols.items():
-        scal[:, FIELDS.index(name)] = value.double().numpy()
+    scal[:, : len(STAT_FIELDS)] = cols.numpy()
     layers, display = layer_frames(
         [f"h{i}" for i in range(len(x))], edges, hist.numpy(), scal, n, BINS, None, None
     )
@@ -148,21 +158,18 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-@pytest.mark.parametrize("steps", [1, 2])
-def test_probe_matches_numpy_on_a_training_step(optimizer, steps):
-    """Plain SGD (and momentum) take ‖Δw‖ = lr·‖d‖ from the optimizer; others diff a copy."""
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_probe_matches_numpy_over_training_steps(optimizer, norm):
+    """Three probed steps: the first sets the edges (batched), the next run in the hooks
+    (CPU); plain SGD and momentum take ‖Δw‖ = lr·‖d‖ from the optimizer, others diff a copy."""
     torch.manual_seed(0)
-    cfg = RunConfig(depth=3, width=16, norm="batch", activation="sigmoid", batch_size=32)
+    cfg = RunConfig(depth=3, width=16, norm=norm, activation="sigmoid", batch_size=32)
     model = build_model(cfg, (10,), 4)
     points = model.probe_points()
     opt = OPTIMIZERS[optimizer](model.parameters())
     probe = Probe(points, activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
     assert (probe._old == []) == (optimizer in ("sgd", "momentum"))
     x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
-    for _ in range(steps - 1):  # a step before the probed one: momentum buffers are warm
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-        opt.zero_grad()
     # an independent record of the same tensors: our own hooks, retained gradients
     seen: dict[str, list[torch.Tensor]] = {"act": [], "pre": []}
 
@@ -176,39 +183,54 @@ def test_probe_matches_numpy_on_a_training_step(optimizer, steps):
     for p in points:
         p.act.register_forward_hook(keep_act)
         p.pre.register_forward_hook(keep_pre)
-    probe.arm()
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    probe.collect(loss, (logits.argmax(1) == y).float().mean())
-    before = [p.weight.detach().double().numpy().copy() for p in points]
-    affine = [[t.detach().double().numpy().copy() for t in (p.affine.weight, p.affine.bias)]
-              for p in points]  # fmt: skip
-    opt.step()
-    probe.after_step()
-    ((layers, loss_v, acc_v, ics),) = probe.flush()
-    assert loss_v == pytest.approx(loss.item()) and ics is None
-    assert acc_v == pytest.approx((logits.argmax(1) == y).double().mean().item())
-    for i, (layer, p) in enumerate(zip(layers, points, strict=True)):
-        act = seen["act"][i].detach().double().numpy()
-        w_new = p.weight.detach().double().numpy()
-        assert layer["mean"] == pytest.approx(act.mean(), abs=1e-6)
-        assert layer["std"] == pytest.approx(act.std(), rel=1e-5)
-        assert layer["sat_pre"] == pytest.approx(
-            saturated_np(seen["pre"][i].double().numpy(), "sigmoid")
-        )
-        assert layer["grad_norm"] == pytest.approx(np.linalg.norm(p.weight.grad.double()), rel=1e-5)
-        grad_act = seen["act"][i].grad.double().numpy()
-        assert layer["act_grad_norm"] == pytest.approx(np.linalg.norm(grad_act), rel=1e-5)
-        assert layer["weight_norm"] == pytest.approx(np.linalg.norm(before[i]), rel=1e-5)
-        ratio = np.linalg.norm(w_new - before[i]) / np.linalg.norm(before[i])
-        assert layer["update_ratio"] == pytest.approx(ratio, rel=1e-4)
-        g_old, b_old = affine[i]  # g, b as the forward pass used them
-        assert layer["g_mean"] == pytest.approx(g_old.mean(), abs=1e-6)
-        assert layer["g_std"] == pytest.approx(g_old.std(), abs=1e-6)
-        assert layer["b_mean"] == pytest.approx(b_old.mean(), abs=1e-6)
-        assert layer["b_std"] == pytest.approx(b_old.std(), abs=1e-6)
-        assert layer["w1_first"] == 0.0 and layer["w1_prev"] == 0.0
+    expected = []
+    for _ in range(3):
+        seen["act"].clear()
+        seen["pre"].clear()
+        probe.arm()
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        probe.collect(loss, (logits.argmax(1) == y).float().mean())
+        before = [p.weight.detach().double().numpy().copy() for p in points]
+        affine = [[None if t is None else t.detach().double().numpy().copy()
+                   for t in norm_affine(p.affine)] for p in points]  # fmt: skip
+        opt.step()
+        probe.after_step()
+        expected.append(dict(loss=loss.item(), acc=(logits.argmax(1) == y).double().mean().item(),
+                             act=[a.detach().double().numpy() for a in seen["act"]],
+                             act_grad=[a.grad.double().numpy() for a in seen["act"]],
+                             pre=[p.double().numpy() for p in seen["pre"]],
+                             grad=[p.weight.grad.double().numpy() for p in points],
+                             before=before, after=[p.weight.detach().double().numpy()
+                                                   for p in points], affine=affine))  # fmt: skip
+    assert probe.eager  # CPU, one tensor per layer: steps 2 and 3 ran in the hooks
+    for (layers, loss_v, acc_v, ics), e in zip(probe.flush(), expected, strict=True):
+        assert loss_v == pytest.approx(e["loss"]) and acc_v == pytest.approx(e["acc"])
+        assert ics is None
+        for i, layer in enumerate(layers):
+            act, w = e["act"][i], e["before"][i]
+            assert layer["mean"] == pytest.approx(act.mean(), abs=1e-6)
+            assert layer["std"] == pytest.approx(act.std(), rel=1e-5)
+            assert layer["sat"] == pytest.approx(saturated_np(act, "sigmoid"))
+            assert layer["sat_pre"] == pytest.approx(saturated_np(e["pre"][i], "sigmoid"))
+            assert layer["grad_norm"] == pytest.approx(np.linalg.norm(e["grad"][i]), rel=1e-5)
+            assert layer["act_grad_norm"] == pytest.approx(
+                np.linalg.norm(e["act_grad"][i]), rel=1e-5
+            )
+            assert layer["weight_norm"] == pytest.approx(np.linalg.norm(w), rel=1e-5)
+            ratio = np.linalg.norm(e["after"][i] - w) / np.linalg.norm(w)
+            assert layer["update_ratio"] == pytest.approx(ratio, rel=1e-4)
+            g, b = e["affine"][i]  # g, b as the forward pass used them
+            for key, v in (("g", g), ("b", b)):
+                if v is None:
+                    assert layer[f"{key}_mean"] is None and layer[f"{key}_std"] is None
+                else:
+                    assert layer[f"{key}_mean"] == pytest.approx(v.mean(), abs=1e-6)
+                    assert layer[f"{key}_std"] == pytest.approx(v.std(), abs=1e-6)
+            hist = layer["hist"]
+            assert sum(hist["counts"]) + hist["under"] + hist["over"] == act.size
     probe.close()
 
 
