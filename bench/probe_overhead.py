@@ -39,8 +39,8 @@ from normcore.train import PROBE_ROWS, resolve_device
 def make_step(args, device, variant: str):
     """A closure running one training step of ``variant`` on its own, identically seeded model."""
     torch.manual_seed(0)
-    cfg = RunConfig(width=args.width, depth=args.depth, norm=args.norm,
-                    activation=args.activation, batch_size=args.batch)  # fmt: skip
+    shape = dict(width=args.width, depth=args.depth, batch_size=args.batch)
+    cfg = RunConfig.model_validate(dict(shape, norm=args.norm, activation=args.activation))
     model = build_model(cfg, (args.width,), 10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, foreach=True)
     x = torch.randn(args.batch, args.width, device=device)
@@ -61,17 +61,17 @@ def make_step(args, device, variant: str):
     def step() -> None:
         state["n"] += 1
         probing = probe is not None and (state["n"] - 1) % every == 0
-        if probing:
+        if probe is not None and probing:
             probe.arm()
         acts.clear()
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if probing:
+        if probe is not None and probing:
             probe.collect(loss, (logits.detach().argmax(1) == y).float().mean())
         opt.step()
-        if probing:
+        if probe is not None and probing:
             probe.after_step()
             if probe.full():
                 probe.flush()  # host copy + frame layers, as the trainer does

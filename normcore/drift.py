@@ -67,7 +67,7 @@ def _assign(params: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> N
 def ics(
     model: nn.Module,
     blocks: Sequence[Sequence[nn.Parameter]],
-    weights: Sequence[nn.Parameter],
+    weights: Sequence[torch.Tensor],
     grads: Sequence[torch.Tensor],
     old: Sequence[torch.Tensor],
     loss_fn: Callable[[], torch.Tensor],

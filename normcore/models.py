@@ -13,6 +13,7 @@ padding and pools only in the head), so probes batch them with one ``stack``.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -34,8 +35,8 @@ def _weight(layer: nn.Module) -> nn.Parameter:
     """The weight SGD moves: WN's direction ``v`` (``original1``), else ``.weight``."""
     param = getattr(layer, "parametrizations", None)
     if param is not None and "weight" in param:
-        return param.weight.original1
-    return layer.weight
+        return cast(nn.Parameter, param.weight.original1)
+    return cast(nn.Parameter, layer.weight)
 
 
 class Block(nn.Module):
@@ -63,10 +64,12 @@ class Block(nn.Module):
 
 class _Probed(nn.Module):
     blocks: nn.ModuleList
+    norm_name: str
 
     def probe_points(self) -> list[ProbePoint]:
         in_linear = resolve(self.norm_name).in_linear
-        return [b.probe_point(f"h{i + 1}", in_linear) for i, b in enumerate(self.blocks)]
+        blocks = cast(list[Block], list(self.blocks))
+        return [b.probe_point(f"h{i + 1}", in_linear) for i, b in enumerate(blocks)]
 
 
 class MLP(_Probed):
@@ -174,9 +177,10 @@ class RNN(_Probed):
 
     def probe_points(self) -> list[ProbePoint]:
         in_linear = resolve(self.norm_name).in_linear
+        layers = cast(list[RecurrentLayer], list(self.blocks))
         return [ProbePoint(f"h{i + 1}", b.pre, b.act_in, _weight(b.linear),
                            b.linear if in_linear else b.norm)
-                for i, b in enumerate(self.blocks)]  # fmt: skip
+                for i, b in enumerate(layers)]  # fmt: skip
 
 
 @torch.no_grad()

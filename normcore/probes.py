@@ -59,7 +59,7 @@ class Probe:
         self.points, self.names = points, [p.name for p in points]
         self.L, self.bins, self.rows, self.activation = len(points), bins, rows, activation
         self.device = torch.device(device)
-        self.weights = [p.weight for p in points]
+        self.weights: list[torch.Tensor] = [p.weight for p in points]
         self.gains, self.shifts = zip(*(norm_affine(p.affine) for p in points), strict=True)
         self.armed, self.count = False, 0
         self._acts: list[list[torch.Tensor]] = [[] for _ in points]  # tap outputs, per layer
@@ -181,7 +181,7 @@ class Probe:
             opt = self._sgd
             group = opt.param_groups[0]
             if group["momentum"]:
-                d = [opt.state[w]["momentum_buffer"] for w in self.weights]
+                d: list[torch.Tensor] = [opt.state[w]["momentum_buffer"] for w in self.weights]
                 update = torch.stack(torch._foreach_norm(d)) * group["lr"]
             elif all(
                 w.grad is g and g._version == v  # the gradients collect() measured,
@@ -189,7 +189,10 @@ class Probe:
             ):
                 update = self._grad_norm * group["lr"]  # not clipped since: reuse ‖g‖
             else:
-                update = torch.stack(torch._foreach_norm([w.grad for w in self.weights]))
+                grads = [
+                    w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights
+                ]
+                update = torch.stack(torch._foreach_norm(grads))
                 update *= group["lr"]
         else:  # any other optimizer: the difference to the copy taken before the step
             torch._foreach_sub_(self._old, self.weights)  # old - new

@@ -163,7 +163,8 @@ def run(config: RunConfig | dict[str, Any], *,
         loss.backward()
         measure_ics = probing and cfg.ics
         if measure_ics:
-            grads = [w.grad.detach().clone() for w in probe.weights]
+            grads = [torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
+                     for w in probe.weights]  # fmt: skip
             old = [p.detach().clone() for p in model.parameters()]
         # probe (device only; the raw gradients, before clipping)
         if probing:
