@@ -82,8 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar = ProgressBar(cfg.steps, sys.stderr, enabled=not args.quiet)
         return run_remote(args, cfg, bar, summary)
     from normcore.frames import to_json  # torch is imported here, not for --help
-    from normcore.train import run
+    from normcore.train import resolve_device, run
 
+    try:
+        resolve_device(cfg.device)
+    except ValueError as exc:  # device 'cuda' on a machine without one
+        print(f"normscope run: device: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 (closed below)
     bar = ProgressBar(cfg.steps, sys.stderr, enabled=not args.quiet)
     frames: list[dict[str, Any]] = []
@@ -93,10 +98,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 out.write(to_json(frame) + "\n")
             bar.update(frame)
             frames = [frames[0], frame] if frames else [frame]
-    except ValueError as exc:  # e.g. device 'cuda' on a machine without one
-        bar.close()
-        print(f"normscope run: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     finally:
         if out is not None:
             out.close()

@@ -86,3 +86,16 @@ def test_an_unknown_subcommand_or_flag_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         main(["run", "--bogus", "1"])
     assert exc.value.code == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_run_on_a_missing_gpu_exits_2_naming_the_device(capsys):
+    assert main(["run", "--device", "cuda", "--steps", "1"]) == 2
+    assert "device: device 'cuda' is not available" in capsys.readouterr().err
+
+
+def test_a_diverged_run_exits_1_after_its_summary(capsys):
+    argv = ["run", "--activation", "relu", "--lr", "1000", "--steps", "50", "--device", "cpu",
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 1
+    assert "diverged at step" in capsys.readouterr().out

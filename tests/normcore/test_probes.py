@@ -77,9 +77,14 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
-@pytest.mark.parametrize("per_batch", [6, 4, 1], ids=["one-batch", "batches-of-4", "per-layer"])
-def test_layer_stats_match_float64_numpy(activation, per_batch, monkeypatch):
-    """On a CPU, layers go in cache-sized batches; every split must give the same numbers."""
+@pytest.mark.parametrize(
+    ("per_batch", "histc"),
+    [(6, True), (4, False), (1, False)],
+    ids=["one-batch-histc", "batches-of-4-bincount", "per-layer-bincount"],
+)
+def test_layer_stats_match_float64_numpy(activation, per_batch, histc, monkeypatch):
+    """A GPU batches every layer into one histc; a CPU goes in cache-sized batches with
+    bincount. Every split and counter must give the same numbers."""
     rng = np.random.default_rng(7)
     n = 4000
     x = make_layers(rng, n)
@@ -89,7 +94,7 @@ def test_layer_stats_match_float64_numpy(activation, per_batch, monkeypatch):
     edges = choose_edges(finite.min(1), finite.max(1), activation)
     edges[5] = [-2.0, 2.0]  # narrower than the data: exercises under/over and the tails
     monkeypatch.setattr(stats_module, "CACHE_BYTES", 4 * n * per_batch)
-    stats = LayerStats(edges, n, BINS, activation, "cpu")
+    stats = LayerStats(edges, n, BINS, activation, "cpu", histc=histc)
     assert stats.chunk == per_batch
     per_layer = [[torch.from_numpy(row.copy())] for row in x]
     hist, cols = stats(per_layer, [[torch.from_numpy(row.copy())] for row in pre])
