@@ -31,7 +31,8 @@ Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kep
 histogram, mean, std and percentiles, which describe the finite values (std is the population
 std). Mean and std come from float32 sums of x − c, c the centre of the layer's edges
 (relative error ~1e-6·(1 + (mean − c)²/std²)). A layer with no finite values reports None for
-those; a constant layer has std 0 and exact percentiles (clipping to [min, max]). An empty
+those; a constant layer (min = max, or a spread below 1e-6 of its rms: float32 resolution)
+has std 0 and exact percentiles (clipping to [min, max]). An empty
 layer (N = 0) is rejected when the probe is built: a static-shape model never produces one.
 """
 
@@ -192,7 +193,11 @@ def layer_frames(
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = get["sum"] / nf  # sums are of x - centre, centre = (lo + hi) / 2
         mean = edges.mean(1) + shift
-        std = np.sqrt(np.maximum(get["sumsq"] / nf - shift**2, 0.0 * shift))
+        meansq = get["sumsq"] / nf
+        var = meansq - shift**2
+        # min == max, or a spread below float32 resolution (1e-6 of the rms): constant
+        flat = (get["max"] == get["min"]) | (var <= 1e-12 * meansq)
+        std = np.sqrt(np.where(flat, 0.0 * var, var))
         pct = percentiles(hist, edges, get["min"], get["max"], nf, fine)
         w = (edges[:, 1] - edges[:, 0]) / bins
         # the first probe is its own reference: 0, or NaN for a histogram with no values
