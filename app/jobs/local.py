@@ -108,6 +108,8 @@ class LocalExecutor:
             job = self._jobs.get(run_id)
             if job is None:
                 return False
+            if job.cancelling:
+                return True  # one "cancel" message per job: sends on a pipe must not overlap
             job.cancelling = True
         try:
             job.worker.conn.send("cancel")
