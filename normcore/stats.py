@@ -121,7 +121,7 @@ class LayerStats:
 
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
         """Layer i alone, from its (contiguous) activation input and pre-activation."""
-        self._batch(act.view(1, -1), False, None if pre is None else pre.view(1, -1),
+        self._batch(act.reshape(1, -1), False, None if pre is None else pre.reshape(1, -1),
                     slice(i, i + 1))  # fmt: skip
 
     def _saturated(self, x: torch.Tensor) -> torch.Tensor:
