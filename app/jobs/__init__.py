@@ -12,6 +12,10 @@ def make_executor(settings: Settings, sink: Sink) -> Executor:
         from app.jobs.local import LocalExecutor
 
         return LocalExecutor(settings, sink)
+    if settings.executor == "ray":
+        from app.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(settings, sink)
     raise ValueError(
         f"NORMSCOPE_EXECUTOR={settings.executor!r} is not available in this build; use 'local'"
     )
