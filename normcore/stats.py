@@ -18,7 +18,8 @@ estimate interpolates inside the bucket holding rank q·(n−1) and is clipped t
 Error bound: |p̂ − p| <= width of the buckets holding the two order statistics numpy
 interpolates between, i.e. one fine bin (hi − lo)/(bins·FINE) inside the edges (two when they
 straddle a bin edge), and (lo − min) or (max − hi) in the under/over tails. Fine-bin
-assignment is float32 arithmetic, exact to ~1e-3 of a fine bin at the edges.
+assignment is float32 arithmetic, exact to ~1e-3 of a fine bin at the edges; counts are
+exact up to 2^24 values per layer and step.
 
 Saturation: the fraction of a layer's values in the activation's saturated region — sigmoid
 |x| > 4.356 and tanh |x| > 2.178, where the derivative has fallen below 5% of its maximum
@@ -103,9 +104,9 @@ class LayerStats:
         # int16 slot indices where they fit: half the bytes of int32 for the copy and bincount
         index = torch.int16 if self.chunk * self.S < 2**15 else torch.int32
         self.offset = (torch.arange(self.chunk, device=device, dtype=index) * self.S)[:, None]
-        self.x, self.pre, self.d, self.scratch = (
-            torch.empty(self.chunk, n, device=device) for _ in range(4)
-        )
+        self.x, self.scratch = (torch.empty(self.chunk, n, device=device) for _ in range(2))
+        self.pre: torch.Tensor | None = None  # allocated when first needed
+        self.d: torch.Tensor | None = None
         self.slots = torch.empty(self.chunk, n, dtype=index, device=device)
         self.hist = torch.zeros(self.L, self.S, device=device)
         self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
@@ -115,7 +116,11 @@ class LayerStats:
         for first in range(0, self.L, self.chunk):
             rows = slice(first, min(first + self.chunk, self.L))
             x, owned = _gather(acts[rows], self.x)
-            pre = None if pres is None else _gather(pres[rows], self.pre)[0]
+            pre = None
+            if pres is not None:
+                if self.pre is None:
+                    self.pre = torch.empty_like(self.x)
+                pre = _gather(pres[rows], self.pre)[0]
             self._batch(x, owned, pre, rows)
         return self.hist, self.cols
 
@@ -156,7 +161,12 @@ class LayerStats:
         sat_pre = sat if pre is None else self._saturated(pre)
         nan = float("nan")
         centre = self.centre[rows]
-        d = x.sub_(centre) if owned else torch.sub(x, centre, out=self.d[: len(x)])
+        if owned:
+            d = x.sub_(centre)
+        else:
+            if self.d is None:
+                self.d = torch.empty_like(self.x)
+            d = torch.sub(x, centre, out=self.d[: len(x)])
         self._histogram(d.nan_to_num_(nan, nan, nan), rows)  # non-finite: all NaN
         d.nan_to_num_(0.0)  # non-finite values add nothing to the sums
         total, vmin, vmax = d.sum(1), d.amin(1), d.amax(1)  # min/max: a bracket (centre incl.)

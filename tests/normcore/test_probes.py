@@ -96,11 +96,17 @@ def test_layer_stats_match_float64_numpy(activation, per_batch, histc, monkeypat
     monkeypatch.setattr(stats_module, "CACHE_BYTES", 4 * n * per_batch)
     stats = LayerStats(edges, n, BINS, activation, "cpu", histc=histc)
     assert stats.chunk == per_batch
-    per_layer = [[torch.from_numpy(row.copy())] for row in x]
-    hist, cols = stats(per_layer, [[torch.from_numpy(row.copy())] for row in pre])
+    # a layer's values come as one tensor, or as one per time step (an RNN): two halves here
+    parts = 1 if per_batch == 1 else 2
+
+    def split(rows: np.ndarray) -> list[list[torch.Tensor]]:
+        return [list(torch.from_numpy(row.copy()).chunk(parts)) for row in rows]
+
+    per_layer = split(x)
+    hist, cols = stats(per_layer, split(pre))
     assert cols.shape == (len(x), len(STAT_FIELDS))
-    for (t,), row in zip(per_layer, x, strict=True):  # the model's tensors are only read
-        np.testing.assert_array_equal(t.numpy(), row)
+    for tensors, row in zip(per_layer, x, strict=True):  # the model's tensors are only read
+        np.testing.assert_array_equal(torch.cat(tensors).numpy(), row)
     scal = np.full((len(x), len(FIELDS)), np.nan)
     scal[:, : len(STAT_FIELDS)] = cols.numpy()
     layers, display = layer_frames(
