@@ -1,11 +1,12 @@
-"""The per-layer statistics of a Frame: batched device kernels, then host-side numpy.
+"""The per-layer statistics of a Frame: device kernels into staging buffers, then numpy.
 
-``LayerStats`` works on the activation inputs of all L hidden layers stacked into one (L, N)
-buffer, with a fixed number of elementwise passes and plain float32 reductions whatever L is
-(a CPU pays per pass over memory, a GPU per kernel launch): saturation, one histogram over
-layer-offset slots (``histc`` on CUDA; int32 ``bincount`` on CPU, 3× faster there than
-``histc``), the shifted sums, min and max. It returns device tensors and never syncs.
-``layer_frames`` turns host copies of those rows into Frame layers (normcore.frames);
+``LayerStats`` measures the activation inputs (and pre-activations) of L equally shaped
+layers with a fixed number of elementwise passes and plain float32 reductions: saturation,
+one histogram over layer-offset slots (``histc`` on CUDA; an int16/int32 ``bincount`` on CPU,
+3× faster there than ``histc``), the centred sums, min and max. It never syncs. A GPU pays
+per kernel launch, so all layers go in one batch; a CPU pays per pass over memory, so layers
+go one cache-sized batch at a time, or one by one from the probe's hooks.
+``layer_frames`` turns host copies of the rows into Frame layers (normcore.frames);
 ``normcore.probes`` wires both to a model's hooks.
 
 Histogram: ``bins`` equal half-open bins [a, b) on fixed edges [lo, hi] per layer, chosen once
@@ -33,8 +34,8 @@ histogram, mean, std and percentiles, which describe the finite values (std is t
 std). Mean and std come from float32 sums of x − c, c the centre of the layer's edges
 (relative error ~1e-6·(1 + (mean − c)²/std²)). A layer with no finite values reports None for
 those; a constant layer (min = max, or a spread below 1e-6 of its rms: float32 resolution)
-has std 0 and exact percentiles (clipping to [min, max]). An empty
-layer (N = 0) is rejected when the probe is built: a static-shape model never produces one.
+has std 0 and exact percentiles (clipping to [min, max]). An empty layer (N = 0) is rejected
+when the probe is built: a static-shape model never produces one.
 """
 
 from __future__ import annotations
