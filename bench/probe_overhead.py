@@ -6,7 +6,8 @@ noisy neighbour slows all of them alike; the median round is reported):
   probe@1    the same with every probe on, every step (normcore.probes.Probe, frames built)
   probe@10   probing every 10th step
   tensorboard  TensorBoard's add_histogram of the same tensors (each layer's activation input
-             and weight gradient) every step, when tensorboard is installed
+             and weight gradient) every step, when tensorboard is installed; timed in a
+             phase of its own against bare, since it slows whatever runs after it
 The ratio to bare is the median over rounds of the per-round ratio, in wall time and in process
 CPU time (less distorted by other processes); on a shared machine use many short rounds
 (--steps 1 --rounds 40), --threads 1 and `nice`.
@@ -80,7 +81,13 @@ def make_step(args, device, variant: str):
                 writer.add_histogram(f"{p.name}/act_in", a, state["n"])
                 writer.add_histogram(f"{p.name}/grad", p.weight.grad, state["n"])
 
-    return step, probe, state
+    def settle() -> None:
+        """Untimed, after a variant's round: TensorBoard's writer thread finishes its backlog
+        here instead of slowing the next variant down."""
+        if writer is not None:
+            writer.flush()
+
+    return step, probe, settle
 
 
 def timed(step, n: int, device) -> tuple[float, float]:
@@ -107,6 +114,28 @@ def count_syncs(step, n: int) -> float:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message) for w in caught) / n
+
+
+def measure(steps: dict, variants: list[str], args, device, rounds: int | None = None) -> dict:
+    """Interleaved rounds (the order rotates) -> {variant: {ms, ratio, cpu_ms, cpu_ratio}}."""
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(rounds or args.rounds):
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        for v in order:
+            steps[v][0]()  # untimed: absorbs what the previous variant left behind
+            w, c = timed(steps[v][0], args.steps, device)
+            steps[v][2]()  # settle
+            wall[v].append(w)
+            cpu[v].append(c)
+
+    def paired(t: list[float], base: list[float]) -> float:
+        """Median over rounds of variant / bare in the same round: drifting load cancels."""
+        return statistics.median(a / b for a, b in zip(t, base, strict=True))
+
+    return {v: {"ms": statistics.median(wall[v]), "ratio": paired(wall[v], wall["bare"]),
+                "cpu_ms": statistics.median(cpu[v]), "cpu_ratio": paired(cpu[v], cpu["bare"])}
+            for v in variants}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,26 +165,16 @@ def main(argv: list[str] | None = None) -> dict:
     steps = {v: make_step(args, device, v) for v in variants}
     for step, _, _ in steps.values():  # warm-up: allocator, lazy imports, histogram edges
         timed(step, 3, device)
-    wall: dict[str, list[float]] = {v: [] for v in variants}
-    cpu: dict[str, list[float]] = {v: [] for v in variants}
-    for r in range(args.rounds):
-        order = variants[r % len(variants) :] + variants[: r % len(variants)]
-        for v in order:
-            steps[v][0]()  # untimed: absorbs what the previous variant left (TensorBoard's
-            # freed buffers re-fault in the next step), else the rotation biases the ratios
-            w, c = timed(steps[v][0], args.steps, device)
-            wall[v].append(w)
-            cpu[v].append(c)
-
-    def paired(t: list[float], base: list[float]) -> float:
-        """Median over rounds of variant / bare in the same round: drifting load cancels."""
-        return statistics.median(a / b for a, b in zip(t, base, strict=True))
-
-    result = {v: {"ms": statistics.median(wall[v]), "ratio": paired(wall[v], wall["bare"]),
-                  "cpu_ms": statistics.median(cpu[v]), "cpu_ratio": paired(cpu[v], cpu["bare"])}
-              for v in variants}  # fmt: skip
+    # TensorBoard slows whatever runs after it (its writer thread, numpy's BLAS threads), so
+    # it gets its own phase, paired with bare steps measured in that phase
+    result = measure(steps, ["bare", "probe@1", "probe@10"], args, device)
+    if "tensorboard" in steps:
+        rounds = max(3, args.rounds // 4)
+        result["tensorboard"] = measure(steps, ["bare", "tensorboard"], args, device, rounds)[
+            "tensorboard"
+        ]
     if device.type == "cuda":
-        for v in variants:
+        for v in result:
             result[v]["syncs_per_step"] = count_syncs(steps[v][0], 2 * PROBE_ROWS)
     step, probe, _ = steps["probe@1"]
     probe.flush()

@@ -5,8 +5,9 @@ backward (before the optimizer step) and ``after_step()`` after it. On a GPU the
 model's taps only keep tensor references and ``collect`` does the batched work of
 ``normcore.stats.LayerStats`` over all layers at once (a GPU pays per launch). On a CPU (which
 pays per pass over memory) the hooks hand each layer to ``LayerStats.layer`` as soon as its
-tensors exist, still hot in cache, and keep nothing alive through backward; RNN layers, whose
-taps fire once per time step, take the batched path. Either way ``torch._foreach_norm`` does
+tensors exist, still hot in cache, and keep nothing alive through backward, when a layer
+fills the cache on its own; smaller layers go in cache-sized batches (fewer ops), as do RNN
+layers, whose taps fire once per time step. Either way ``torch._foreach_norm`` does
 weights and gradients, and one row of a preallocated device ring buffer is written.
 Nothing reads a device value on the host until ``flush()``, which copies the used rows to
 (pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers.
@@ -129,7 +130,9 @@ class Probe:
         edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
         self.edges, self.n = edges, n
         self.stats = LayerStats(edges, n, self.bins, self.activation, self.device)
-        self.eager = self.device.type == "cpu" and len(self._acts[0]) == 1
+        # per layer in the hooks only where a layer fills the cache on its own: small layers
+        # are cheaper in one batch (fewer ops), and RNN taps fire once per time step
+        self.eager = self.stats.chunk == 1 and len(self._acts[0]) == 1 and self.device.type == "cpu"
         dev, pin = self.device, self.device.type == "cuda"
         self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
         self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),

@@ -170,9 +170,13 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("norm", ["batch", "none"])
-def test_probe_matches_numpy_over_training_steps(optimizer, norm):
-    """Three probed steps: the first sets the edges (batched), the next run in the hooks
-    (CPU); plain SGD and momentum take ‖Δw‖ = lr·‖d‖ from the optimizer, others diff a copy."""
+@pytest.mark.parametrize("eager", [True, False], ids=["in-hooks", "batched"])
+def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, monkeypatch):
+    """Three probed steps: the first sets the edges (batched); on a CPU, layers that fill the
+    cache alone (here: a tiny cache) are measured in the hooks after that. Plain SGD and
+    momentum take ‖Δw‖ = lr·‖d‖ from the optimizer, other optimizers diff a copy."""
+    if eager:
+        monkeypatch.setattr(stats_module, "CACHE_BYTES", 64)
     torch.manual_seed(0)
     cfg = RunConfig(depth=3, width=16, norm=norm, activation="sigmoid", batch_size=32)
     model = build_model(cfg, (10,), 4)
@@ -216,7 +220,7 @@ def test_probe_matches_numpy_over_training_steps(optimizer, norm):
                              grad=[p.weight.grad.double().numpy() for p in points],
                              before=before, after=[p.weight.detach().double().numpy()
                                                    for p in points], affine=affine))  # fmt: skip
-    assert probe.eager  # CPU, one tensor per layer: steps 2 and 3 ran in the hooks
+    assert probe.eager == eager  # CPU: steps 2 and 3 ran in the hooks, or all batched
     for (layers, loss_v, acc_v, ics), e in zip(probe.flush(), expected, strict=True):
         assert loss_v == pytest.approx(e["loss"]) and acc_v == pytest.approx(e["acc"])
         assert ics is None
