@@ -46,6 +46,9 @@ Frame = dict[str, Any]
 STATUSES = ("running", "completed", "diverged")
 
 
+EXACT_KEYS = frozenset({"time"})  # unix seconds need all their digits
+
+
 def clean(value: Any, digits: int = 5) -> Any:
     """Round floats to `digits` significant digits; NaN/inf become None (valid JSON)."""
     if isinstance(value, float):
@@ -53,7 +56,7 @@ def clean(value: Any, digits: int = 5) -> Any:
             return None
         return float(f"{value:.{digits}g}")
     if isinstance(value, dict):
-        return {k: clean(v, digits) for k, v in value.items()}
+        return {k: clean(v, 17 if k in EXACT_KEYS else digits) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean(v, digits) for v in value]
     return value

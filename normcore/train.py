@@ -4,9 +4,9 @@ The step is shaped so it could be captured as a CUDA graph later: every batch is
 the same fixed input tensors (static shapes, the data sets drop a last partial batch), the
 probes write into preallocated device buffers, and nothing reads a device value on the host
 between flushes. A flush (when the probe's ring buffer is full, every ~0.5 s, and at the end)
-is the one host sync: it turns the collected rows into frames, and it is where a non-finite
-loss is noticed. The run then ends with a frame of status "diverged" (the frames before it
-kept), never an exception.
+is the one host sync: it turns the collected rows into frames, and it is where a diverged
+loss is noticed (NaN, inf, or above EXPLODED_LOSS × log K). The run then ends with a frame of
+status "diverged" (the frames before it kept), never an exception.
 
 Frames carry a held-out evaluation (``eval``) on the first frame, on the first probed step at
 or after every ``eval_every`` steps, and on the last frame; norms with running statistics (BN)
@@ -33,7 +33,10 @@ from normcore.norms import NORMS
 from normcore.probes import Probe
 
 FLUSH_SECONDS = 0.5  # a live view sees new frames at least this often (steps permitting)
-PROBE_ROWS = 32  # probed steps buffered on the device between host syncs
+PROBE_ROWS = 32
+# A loss this many times the uniform guess's (log K) has exploded: sigmoid and tanh nets at
+# absurd learning rates saturate and keep a huge but finite loss instead of reaching inf.
+EXPLODED_LOSS = 100.0  # probed steps buffered on the device between host syncs
 
 
 def _num(value: torch.Tensor | None) -> float | None:
@@ -104,7 +107,8 @@ def run(config: RunConfig | dict[str, Any], *,
     idx = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
     x = torch.empty(cfg.batch_size, *train_x.shape[1:], device=device)
     y = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
-    bad = torch.zeros((), dtype=torch.bool, device=device)  # a non-finite loss was seen
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # a diverged loss was seen
+    loss_limit = EXPLODED_LOSS * math.log(max(data.n_classes, 2))
     running_stats = NORMS[cfg.norm].properties["running_stats"]
     blocks = [list(b.parameters()) for b in model.blocks]
     meta: list[dict[str, Any]] = []  # host side of each probed row, in order
@@ -122,7 +126,7 @@ def run(config: RunConfig | dict[str, Any], *,
             rate = (step - last_frame[0]) / max(t - last_frame[1], 1e-9)
             last_frame = (step, t)
             status = "running"
-            if not math.isfinite(loss_v):
+            if not loss_v <= loss_limit:  # NaN, inf or exploded
                 status = "diverged"
             elif info is meta[-1] and (final or info["forced"]):
                 status = "diverged" if diverged else "completed" if final else "running"
@@ -157,7 +161,7 @@ def run(config: RunConfig | dict[str, Any], *,
             probe.arm()
         logits = model(x)  # (B, K)
         loss = F.cross_entropy(logits, y)
-        torch.logical_or(bad, ~torch.isfinite(loss.detach()), out=bad)
+        torch.logical_or(bad, ~(loss.detach() <= loss_limit), out=bad)  # NaN/inf/exploded
         # backward
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -85,6 +85,21 @@ def test_lr_1e3_ends_diverged_without_an_exception():
     assert all(f["loss"] == f["loss"] for f in frames[:-1])  # frames before it kept, finite
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_lr_1e3_on_a_saturating_net_ends_diverged_on_an_exploded_loss(activation):
+    # bounded activations keep the loss finite but huge: above EXPLODED_LOSS × log K is diverged
+    frames = list(run(dict(activation=activation, lr=1e3, steps=200, probe_every=5)))
+    assert frames[-1]["status"] == "diverged"
+    assert frames[-1]["step"] < 200
+    assert frames[-1]["loss"] > 100 * 2.302
+
+
+def test_frame_time_keeps_sub_second_precision_on_the_wire():
+    frames = list(run(dict(steps=3, probe_every=1, eval_every=10)))
+    wire = [json.loads(to_json(f))["time"] for f in frames]
+    assert wire == [f["time"] for f in frames]
+
+
 def test_a_fixed_seed_reproduces_the_run_exactly():
     cfg = dict(norm="batch", steps=40, probe_every=4, ics=True, device="cpu", seed=3)
 
