@@ -127,6 +127,8 @@ def test_health_and_vendored_plotly(client):
     response = client.get("/vendor/plotly.min.js")
     assert response.status_code == 200 and "javascript" in response.headers["content-type"]
     assert len(response.content) > 1_000_000
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and "/api/runs/{run_id}/events" in response.json()["paths"]
 
 
 def test_catalog_lists_choices_limits_and_valid_presets(client):
