@@ -48,6 +48,8 @@ _train.run = run
 """
 
 STAMP_RE = re.compile(rb'"bench_t_ns":(\d+)')
+PROBE_RE = re.compile(rb'"time":([0-9.]+)')  # when the step was probed (before the trainer's
+# device-side batching of up to 32 probed steps or 0.5 s)
 END_RE = re.compile(rb'event: status\ndata: [^\n]*"status":"(?!queued|running)')
 
 
@@ -70,9 +72,11 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-async def viewer(port: int, run_id: str, latencies: list[float], firsts: list[float]) -> None:
-    """Follow one run's stream to its final status, recording each frame's latency (ms) and
-    when the first frame arrived (time.time())."""
+async def viewer(
+    port: int, run_id: str, latencies: list[float], firsts: list[float], probed: list[float]
+) -> None:
+    """Follow one run's stream to its final status, recording each frame's latency (ms) from
+    its yield and from its probe, and when the first frame arrived (time.time())."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  "Accept: text/event-stream\r\n\r\n".encode())  # fmt: skip
@@ -91,6 +95,7 @@ async def viewer(port: int, run_id: str, latencies: list[float], firsts: list[fl
         if stamps and not firsts:
             firsts.append(now / 1e9)
         latencies.extend(stamps)
+        probed.extend(now / 1e6 - float(m.group(1)) * 1e3 for m in PROBE_RE.finditer(complete))
         if END_RE.search(complete):
             break
     writer.close()
@@ -113,7 +118,8 @@ async def one_run(client: httpx.AsyncClient, port: int, config: dict, viewers: i
     run = (await client.post("/api/runs", json=config)).json()
     latencies: list[float] = []
     firsts: list[float] = []
-    tasks = [asyncio.create_task(viewer(port, run["id"], latencies, firsts))
+    probed: list[float] = []
+    tasks = [asyncio.create_task(viewer(port, run["id"], latencies, firsts, probed))
              for _ in range(viewers)]  # fmt: skip
     while (done := (await client.get(f"/api/runs/{run['id']}")).json())["status"] in (
         "queued",
@@ -128,7 +134,7 @@ async def one_run(client: httpx.AsyncClient, port: int, config: dict, viewers: i
     rate = (last["step"] - first["step"]) / ((last["bench_t_ns"] - first["bench_t_ns"]) / 1e9)
     server_cpu = cpu_seconds(pid) - cpu
     await client.delete(f"/api/runs/{run['id']}")
-    return latencies, rate, server_cpu, (firsts[0] - posted if firsts else None)
+    return latencies, rate, server_cpu, (firsts[0] - posted if firsts else None), probed
 
 
 def pct(values: list[float], q: float) -> float:
@@ -145,9 +151,11 @@ async def bench(args: argparse.Namespace, port: int, pid: int) -> dict:
         rates: dict[int, list[float]] = {0: [], args.viewers: []}
         cpu: dict[int, list[float]] = {0: [], 1: [], args.viewers: []}
         first_frame: list[float] = []
+        from_probe: dict[int, list[float]] = {0: [], 1: [], args.viewers: []}
         for round_ in range(args.rounds):
             for n in (1, 0, args.viewers) if round_ % 2 == 0 else (1, args.viewers, 0):
-                got, rate, server_cpu, first = await one_run(client, port, config, n, pid)
+                got, rate, server_cpu, first, probed = await one_run(client, port, config, n, pid)
+                from_probe[n].extend(probed)
                 if first is not None:
                     first_frame.append(first)
                 print(f"round {round_} viewers {n:2d}: {rate:8.1f} steps/s, {len(got)} frame "
@@ -173,6 +181,11 @@ async def bench(args: argparse.Namespace, port: int, pid: int) -> dict:
     ratios = [b / a for a, b in zip(rates[0], rates[args.viewers], strict=True)]
     result["rate_change_pct"] = round(100 * (statistics.median(ratios) - 1), 1)
     result["rate_change_pct_per_round"] = [round(100 * (r - 1), 1) for r in ratios]
+    probe = from_probe[args.viewers]
+    result[f"probe_to_viewer_ms_{args.viewers}_viewers"] = {
+        "p50": round(pct(probe, 0.5), 1),
+        "p95": round(pct(probe, 0.95), 1),
+    }
     # POST -> first frame at a viewer, with a warm worker waiting:
     result["first_frame_s_median"] = round(statistics.median(first_frame), 3)
     # What viewers cost the server, independent of how loaded the machine is:
