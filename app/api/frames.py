@@ -38,10 +38,14 @@ def _stored_run(run_id: RunId, store: StoreDep) -> dict[str, Any]:
     return service.get_run(store, run_id)
 
 
-def _resume_after(last_event_id: Annotated[str | None, Header(max_length=32)] = None) -> int:
-    """The seq after which to resume; -1 (from the start) without Last-Event-ID."""
+def _resume_after(
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    since_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> int:
+    """The seq after which to resume. A reconnect's Last-Event-ID wins; a first connection
+    may say with ?since_seq= (as /frames does) where the history it already holds ends."""
     if last_event_id is None:
-        return -1
+        return -1 if since_seq is None else since_seq - 1
     try:
         return max(-1, int(last_event_id))
     except ValueError:

@@ -81,11 +81,11 @@ export const api = {
 
   /**
    * The live stream. EventSource cannot send headers, so a token travels as ?token=.
-   * since_seq tells the server where the history we already hold ends; the browser's own
+   * since_seq is the first seq we lack (the history we hold ends before it); the browser's own
    * Last-Event-ID takes over on reconnects.
    */
   events: (id, sinceSeq) =>
-    new EventSource(`/api/runs/${enc(id)}/events${query({ token: getToken(), since_seq: sinceSeq >= 0 ? sinceSeq : undefined })}`),
+    new EventSource(`/api/runs/${enc(id)}/events${query({ token: getToken(), since_seq: sinceSeq > 0 ? sinceSeq : undefined })}`),
 
   claims: () => request("/api/claims"),
   claim: (id) => request(`/api/claims/${enc(id)}`),

@@ -40,7 +40,7 @@ export class RunFeed {
   }
 
   connect() {
-    const es = api.events(this.id, this.cols.lastSeq);
+    const es = api.events(this.id, this.cols.lastSeq + 1); // the first seq we lack
     this.source = es;
     es.onopen = () => this.onConnection?.("live");
     es.addEventListener("frame", (ev) => {

@@ -57,6 +57,18 @@ def test_stream_of_an_ended_run_replays_from_the_store(client):
     assert events[-1]["event"] == "status" and events[-1]["data"]["status"] == "completed"
 
 
+def test_stream_starts_at_since_seq_and_last_event_id_wins_on_reconnect(client):
+    run = wait_until(client, create(client, steps=50)["id"])
+    path = f"/api/runs/{run['id']}/events"
+    with client.stream("GET", path, params={"since_seq": 47}) as response:
+        seqs = [json.loads(e["data"])["seq"] for e in sse_events(response) if e["event"] == "frame"]
+    assert seqs == [47, 48, 49], "history the page already holds is not sent again"
+    headers = {"Last-Event-ID": "48"}
+    with client.stream("GET", path, params={"since_seq": 10}, headers=headers) as response:
+        seqs = [json.loads(e["data"])["seq"] for e in sse_events(response) if e["event"] == "frame"]
+    assert seqs == [49]
+
+
 def _stuck_reader(url: str, path: str) -> socket.socket:
     """A client that requests the stream and never reads: a tiny receive window, so the
     server's writes to it stall almost at once."""
