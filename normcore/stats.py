@@ -5,7 +5,8 @@ layers with a fixed number of elementwise passes and plain float32 reductions: s
 one histogram over layer-offset slots (``histc`` on CUDA; an int16/int32 ``bincount`` on CPU,
 3× faster there than ``histc``), the centred sums, min and max. It never syncs. A GPU pays
 per kernel launch, so all layers go in one batch; a CPU pays per pass over memory, so layers
-go one cache-sized batch at a time, or one by one from the probe's hooks.
+go one cache-sized batch at a time, or one by one from the probe's hooks (``layer``: for a
+finite layer a short path of fewer passes, the same statistics).
 ``layer_frames`` turns host copies of the rows into Frame layers (normcore.frames);
 ``normcore.probes`` wires both to a model's hooks.
 
@@ -39,6 +40,8 @@ when the probe is built: a static-shape model never produces one.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -91,7 +94,7 @@ class LayerStats:
                  histc: bool | None = None) -> None:  # fmt: skip
         if n < 1:
             raise ValueError(f"a probed layer must hold values; got {n} per layer")
-        device = torch.device(device)
+        device = self.device = torch.device(device)
         self.L, self.n, self.bins, self.activation = len(edges), n, bins, activation
         self.fine = bins * FINE
         self.S = self.fine + 3  # slots: under, fine bins, over, non-finite
@@ -108,6 +111,7 @@ class LayerStats:
         self.x, self.scratch = (torch.empty(self.chunk, n, device=device) for _ in range(2))
         self.pre: torch.Tensor | None = None  # allocated when first needed
         self.d: torch.Tensor | None = None
+        self._k = torch.tensor(self.fine / 2 + 1, device=device)  # slot of the centre
         self.slots = torch.empty(self.chunk, n, dtype=index, device=device)
         self.hist = torch.zeros(self.L, self.S, device=device)
         self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
@@ -126,13 +130,45 @@ class LayerStats:
         return self.hist, self.cols
 
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
-        """Layer i alone, from its (contiguous) activation input and pre-activation."""
-        self._batch(act.reshape(1, -1), False, None if pre is None else pre.reshape(1, -1),
-                    slice(i, i + 1))  # fmt: skip
+        """Layer i alone, from its (contiguous) activation input and pre-activation.
 
-    def _saturated(self, x: torch.Tensor) -> torch.Tensor:
+        On a CPU (the only caller: a value read there is no device sync) a finite layer takes
+        a short path: one copy d = x - centre, then reductions and in-place passes on d, the
+        same arithmetic as ``_batch`` (so the same numbers) minus the NaN handling and the
+        clamp that a finite, in-range layer does not need. A non-finite sum of d means NaN
+        or ±inf somewhere (or a float32 overflow): that layer and step take ``_batch``."""
+        x, p = act.reshape(1, -1), None if pre is None else pre.reshape(1, -1)
+        rows = slice(i, i + 1)
+        if self.device.type != "cpu":
+            return self._batch(x, False, p, rows)
+        if self.d is None:
+            self.d = torch.empty_like(self.x)
+        buf = self.d[:1]  # one scratch row for every pass: it stays in cache
+        sat_pre = None if p is None else self._saturated(p, buf)[0]
+        sat = self._saturated(x, buf)[0]
+        centre = self.centre[rows]
+        d = torch.sub(x, centre, out=buf)
+        total = d.sum()
+        if not math.isfinite(total):
+            return self._batch(x, False, p, rows)
+        if sat_pre is None:
+            sat_pre = sat
+        sumsq = torch.dot(d.view(-1), d.view(-1))  # BLAS: one read, no temporary
+        vmin, vmax = d.amin(), d.amax()
+        scale = float(self.scale[i])  # the float32 value: the same rounding as _batch
+        lo, hi = float(vmin) * scale, float(vmax) * scale  # in fine bins from the centre
+        s = torch.add(self._k, d, alpha=scale, out=d)  # d·scale + k in one pass
+        if lo < 0.25 - self.fine / 2 - 1 or hi > self.fine / 2 + 0.75:  # under or over
+            s.clamp_(0.5, self.fine + 1.5)  # (a margin: clamping in range changes nothing)
+        slots = self.slots[:1].copy_(s)  # float -> int truncates: the floor, as s >= 0
+        self.hist[i].copy_(torch.bincount(slots.view(-1), minlength=self.S))
+        c = centre[0, 0]
+        torch.stack([total.new_zeros(()), total, sumsq, vmin + c, vmax + c, sat, sat_pre],
+                    out=self.cols[i])  # fmt: skip  # the order of STAT_FIELDS
+
+    def _saturated(self, x: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
         """(c,) count of values in the saturated region (±inf are, NaN is not)."""
-        s = self.scratch[: len(x)]
+        s = (self.scratch if scratch is None else scratch)[: len(x)]
         if self.activation in DEAD_AT_ZERO:
             torch.le(x, 0.0, out=s)  # 1.0 / 0.0: float sums are fast, bool sums are not
         else:

@@ -78,13 +78,15 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
 @pytest.mark.parametrize(
-    ("per_batch", "histc"),
-    [(6, True), (4, False), (1, False)],
-    ids=["one-batch-histc", "batches-of-4-bincount", "per-layer-bincount"],
+    ("per_batch", "histc", "hooks"),
+    [(6, True, False), (4, False, False), (1, False, False), (1, False, True)],
+    ids=["one-batch-histc", "batches-of-4-bincount", "per-layer-bincount", "per-layer-hooks"],
 )
-def test_layer_stats_match_float64_numpy(activation, per_batch, histc, monkeypatch):
+def test_layer_stats_match_float64_numpy(activation, per_batch, histc, hooks, monkeypatch):
     """A GPU batches every layer into one histc; a CPU goes in cache-sized batches with
-    bincount. Every split and counter must give the same numbers."""
+    bincount, or layer by layer from the hooks (``layer``: a short path for finite layers,
+    the batched one for a layer with NaN or inf). Every split and counter must give the
+    same numbers."""
     rng = np.random.default_rng(7)
     n = 4000
     x = make_layers(rng, n)
@@ -103,7 +105,12 @@ def test_layer_stats_match_float64_numpy(activation, per_batch, histc, monkeypat
         return [list(torch.from_numpy(row.copy()).chunk(parts)) for row in rows]
 
     per_layer = split(x)
-    hist, cols = stats(per_layer, split(pre))
+    if hooks:
+        for i in range(len(x)):
+            stats.layer(i, per_layer[i][0], torch.from_numpy(pre[i].copy()))
+        hist, cols = stats.hist, stats.cols
+    else:
+        hist, cols = stats(per_layer, split(pre))
     assert cols.shape == (len(x), len(STAT_FIELDS))
     for tensors, row in zip(per_layer, x, strict=True):  # the model's tensors are only read
         np.testing.assert_array_equal(torch.cat(tensors).numpy(), row)
@@ -282,3 +289,28 @@ def test_probe_records_nothing_unless_armed():
     probe.arm()
     model(torch.randn(4, 5))
     assert all(not refs for refs in probe._acts)  # hooks removed
+
+
+def test_probe_in_hooks_measures_a_gradient_changed_after_backward(monkeypatch):
+    """On a CPU the hooks take ‖w‖ and ‖∇w‖ as backward writes ∇w; a gradient changed in
+    place before ``collect`` (here: doubled) is measured again, as it is then."""
+    monkeypatch.setattr(stats_module, "CACHE_BYTES", 64)
+    torch.manual_seed(0)
+    model = build_model(RunConfig(depth=2, width=16, batch_size=8), (5,), 3)
+    points = model.probe_points()
+    probe = Probe(points, activation="sigmoid", bins=BINS, rows=4)
+    x = torch.randn(8, 5)
+    for changed in (False, False, True):  # the first probe fixes the edges (batched)
+        probe.arm()
+        model.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        if changed:
+            points[0].weight.grad.mul_(2.0)
+        probe.collect(torch.tensor(0.0), torch.tensor(0.0))
+        probe.after_step()
+    assert probe.eager
+    layers = probe.flush()[-1][0]
+    for p, layer in zip(points, layers, strict=True):
+        assert layer["grad_norm"] == pytest.approx(p.weight.grad.norm().item(), rel=1e-6)
+        assert layer["weight_norm"] == pytest.approx(p.weight.norm().item(), rel=1e-6)
+    probe.close()
