@@ -7,8 +7,10 @@ model's taps only keep tensor references and ``collect`` does the batched work o
 pays per pass over memory) the hooks hand each layer to ``LayerStats.layer`` as soon as its
 tensors exist, still hot in cache, and keep nothing alive through backward, when a layer
 fills the cache on its own; smaller layers go in cache-sized batches (fewer ops), as do RNN
-layers, whose taps fire once per time step. Either way ``torch._foreach_norm`` does
-weights and gradients, and one row of a preallocated device ring buffer is written.
+layers, whose taps fire once per time step. Weights and gradients: on such a CPU their norms
+are taken in a hook the moment backward has written the gradient (both still in cache),
+else by ``torch._foreach_norm`` in ``collect``; one row of a preallocated device ring
+buffer is written.
 Nothing reads a device value on the host until ``flush()``, which copies the used rows to
 (pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers.
 The one exception is the first ``collect``, which reads each layer's range once to fix the
@@ -70,6 +72,12 @@ class Probe:
         for i, p in enumerate(points):
             self._handles.append(p.act.register_forward_hook(self._on_act(i)))
             self._handles.append(p.pre.register_forward_hook(self._on_pre(i)))
+            self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
+        # CPU (eager): ‖w‖ and ‖∇w‖ as soon as backward has written ∇w (w was just read for
+        # the input's gradient): both are still in cache, and read from memory they cost
+        # twice as much. (gradient, its version) says the gradient was not changed since.
+        self._norms: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None]
+        self._norms = [None] * len(points)
         self._sgd = _plain_sgd(optimizer)
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
@@ -103,6 +111,15 @@ class Probe:
 
         return hook
 
+    def _on_grad(self, i: int):
+        def hook(w):
+            if self.armed and self.eager:
+                g = w.grad
+                gn = torch.linalg.vector_norm(g)  # just written: first
+                self._norms[i] = (torch.linalg.vector_norm(w), gn, g, g._version)
+
+        return hook
+
     def _on_act_grad(self, i: int):
         def hook(grad):
             self._act_grads[i].append(torch.linalg.vector_norm(grad))  # while hot in cache
@@ -118,6 +135,7 @@ class Probe:
         for lists in (self._acts, self._pres, self._act_grads):
             for refs in lists:
                 refs.clear()
+        self._norms = [None] * self.L
         self.armed = True
 
     def _setup(self) -> None:
@@ -157,13 +175,21 @@ class Probe:
         self.dev_hist[r].copy_(self.stats.hist)
         cols = dict(zip(STAT_FIELDS, self.stats.cols.unbind(1), strict=True))
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        cols["grad_norm"] = self._grad_norm = torch.stack(torch._foreach_norm(grads))
         self._grad_versions = [(g, g._version) for g in grads]
+        norms = self._norms
+        if all(n is not None and n[2] is g and n[3] == v
+               for n, (g, v) in zip(norms, self._grad_versions, strict=True)):  # fmt: skip
+            cols["weight_norm"] = torch.stack([n[0] for n in norms])  # type: ignore[index]
+            self._grad_norm = torch.stack([n[1] for n in norms])  # type: ignore[index]
+        else:
+            cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
+            self._grad_norm = torch.stack(torch._foreach_norm(grads))
+        cols["grad_norm"] = self._grad_norm
+        self._norms = [None] * L
         if all(self._act_grads):  # every layer's activation gradient was seen
             flat = [g for refs in self._act_grads for g in refs]  # (eager: already norms)
             norms = torch.stack(flat if flat[0].dim() == 0 else torch._foreach_norm(flat))
             cols["act_grad_norm"] = norms.view(L, -1).square().sum(1).sqrt()  # over time
-        cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
         for prefix, params in (("g", self.gains), ("b", self.shifts)):
             if params[0] is not None:
                 std, mean = torch.std_mean(torch.stack(list(params)), dim=1, correction=0)
