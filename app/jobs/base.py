@@ -6,7 +6,11 @@ too. Both report to a Sink — the recorder — from any thread.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from typing import Any, Protocol
+
+from app.errors import QueueFull
 
 # One encoded frame: (seq, step, wire JSON text, `normcore.frames.encode` blob).
 WireFrame = tuple[int, int, str, bytes]
@@ -33,3 +37,70 @@ class Executor(Protocol):
 
     def snapshot(self) -> dict[str, Any]:
         """Running jobs, queued run ids, capacity (the JobList schema)."""
+
+
+class JobQueue:
+    """Admission, queueing, cancel and end-of-job bookkeeping shared by the executors.
+
+    `slots` jobs run at once and `queue_length` wait; beyond that, QueueFull (429). A subclass
+    says how a job starts (`_launch`, called with the lock held) and how a running one is
+    asked to stop (`_stop`); when a job's end is known it calls `_finish`, which reports it
+    and starts the next queued run. Jobs are any objects with `run_id` and `cancelling`.
+    """
+
+    def __init__(self, sink: Sink, *, slots: int, queue_length: int, retry_after_s: float):
+        self.sink, self.slots = sink, slots
+        self.queue_length, self.retry_after_s = queue_length, retry_after_s
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._jobs: dict[str, Any] = {}
+        self._closed = False
+
+    def _launch(self, run_id: str, config: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _stop(self, job: Any) -> None:
+        raise NotImplementedError
+
+    def submit(self, run_id: str, config: dict[str, Any]) -> None:
+        """Start the run now if a slot is free, else queue it; QueueFull when the queue is."""
+        with self._lock:
+            if len(self._jobs) < self.slots and not self._queue:
+                self._launch(run_id, config)
+            elif len(self._queue) < self.queue_length:
+                self._queue.append((run_id, config))
+            else:
+                raise QueueFull(len(self._queue), self.retry_after_s)
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a queued or running run; False if this executor does not hold it."""
+        with self._lock:
+            for item in self._queue:
+                if item[0] == run_id:
+                    self._queue.remove(item)
+                    self.sink.finished(run_id, "cancelled")
+                    return True
+            job = self._jobs.get(run_id)
+            if job is None:
+                return False
+            if job.cancelling:
+                return True  # one stop request per job
+            job.cancelling = True
+        self._stop(job)
+        return True
+
+    def _finish(self, job: Any, status: str | None, error: str | None, death: str) -> None:
+        """Report a job's end (status None: it died without saying; `death` says how) and
+        start queued runs in the freed slot."""
+        if status is None:
+            if self._closed:
+                status, error = "interrupted", "the server stopped while the run was running"
+            elif job.cancelling:
+                status, error = "cancelled", None
+            else:
+                status, error = "failed", death
+        self.sink.finished(job.run_id, status, error)
+        with self._lock:
+            self._jobs.pop(job.run_id, None)
+            while self._queue and not self._closed and len(self._jobs) < self.slots:
+                self._launch(*self._queue.popleft())

@@ -16,14 +16,12 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from app.errors import QueueFull
-from app.jobs.base import Sink
+from app.jobs.base import JobQueue, Sink
 from app.jobs.worker import main as worker_main
 from app.settings import Settings
 
@@ -46,22 +44,16 @@ class _Job:
     thread: threading.Thread | None = None
 
 
-class LocalExecutor:
+class LocalExecutor(JobQueue):
     """Runs jobs in worker processes on this machine; thread-safe."""
 
     def __init__(self, settings: Settings, sink: Sink):
-        self.sink = sink
-        self.slots = settings.job_slots()
-        self.queue_length = settings.queue_length
+        super().__init__(sink, slots=settings.job_slots(), queue_length=settings.queue_length,
+                         retry_after_s=settings.retry_after_s)  # fmt: skip
         self.warm = settings.warm_workers
         self.grace_s = settings.cancel_grace_s
-        self.retry_after_s = settings.retry_after_s
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and locks
-        self._lock = threading.Lock()
-        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
-        self._jobs: dict[str, _Job] = {}
         self._spares: list[_Worker] = []
-        self._closed = False
         self._gpus = _visible_gpus()
         cores = os.cpu_count() or 1
         self.threads = settings.worker_threads or max(1, cores // self.slots)
@@ -86,31 +78,9 @@ class LocalExecutor:
             if job.thread is not None:
                 job.thread.join(timeout=10)
 
-    # -- the executor interface ---------------------------------------------------------------
-    def submit(self, run_id: str, config: dict[str, Any]) -> None:
-        """Start the run now if a slot is free, else queue it; QueueFull when the queue is."""
-        with self._lock:
-            if len(self._jobs) < self.slots and not self._queue:
-                self._launch(run_id, config)
-            elif len(self._queue) < self.queue_length:
-                self._queue.append((run_id, config))
-            else:
-                raise QueueFull(len(self._queue), self.retry_after_s)
-
-    def cancel(self, run_id: str) -> bool:
-        """Stop a queued or running run; False if this executor does not hold it."""
-        with self._lock:
-            for item in self._queue:
-                if item[0] == run_id:
-                    self._queue.remove(item)
-                    self.sink.finished(run_id, "cancelled")
-                    return True
-            job = self._jobs.get(run_id)
-            if job is None:
-                return False
-            if job.cancelling:
-                return True  # one "cancel" message per job: sends on a pipe must not overlap
-            job.cancelling = True
+    # -- the executor interface (submit, cancel: JobQueue) ------------------------------------
+    def _stop(self, job: _Job) -> None:
+        """Ask the worker to stop between steps; kill it if it has not after the grace."""
         try:
             job.worker.conn.send("cancel")
         except OSError:
@@ -118,7 +88,6 @@ class LocalExecutor:
         timer = threading.Timer(self.grace_s, _terminate, args=(job.worker,))
         timer.daemon = True
         timer.start()
-        return True
 
     def snapshot(self) -> dict[str, Any]:
         """Running jobs, the queue, capacity: for /api/jobs and the tests that kill workers."""
@@ -183,19 +152,8 @@ class LocalExecutor:
             log.exception("job %s: bad message from worker", job.run_id)
         job.worker.process.join(timeout=1 if done else 5)
         _kill(job.worker)
-        if done is not None:
-            status, error = done
-        elif self._closed:
-            status, error = "interrupted", "the server stopped while the run was running"
-        elif job.cancelling:
-            status, error = "cancelled", None
-        else:
-            status, error = "failed", _death(job.worker.process.exitcode)
-        self.sink.finished(job.run_id, status, error)
-        with self._lock:
-            self._jobs.pop(job.run_id, None)
-            while self._queue and not self._closed and len(self._jobs) < self.slots:
-                self._launch(*self._queue.popleft())
+        status, error = done if done is not None else (None, None)
+        self._finish(job, status, error, death=_death(job.worker.process.exitcode))
 
 
 def _terminate(worker: _Worker) -> None:

@@ -25,14 +25,12 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import QueueFull
-from app.jobs.base import Sink
+from app.jobs.base import JobQueue, Sink
 from app.jobs.worker import _encode, _summarize, _train
 from app.settings import Settings
 
@@ -94,22 +92,18 @@ class _Job:
     cancelling: bool = False
 
 
-class RayExecutor:
+class RayExecutor(JobQueue):
     """Runs jobs as Ray actors; thread-safe. See the module docstring."""
 
     def __init__(self, settings: Settings, sink: Sink):
-        self.sink = sink
-        self.slots = settings.max_jobs or 1  # unset: the cluster's CPUs, known after start()
+        # max_jobs unset: the cluster's CPUs, known after start()
+        super().__init__(sink, slots=settings.max_jobs or 1,
+                         queue_length=settings.queue_length,
+                         retry_after_s=settings.retry_after_s)  # fmt: skip
         self._auto_slots = settings.max_jobs is None
-        self.queue_length = settings.queue_length
         self.grace_s = settings.cancel_grace_s
-        self.retry_after_s = settings.retry_after_s
         self.threads = settings.worker_threads or 1  # many small runs: one core each
-        self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
-        self._jobs: dict[str, _Job] = {}
-        self._closed = False
         self._owns_ray = False
         self._cluster_gpus = 0.0
         self._actor_class: Any = None
@@ -151,35 +145,12 @@ class RayExecutor:
             ray.shutdown()
 
     # -- the executor interface ---------------------------------------------------------------
-    def submit(self, run_id: str, config: dict[str, Any]) -> None:
-        """Start the run now if a slot is free, else queue it; QueueFull when the queue is."""
-        with self._lock:
-            if len(self._jobs) < self.slots and not self._queue:
-                self._launch(run_id, config)
-            elif len(self._queue) < self.queue_length:
-                self._queue.append((run_id, config))
-            else:
-                raise QueueFull(len(self._queue), self.retry_after_s)
-
-    def cancel(self, run_id: str) -> bool:
-        """Stop a queued or running run; False if this executor does not hold it."""
-        with self._lock:
-            for item in self._queue:
-                if item[0] == run_id:
-                    self._queue.remove(item)
-                    self.sink.finished(run_id, "cancelled")
-                    return True
-            job = self._jobs.get(run_id)
-            if job is None:
-                return False
-            if job.cancelling:
-                return True
-            job.cancelling = True
+    def _stop(self, job: _Job) -> None:
+        """Ask the actor to stop between steps; kill it if it has not after the grace."""
         job.actor.stop.remote()
         timer = threading.Timer(self.grace_s, _kill, args=(job.actor,))
         timer.daemon = True
         timer.start()
-        return True
 
     def snapshot(self) -> dict[str, Any]:
         """Running jobs (pid: the actor's process, once it answered), the queue, capacity."""
@@ -256,18 +227,7 @@ class RayExecutor:
     def _end(self, job: _Job, status: str | None, error: str | None) -> None:
         """Report the run's end (status None: its actor died) and start the next queued run."""
         _kill(job.actor)
-        if status is None:
-            if self._closed:
-                status, error = "interrupted", "the server stopped while the run was running"
-            elif job.cancelling:
-                status, error = "cancelled", None
-            else:
-                status = "failed"
-        self.sink.finished(job.run_id, status, error)
-        with self._lock:
-            self._jobs.pop(job.run_id, None)
-            while self._queue and not self._closed and len(self._jobs) < self.slots:
-                self._launch(*self._queue.popleft())
+        self._finish(job, status, error, death=error or "the Ray actor died")
 
 
 @contextmanager
