@@ -48,7 +48,7 @@ class JobQueue:
     and starts the next queued run. Jobs are any objects with `run_id` and `cancelling`.
     """
 
-    def __init__(self, sink: Sink, *, slots: int, queue_length: int, retry_after_s: float):
+    def __init__(self, sink: Sink, *, slots: int, queue_length: int, retry_after_s: int):
         self.sink, self.slots = sink, slots
         self.queue_length, self.retry_after_s = queue_length, retry_after_s
         self._lock = threading.Lock()
