@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.utils.server import LiveServer, start_server  # noqa: F401  (fixture)
+# the session server (two warm workers: a preset starts two runs at once) and the factory
+from tests.utils.server import LiveServer, server, start_server  # noqa: F401  (fixtures)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -98,21 +99,8 @@ class Dashboard:
         assert not foreign, foreign
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The e2e suite's server: tests/utils/server.py's, with two warm workers, since a
-    preset starts two runs at once and a cold worker spends ~10 s importing torch."""
-    live = LiveServer(tmp_path_factory.mktemp("e2e-server"), {"NORMSCOPE_WARM_WORKERS": "2"})
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
-    assert not live.server_errors(), "\n".join(live.server_errors())
-
-
 @pytest.fixture
-def dash(browser: Any, server: LiveServer) -> Iterator[Dashboard]:
+def dash(browser: Any, server: LiveServer) -> Iterator[Dashboard]:  # noqa: F811
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
     page.set_default_timeout(30_000)
