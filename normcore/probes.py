@@ -188,8 +188,8 @@ class Probe:
         self._norms = [None] * L
         if all(self._act_grads):  # every layer's activation gradient was seen
             flat = [g for refs in self._act_grads for g in refs]  # (eager: already norms)
-            norms = torch.stack(flat if flat[0].dim() == 0 else torch._foreach_norm(flat))
-            cols["act_grad_norm"] = norms.view(L, -1).square().sum(1).sqrt()  # over time
+            act = torch.stack(flat if flat[0].dim() == 0 else torch._foreach_norm(flat))
+            cols["act_grad_norm"] = act.view(L, -1).square().sum(1).sqrt()  # over time
         for prefix, params in (("g", self.gains), ("b", self.shifts)):
             if params[0] is not None:
                 std, mean = torch.std_mean(torch.stack(list(params)), dim=1, correction=0)
