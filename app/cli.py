@@ -12,6 +12,7 @@ field — the same message the API returns.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from app.cli_serve import add_serve_parser
 from normcore.config import RunConfig
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe returns
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -188,7 +190,12 @@ def build_parser(adders: Iterable[Callable[[argparse._SubParsersAction], None]] 
 def main(argv: list[str] | None = None) -> int:
     """Console script entry: parse, dispatch, return the exit status."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `normscope export RUN | head`: the reader left, not an error of ours
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

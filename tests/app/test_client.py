@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from normcore.client import Client, NormScopeError, parse_sse
+from tests.utils.server import ROOT
 from tests.utils.tcp_proxy import TcpProxy
 
 SMALL = {"width": 16, "depth": 2, "probe_every": 1, "eval_every": 20}
@@ -234,3 +235,16 @@ def test_cli_export_local_and_remote_agree(server, finished, tmp_path):
 def test_cli_export_unknown_run_fails_naming_it(server):
     result = normscope("export", "nope", "--server", server.url)
     assert result.returncode == 1 and "'nope'" in result.stderr and result.stdout == ""
+
+
+def test_cli_export_into_a_closed_pipe_exits_quietly(server, finished):
+    """`normscope export RUN | head` must not end in a BrokenPipeError traceback."""
+    run, _ = finished
+    env = {**os.environ, "NORMSCOPE_DATA_DIR": str(server.data_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "export", run["id"]], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first write, as `head` after its lines
+    stderr = proc.communicate(timeout=180)[1]
+    assert proc.returncode == 141, stderr
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
