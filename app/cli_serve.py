@@ -7,6 +7,7 @@ token stays an environment variable so it never shows in `ps`.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"normscope serve: {field}: {err['msg']} (got {err['input']!r})", file=sys.stderr)
         return 2
     check_bind(settings.host, settings.token)  # no open bind without a token
+    if in_use := _port_taken(settings.host, settings.port):
+        print(f"normscope serve: port {settings.port} on {settings.host} is in use ({in_use}); "
+              f"pick a free one with --port N (or NORMSCOPE_PORT)", file=sys.stderr)  # fmt: skip
+        return 2
 
     import uvicorn
 
@@ -53,3 +58,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=args.log_level, timeout_graceful_shutdown=5)  # fmt: skip
     return 0
+
+
+def _port_taken(host: str, port: int) -> str:
+    """Why (host, port) cannot be bound, or "" — checked before the app starts its workers,
+    so a taken port is one clear line instead of uvicorn's error after a full startup."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""

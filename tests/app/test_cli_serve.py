@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -45,3 +46,14 @@ def test_serve_rejects_an_invalid_setting_naming_it(tmp_path):
     proc = _serve("--port", "70000", "--data-dir", str(tmp_path))
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 2 and "port" in out and "70000" in out
+
+
+def test_serve_on_a_taken_port_says_so_and_names_the_flag(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _serve("--port", str(port), "--data-dir", str(tmp_path))
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 2, out
+    assert f"port {port}" in out and "--port" in out and "Started server" not in out, out
