@@ -109,26 +109,43 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 class ProgressBar:
-    """A one-line bar on a stream, redrawn at most 10 times a second."""
+    """A one-line bar on a terminal, redrawn at most 10 times a second. On anything else (a log
+    file, CI) carriage returns would pile up into one huge line, so it writes a plain line per
+    tenth of the run instead."""
 
     def __init__(self, total: int, stream: TextIO, enabled: bool = True, width: int = 30):
         self.total, self.stream, self.enabled, self.width = total, stream, enabled, width
         self.last = 0.0
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.tenth, self.written = -1, -1  # the last tenth of the run, and step, written
 
     def update(self, frame: dict[str, Any]) -> None:
         now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and frame["status"] == "running"):
+        if not self.enabled:
+            return
+        if not self.tty:
+            tenth = 10 * frame["step"] // max(self.total, 1)
+            ended = frame["status"] != "running" and frame["step"] != self.written
+            if tenth > self.tenth or ended:
+                self.tenth, self.written = tenth, frame["step"]
+                self.stream.write(self._line(frame).lstrip("\r") + "\n")
+                self.stream.flush()
+            return
+        if now - self.last < 0.1 and frame["status"] == "running":
             return
         self.last = now
+        self.stream.write(self._line(frame))
+        self.stream.flush()
+
+    def _line(self, frame: dict[str, Any]) -> str:
         done = int(self.width * frame["step"] / self.total)
         bar = "█" * done + "░" * (self.width - done)
         loss = _fmt(frame["loss"])
         rate = _fmt(frame["steps_per_s"], ".0f")
-        self.stream.write(f"\r{bar} {frame['step']:,}/{self.total:,}  loss {loss}  {rate} steps/s")
-        self.stream.flush()
+        return f"\r{bar} {frame['step']:,}/{self.total:,}  loss {loss}  {rate} steps/s"
 
     def close(self) -> None:
-        if self.enabled and self.last:
+        if self.enabled and self.tty and self.last:
             self.stream.write("\n")
             self.stream.flush()
 

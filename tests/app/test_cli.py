@@ -1,12 +1,13 @@
 """`normscope run`: trains headless, writes JSON lines, rejects invalid options by field."""
 
+import io
 import json
 import re
 
 import pytest
 import torch
 
-from app.cli import build_parser, main
+from app.cli import ProgressBar, build_parser, main
 from normcore.config import RunConfig
 
 
@@ -99,3 +100,16 @@ def test_a_diverged_run_exits_1_after_its_summary(capsys):
             "--quiet"]  # fmt: skip
     assert main(argv) == 1
     assert "diverged at step" in capsys.readouterr().out
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_tenth():
+    """Piped to a log file the bar must not pile carriage returns into one huge line."""
+    stream = io.StringIO()  # not a tty
+    bar = ProgressBar(200, stream)
+    for step in range(1, 201):
+        bar.update({"step": step, "status": "running", "loss": 1.0, "steps_per_s": 50.0})
+    bar.update({"step": 200, "status": "completed", "loss": 1.0, "steps_per_s": 50.0})
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 11  # step 1, then each 10 %
+    assert lines[0].endswith("1/200  loss 1  50 steps/s") and "200/200" in lines[-1]
