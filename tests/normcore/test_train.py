@@ -158,3 +158,12 @@ def test_device_auto_picks_cuda_only_when_present():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' is not available"):
             resolve_device("cuda")
+
+
+def test_an_8_layer_64_bin_frame_encodes_to_at_most_2_5_kb():
+    frames = list(run(dict(norm="batch", depth=8, width=256, steps=20, hist_bins=64, eval_every=5)))
+    assert all(
+        len(f["layers"]) == 8 and len(f["layers"][0]["hist"]["counts"]) == 64 for f in frames
+    )
+    sizes = [len(encode(f)) for f in frames]
+    assert max(sizes) <= 2500, sizes
