@@ -125,6 +125,8 @@ async def follow(
             # after the run's last frame, so this drain then reaches the end.
             while True:
                 frames = channel.after(last)
+                if not frames and run["status"] in TERMINAL:
+                    frames = None  # a status read from the store can be ahead of the tail
                 if frames is None:  # behind the shared tail: read a page from the store
                     frames = await anyio.to_thread.run_sync(_read, store, run_id, last, page)
                 if not frames:
