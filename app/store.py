@@ -234,31 +234,34 @@ class Store:
         self, run_id: str, since_seq: int, max_points: int
     ) -> tuple[list[tuple[int, bytes]], int]:
         """Exactly min(total, max_points) frames with seq >= since_seq, evenly spread, the
-        first and the last always kept; returns (rows, total frames in the range)."""
-        total = (
-            self._db()
-            .execute(
-                "SELECT COUNT(*) FROM frames WHERE run_id = ? AND seq >= ?", (run_id, since_seq)
-            )
-            .fetchone()[0]
-        )
+        first and the last always kept; returns (rows, total frames in the range). One read
+        transaction: frames a live run commits meanwhile stay out of both reads."""
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            return self._sample(db, run_id, since_seq, max_points)
+        finally:
+            db.execute("COMMIT")  # read only: ends the snapshot
+
+    def _sample(
+        self, db: sqlite3.Connection, run_id: str, since_seq: int, max_points: int
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        total = db.execute(
+            "SELECT COUNT(*) FROM frames WHERE run_id = ? AND seq >= ?", (run_id, since_seq)
+        ).fetchone()[0]
         if total <= max_points:
             return self.read_frames(run_id, since_seq - 1, max(total, 1)), total
         # Row rn falls in bucket floor(rn * (m-1) / (T-1)), buckets 0..m-1; keep the first row
         # of each bucket: exactly m rows, rn = 0 and rn = T-1 among them.
         m1, t1 = max_points - 1, total - 1
-        rows = (
-            self._db()
-            .execute(
-                "SELECT f.seq, f.data FROM frames f JOIN ("
-                "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) - 1 AS rn"
-                "                   FROM frames WHERE run_id = ? AND seq >= ?)"
-                "  WHERE (rn * ?) % ? < ?) k ON f.seq = k.seq "
-                "WHERE f.run_id = ? ORDER BY f.seq",
-                (run_id, since_seq, m1, t1, m1, run_id),
-            )
-            .fetchall()
-        )
+        rows = db.execute(
+            "SELECT f.seq, f.data FROM frames f JOIN ("
+            "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) - 1 AS rn"
+            "                   FROM frames WHERE run_id = ? AND seq >= ?)"
+            "  WHERE (rn * ?) % ? < ?) k ON f.seq = k.seq "
+            "WHERE f.run_id = ? ORDER BY f.seq",
+            (run_id, since_seq, m1, t1, m1, run_id),
+        ).fetchall()
         return rows, total
 
 

@@ -143,3 +143,28 @@ def test_recorder_batches_many_frames_into_few_transactions(store):
     assert store.get_run(run_id)["frame_count"] == 2000
     seqs = [seq for _, frames, _ in published for seq, _ in frames]
     assert seqs == list(range(2000)), "published in order, each once, after the commit"
+
+
+def test_sampling_reads_one_snapshot_while_frames_are_being_written(store):
+    """A live run commits frames between the sampler's count and its sampling query (made
+    deterministic with SQLite's statement trace): the page must still hold exactly
+    max_points frames, end at the last one counted, and report the total it sampled."""
+    run_id = _new_run(store)
+    store.apply([Frames(run_id, _rows(range(100)), {"step": 100})])
+    writer = Store(store.path)  # the recorder's own connection
+    written: list[int] = []
+
+    def write_during(statement: str) -> None:
+        if "ROW_NUMBER" in statement and not written:
+            written.append(1)
+            writer.apply([Frames(run_id, _rows(range(100, 150)), {"step": 150})])
+
+    store._db().set_trace_callback(write_during)
+    try:
+        rows, total = store.sample_frames(run_id, 0, 10)
+    finally:
+        store._db().set_trace_callback(None)
+        writer.close()
+    seqs = [seq for seq, _ in rows]
+    assert written and len(seqs) == 10 and seqs[0] == 0
+    assert seqs[-1] == total - 1, f"the last frame of the {total} counted; got {seqs}"
