@@ -6,9 +6,12 @@ Deep code (store, executor, limits) raises these without knowing about HTTP resp
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 
@@ -76,11 +79,37 @@ class AuthError(NormScopeError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/Infinity replaced by its name ("nan", "inf", "-inf") and every
+    lone surrogate escaped ("\\ud800").
+
+    Python's json module parses a body's bare NaN/Infinity and "\\ud800" escapes, and a 422
+    echoes the offending input back; strict JSON cannot encode the first and UTF-8 not the
+    second, so without this the error answer itself would fail (a 500 for a bad request)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NormScopeError)
-    return JSONResponse({"detail": exc.detail()}, exc.status_code, headers=exc.headers)
+    detail = json_safe(jsonable_encoder(exc.detail()))
+    return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422 shape, made safe for non-finite inputs."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
 
 
 def install(app: FastAPI) -> None:
-    """Register the single handler for the whole family."""
+    """Register the single handler for the whole family, and the JSON-safe 422."""
     app.add_exception_handler(NormScopeError, _handle)
+    app.add_exception_handler(RequestValidationError, _handle_validation)

@@ -47,7 +47,10 @@ def _resume_after(
     if last_event_id is None:
         return -1 if since_seq is None else since_seq - 1
     try:
-        return max(-1, int(last_event_id))
+        seq = int(last_event_id)
+        if seq > 2**62:  # past any stored seq, and SQLite integers are 64-bit
+            raise ValueError
+        return max(-1, seq)
     except ValueError:
         raise FieldError(
             ("header", "last-event-id"), "Last-Event-ID must be a frame seq", last_event_id

@@ -22,7 +22,7 @@ def read_runs(
     store: StoreDep,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # SQLite integers are 64-bit
 ) -> RunList:
     """List runs, newest first, optionally only those with one status."""
     runs, count = store.list_runs(status, limit, offset)

@@ -70,6 +70,22 @@ def test_create_run_rejects_malformed_bodies(client, payload):
     assert response.json()["detail"][0]["loc"][0] == "body"
 
 
+@pytest.mark.parametrize(
+    ("raw", "field", "echoed"),
+    [
+        ('{"lr": NaN}', "lr", "nan"),  # Python's json parses these; strict JSON cannot echo them
+        ('{"lr": Infinity}', "lr", "inf"),
+        ('{"clip": -Infinity}', "clip", "-inf"),
+        ('{"norm": "\\ud800"}', "norm", "\\ud800"),  # a lone surrogate: not encodable as UTF-8
+    ],
+)
+def test_create_run_rejects_unencodable_values_naming_the_field(client, raw, field, echoed):
+    response = client.post("/api/runs", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    _field_error(response, field)
+    assert response.json()["detail"][0]["input"] == echoed
+
+
 def test_create_run_rejects_a_body_over_the_size_limit(client):
     body = json.dumps({"norm": "layer", "padding": "x" * 70_000})  # limit: 64 KiB
     response = client.post("/api/runs", content=body, headers={"content-type": "application/json"})
@@ -82,6 +98,7 @@ def test_create_run_rejects_a_body_over_the_size_limit(client):
         ("/api/runs", {"status": "sleeping"}, "status"),
         ("/api/runs", {"limit": 0}, "limit"),
         ("/api/runs", {"offset": -1}, "offset"),
+        ("/api/runs", {"offset": 2**64}, "offset"),  # past SQLite's 64-bit integers
         ("/api/runs/{id}/frames", {"max_points": 1}, "max_points"),
         ("/api/runs/{id}/frames", {"since_seq": -1}, "since_seq"),
         ("/api/runs/{id}/frames", {"since_seq": "x"}, "since_seq"),
@@ -97,8 +114,11 @@ def test_invalid_query_parameters_are_422_naming_the_parameter(
     _field_error(response, field)
 
 
-def test_invalid_last_event_id_is_422(client, done_run):
-    response = client.get(f"/api/runs/{done_run['id']}/events", headers={"Last-Event-ID": "abc"})
+@pytest.mark.parametrize("last_event_id", ["abc", "1e3", str(2**64)])
+def test_invalid_last_event_id_is_422(client, done_run, last_event_id):
+    response = client.get(
+        f"/api/runs/{done_run['id']}/events", headers={"Last-Event-ID": last_event_id}
+    )
     assert response.status_code == 422
     _field_error(response, "last-event-id")
 
