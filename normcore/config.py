@@ -105,7 +105,7 @@ class RunConfig(BaseModel):
     # probing
     probe_every: int = Field(1, ge=1, le=100_000)  # probe every k-th step
     hist_bins: int = Field(64, ge=4, le=512)
-    eval_every: int = Field(100, ge=1)  # held-out evaluation every n steps (and at the end)
+    eval_every: int = Field(100, ge=1, le=MAX_STEPS)  # held-out eval every n steps, and at the end
     ics: bool = False  # Santurkar et al.'s ICS measure; costs extra passes
     # reproducibility and placement
     seed: int = Field(0, ge=0, le=2**31 - 1)
