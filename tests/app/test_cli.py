@@ -10,13 +10,7 @@ import torch
 from app.cli import ProgressBar, build_parser, main
 from normcore.config import RunConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_run_trains_prints_a_summary_and_writes_frames(tmp_path, capsys):

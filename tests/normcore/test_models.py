@@ -8,13 +8,7 @@ from normcore.config import NORMS, RunConfig
 from normcore.models import ConvNet, RecurrentLayer, build_model
 from normcore.norms import norm_affine
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sample(cfg: RunConfig, batch: int = 6) -> tuple[torch.Tensor, tuple[int, ...]]:

@@ -20,12 +20,7 @@ FIG1 = dict(model="mlp", depth=3, width=100, activation="sigmoid", dataset="digi
             eval_every=100, device="cpu")  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend at these sizes
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
