@@ -105,6 +105,7 @@ def run(config: RunConfig | dict[str, Any], *,
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     # fixed input tensors: every step copies its batch into these (static shapes)
     idx = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
+    pinned = device.type == "cuda"
     x = torch.empty(cfg.batch_size, *train_x.shape[1:], device=device)
     y = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)  # a diverged loss was seen
@@ -148,8 +149,11 @@ def run(config: RunConfig | dict[str, Any], *,
             yield from emit(final=False)  # frames so far; no final frame for a cancel
             return
         probing = force_probe or (step - 1) % cfg.probe_every == 0 or step == cfg.steps
-        # data: copy the batch into the fixed input tensors
-        idx.copy_(next(batches), non_blocking=True)
+        # data: copy the batch into the fixed input tensors. From pageable memory a CUDA copy
+        # waits for the stream (a host sync per step); from pinned memory it is queued
+        # (torch's caching host allocator keeps the block until the copy has read it)
+        batch = next(batches)
+        idx.copy_(batch.pin_memory() if pinned else batch, non_blocking=True)
         torch.index_select(train_x, 0, idx, out=x)
         torch.index_select(train_y, 0, idx, out=y)
         # lr (constant; a schedule would set it here)
@@ -172,8 +176,7 @@ def run(config: RunConfig | dict[str, Any], *,
             old = [p.detach().clone() for p in model.parameters()]
         # probe (device only; the raw gradients, before clipping)
         if probing:
-            acc = (logits.detach().argmax(1) == y).float().mean()
-            probe.collect(loss, acc)
+            probe.collect(loss, logits, y)
         # clip, step
         if cfg.clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip, foreach=True)

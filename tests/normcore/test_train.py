@@ -1,11 +1,13 @@
 """The trainer: frames with every field, the BN paper's Figure 1, divergence, cancel, seeds."""
 
 import json
+import warnings
 
 import pytest
 import torch
 
 from normcore.frames import STATUSES, decode, encode, to_json
+from normcore.probes import Probe
 from normcore.train import resolve_device, run
 
 FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s",
@@ -24,8 +26,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def fig1_runs():
-    return {norm: list(run(dict(FIG1, norm=norm))) for norm in ("none", "batch")}
+def fig1_runs(device):
+    return {
+        norm: list(run(dict(FIG1, norm=norm, device=device.type))) for norm in ("none", "batch")
+    }
 
 
 def band_movement(frames) -> float:
@@ -69,10 +73,11 @@ def test_batch_norm_keeps_the_last_layers_percentile_band_steadier(fig1_runs):
     assert with_bn < 0.6 * without
 
 
-def test_lr_1e3_ends_diverged_without_an_exception():
+def test_lr_1e3_ends_diverged_without_an_exception(device):
     # ReLU is unbounded, so the loss overflows to inf/NaN (sigmoid/tanh nets keep a huge but
     # finite cross-entropy at this lr and complete)
-    frames = list(run(dict(activation="relu", lr=1e3, steps=200, probe_every=5, device="cpu")))
+    cfg = dict(activation="relu", lr=1e3, steps=200, probe_every=5, device=device.type)
+    frames = list(run(cfg))
     assert frames[-1]["status"] == "diverged"
     assert frames[-1]["step"] < 200
     assert all(f["status"] == "running" for f in frames[:-1]) and len(frames) >= 2
@@ -162,3 +167,51 @@ def test_an_8_layer_64_bin_frame_encodes_to_at_most_2_5_kb():
     )
     sizes = [len(encode(f)) for f in frames]
     assert max(sizes) <= 2500, sizes
+
+
+def marking(method, mark: str, record: list):
+    """``method`` that first appends ``mark`` to ``record``."""
+
+    def marked(self, *args):
+        record.append(mark)
+        return method(self, *args)
+
+    return marked
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(norm="batch", optimizer="sgd"),
+        dict(norm="layer", optimizer="momentum", clip=1.0),
+        dict(norm="weight", optimizer="adam", lr=0.01),
+        dict(model="rnn", dataset="sequence", cell="lstm", norm="layer", width=16),
+    ],
+    ids=["bn-sgd", "ln-momentum-clip", "wn-adam", "lstm-ln"],
+)
+def test_a_gpu_run_syncs_the_host_only_when_it_flushes_frames(cfg, device, monkeypatch):
+    """DESIGN's promise: no host sync per step. torch's sync debug mode reports every sync as
+    a warning; markers put in the same record say where each fell. A step's own work (from
+    one ``should_stop`` poll to the next) must have none; the first probe (it fixes the
+    histogram edges) and the flushes that turn the ring buffer into frames may."""
+    if device.type != "cuda":
+        pytest.skip("host syncs exist on a GPU only (run with TORCH_DEVICE=cuda)")
+    config = dict(cfg, steps=100, probe_every=1, eval_every=30, device="cuda")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for name in ("_setup", "flush"):
+            monkeypatch.setattr(Probe, name, marking(getattr(Probe, name), name, record))
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            frames = list(run(config, should_stop=lambda: bool(record.append("step"))))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert frames[-1]["status"] == "completed" and len(frames) == 100
+    where, syncs = "start", []
+    for item in record:
+        if isinstance(item, str):
+            where = item
+        elif "synchroniz" in str(item.message):
+            syncs.append(where)
+    assert "flush" in record
+    assert syncs.count("step") == 0, f"{syncs.count('step')} syncs inside steps"
