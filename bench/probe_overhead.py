@@ -12,7 +12,9 @@ The ratio to bare is the median over rounds of the per-round ratio, in wall time
 CPU time (less distorted by other processes); on a shared machine use many short rounds
 (--steps 1 --rounds 40), --threads 1 and `nice`.
 
-On CUDA it also counts host syncs per step (torch.cuda.set_sync_debug_mode) in an untimed pass.
+On CUDA it also counts host syncs (torch.cuda.set_sync_debug_mode) in an untimed pass of
+2 × PROBE_ROWS steps: per step that does not flush (the target is 0), and within the flushes
+(one per PROBE_ROWS probed steps: the copy to the host).
 It prints the size of one encoded frame (normcore.frames.encode).
 
     nice python bench/probe_overhead.py --device cpu --width 1024 --depth 8 --batch 256
@@ -59,7 +61,8 @@ def make_step(args, device, variant: str):
     points = model.probe_points()
     state = {"n": 0}
 
-    def step() -> None:
+    def step() -> bool:
+        """One step; True when it flushed the probe's ring buffer (the one host sync)."""
         state["n"] += 1
         probing = probe is not None and (state["n"] - 1) % every == 0
         if probe is not None and probing:
@@ -70,16 +73,19 @@ def make_step(args, device, variant: str):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if probe is not None and probing:
-            probe.collect(loss, (logits.detach().argmax(1) == y).float().mean())
+            probe.collect(loss, logits, y)
         opt.step()
+        flushed = False
         if probe is not None and probing:
             probe.after_step()
             if probe.full():
                 probe.flush()  # host copy + frame layers, as the trainer does
+                flushed = True
         if writer is not None:
             for p, a in zip(points, acts, strict=True):
                 writer.add_histogram(f"{p.name}/act_in", a, state["n"])
                 writer.add_histogram(f"{p.name}/grad", p.weight.grad, state["n"])
+        return flushed
 
     def settle() -> None:
         """Untimed, after a variant's round: TensorBoard's writer thread finishes its backlog
@@ -103,17 +109,36 @@ def timed(step, n: int, device) -> tuple[float, float]:
     return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3
 
 
-def count_syncs(step, n: int) -> float:
-    """Host syncs per step that torch's sync debug mode reports (CUDA only)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            for _ in range(n):
-                step()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught) / n
+def count_syncs(step, n: int) -> tuple[float, int]:
+    """(host syncs per step that does not flush, syncs in all flushes) that torch's sync debug
+    mode reports over n steps (CUDA only)."""
+    in_steps = in_flushes = 0
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        for _ in range(n):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                flushed = step()
+            syncs = sum("synchroniz" in str(w.message) for w in caught)
+            in_flushes += syncs if flushed else 0
+            in_steps += 0 if flushed else syncs
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return in_steps / n, in_flushes
+
+
+def profile(step, variant: str, device) -> None:
+    """torch.profiler's top ops (by self CPU time, and kernel count) over 10 steps."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        timed(step, 10, device)
+    events = prof.key_averages()
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel"))
+    print(f"--- profile: {variant}, 10 steps, {launches / 10:.0f} kernel launches per step")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def measure(steps: dict, variants: list[str], args, device, rounds: int | None = None) -> dict:
@@ -151,6 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--activation", default="tanh")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", metavar="FILE", help="write {variant: {ms, ratio, ...}} here")
+    ap.add_argument(
+        "--profile", action="store_true", help="also print the top ops of bare and probed steps"
+    )
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     if args.threads:
@@ -175,7 +203,11 @@ def main(argv: list[str] | None = None) -> dict:
         ]
     if device.type == "cuda":
         for v in result:
-            result[v]["syncs_per_step"] = count_syncs(steps[v][0], 2 * PROBE_ROWS)
+            per_step, flushes = count_syncs(steps[v][0], 2 * PROBE_ROWS)
+            result[v]["syncs_per_step"], result[v]["syncs_in_flushes"] = per_step, flushes
+    if args.profile:
+        for v in ("bare", "probe@1"):
+            profile(steps[v][0], v, device)
     step, probe, _ = steps["probe@1"]
     probe.flush()
     step()  # one more probed step, its frame built by hand as normcore.train does
@@ -187,13 +219,20 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
           f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  "
           f"{args.rounds} rounds × {args.steps} steps, median")  # fmt: skip
-    syncs = "  syncs/step" if device.type == "cuda" else ""
+    syncs = "  syncs/step (+ in flushes)" if device.type == "cuda" else ""
     print(f"{'variant':<12} {'ms/step':>9} {'× bare':>8} {'cpu ms':>9} {'× bare':>8}{syncs}")
     for v, row in result.items():
-        syncs = f"  {row['syncs_per_step']:.3f}" if "syncs_per_step" in row else ""
+        syncs = ""
+        if "syncs_per_step" in row:
+            syncs = f"  {row['syncs_per_step']:.3f} (+{row['syncs_in_flushes']})"
         print(f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f} {row['cpu_ms']:>9.2f} "
               f"{row['cpu_ratio']:>8.3f}{syncs}")  # fmt: skip
     print(f"bytes per frame ({args.depth} layers, {args.bins} bins, encoded): {size}")
+    if device.type == "cuda":
+        graphs = (probe._record_graph, probe._finish_graph)
+        print("probe@1 CUDA graphs (statistics, finish): "
+              + ", ".join(f"{g.replays} replayed, {g.eager} eager, {g.captures} captured"
+                          for g in graphs))  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({**result, "bytes_per_frame": size}, fh, indent=1)

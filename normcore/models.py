@@ -20,15 +20,11 @@ from torch import nn
 
 from normcore.config import RunConfig
 from normcore.norms import get_norm_layer, make_conv2d, make_linear, resolve
-from normcore.probes import ProbePoint
+from normcore.probes import ProbePoint, Tap
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU,
 }  # fmt: skip
-
-
-class Tap(nn.Identity):
-    """A named point in the forward pass where probes hook in; returns its input unchanged."""
 
 
 def _weight(layer: nn.Module) -> nn.Parameter:

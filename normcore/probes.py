@@ -22,14 +22,51 @@ All hidden layers of a model must have equal shapes (ours do), so one ``stack`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from normcore.graphs import GraphReplay
 from normcore.norms import norm_affine
 from normcore.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
+
+
+class Tap(nn.Identity):
+    """A named point in the forward pass that probes read; returns its input unchanged.
+
+    Readers in ``sinks`` get the tensor. A forward hook would do the same, but any hook sends
+    every call of its module down nn.Module's slow path, probed step or not; a model's own
+    taps cost one empty loop when nothing reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sinks: list[Callable[[torch.Tensor], None]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for sink in self.sinks:
+            sink(x)
+        return x
+
+
+class _Reader:
+    """Reads a module's output: a ``Tap``'s sink, or a forward hook on any other module."""
+
+    def __init__(self, module: nn.Module, read: Callable[[torch.Tensor], None]) -> None:
+        self.module, self.read = module, read
+        if isinstance(module, Tap):
+            module.sinks.append(read)
+            self._hook = None
+        else:
+            self._hook = module.register_forward_hook(lambda m, args, out: read(out))
+
+    def remove(self) -> None:
+        if self._hook is None:
+            self.module.sinks.remove(self.read)  # type: ignore[union-attr, operator]
+        else:
+            self._hook.remove()
 
 
 @dataclass
@@ -37,8 +74,8 @@ class ProbePoint:
     """One hidden layer as the probes see it (the model builds these)."""
 
     name: str  # "h1", "h2", ...
-    pre: nn.Module  # a tap whose output is the pre-activation before the norm
-    act: nn.Module  # a tap whose output is the activation's input
+    pre: nn.Module  # a tap (best a Tap) whose output is the pre-activation before the norm
+    act: nn.Module  # a tap (best a Tap) whose output is the activation's input
     weight: nn.Parameter  # the layer's weight (WN: its direction v)
     affine: nn.Module  # where the norm's g, b live (normcore.norms.norm_affine)
 
@@ -68,11 +105,12 @@ class Probe:
         self._acts: list[list[torch.Tensor]] = [[] for _ in points]  # tap outputs, per layer
         self._pres: list[list[torch.Tensor]] = [[] for _ in points]
         self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]  # or their norms
-        self._handles = []
+        self._handles: list = []
         for i, p in enumerate(points):
-            self._handles.append(p.act.register_forward_hook(self._on_act(i)))
-            self._handles.append(p.pre.register_forward_hook(self._on_pre(i)))
-            self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
+            self._handles.append(_Reader(p.act, self._on_act(i)))
+            self._handles.append(_Reader(p.pre, self._on_pre(i)))
+            if self.device.type == "cpu":  # see _on_grad
+                self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
         # CPU (eager): ‖w‖ and ‖∇w‖ as soon as backward has written ∇w (w was just read for
         # the input's gradient): both are still in cache, and read from memory they cost
         # twice as much. (gradient, its version) says the gradient was not changed since.
@@ -81,20 +119,25 @@ class Probe:
         self._sgd = _plain_sgd(optimizer)
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
+        # on a GPU both halves of a probed step are replayed as CUDA graphs (normcore.graphs)
+        self._record_graph = GraphReplay(self._record, self.device)
+        self._finish_graph = GraphReplay(self._finish, self.device)
+        self._now: dict = {}  # the step's tensors, while _record or _finish runs
+        self.staged = self.device.type == "cuda"  # inputs copied to fixed buffers (_stage)
         self.eager = False  # per layer in the hooks (CPU, one tensor per layer and step)
         self.first: np.ndarray | None = None  # display histogram of the first probe
         self.prev: np.ndarray | None = None
 
     # hooks: the tap outputs themselves, so "pre is act" tells a norm-free layer
     def _on_pre(self, i: int):
-        def hook(module, args, out):
+        def hook(out):
             if self.armed:
                 self._pres[i].append(out)
 
         return hook
 
     def _on_act(self, i: int):
-        def hook(module, args, out):
+        def hook(out):
             if not self.armed:
                 return
             if self.eager and out.is_contiguous():
@@ -151,85 +194,174 @@ class Probe:
         # per layer in the hooks only where a layer fills the cache on its own: small layers
         # are cheaper in one batch (fewer ops), and RNN taps fire once per time step
         self.eager = self.stats.chunk == 1 and len(self._acts[0]) == 1 and self.device.type == "cpu"
+        self.staged = self.staged and self.stats.chunk == self.L  # one batch of all layers
         dev, pin = self.device, self.device.type == "cuda"
         self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
         self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),
                                    dtype=torch.float64, device=dev)  # fmt: skip
         self._nan = torch.full((self.L,), float("nan"), dtype=torch.float64, device=dev)
         self.dev_glob = torch.zeros(self.rows, 2, dtype=torch.float64, device=dev)
+        # the step's rows before they enter the ring at row _r (a device-side index, so a
+        # CUDA graph of them writes the right row)
+        self._row = torch.empty(self.L, len(FIELDS), dtype=torch.float64, device=dev)
+        self._glob = torch.empty(2, dtype=torch.float64, device=dev)
+        self._r = torch.zeros(1, dtype=torch.int64, device=dev)
+        # staging for the GPU's captured graph (see _stage)
+        self._grad_norm_buf = torch.empty(self.L, device=dev)
+        self._act_norm_buf = torch.empty(self.L * len(self._acts[0]), device=dev)
+        self._inputs: dict[str, torch.Tensor] = {}
         self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
                      for t in (self.dev_hist, self.dev_scal, self.dev_glob)]  # fmt: skip
 
     @torch.no_grad()
-    def collect(self, loss: torch.Tensor, acc: torch.Tensor) -> None:
-        """After backward, before the optimizer step: one row of statistics, on the device."""
+    def collect(self, loss: torch.Tensor, logits: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None) -> None:  # fmt: skip
+        """After backward, before the optimizer step: the step's statistics, on the device.
+        ``logits`` (B, K) and ``targets`` (B,) give the batch accuracy (NaN without them)."""
         self.armed = False
-        if self.stats is None:
+        if self.count >= self.rows:
+            raise RuntimeError(f"all {self.rows} rows of the probe are in use: flush() first")
+        first = self.stats is None
+        if first:
             self._setup()
-        assert self.stats is not None
-        r, L = self.count, self.L
-        if any(self._acts):  # the batched path (GPU, RNN, the first probe)
-            same = all(a is p for acts, pres in zip(self._acts, self._pres, strict=True)
-                       for a, p in zip(acts, pres, strict=True))  # fmt: skip
-            self.stats(self._acts, None if same else self._pres)
-        self.dev_hist[r].copy_(self.stats.hist)
-        cols = dict(zip(STAT_FIELDS, self.stats.cols.unbind(1), strict=True))
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         self._grad_versions = [(g, g._version) for g in grads]
-        norms = self._norms
-        if all(n is not None and n[2] is g and n[3] == v
-               for n, (g, v) in zip(norms, self._grad_versions, strict=True)):  # fmt: skip
-            cols["weight_norm"] = torch.stack([n[0] for n in norms])  # type: ignore[index]
-            self._grad_norm = torch.stack([n[1] for n in norms])  # type: ignore[index]
+        norms = self._norms  # taken in the hooks (CPU), if the gradients did not change since
+        hooked = all(n is not None and n[2] is g and n[3] == v
+                     for n, (g, v) in zip(norms, self._grad_versions, strict=True))  # fmt: skip
+        same = all(a is p for acts, pres in zip(self._acts, self._pres, strict=True)
+                   for a, p in zip(acts, pres, strict=True))  # fmt: skip
+        loss = loss.detach()
+        logits = None if logits is None else logits.detach()
+        self._now = dict(grads=grads, hooked=hooked, same=same, loss=loss, logits=logits,
+                         targets=targets, act_grads=all(self._act_grads))  # fmt: skip
+        lr = self._sgd.param_groups[0]["lr"] if self._sgd else None
+        if self.staged and not first:
+            self._stage()
+            now = self._now  # the graph reads these fixed buffers (and parameters) only
+            staged = [now[k] for k in ("x", "pre", "grad_norm", "loss", "logits", "targets")]
+            self._record_graph([*staged, now.get("act_norms")], (same, now["act_grads"], lr))
+        else:
+            self._record()
+        self._norms = [None] * self.L
+        for refs in (self._acts, self._pres, self._act_grads):
+            for ts in refs:
+                ts.clear()
+
+    def _stage(self) -> None:
+        """GPU: the step's tensors into fixed buffers, so one captured graph serves every step
+        (a few copies and norms, eager; the dozens of statistics kernels then replay)."""
+        now, stats = self._now, self.stats
+        assert stats is not None
+        flat = [t for ts in self._acts for t in ts]
+        torch.stack(flat, out=stats.x.view(len(flat), *flat[0].shape))
+        now["x"], now["pre"] = stats.x, None
+        if not now["same"]:
+            if stats.pre is None:
+                stats.pre = torch.empty_like(stats.x)
+            pres = [t for ts in self._pres for t in ts]
+            torch.stack(pres, out=stats.pre.view(len(pres), *pres[0].shape))
+            now["pre"] = stats.pre
+        torch.stack(torch._foreach_norm(now["grads"]), out=self._grad_norm_buf)
+        now["grad_norm"] = self._grad_norm_buf
+        if now["act_grads"]:
+            act = [g for ts in self._act_grads for g in ts]
+            torch.stack(torch._foreach_norm(act), out=self._act_norm_buf[: len(act)])
+            now["act_norms"] = self._act_norm_buf[: len(act)]
+        for name in ("loss", "logits", "targets"):
+            value = now[name]
+            if value is not None:
+                buf = self._inputs.get(name)
+                if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
+                    buf = self._inputs[name] = torch.empty_like(value)
+                now[name] = buf.copy_(value)
+
+    def _record(self) -> None:
+        """The step's statistics into the staging rows (a CUDA graph on a GPU, reading the
+        buffers ``_stage`` filled; elsewhere straight from the step's tensors)."""
+        now, stats = self._now, self.stats
+        assert stats is not None
+        if "x" in now:  # staged: every layer in one batch, on copies it may overwrite
+            stats._batch(now["x"], True, now["pre"], slice(0, self.L))
+        elif any(self._acts):  # the batched path (GPU, RNN, the first probe)
+            stats(self._acts, None if now["same"] else self._pres)
+        cols = dict(zip(STAT_FIELDS, stats.cols.unbind(1), strict=True))
+        grad_norm: torch.Tensor | None
+        if now["hooked"]:
+            cols["weight_norm"] = torch.stack([n[0] for n in self._norms])  # type: ignore[index]
+            grad_norm = torch.stack([n[1] for n in self._norms])  # type: ignore[index]
         else:
             cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
-            self._grad_norm = torch.stack(torch._foreach_norm(grads))
-        cols["grad_norm"] = self._grad_norm
-        self._norms = [None] * L
-        if all(self._act_grads):  # every layer's activation gradient was seen
-            flat = [g for refs in self._act_grads for g in refs]  # (eager: already norms)
+            grad_norm = now.get("grad_norm")  # staged
+            if grad_norm is None:
+                grad_norm = torch.stack(torch._foreach_norm(now["grads"]))
+        cols["grad_norm"] = grad_norm
+        if "act_norms" in now:
+            act = now["act_norms"]
+        elif now["act_grads"]:  # every layer's activation gradient was seen
+            flat = [g for refs in self._act_grads for g in refs]  # (in hooks: already norms)
             act = torch.stack(flat if flat[0].dim() == 0 else torch._foreach_norm(flat))
-            cols["act_grad_norm"] = act.view(L, -1).square().sum(1).sqrt()  # over time
+        if now["act_grads"]:
+            cols["act_grad_norm"] = act.view(self.L, -1).square().sum(1).sqrt()  # over time
         for prefix, params in (("g", self.gains), ("b", self.shifts)):
             if params[0] is not None:
                 std, mean = torch.std_mean(torch.stack(list(params)), dim=1, correction=0)
                 cols[f"{prefix}_mean"], cols[f"{prefix}_std"] = mean, std
+        if self._sgd and not self._sgd.param_groups[0]["momentum"]:
+            # Δw = -lr·∇w unless the gradient changes before the step (after_step checks)
+            cols["update_norm"] = grad_norm * self._sgd.param_groups[0]["lr"]
         # one kernel writes the whole row; columns filled later (Δw, ICS) start as NaN
-        torch.stack([cols.get(name, self._nan) for name in FIELDS], dim=1, out=self.dev_scal[r])
-        torch.stack([loss.detach(), acc.detach()], out=self.dev_glob[r])
+        torch.stack([cols.get(name, self._nan) for name in FIELDS], dim=1, out=self._row)
+        logits, targets = now["logits"], now["targets"]
+        acc = self._nan[0]
+        if logits is not None and targets is not None:
+            acc = (logits.argmax(1) == targets).float().mean()
+        torch.stack([now["loss"], acc.to(now["loss"].dtype)], out=self._glob)
         if self._old:
             torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
-        for refs in (*self._acts, *self._pres, *self._act_grads):
-            refs.clear()
 
     @torch.no_grad()
     def after_step(self, ics: torch.Tensor | None = None) -> None:
-        """After the optimizer step: ‖Δw‖ (and the ICS columns when measured)."""
-        row = self.dev_scal[self.count]
-        if self._sgd:  # Δw = -lr·d exactly: d the gradient or the momentum buffer
-            opt = self._sgd
-            group = opt.param_groups[0]
-            if group["momentum"]:
-                d: list[torch.Tensor] = [opt.state[w]["momentum_buffer"] for w in self.weights]
-                update = torch.stack(torch._foreach_norm(d)) * group["lr"]
-            elif all(
-                w.grad is g and g._version == v  # the gradients collect() measured,
-                for w, (g, v) in zip(self.weights, self._grad_versions, strict=True)
-            ):
-                update = self._grad_norm * group["lr"]  # not clipped since: reuse ‖g‖
-            else:
-                grads = [
-                    w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights
-                ]
-                update = torch.stack(torch._foreach_norm(grads))
-                update *= group["lr"]
-        else:  # any other optimizer: the difference to the copy taken before the step
-            torch._foreach_sub_(self._old, self.weights)  # old - new
-            update = torch.stack(torch._foreach_norm(self._old))
-        row[:, COL["update_norm"]] = update
-        if ics is not None:
-            row[:, COL["ics_l2"] : COL["ics_cos"] + 1] = ics
+        """After the optimizer step: ‖Δw‖ (and the ICS columns when measured), then the row
+        goes into the ring buffer."""
+        opt, lr, inputs = self._sgd, None, []
+        if opt is None:
+            case = "diff"  # any other optimizer: the difference to the copy taken before
+        elif opt.param_groups[0]["momentum"]:  # Δw = -lr·(momentum buffer)
+            case, lr = "norm", opt.param_groups[0]["lr"]
+            inputs = [opt.state[w]["momentum_buffer"] for w in self.weights]
+        elif all(w.grad is g and g._version == v
+                 for w, (g, v) in zip(self.weights, self._grad_versions, strict=True)):  # fmt: skip
+            case = "ready"  # the gradients collect() measured: Δw = lr·‖∇w‖ is in the row
+        else:  # changed since (clipped): Δw = -lr·(the gradient now)
+            case, lr = "norm", opt.param_groups[0]["lr"]
+            inputs = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
+        self._now = dict(case=case, lr=lr, d=inputs, ics=ics)
+        self._finish_graph([*inputs, ics], (case, lr))
+        # hold no tensor of this step into the next: the allocator then reuses its blocks and
+        # the next step's tensors land where this step's did (the graphs' keys)
+        self._now, self._grad_versions = {}, []
         self.count += 1
+
+    def _finish(self) -> None:
+        """Δw into the staging row, the staging rows into the ring at the device-side index."""
+        now, row = self._now, self._row
+        if now["case"] == "norm":
+            row[:, COL["update_norm"]] = torch.stack(torch._foreach_norm(now["d"])) * now["lr"]
+        elif now["case"] == "diff":
+            torch._foreach_sub_(self._old, self.weights)  # old - new
+            row[:, COL["update_norm"]] = torch.stack(torch._foreach_norm(self._old))
+        if now["ics"] is not None:
+            row[:, COL["ics_l2"] : COL["ics_cos"] + 1] = now["ics"]
+        assert self.stats is not None
+        staged = (
+            (self.dev_hist, self.stats.hist),
+            (self.dev_scal, row),
+            (self.dev_glob, self._glob),
+        )
+        for ring, step_rows in staged:
+            ring.index_copy_(0, self._r, step_rows[None])
+        self._r.add_(1)
 
     def full(self) -> bool:
         return self.count >= self.rows
@@ -242,16 +374,17 @@ class Probe:
         for dev, host in zip((self.dev_hist, self.dev_scal, self.dev_glob), self.host,
                              strict=True):  # fmt: skip
             host[:n].copy_(dev[:n], non_blocking=True)
+        self._r.zero_()
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
         hist, scal, glob = (h[:n].numpy() for h in self.host)
+        steps, display = layer_frames(self.names, self.edges, hist, scal, self.n, self.bins,
+                                      self.first, self.prev)  # fmt: skip
+        if self.first is None:
+            self.first = display[0]
+        self.prev = display[-1]
         out = []
-        for k in range(n):
-            layers, display = layer_frames(self.names, self.edges, hist[k], scal[k], self.n,
-                                           self.bins, self.first, self.prev)  # fmt: skip
-            if self.first is None:
-                self.first = display
-            self.prev = display
+        for k, layers in enumerate(steps):
             ics = None
             if np.isfinite(scal[k, :, COL["ics_cos"]]).any():
                 ics = [dict(name=name, l2=float(scal[k, i, COL["ics_l2"]]),

@@ -225,54 +225,67 @@ def _gather(layers: list[list[torch.Tensor]], buf: torch.Tensor) -> tuple[torch.
     return rows, True
 
 
+# the Frame layer's numbers, in wire order (normcore.frames); non-finite ones travel as None
+LAYER_NUMBERS = (
+    "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm",
+    "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std", "w1_prev", "w1_first",
+)  # fmt: skip
+
+
 def layer_frames(
     names: list[str], edges: np.ndarray, hist: np.ndarray, scal: np.ndarray, n: int,
     bins: int, first: np.ndarray | None, prev: np.ndarray | None,
-) -> tuple[list[dict], np.ndarray]:  # fmt: skip
-    """Host rows -> Frame layers (see normcore.frames), and the display counts (L, bins+2)."""
-    L, fine = len(names), bins * FINE
-    c = scal.T  # columns by name
-    get = dict(zip(FIELDS, c, strict=True))
-    under, over = hist[:, 0], hist[:, fine + 1]
-    coarse = hist[:, 1 : fine + 1].reshape(L, bins, FINE).sum(-1)
-    display = np.concatenate([under[:, None], coarse, over[:, None]], axis=1)  # (L, bins+2)
+) -> tuple[list[list[dict]], np.ndarray]:  # fmt: skip
+    """Host rows of k probed steps, ``hist`` (k, L, S) and ``scal`` (k, L, len(FIELDS)) ->
+    each step's Frame layers (see normcore.frames), and the display counts (k, L, bins+2).
+    ``first``, ``prev``: the display counts of the run's first and of the previous probe (None
+    before there was one: a probe is then its own reference, W1 0, or NaN with no values).
+    All k steps in one set of array operations: a flush costs the host little per frame."""
+    k, L, fine = len(hist), len(names), bins * FINE
+    get = dict(zip(FIELDS, np.moveaxis(scal, -1, 0), strict=True))  # each (k, L)
+    under, over = hist[..., 0], hist[..., fine + 1]
+    coarse = hist[..., 1 : fine + 1].reshape(k, L, bins, FINE).sum(-1)
+    display = np.concatenate([under[..., None], coarse, over[..., None]], axis=-1)
     nf = n - get["nonfinite"]
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = get["sum"] / nf  # sums are of x - centre, centre = (lo + hi) / 2
-        mean = edges.mean(1) + shift
         meansq = get["sumsq"] / nf
         var = meansq - shift**2
         # min == max, or a spread below float32 resolution (1e-6 of the rms): constant
         flat = (get["max"] == get["min"]) | (var <= 1e-12 * meansq)
-        std = np.sqrt(np.where(flat, 0.0 * var, var))
-        pct = percentiles(hist, edges, get["min"], get["max"], nf, fine)
+        pct = percentiles(hist.reshape(k * L, -1), np.tile(edges, (k, 1)),
+                          get["min"].ravel(), get["max"].ravel(), nf.ravel(), fine)  # fmt: skip
         w = (edges[:, 1] - edges[:, 0]) / bins
-        # the first probe is its own reference: 0, or NaN for a histogram with no values
-        w1_first = wasserstein1(display, display if first is None else first, w)
-        w1_prev = wasserstein1(display, display if prev is None else prev, w)
-        sat, sat_pre = get["sat"] / n, get["sat_pre"] / n
-        update_ratio = get["update_norm"] / get["weight_norm"]
-
-    def num(a: np.ndarray, i: int) -> float | None:
-        v = float(a[i])
-        return v if np.isfinite(v) else None
-
-    layers = []
-    for i, name in enumerate(names):
-        counts = [int(v) for v in coarse[i]]
-        hist_i = dict(lo=float(edges[i, 0]), hi=float(edges[i, 1]), counts=counts,
-                      under=int(under[i]), over=int(over[i]))  # fmt: skip
-        layer = dict(name=name, hist=hist_i, nonfinite=int(get["nonfinite"][i]))
-        for key, arr in (("mean", mean), ("std", std), ("p15", pct[0]), ("p50", pct[1]),
-                         ("p85", pct[2]), ("sat", sat), ("sat_pre", sat_pre),
-                         ("grad_norm", get["grad_norm"]), ("act_grad_norm", get["act_grad_norm"]),
-                         ("weight_norm", get["weight_norm"]), ("update_ratio", update_ratio),
-                         ("g_mean", get["g_mean"]), ("g_std", get["g_std"]),
-                         ("b_mean", get["b_mean"]), ("b_std", get["b_std"]),
-                         ("w1_prev", w1_prev), ("w1_first", w1_first)):  # fmt: skip
-            layer[key] = num(arr, i)
-        layers.append(layer)
-    return layers, display
+        before = display[:1] if prev is None else prev[None]
+        previous = np.concatenate([before, display[:-1]])
+        reference = display[:1] if first is None else first[None]
+        numbers = dict(
+            mean=edges.mean(1) + shift,
+            std=np.sqrt(np.where(flat, 0.0 * var, var)),
+            p15=pct[0].reshape(k, L), p50=pct[1].reshape(k, L), p85=pct[2].reshape(k, L),
+            sat=get["sat"] / n, sat_pre=get["sat_pre"] / n,
+            update_ratio=get["update_norm"] / get["weight_norm"],
+            w1_prev=wasserstein1(display, previous, w),
+            w1_first=wasserstein1(display, reference, w),
+        )  # fmt: skip
+    values = np.stack([numbers[key] if key in numbers else get[key] for key in LAYER_NUMBERS],
+                      axis=-1)  # fmt: skip
+    values = np.where(np.isfinite(values), values, np.nan).tolist()  # floats, NaN for None
+    counts, unders, overs, bad = (a.astype(np.int64).tolist()
+                                  for a in (coarse, under, over, get["nonfinite"]))  # fmt: skip
+    lo, hi = edges[:, 0].tolist(), edges[:, 1].tolist()
+    steps = []
+    for j in range(k):
+        layers = []
+        for i, name in enumerate(names):
+            hist_i = dict(lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i],
+                          over=overs[j][i])  # fmt: skip
+            layer = dict(name=name, hist=hist_i, nonfinite=bad[j][i])
+            layer.update((key, None if v != v else v)
+                         for key, v in zip(LAYER_NUMBERS, values[j][i], strict=True))  # fmt: skip
+            layers.append(layer)
+        steps.append(layers)
+    return steps, display
 
 
 def percentiles(
@@ -280,23 +293,16 @@ def percentiles(
     fine: int, qs: tuple[float, ...] = (0.15, 0.50, 0.85),
 ) -> np.ndarray:  # fmt: skip
     """(len(qs), L) percentiles from the fine histogram (bound in the module docstring)."""
-    L = len(edges)
-    counts = hist[:, : fine + 2]  # under, fine bins, over
+    counts = hist[:, : fine + 2]  # slot 0 under, 1..fine the fine bins, fine + 1 over
     cum = counts.cumsum(1)
-    lo, hi = edges[:, :1], edges[:, 1:]
-    w = (hi - lo) / fine
-    inner = lo + w * np.arange(fine + 1)  # (L, fine+1) fine-bin edges
-    lower = np.concatenate([vmin[:, None], inner], axis=1)  # slot j spans [lower, upper]
-    upper = np.concatenate([inner, vmax[:, None]], axis=1)
-    out = np.full((len(qs), L), np.nan)
-    for k, q in enumerate(qs):
-        rank = q * (nf - 1)  # numpy's 'linear' method: index into the sorted values
-        j = (cum > rank[:, None]).argmax(1)  # the slot holding that rank
-        rows = np.arange(L)
-        c = counts[rows, j]
-        before = cum[rows, j] - c
-        a, b = lower[rows, j], upper[rows, j]
-        frac = np.clip((rank - before + 0.5) / np.maximum(c, 1), 0.0, 1.0)
-        est = np.clip(a + frac * (b - a), vmin, vmax)
-        out[k] = np.where(nf > 0, est, np.nan)
-    return out
+    rank = np.multiply.outer(nf - 1, qs)  # (L, q): numpy's 'linear' method, a sorted index
+    j = (cum[:, None, :] > rank[..., None]).argmax(-1)  # (L, q): the slot holding that rank
+    c = np.take_along_axis(counts, j, 1)
+    before = np.take_along_axis(cum, j, 1) - c
+    lo, w = edges[:, :1], (edges[:, 1:] - edges[:, :1]) / fine
+    # slot j spans [lo + (j-1)·w, lo + j·w]; the under slot starts at min, over ends at max
+    a = np.where(j == 0, vmin[:, None], lo + (j - 1) * w)
+    b = np.where(j == fine + 1, vmax[:, None], lo + j * w)
+    frac = np.clip((rank - before + 0.5) / np.maximum(c, 1), 0.0, 1.0)
+    est = np.clip(a + frac * (b - a), vmin[:, None], vmax[:, None])
+    return np.where(nf[:, None] > 0, est, np.nan).T

@@ -16,7 +16,7 @@ from normcore import stats as stats_module
 from normcore.config import RunConfig
 from normcore.models import build_model
 from normcore.norms import norm_affine
-from normcore.probes import Probe
+from normcore.probes import Probe, ProbePoint, Tap
 from normcore.stats import (
     ACT_RANGE,
     FIELDS,
@@ -77,11 +77,15 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
     [(6, True, False), (4, False, False), (1, False, False), (1, False, True)],
     ids=["one-batch-histc", "batches-of-4-bincount", "per-layer-bincount", "per-layer-hooks"],
 )
-def test_layer_stats_match_float64_numpy(activation, per_batch, histc, hooks, monkeypatch):
+def test_layer_stats_match_float64_numpy(
+    activation, per_batch, histc, hooks, monkeypatch, device
+):  # fmt: skip
     """A GPU batches every layer into one histc; a CPU goes in cache-sized batches with
     bincount, or layer by layer from the hooks (``layer``: a short path for finite layers,
     the batched one for a layer with NaN or inf). Every split and counter must give the
     same numbers."""
+    if device.type != "cpu" and not histc:
+        pytest.skip("cache-sized batches and bincount are the CPU's path")
     rng = np.random.default_rng(7)
     n = 4000
     x = make_layers(rng, n)
@@ -91,28 +95,28 @@ def test_layer_stats_match_float64_numpy(activation, per_batch, histc, hooks, mo
     edges = choose_edges(finite.min(1), finite.max(1), activation)
     edges[5] = [-2.0, 2.0]  # narrower than the data: exercises under/over and the tails
     monkeypatch.setattr(stats_module, "CACHE_BYTES", 4 * n * per_batch)
-    stats = LayerStats(edges, n, BINS, activation, "cpu", histc=histc)
+    stats = LayerStats(edges, n, BINS, activation, device, histc=histc)
     assert stats.chunk == per_batch
     # a layer's values come as one tensor, or as one per time step (an RNN): two halves here
     parts = 1 if per_batch == 1 else 2
 
     def split(rows: np.ndarray) -> list[list[torch.Tensor]]:
-        return [list(torch.from_numpy(row.copy()).chunk(parts)) for row in rows]
+        return [list(torch.from_numpy(row.copy()).to(device).chunk(parts)) for row in rows]
 
     per_layer = split(x)
     if hooks:
         for i in range(len(x)):
-            stats.layer(i, per_layer[i][0], torch.from_numpy(pre[i].copy()))
-        hist, cols = stats.hist, stats.cols
+            stats.layer(i, per_layer[i][0], torch.from_numpy(pre[i].copy()).to(device))
+        hist, cols = stats.hist.cpu(), stats.cols.cpu()
     else:
-        hist, cols = stats(per_layer, split(pre))
+        hist, cols = (t.cpu() for t in stats(per_layer, split(pre)))
     assert cols.shape == (len(x), len(STAT_FIELDS))
     for tensors, row in zip(per_layer, x, strict=True):  # the model's tensors are only read
-        np.testing.assert_array_equal(torch.cat(tensors).numpy(), row)
+        np.testing.assert_array_equal(torch.cat(tensors).cpu().numpy(), row)
     scal = np.full((len(x), len(FIELDS)), np.nan)
     scal[:, : len(STAT_FIELDS)] = cols.numpy()
-    layers, display = layer_frames(
-        [f"h{i}" for i in range(len(x))], edges, hist.numpy(), scal, n, BINS, None, None
+    ((layers,), (display,)) = layer_frames(
+        [f"h{i}" for i in range(len(x))], edges, hist.numpy()[None], scal[None], n, BINS, None, None
     )
     for i, layer in enumerate(layers):
         v = x[i][np.isfinite(x[i])].astype(np.float64)
@@ -162,6 +166,25 @@ def test_layer_stats_rejects_an_empty_layer():
         LayerStats(np.array([[-1.0, 1.0]]), 0, 8, "relu", "cpu")
 
 
+def numpy64(t: torch.Tensor) -> np.ndarray:
+    """An independent float64 host copy of a (device) tensor."""
+    return t.detach().double().cpu().numpy().copy()
+
+
+def probed_step(model, probe, opt, x, y, before_step=lambda: None):
+    """One probed training step -> (loss, logits, what ``before_step`` returned)."""
+    probe.arm()
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    opt.zero_grad()
+    loss.backward()
+    probe.collect(loss, logits, y)
+    seen = before_step()  # after backward, before the weights move
+    opt.step()
+    probe.after_step()
+    return loss, logits, seen
+
+
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.5),
     "momentum": lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
@@ -172,21 +195,31 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("norm", ["batch", "none"])
-@pytest.mark.parametrize("eager", [True, False], ids=["in-hooks", "batched"])
-def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, monkeypatch):
-    """Three probed steps: the first sets the edges (batched); on a CPU, layers that fill the
-    cache alone (here: a tiny cache) are measured in the hooks after that. Plain SGD and
-    momentum take ‖Δw‖ = lr·‖d‖ from the optimizer, other optimizers diff a copy."""
+@pytest.mark.parametrize(
+    ("eager", "staged"),
+    [(True, False), (False, False), (False, True)],
+    ids=["in-hooks", "batched", "staged"],
+)
+def test_probe_matches_numpy_over_training_steps(
+    optimizer, norm, eager, staged, monkeypatch, device
+):  # fmt: skip
+    """Six probed steps: the first sets the edges (batched); on a CPU, layers that fill the
+    cache alone (here: a tiny cache) are measured in the hooks after that; on a GPU the later
+    steps replay CUDA graphs. Plain SGD and momentum take ‖Δw‖ = lr·‖d‖ from the optimizer,
+    other optimizers diff a copy."""
+    if device.type != "cpu" and (eager or not staged):
+        pytest.skip("a GPU stages a step's tensors for its CUDA graphs; the rest is the CPU's")
     if eager:
         monkeypatch.setattr(stats_module, "CACHE_BYTES", 64)
     torch.manual_seed(0)
     cfg = RunConfig(depth=3, width=16, norm=norm, activation="sigmoid", batch_size=32)
-    model = build_model(cfg, (10,), 4)
+    model = build_model(cfg, (10,), 4).to(device)
     points = model.probe_points()
     opt = OPTIMIZERS[optimizer](model.parameters())
-    probe = Probe(points, activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
+    probe = Probe(points, activation="sigmoid", bins=BINS, rows=8, optimizer=opt, device=device)
+    probe.staged = staged  # a CPU runs the GPU's staged path eagerly
     assert (probe._old == []) == (optimizer in ("sgd", "momentum"))
-    x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
+    x, y = torch.randn(32, 10, device=device), torch.randint(0, 4, (32,), device=device)
     # an independent record of the same tensors: our own hooks, retained gradients
     seen: dict[str, list[torch.Tensor]] = {"act": [], "pre": []}
 
@@ -201,28 +234,24 @@ def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, monkeyp
         p.act.register_forward_hook(keep_act)
         p.pre.register_forward_hook(keep_pre)
     expected = []
-    for _ in range(3):
+    for _ in range(6):
         seen["act"].clear()
         seen["pre"].clear()
-        probe.arm()
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        probe.collect(loss, (logits.argmax(1) == y).float().mean())
-        before = [p.weight.detach().double().numpy().copy() for p in points]
-        affine = [[None if t is None else t.detach().double().numpy().copy()
-                   for t in norm_affine(p.affine)] for p in points]  # fmt: skip
-        opt.step()
-        probe.after_step()
+        loss, logits, (before, affine) = probed_step(model, probe, opt, x, y, lambda: (
+            [numpy64(p.weight) for p in points],
+            [[None if t is None else numpy64(t) for t in norm_affine(p.affine)] for p in points],
+        ))  # fmt: skip
         expected.append(dict(loss=loss.item(), acc=(logits.argmax(1) == y).double().mean().item(),
-                             act=[a.detach().double().numpy() for a in seen["act"]],
-                             act_grad=[a.grad.double().numpy() for a in seen["act"]],
-                             pre=[p.double().numpy() for p in seen["pre"]],
-                             grad=[p.weight.grad.double().numpy() for p in points],
-                             before=before, after=[p.weight.detach().double().numpy()
-                                                   for p in points], affine=affine))  # fmt: skip
-    assert probe.eager == eager  # CPU: steps 2 and 3 ran in the hooks, or all batched
+                             act=[numpy64(a) for a in seen["act"]],
+                             act_grad=[numpy64(a.grad) for a in seen["act"]],
+                             pre=[numpy64(p) for p in seen["pre"]],
+                             grad=[numpy64(p.weight.grad) for p in points],
+                             before=before, after=[numpy64(p.weight) for p in points],
+                             affine=affine))  # fmt: skip
+    assert probe.eager == eager  # CPU: steps 2 to 6 ran in the hooks, or all batched
+    assert probe.staged == staged == ("loss" in probe._inputs)  # staged steps 2 to 6
+    if device.type == "cuda":  # once the addresses repeat, both halves replay CUDA graphs
+        assert probe._record_graph.replays >= 1 and probe._finish_graph.replays >= 1
     for (layers, loss_v, acc_v, ics), e in zip(probe.flush(), expected, strict=True):
         assert loss_v == pytest.approx(e["loss"]) and acc_v == pytest.approx(e["acc"])
         assert ics is None
@@ -251,8 +280,8 @@ def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, monkeyp
     probe.close()
 
 
-def test_the_grad_norm_is_the_raw_gradient_and_the_update_the_clipped_one():
-    frames = list(run(dict(steps=2, clip=1e-3, lr=0.1, device="cpu")))
+def test_the_grad_norm_is_the_raw_gradient_and_the_update_the_clipped_one(device):
+    frames = list(run(dict(steps=6, probe_every=1, clip=1e-3, lr=0.1, device=device.type)))
     for layer in frames[0]["layers"]:
         assert layer["grad_norm"] > 1e-3  # not clipped
         # SGD moved w by lr·(clipped gradient): the whole model's gradient has norm 1e-3
@@ -266,7 +295,7 @@ def test_probe_without_a_norm_reports_no_gain_and_equal_saturations():
     probe.arm()
     loss = model(torch.randn(6, 5)).square().mean()
     loss.backward()
-    probe.collect(loss, torch.tensor(0.0))
+    probe.collect(loss)
     probe.after_step()
     ((layers, *_),) = probe.flush()
     for layer in layers:
@@ -301,7 +330,7 @@ def test_probe_in_hooks_measures_a_gradient_changed_after_backward(monkeypatch):
         model(x).square().mean().backward()
         if changed:
             points[0].weight.grad.mul_(2.0)
-        probe.collect(torch.tensor(0.0), torch.tensor(0.0))
+        probe.collect(torch.tensor(0.0))
         probe.after_step()
     assert probe.eager
     layers = probe.flush()[-1][0]
@@ -309,3 +338,27 @@ def test_probe_in_hooks_measures_a_gradient_changed_after_backward(monkeypatch):
         assert layer["grad_norm"] == pytest.approx(p.weight.grad.norm().item(), rel=1e-6)
         assert layer["weight_norm"] == pytest.approx(p.weight.norm().item(), rel=1e-6)
     probe.close()
+
+
+def test_probe_reads_any_module_through_forward_hooks():
+    """A model of one's own has no ``Tap``s: the probe then reads its modules' outputs through
+    forward hooks, and measures the same numbers."""
+
+    def frames(own_modules: bool):
+        torch.manual_seed(0)
+        model = build_model(RunConfig(depth=2, width=16, norm="batch"), (5,), 3)
+        points = model.probe_points()
+        if own_modules:
+            for block in model.blocks:
+                block.pre, block.act_in = torch.nn.Identity(), torch.nn.Identity()
+            points = [ProbePoint(p.name, b.pre, b.act_in, p.weight, p.affine)
+                      for p, b in zip(points, model.blocks, strict=True)]  # fmt: skip
+        assert all(isinstance(p.act, Tap) for p in points) != own_modules
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        probe = Probe(points, activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
+        x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+        for _ in range(3):
+            probed_step(model, probe, opt, x, y)
+        return probe.flush()
+
+    assert frames(own_modules=True) == frames(own_modules=False)
