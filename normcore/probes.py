@@ -1,20 +1,26 @@
-"""Device-side probes: hooks, batched statistics, a ring buffer, no host sync per step.
+"""Device-side probes: taps, batched statistics, a ring buffer, no host sync per step.
 
 Per probed step the trainer calls ``arm()`` before the forward pass, ``collect()`` after
-backward (before the optimizer step) and ``after_step()`` after it. On a GPU the hooks on the
-model's taps only keep tensor references and ``collect`` does the batched work of
-``normcore.stats.LayerStats`` over all layers at once (a GPU pays per launch). On a CPU (which
-pays per pass over memory) the hooks hand each layer to ``LayerStats.layer`` as soon as its
-tensors exist, still hot in cache, and keep nothing alive through backward, when a layer
-fills the cache on its own; smaller layers go in cache-sized batches (fewer ops), as do RNN
-layers, whose taps fire once per time step. Weights and gradients: on such a CPU their norms
-are taken in a hook the moment backward has written the gradient (both still in cache),
-else by ``torch._foreach_norm`` in ``collect``; one row of a preallocated device ring
-buffer is written.
+backward (before the optimizer step) and ``after_step()`` after it. The model's ``Tap``s hand
+the probe each layer's pre-activation and activation input (any other module: a forward hook).
+
+On a GPU, which pays per kernel launch and per host-side dispatch, the taps only keep tensor
+references; ``collect`` copies the step's tensors into fixed buffers (a stack of the layers,
+one foreach norm of all gradients, the loss and logits) and replays one captured CUDA graph
+(normcore.graphs) of all the statistics of ``normcore.stats.LayerStats`` and the row writes:
+a few launches instead of about seventy. On a CPU, which pays per pass over memory, the taps
+hand each layer to ``LayerStats.layer`` while its tensors are still hot in cache, where a
+layer fills the cache on its own; smaller layers go in cache-sized batches (fewer ops), as do
+RNN layers, whose taps fire once per time step. Weights and gradients: on a CPU their norms
+are taken in a hook the moment backward has written the gradient (both still in cache), else
+by ``torch._foreach_norm`` in ``collect``. Each probed step fills one row of a preallocated
+device ring buffer, at a device-side index (so a graph writes the right row); ‖Δw‖ comes in
+``after_step`` unless plain SGD's lr·‖∇w‖ already gave it.
+
 Nothing reads a device value on the host until ``flush()``, which copies the used rows to
-(pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers.
-The one exception is the first ``collect``, which reads each layer's range once to fix the
-histogram edges for the whole run.
+(pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers, all
+rows at once. The one exception is the first ``collect``, which reads each layer's range once
+to fix the histogram edges for the whole run.
 
 Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.stats.
 All hidden layers of a model must have equal shapes (ours do), so one ``stack`` batches them.
@@ -207,8 +213,7 @@ class Probe:
         self._glob = torch.empty(2, dtype=torch.float64, device=dev)
         self._r = torch.zeros(1, dtype=torch.int64, device=dev)
         # staging for the GPU's captured graph (see _stage)
-        self._grad_norm_buf = torch.empty(self.L, device=dev)
-        self._act_norm_buf = torch.empty(self.L * len(self._acts[0]), device=dev)
+        self._norm_buf = torch.empty(self.L * (1 + len(self._acts[0])), device=dev)
         self._inputs: dict[str, torch.Tensor] = {}
         self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
                      for t in (self.dev_hist, self.dev_scal, self.dev_glob)]  # fmt: skip
@@ -247,6 +252,7 @@ class Probe:
         for refs in (self._acts, self._pres, self._act_grads):
             for ts in refs:
                 ts.clear()
+        self.count += 1
 
     def _stage(self) -> None:
         """GPU: the step's tensors into fixed buffers, so one captured graph serves every step
@@ -262,12 +268,12 @@ class Probe:
             pres = [t for ts in self._pres for t in ts]
             torch.stack(pres, out=stats.pre.view(len(pres), *pres[0].shape))
             now["pre"] = stats.pre
-        torch.stack(torch._foreach_norm(now["grads"]), out=self._grad_norm_buf)
-        now["grad_norm"] = self._grad_norm_buf
-        if now["act_grads"]:
-            act = [g for ts in self._act_grads for g in ts]
-            torch.stack(torch._foreach_norm(act), out=self._act_norm_buf[: len(act)])
-            now["act_norms"] = self._act_norm_buf[: len(act)]
+        act = [g for ts in self._act_grads for g in ts] if now["act_grads"] else []
+        tensors = [*now["grads"], *act]  # one foreach kernel for both kinds of norm
+        torch.stack(torch._foreach_norm(tensors), out=self._norm_buf[: len(tensors)])
+        now["grad_norm"] = self._norm_buf[: self.L]
+        if act:
+            now["act_norms"] = self._norm_buf[self.L : len(tensors)]
         for name in ("loss", "logits", "targets"):
             value = now[name]
             if value is not None:
@@ -277,7 +283,7 @@ class Probe:
                 now[name] = buf.copy_(value)
 
     def _record(self) -> None:
-        """The step's statistics into the staging rows (a CUDA graph on a GPU, reading the
+        """The step's statistics into the ring's next row (a CUDA graph on a GPU, reading the
         buffers ``_stage`` filled; elsewhere straight from the step's tensors)."""
         now, stats = self._now, self.stats
         assert stats is not None
@@ -319,11 +325,16 @@ class Probe:
         torch.stack([now["loss"], acc.to(now["loss"].dtype)], out=self._glob)
         if self._old:
             torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
+        # the rows into the ring at the device-side index _r (so a graph writes the right row)
+        for ring, step_rows in ((self.dev_hist, stats.hist), (self.dev_scal, self._row),
+                                (self.dev_glob, self._glob)):  # fmt: skip
+            ring.index_copy_(0, self._r, step_rows[None])
+        self._r.add_(1)
 
     @torch.no_grad()
     def after_step(self, ics: torch.Tensor | None = None) -> None:
-        """After the optimizer step: ‖Δw‖ (and the ICS columns when measured), then the row
-        goes into the ring buffer."""
+        """After the optimizer step: ‖Δw‖ (and the ICS columns when measured) into the row
+        ``collect`` wrote. Plain SGD whose gradients did not change since has it already."""
         opt, lr, inputs = self._sgd, None, []
         if opt is None:
             case = "diff"  # any other optimizer: the difference to the copy taken before
@@ -336,32 +347,28 @@ class Probe:
         else:  # changed since (clipped): Δw = -lr·(the gradient now)
             case, lr = "norm", opt.param_groups[0]["lr"]
             inputs = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        self._now = dict(case=case, lr=lr, d=inputs, ics=ics)
-        self._finish_graph([*inputs, ics], (case, lr))
+        if case != "ready" or ics is not None:
+            self._now = dict(case=case, lr=lr, d=inputs, ics=ics)
+            self._finish_graph([*inputs, ics], (case, lr))
         # hold no tensor of this step into the next: the allocator then reuses its blocks and
-        # the next step's tensors land where this step's did (the graphs' keys)
+        # the next step's tensors land where this step's did
         self._now, self._grad_versions = {}, []
-        self.count += 1
 
     def _finish(self) -> None:
-        """Δw into the staging row, the staging rows into the ring at the device-side index."""
-        now, row = self._now, self._row
+        """Δw (and ICS) into the ring's last row, _r - 1 on the device (a graph on a GPU)."""
+        now, last = self._now, self._r - 1
+        update = None
         if now["case"] == "norm":
-            row[:, COL["update_norm"]] = torch.stack(torch._foreach_norm(now["d"])) * now["lr"]
+            update = torch.stack(torch._foreach_norm(now["d"])) * now["lr"]
         elif now["case"] == "diff":
             torch._foreach_sub_(self._old, self.weights)  # old - new
-            row[:, COL["update_norm"]] = torch.stack(torch._foreach_norm(self._old))
+            update = torch.stack(torch._foreach_norm(self._old))
+        if update is not None:
+            column = self.dev_scal[..., COL["update_norm"]]  # (rows, L)
+            column.index_copy_(0, last, update[None].to(column.dtype))
         if now["ics"] is not None:
-            row[:, COL["ics_l2"] : COL["ics_cos"] + 1] = now["ics"]
-        assert self.stats is not None
-        staged = (
-            (self.dev_hist, self.stats.hist),
-            (self.dev_scal, row),
-            (self.dev_glob, self._glob),
-        )
-        for ring, step_rows in staged:
-            ring.index_copy_(0, self._r, step_rows[None])
-        self._r.add_(1)
+            columns = self.dev_scal[..., COL["ics_l2"] : COL["ics_cos"] + 1]  # (rows, L, 2)
+            columns.index_copy_(0, last, now["ics"][None].to(columns.dtype))
 
     def full(self) -> bool:
         return self.count >= self.rows
