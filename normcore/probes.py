@@ -37,7 +37,15 @@ from torch import nn
 
 from normcore.graphs import GraphReplay
 from normcore.norms import norm_affine
-from normcore.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
+from normcore.stats import (
+    COL,
+    FIELDS,
+    FINE,
+    STAT_FIELDS,
+    LayerStats,
+    choose_edges,
+    layer_frames,
+)
 
 
 class Tap(nn.Identity):
@@ -194,7 +202,8 @@ class Probe:
         n = sum(t.numel() for t in self._acts[0])
         ranges = [torch.stack(refs).nan_to_num(0.0, 0.0, 0.0).aminmax() for refs in self._acts]
         vmin, vmax = (torch.stack(v).double().cpu().numpy() for v in zip(*ranges, strict=True))
-        edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
+        # the one host read, at setup
+        edges = choose_edges(vmin, vmax, self.activation, self.bins * FINE)
         self.edges, self.n = edges, n
         self.stats = LayerStats(edges, n, self.bins, self.activation, self.device)
         # per layer in the hooks only where a layer fills the cache on its own: small layers

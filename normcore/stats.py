@@ -28,7 +28,11 @@ Saturation: the fraction of a layer's values in the activation's saturated regio
 (σ' < 0.0125, tanh' < 0.05; the same point, since σ(x) = (1 + tanh(x/2))/2); relu and gelu
 x <= 0 (dead units). ``sat`` reads the activation's input, ``sat_pre`` the pre-activation
 before the norm. It counts over all values: ±inf lies in the saturated region (−inf only, for
-relu/gelu), NaN in none.
+relu/gelu), NaN in none. For sigmoid and tanh the probes lay each layer's fine grid so that
+±threshold are fine-bin edges (``choose_edges(fine=...)``), and a CPU layer taken on its own
+reads ``sat`` off its histogram instead of three more passes over it: the same count except
+for a value within float32 rounding (~1e-5 of a fine bin) of ±threshold, which may fall on
+either side (x = +threshold exactly counts as saturated there).
 
 Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kept out of the
 histogram, mean, std and percentiles, which describe the finite values (std is the population
@@ -62,14 +66,26 @@ FIELDS = (
 COL = {name: i for i, name in enumerate(FIELDS)}
 
 
-def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str) -> np.ndarray:
-    """(L, 2) fixed [lo, hi] per layer from the first batch's finite range (see module doc)."""
+def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str,
+                 fine: int | None = None) -> np.ndarray:  # fmt: skip
+    """(L, 2) fixed [lo, hi] per layer from the first batch's finite range (see module doc).
+
+    With ``fine`` (fine bins per layer) and a sigmoid or tanh, the fine grid is laid so that
+    ±SAT_THRESHOLD fall on fine-bin edges (the range grows by less than two fine bins): the
+    histogram then holds the saturation count of the activation's input."""
     reach = ACT_RANGE[activation]
     ok = np.isfinite(vmin) & np.isfinite(vmax)
     vmin, vmax = np.where(ok, vmin, 0.0), np.where(ok, vmax, 0.0)
     span = vmax - vmin
     lo = np.minimum(-reach, vmin - span / 2)
     hi = np.maximum(reach, vmax + span / 2)
+    t = SAT_THRESHOLD.get(activation)
+    if t is not None and fine is not None and fine > 1:
+        m = np.floor(2 * t * (fine - 1) / (hi - lo))  # fine bins between -t and t
+        w = 2 * t / np.maximum(m, 1)  # >= (hi - lo) / (fine - 1): room to move lo down
+        aligned = -t - np.ceil((-t - lo) / w) * w  # <= lo, with -t (and t) on an edge
+        lo = np.where(m >= 1, aligned, lo)  # m = 0: a range too wide to align; left as is
+        hi = np.where(m >= 1, aligned + fine * w, hi)
     return np.stack([lo, hi], axis=1).astype(np.float64)
 
 
@@ -115,6 +131,22 @@ class LayerStats:
         self.slots = torch.empty(self.chunk, n, dtype=index, device=device)
         self.hist = torch.zeros(self.L, self.S, device=device)
         self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
+        self.sat_slots = self._threshold_slots()
+
+    def _threshold_slots(self) -> list[tuple[int, int] | None]:
+        """Per layer, the fine slots where -t and t begin when they are fine-bin edges
+        (sigmoid, tanh: choose_edges(fine=...) lays them so): the histogram then counts the
+        saturated values, x < -t below the first and x >= t from the second. Computed with
+        the kernels' own float32 arithmetic; an edge is taken within 1e-3 of a slot."""
+        t = SAT_THRESHOLD.get(self.activation)
+        if t is None:
+            return [None] * self.L
+        d = torch.tensor([-t, t]) - self.centre.cpu()  # (L, 2): d = x - centre
+        s = (d * self.scale.cpu() + self._k.cpu()).double()  # d·scale + k
+        j = s.round()
+        ok = ((s - j).abs() < 1e-3).all(1) & (j[:, 0] >= 1) & (j[:, 1] <= self.fine + 1)
+        return [(int(a), int(b)) if good else None
+                for (a, b), good in zip(j.tolist(), ok.tolist(), strict=True)]  # fmt: skip
 
     def __call__(self, acts: list[list[torch.Tensor]], pres: list[list[torch.Tensor]] | None):
         """All layers; returns the staging buffers (hist, cols)."""
@@ -145,14 +177,13 @@ class LayerStats:
             self.d = torch.empty_like(self.x)
         buf = self.d[:1]  # one scratch row for every pass: it stays in cache
         sat_pre = None if p is None else self._saturated(p, buf)[0]
-        sat = self._saturated(x, buf)[0]
+        edges = self.sat_slots[i]  # the slots of ±threshold, when they are fine-bin edges
+        sat = self._saturated(x, buf)[0] if edges is None else None
         centre = self.centre[rows]
         d = torch.sub(x, centre, out=buf)
         total = d.sum()
         if not math.isfinite(total):
             return self._batch(x, False, p, rows)
-        if sat_pre is None:
-            sat_pre = sat
         sumsq = torch.dot(d.view(-1), d.view(-1))  # BLAS: one read, no temporary
         vmin, vmax = d.amin(), d.amax()
         scale = float(self.scale[i])  # the float32 value: the same rounding as _batch
@@ -161,7 +192,11 @@ class LayerStats:
         if lo < 0.25 - self.fine / 2 - 1 or hi > self.fine / 2 + 0.75:  # under or over
             s.clamp_(0.5, self.fine + 1.5)  # (a margin: clamping in range changes nothing)
         slots = self.slots[:1].copy_(s)  # float -> int truncates: the floor, as s >= 0
-        self.hist[i].copy_(torch.bincount(slots.view(-1), minlength=self.S))
+        hist = self.hist[i].copy_(torch.bincount(slots.view(-1), minlength=self.S))
+        if sat is None:  # below -t (under included) and at or above t (over included)
+            sat = hist[: edges[0]].sum() + hist[edges[1] : self.fine + 2].sum()  # type: ignore[index]
+        if sat_pre is None:
+            sat_pre = sat
         c = centre[0, 0]
         torch.stack([total.new_zeros(()), total, sumsq, vmin + c, vmax + c, sat, sat_pre],
                     out=self.cols[i])  # fmt: skip  # the order of STAT_FIELDS

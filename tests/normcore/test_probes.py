@@ -92,11 +92,14 @@ def test_layer_stats_match_float64_numpy(
     pre = (x * 2.0 - 0.5).astype(np.float32)
     pre[0, :11] = np.nan
     finite = np.where(np.isfinite(x), x, 0.0)
-    edges = choose_edges(finite.min(1), finite.max(1), activation)
+    edges = choose_edges(finite.min(1), finite.max(1), activation, BINS * FINE)
     edges[5] = [-2.0, 2.0]  # narrower than the data: exercises under/over and the tails
     monkeypatch.setattr(stats_module, "CACHE_BYTES", 4 * n * per_batch)
     stats = LayerStats(edges, n, BINS, activation, device, histc=histc)
     assert stats.chunk == per_batch
+    # sigmoid, tanh: ±threshold on fine-bin edges, so a CPU layer reads sat off its histogram
+    aligned = [slots is not None for slots in stats.sat_slots]
+    assert aligned == [activation in SAT_THRESHOLD] * 5 + [False]
     # a layer's values come as one tensor, or as one per time step (an RNN): two halves here
     parts = 1 if per_batch == 1 else 2
 
@@ -152,6 +155,20 @@ def test_layer_stats_match_float64_numpy(
     assert layers[3]["std"] == 0.0
     assert layers[3]["p15"] == layers[3]["p50"] == layers[3]["p85"] == np.float32(0.1)
     assert layers[5]["hist"]["under"] > 0 and layers[5]["hist"]["over"] > 0
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_saturation_off_the_histogram_counts_values_just_beside_the_threshold(activation):
+    """The CPU's per-layer path counts |x| > t from the fine slots beyond ±t (choose_edges
+    lays ±t on fine-bin edges); values 1e-4 on either side of ±t land on the right side."""
+    t = SAT_THRESHOLD[activation]
+    x = np.array([t - 1e-4, t + 1e-4, -t + 1e-4, -t - 1e-4, 0.0, 3 * t, -3 * t, 50.0] * 4,
+                 dtype=np.float32)  # fmt: skip
+    edges = choose_edges(np.array([-t]), np.array([t]), activation, BINS * FINE)
+    stats = LayerStats(edges, len(x), BINS, activation, "cpu")
+    assert stats.sat_slots[0] is not None and edges[0, 1] < 50.0  # 50 is in the over slot
+    stats.layer(0, torch.from_numpy(x), None)
+    assert stats.cols[0, STAT_FIELDS.index("sat")] == saturated_np(x, activation) * len(x) == 20
 
 
 def test_edges_cover_the_activation_range_and_widen_the_first_batch():
