@@ -94,6 +94,14 @@ class ProbePoint:
     affine: nn.Module  # where the norm's g, b live (normcore.norms.norm_affine)
 
 
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    """‖t‖ as √⟨t, t⟩: BLAS's dot reads a 4 MB weight from L3 ~25% faster than vector_norm,
+    and a 1 MB activation gradient in cache 2× faster (float32 sums: a norm above ~1e19
+    reads as inf, where it no longer matters)."""
+    flat = t.reshape(-1)
+    return torch.dot(flat, flat).sqrt()
+
+
 def _plain_sgd(optimizer: torch.optim.Optimizer | None) -> torch.optim.SGD | None:
     """The optimizer when its step is exactly w -= lr·d (SGD, heavy-ball momentum or none, no
     weight decay, dampening or Nesterov): then ‖Δw‖ = lr·‖d‖ without copying the weights."""
@@ -172,14 +180,14 @@ class Probe:
         def hook(w):
             if self.armed and self.eager:
                 g = w.grad
-                gn = torch.linalg.vector_norm(g)  # just written: first
-                self._norms[i] = (torch.linalg.vector_norm(w), gn, g, g._version)
+                gn = _norm(g)  # just written: first
+                self._norms[i] = (_norm(w.detach()), gn, g, g._version)
 
         return hook
 
     def _on_act_grad(self, i: int):
         def hook(grad):
-            self._act_grads[i].append(torch.linalg.vector_norm(grad))  # while hot in cache
+            self._act_grads[i].append(_norm(grad))  # while hot in cache
 
         return hook
 
