@@ -13,7 +13,8 @@ from normcore.drift import ics, jensen_shannon, wasserstein1
 from normcore.frames import Frame, decode, encode, to_json
 from normcore.models import build_model
 from normcore.norms import NORMS, NormSpec, get_norm_layer, make_conv2d, make_linear, norm_catalog
-from normcore.probes import Probe, ProbePoint
+from normcore.probes import Probe
+from normcore.taps import ProbePoint, Tap
 from normcore.train import resolve_device, run
 
 
@@ -36,6 +37,7 @@ __all__ = [
     "Probe",
     "ProbePoint",
     "RunConfig",
+    "Tap",
     "__version__",
     "batch_indices",
     "build_model",

@@ -28,12 +28,8 @@ All hidden layers of a model must have equal shapes (ours do), so one ``stack`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from torch import nn
 
 from normcore.graphs import GraphReplay
 from normcore.norms import norm_affine
@@ -46,52 +42,7 @@ from normcore.stats import (
     choose_edges,
     layer_frames,
 )
-
-
-class Tap(nn.Identity):
-    """A named point in the forward pass that probes read; returns its input unchanged.
-
-    Readers in ``sinks`` get the tensor. A forward hook would do the same, but any hook sends
-    every call of its module down nn.Module's slow path, probed step or not; a model's own
-    taps cost one empty loop when nothing reads them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sinks: list[Callable[[torch.Tensor], None]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for sink in self.sinks:
-            sink(x)
-        return x
-
-
-class _Reader:
-    """Reads a module's output: a ``Tap``'s sink, or a forward hook on any other module."""
-
-    def __init__(self, module: nn.Module, read: Callable[[torch.Tensor], None]) -> None:
-        self.module, self.read = module, read
-        if isinstance(module, Tap):
-            module.sinks.append(read)
-            self._hook = None
-        else:
-            self._hook = module.register_forward_hook(lambda m, args, out: read(out))
-
-    def remove(self) -> None:
-        if self._hook is None:
-            self.module.sinks.remove(self.read)  # type: ignore[union-attr, operator]
-        else:
-            self._hook.remove()
-
-
-@dataclass
-class ProbePoint:
-    """One hidden layer as the probes see it (the model builds these)."""
-
-    name: str  # "h1", "h2", ...
-    pre: nn.Module  # a tap (best a Tap) whose output is the pre-activation before the norm
-    act: nn.Module  # a tap (best a Tap) whose output is the activation's input
-    weight: nn.Parameter  # the layer's weight (WN: its direction v)
-    affine: nn.Module  # where the norm's g, b live (normcore.norms.norm_affine)
+from normcore.taps import ProbePoint, Reader
 
 
 def _norm(t: torch.Tensor) -> torch.Tensor:
@@ -129,8 +80,8 @@ class Probe:
         self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]  # or their norms
         self._handles: list = []
         for i, p in enumerate(points):
-            self._handles.append(_Reader(p.act, self._on_act(i)))
-            self._handles.append(_Reader(p.pre, self._on_pre(i)))
+            self._handles.append(Reader(p.act, self._on_act(i)))
+            self._handles.append(Reader(p.pre, self._on_pre(i)))
             if self.device.type == "cpu":  # see _on_grad
                 self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
         # CPU (eager): ‖w‖ and ‖∇w‖ as soon as backward has written ∇w (w was just read for

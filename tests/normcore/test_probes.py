@@ -16,7 +16,7 @@ from normcore import stats as stats_module
 from normcore.config import RunConfig
 from normcore.models import build_model
 from normcore.norms import norm_affine
-from normcore.probes import Probe, ProbePoint, Tap
+from normcore.probes import Probe
 from normcore.stats import (
     ACT_RANGE,
     FIELDS,
@@ -27,6 +27,7 @@ from normcore.stats import (
     choose_edges,
     layer_frames,
 )
+from normcore.taps import ProbePoint, Tap
 from normcore.train import run
 
 BINS = 16
