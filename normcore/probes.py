@@ -92,7 +92,8 @@ class Probe:
         self._sgd = _plain_sgd(optimizer)
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
-        # on a GPU both halves of a probed step are replayed as CUDA graphs (normcore.graphs)
+        # on a GPU a step's statistics, and Δw where the optimizer needs it after its step,
+        # replay captured CUDA graphs (normcore.graphs)
         self._record_graph = GraphReplay(self._record, self.device)
         self._finish_graph = GraphReplay(self._finish, self.device)
         self._now: dict = {}  # the step's tensors, while _record or _finish runs
