@@ -122,6 +122,15 @@ class RunConfig(BaseModel):
     _optimizer = _named(OPTIMIZERS, "optimizer")
     _device = _named(DEVICES, "device")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _true_is_not_a_number(cls, value: object, info: ValidationInfo) -> object:
+        """JSON's true and false are not numbers or names (pydantic's lax mode reads true as 1)."""
+        field = info.field_name
+        if isinstance(value, bool) and field and cls.model_fields[field].annotation is not bool:
+            raise ValueError(f"{field} takes a number or a name, not {str(value).lower()}")
+        return value
+
     @field_validator("norm", mode="after")
     @classmethod
     def _instance_needs_positions(cls, value: str, info: ValidationInfo) -> str:

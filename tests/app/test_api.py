@@ -49,6 +49,9 @@ def _field_error(response, *loc):
         ({"depth": 0}, "depth", "greater than"),
         ({"dataset": "mnist-ish"}, "dataset", "unknown"),
         ({"steps": "many"}, "steps", "integer"),
+        ({"steps": True}, "steps", "not true"),  # JSON's true is not 1
+        ({"lr": False}, "lr", "not false"),
+        ({"clip": True}, "clip", "not true"),
         ({"colour": "red"}, "colour", "Extra inputs"),
         ({"norm": "instance", "model": "mlp"}, "norm", "positions"),
     ],
