@@ -112,7 +112,7 @@ def timed(step, n: int, device) -> tuple[float, float]:
 def count_syncs(step, n: int) -> tuple[float, int]:
     """(host syncs per step that does not flush, syncs in all flushes) that torch's sync debug
     mode reports over n steps (CUDA only)."""
-    in_steps = in_flushes = 0
+    in_steps = in_flushes = plain = 0
     torch.cuda.set_sync_debug_mode("warn")
     try:
         for _ in range(n):
@@ -122,9 +122,10 @@ def count_syncs(step, n: int) -> tuple[float, int]:
             syncs = sum("synchroniz" in str(w.message) for w in caught)
             in_flushes += syncs if flushed else 0
             in_steps += 0 if flushed else syncs
+            plain += not flushed
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    return in_steps / n, in_flushes
+    return in_steps / max(plain, 1), in_flushes
 
 
 def profile(step, variant: str, device) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.errors import QueueFull
@@ -61,6 +62,15 @@ class JobQueue:
 
     def _stop(self, job: Any) -> None:
         raise NotImplementedError
+
+    grace_s: float = 0.0  # how long a job asked to stop may take before it is killed
+
+    def _kill_after_grace(self, kill: Callable[[Any], None], target: Any) -> None:
+        """``kill(target)`` once ``grace_s`` has passed: a job asked to stop between steps that
+        has not is killed (killing one that has ended is harmless)."""
+        timer = threading.Timer(self.grace_s, kill, args=(target,))
+        timer.daemon = True
+        timer.start()
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
         """Start the run now if a slot is free, else queue it; QueueFull when the queue is."""

@@ -85,9 +85,7 @@ class LocalExecutor(JobQueue):
             job.worker.conn.send("cancel")
         except OSError:
             pass  # already gone; the job thread reports it
-        timer = threading.Timer(self.grace_s, _terminate, args=(job.worker,))
-        timer.daemon = True
-        timer.start()
+        self._kill_after_grace(_terminate, job.worker)
 
     def snapshot(self) -> dict[str, Any]:
         """Running jobs, the queue, capacity: for /api/jobs and the tests that kill workers."""

@@ -148,9 +148,7 @@ class RayExecutor(JobQueue):
     def _stop(self, job: _Job) -> None:
         """Ask the actor to stop between steps; kill it if it has not after the grace."""
         job.actor.stop.remote()
-        timer = threading.Timer(self.grace_s, _kill, args=(job.actor,))
-        timer.daemon = True
-        timer.start()
+        self._kill_after_grace(_kill, job.actor)
 
     def snapshot(self) -> dict[str, Any]:
         """Running jobs (pid: the actor's process, once it answered), the queue, capacity."""
