@@ -9,9 +9,8 @@ references; ``collect`` copies the step's tensors into fixed buffers (a stack of
 one foreach norm of all gradients, the loss and logits) and replays one captured CUDA graph
 (normcore.graphs) of all the statistics of ``normcore.stats.LayerStats`` and the row writes:
 a few launches instead of about seventy. On a CPU, which pays per pass over memory, the taps
-hand each layer to ``LayerStats.layer`` while its tensors are still hot in cache, where a
-layer fills the cache on its own; smaller layers go in cache-sized batches (fewer ops), as do
-RNN layers, whose taps fire once per time step. Weights and gradients: on a CPU their norms
+hand each layer (an RNN's: each time step) to ``LayerStats.layer``, compiled kernels, while
+its tensors are still hot in cache. Weights and gradients: on a CPU their norms
 are taken in a hook the moment backward has written the gradient (both still in cache), else
 by ``torch._foreach_norm`` in ``collect``. Each probed step fills one row of a preallocated
 device ring buffer, at a device-side index (so a graph writes the right row); ‖Δw‖ comes in
@@ -36,7 +35,6 @@ from normcore.norms import norm_affine
 from normcore.stats import (
     COL,
     FIELDS,
-    FINE,
     STAT_FIELDS,
     LayerStats,
     choose_edges,
@@ -98,7 +96,8 @@ class Probe:
         self._finish_graph = GraphReplay(self._finish, self.device)
         self._now: dict = {}  # the step's tensors, while _record or _finish runs
         self.staged = self.device.type == "cuda"  # inputs copied to fixed buffers (_stage)
-        self.eager = False  # per layer in the hooks (CPU, one tensor per layer and step)
+        self.in_hooks = True  # CPU: measure each layer in its tap, while hot in cache
+        self.eager = False  # ... from the second probe on (the first one fixes the edges)
         self.first: np.ndarray | None = None  # display histogram of the first probe
         self.prev: np.ndarray | None = None
 
@@ -114,8 +113,8 @@ class Probe:
         def hook(out):
             if not self.armed:
                 return
-            if self.eager and out.is_contiguous():
-                (pre,) = self._pres[i]
+            if self.eager:
+                (pre,) = self._pres[i]  # the pre tap fired just before (each time step)
                 with torch.no_grad():
                     self.stats.layer(i, out, None if pre is out else pre)  # type: ignore[union-attr]
                 self._pres[i].clear()
@@ -153,6 +152,8 @@ class Probe:
             for refs in lists:
                 refs.clear()
         self._norms = [None] * self.L
+        if self.eager:
+            self.stats.reset()  # type: ignore[union-attr]
         self.armed = True
 
     def _setup(self) -> None:
@@ -163,13 +164,11 @@ class Probe:
         ranges = [torch.stack(refs).nan_to_num(0.0, 0.0, 0.0).aminmax() for refs in self._acts]
         vmin, vmax = (torch.stack(v).double().cpu().numpy() for v in zip(*ranges, strict=True))
         # the one host read, at setup
-        edges = choose_edges(vmin, vmax, self.activation, self.bins * FINE)
+        edges = choose_edges(vmin, vmax, self.activation)
         self.edges, self.n = edges, n
-        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device)
-        # per layer in the hooks only where a layer fills the cache on its own: small layers
-        # are cheaper in one batch (fewer ops), and RNN taps fire once per time step
-        self.eager = self.stats.chunk == 1 and len(self._acts[0]) == 1 and self.device.type == "cpu"
-        self.staged = self.staged and self.stats.chunk == self.L  # one batch of all layers
+        kernel = self.device.type == "cpu" and not self.staged  # (a CPU may test the staging)
+        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, kernel)
+        self.eager = kernel and self.in_hooks
         dev, pin = self.device, self.device.type == "cuda"
         self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
         self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),

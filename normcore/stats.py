@@ -1,12 +1,11 @@
 """The per-layer statistics of a Frame: device kernels into staging buffers, then numpy.
 
 ``LayerStats`` measures the activation inputs (and pre-activations) of L equally shaped
-layers with a fixed number of elementwise passes and plain float32 reductions: saturation,
-one histogram over layer-offset slots (``histc`` on CUDA; an int16/int32 ``bincount`` on CPU,
-3× faster there than ``histc``), the centred sums, min and max. It never syncs. A GPU pays
-per kernel launch, so all layers go in one batch; a CPU pays per pass over memory, so layers
-go one cache-sized batch at a time, or one by one from the probe's hooks (``layer``: for a
-finite layer a short path of fewer passes, the same statistics).
+layers: saturation, a histogram, the centred sums, min and max. It never syncs. A GPU pays
+per kernel launch, so all layers go in one batch of torch kernels (one ``histc`` over
+layer-offset slots, float32 reductions); a CPU pays per pass over memory, so each layer goes
+through the compiled kernels of normcore.kernels (three passes, float64 sums), one piece at a
+time from the probe's hooks while it is still in cache (``layer``).
 ``layer_frames`` turns host copies of the rows into Frame layers (normcore.frames);
 ``normcore.probes`` wires both to a model's hooks.
 
@@ -28,18 +27,16 @@ Saturation: the fraction of a layer's values in the activation's saturated regio
 (σ' < 0.0125, tanh' < 0.05; the same point, since σ(x) = (1 + tanh(x/2))/2); relu and gelu
 x <= 0 (dead units). ``sat`` reads the activation's input, ``sat_pre`` the pre-activation
 before the norm. It counts over all values: ±inf lies in the saturated region (−inf only, for
-relu/gelu), NaN in none. For sigmoid and tanh the probes lay each layer's fine grid so that
-±threshold are fine-bin edges (``choose_edges(fine=...)``), and a CPU layer taken on its own
-reads ``sat`` off its histogram instead of three more passes over it: the same count except
-for a value within float32 rounding (~1e-5 of a fine bin) of ±threshold, which may fall on
-either side (x = +threshold exactly counts as saturated there).
+relu/gelu), NaN in none.
 
 Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kept out of the
 histogram, mean, std and percentiles, which describe the finite values (std is the population
-std). Mean and std come from float32 sums of x − c, c the centre of the layer's edges
-(relative error ~1e-6·(1 + (mean − c)²/std²)). A layer with no finite values reports None for
-those; a constant layer (min = max, or a spread below 1e-6 of its rms: float32 resolution)
-has std 0 and exact percentiles (clipping to [min, max]). An empty layer (N = 0) is rejected
+std). Mean and std come from sums of d = x − c in float32, c the centre of the layer's edges
+(relative error ~1e-6·(1 + (mean − c)²/std²); the CPU kernels sum d in float64). Min and max
+are exact on a CPU; the GPU's batch takes them over d with non-finite values as 0, a bracket
+that includes the centre. A layer with no finite values reports None for those; a constant
+layer (min = max, or a spread below 1e-6 of its rms: float32 resolution) has std 0 and exact
+percentiles (clipping to [min, max]). An empty layer (N = 0) is rejected
 when the probe is built: a static-shape model never produces one.
 """
 
@@ -51,6 +48,7 @@ import numpy as np
 import torch
 
 from normcore.drift import wasserstein1
+from normcore.kernels import accumulate, accumulate_parallel
 
 SAT_THRESHOLD = {"sigmoid": 4.356, "tanh": 2.178}  # f'(x) < 5% of max f' beyond these
 DEAD_AT_ZERO = ("relu", "gelu")  # saturated = dead: x <= 0
@@ -66,31 +64,19 @@ FIELDS = (
 COL = {name: i for i, name in enumerate(FIELDS)}
 
 
-def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str,
-                 fine: int | None = None) -> np.ndarray:  # fmt: skip
-    """(L, 2) fixed [lo, hi] per layer from the first batch's finite range (see module doc).
-
-    With ``fine`` (fine bins per layer) and a sigmoid or tanh, the fine grid is laid so that
-    ±SAT_THRESHOLD fall on fine-bin edges (the range grows by less than two fine bins): the
-    histogram then holds the saturation count of the activation's input."""
+def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str) -> np.ndarray:
+    """(L, 2) fixed [lo, hi] per layer from the first batch's finite range (see module doc)."""
     reach = ACT_RANGE[activation]
     ok = np.isfinite(vmin) & np.isfinite(vmax)
     vmin, vmax = np.where(ok, vmin, 0.0), np.where(ok, vmax, 0.0)
     span = vmax - vmin
     lo = np.minimum(-reach, vmin - span / 2)
     hi = np.maximum(reach, vmax + span / 2)
-    t = SAT_THRESHOLD.get(activation)
-    if t is not None and fine is not None and fine > 1:
-        m = np.floor(2 * t * (fine - 1) / (hi - lo))  # fine bins between -t and t
-        w = 2 * t / np.maximum(m, 1)  # >= (hi - lo) / (fine - 1): room to move lo down
-        aligned = -t - np.ceil((-t - lo) / w) * w  # <= lo, with -t (and t) on an edge
-        lo = np.where(m >= 1, aligned, lo)  # m = 0: a range too wide to align; left as is
-        hi = np.where(m >= 1, aligned + fine * w, hi)
     return np.stack([lo, hi], axis=1).astype(np.float64)
 
 
-CACHE_BYTES = 1 << 20  # CPU: layers per batch so one batch's passes stay in L2 cache
 STAT_FIELDS = FIELDS[:7]  # the columns LayerStats fills; the probe adds the rest
+PART_VALUES = 1 << 16  # CPU: fewer values per thread cost more to hand out than they save
 
 
 class LayerStats:
@@ -99,15 +85,15 @@ class LayerStats:
 
     ``__call__(acts, pres)`` takes per layer the list of tensors holding its values (one per
     time step for an RNN) for the activation inputs and, where they differ, the
-    pre-activations. ``layer(i, act, pre)`` does one layer, as soon as its tensors exist.
-    A GPU pays per kernel launch, so ``__call__`` batches all L layers; a CPU pays per pass
-    over memory, so it goes in batches that fit in cache (the passes then read cache and
-    memory is read once), and ``layer`` lets a CPU caller work while a tensor is still hot.
+    pre-activations. On a CPU (``kernel``) each layer goes through the compiled kernels of
+    normcore.kernels, and ``layer(i, act, pre)`` adds one piece of layer i as soon as it
+    exists, while it is hot in cache (``reset`` first). Elsewhere all L layers go in one
+    batch of torch kernels (a GPU pays per launch); ``kernel=False`` runs that path on a CPU.
     The model's tensors are only read.
     """
 
     def __init__(self, edges: np.ndarray, n: int, bins: int, activation: str, device,
-                 histc: bool | None = None) -> None:  # fmt: skip
+                 kernel: bool | None = None) -> None:  # fmt: skip
         if n < 1:
             raise ValueError(f"a probed layer must hold values; got {n} per layer")
         device = self.device = torch.device(device)
@@ -117,93 +103,68 @@ class LayerStats:
         lo, hi = (torch.tensor(edges[:, i], dtype=torch.float32, device=device) for i in (0, 1))
         self.centre = ((lo + hi) / 2)[:, None]  # statistics of x - centre: no cancellation
         self.scale = (self.fine / (hi - lo))[:, None]  # 1 / fine-bin width
-        self.chunk = self.L if device.type == "cuda" else max(1, CACHE_BYTES // (4 * n))
-        self.chunk = min(self.chunk, self.L)
-        # CUDA: histc (bincount would sync to size its output); CPU: bincount, 3× faster
-        self.histc = device.type == "cuda" if histc is None else histc
-        # int16 slot indices where they fit: half the bytes of int32 for the copy and bincount
-        index = torch.int16 if self.chunk * self.S < 2**15 else torch.int32
-        self.offset = (torch.arange(self.chunk, device=device, dtype=index) * self.S)[:, None]
-        self.x, self.scratch = (torch.empty(self.chunk, n, device=device) for _ in range(2))
-        self.pre: torch.Tensor | None = None  # allocated when first needed
-        self.d: torch.Tensor | None = None
-        self._k = torch.tensor(self.fine / 2 + 1, device=device)  # slot of the centre
-        self.slots = torch.empty(self.chunk, n, dtype=index, device=device)
+        self.kernel = device.type == "cpu" if kernel is None else kernel
+        if self.kernel and device.type != "cpu":
+            raise ValueError(f"the compiled kernels run on a CPU; got device {device}")
         self.hist = torch.zeros(self.L, self.S, device=device)
         self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
-        self.sat_slots = self._threshold_slots()
+        if self.kernel:
+            k = np.float32(self.fine / 2 + 1)  # the slot of the centre
+            centres, scales = self.centre[:, 0].tolist(), self.scale[:, 0].tolist()
+            self._args = [(np.float32(c), np.float32(s), k, self.fine)
+                          for c, s in zip(centres, scales, strict=True)]  # fmt: skip
+            dead = activation in DEAD_AT_ZERO
+            self._sat = (np.float32(SAT_THRESHOLD.get(activation, 0.0)), dead)
+            # a layer in parts, one per thread torch may use, of at least PART_VALUES each
+            parts = max(1, min(torch.get_num_threads(), n // PART_VALUES))
+            self._kernel = accumulate_parallel if parts > 1 else accumulate
+            self._slots = np.empty(n, dtype=np.int32)
+            counts = np.empty((parts, 4, self.S), dtype=np.int32)
+            self._scratch = (counts, np.empty((parts, self.S), dtype=np.float32),
+                             np.empty((parts, len(STAT_FIELDS))))  # fmt: skip
+            self._hist, self._cols = self.hist.numpy(), self.cols.numpy()  # shared memory
+            self.reset()
+        else:
+            self.x, self.scratch = (torch.empty(L, n, device=device) for L in (self.L,) * 2)
+            self.offset = (torch.arange(self.L, device=device) * self.S)[:, None]
+        self.pre: torch.Tensor | None = None  # allocated when first needed
+        self.d: torch.Tensor | None = None
 
-    def _threshold_slots(self) -> list[tuple[int, int] | None]:
-        """Per layer, the fine slots where -t and t begin when they are fine-bin edges
-        (sigmoid, tanh: choose_edges(fine=...) lays them so): the histogram then counts the
-        saturated values, x < -t below the first and x >= t from the second. Computed with
-        the kernels' own float32 arithmetic; an edge is taken within 1e-3 of a slot."""
-        t = SAT_THRESHOLD.get(self.activation)
-        if t is None:
-            return [None] * self.L
-        d = torch.tensor([-t, t]) - self.centre.cpu()  # (L, 2): d = x - centre
-        s = (d * self.scale.cpu() + self._k.cpu()).double()  # d·scale + k
-        j = s.round()
-        ok = ((s - j).abs() < 1e-3).all(1) & (j[:, 0] >= 1) & (j[:, 1] <= self.fine + 1)
-        return [(int(a), int(b)) if good else None
-                for (a, b), good in zip(j.tolist(), ok.tolist(), strict=True)]  # fmt: skip
+    def reset(self) -> None:
+        """Empty every row before ``layer`` adds a step's pieces (the kernel path)."""
+        self.hist.zero_()
+        self.cols.zero_()
+        self.cols[:, STAT_FIELDS.index("min")] = math.inf
+        self.cols[:, STAT_FIELDS.index("max")] = -math.inf
 
     def __call__(self, acts: list[list[torch.Tensor]], pres: list[list[torch.Tensor]] | None):
         """All layers; returns the staging buffers (hist, cols)."""
-        for first in range(0, self.L, self.chunk):
-            rows = slice(first, min(first + self.chunk, self.L))
-            x, owned = _gather(acts[rows], self.x)
-            pre = None
-            if pres is not None:
-                if self.pre is None:
-                    self.pre = torch.empty_like(self.x)
-                pre = _gather(pres[rows], self.pre)[0]
-            self._batch(x, owned, pre, rows)
+        if self.kernel:
+            self.reset()
+            for i, pieces in enumerate(acts):
+                for j, act in enumerate(pieces):
+                    self.layer(i, act, None if pres is None else pres[i][j])
+            return self.hist, self.cols
+        x, owned = _gather(acts, self.x)
+        pre = None
+        if pres is not None:
+            if self.pre is None:
+                self.pre = torch.empty_like(self.x)
+            pre = _gather(pres, self.pre)[0]
+        self._batch(x, owned, pre, slice(0, self.L))
         return self.hist, self.cols
 
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
-        """Layer i alone, from its (contiguous) activation input and pre-activation.
+        """Add one piece of layer i (its activation input, and its pre-activation where that
+        differs) to row i: the compiled kernels, on a CPU (see normcore.kernels)."""
+        x = act.detach().reshape(-1).numpy()  # a view unless the piece is not contiguous
+        p = x if pre is None else pre.detach().reshape(-1).numpy()
+        self._kernel(x, p, pre is None, *self._args[i], *self._sat, self._slots, *self._scratch,
+                     self._hist[i], self._cols[i])  # fmt: skip
 
-        On a CPU (the only caller: a value read there is no device sync) a finite layer takes
-        a short path: one copy d = x - centre, then reductions and in-place passes on d, the
-        same arithmetic as ``_batch`` (so the same numbers) minus the NaN handling and the
-        clamp that a finite, in-range layer does not need. A non-finite sum of d means NaN
-        or ±inf somewhere (or a float32 overflow): that layer and step take ``_batch``."""
-        x, p = act.reshape(1, -1), None if pre is None else pre.reshape(1, -1)
-        rows = slice(i, i + 1)
-        if self.device.type != "cpu":
-            return self._batch(x, False, p, rows)
-        if self.d is None:
-            self.d = torch.empty_like(self.x)
-        buf = self.d[:1]  # one scratch row for every pass: it stays in cache
-        sat_pre = None if p is None else self._saturated(p, buf)[0]
-        edges = self.sat_slots[i]  # the slots of ±threshold, when they are fine-bin edges
-        sat = self._saturated(x, buf)[0] if edges is None else None
-        centre = self.centre[rows]
-        d = torch.sub(x, centre, out=buf)
-        total = d.sum()
-        if not math.isfinite(total):
-            return self._batch(x, False, p, rows)
-        sumsq = torch.dot(d.view(-1), d.view(-1))  # BLAS: one read, no temporary
-        vmin, vmax = d.amin(), d.amax()
-        scale = float(self.scale[i])  # the float32 value: the same rounding as _batch
-        lo, hi = float(vmin) * scale, float(vmax) * scale  # in fine bins from the centre
-        s = torch.add(self._k, d, alpha=scale, out=d)  # d·scale + k in one pass
-        if lo < 0.25 - self.fine / 2 - 1 or hi > self.fine / 2 + 0.75:  # under or over
-            s.clamp_(0.5, self.fine + 1.5)  # (a margin: clamping in range changes nothing)
-        slots = self.slots[:1].copy_(s)  # float -> int truncates: the floor, as s >= 0
-        hist = self.hist[i].copy_(torch.bincount(slots.view(-1), minlength=self.S))
-        if sat is None:  # below -t (under included) and at or above t (over included)
-            sat = hist[: edges[0]].sum() + hist[edges[1] : self.fine + 2].sum()  # type: ignore[index]
-        if sat_pre is None:
-            sat_pre = sat
-        c = centre[0, 0]
-        torch.stack([total.new_zeros(()), total, sumsq, vmin + c, vmax + c, sat, sat_pre],
-                    out=self.cols[i])  # fmt: skip  # the order of STAT_FIELDS
-
-    def _saturated(self, x: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    def _saturated(self, x: torch.Tensor) -> torch.Tensor:
         """(c,) count of values in the saturated region (±inf are, NaN is not)."""
-        s = (self.scratch if scratch is None else scratch)[: len(x)]
+        s = self.scratch[: len(x)]
         if self.activation in DEAD_AT_ZERO:
             torch.le(x, 0.0, out=s)  # 1.0 / 0.0: float sums are fast, bool sums are not
         else:
@@ -211,21 +172,15 @@ class LayerStats:
         return s.sum(1)
 
     def _histogram(self, d: torch.Tensor, rows: slice) -> None:
-        """Slot counts of d = x - centre, where every non-finite value is NaN, into hist."""
+        """Slot counts of d = x - centre into hist (``histc`` skips NaN: the non-finite slot
+        is what it did not count)."""
         c, S, s = len(d), self.S, self.scratch[: len(d)]
         # slot units: lo -> 1.0 (the first fine bin), centre -> fine/2 + 1; clamped into
         # [0.5, fine + 1.5], so under is slot 0 and over slot fine + 1 once floored
         torch.mul(d, self.scale[rows], out=s).add_(self.fine / 2 + 1).clamp_(0.5, self.fine + 1.5)
         out = self.hist[rows]
-        if self.histc:  # skips NaN: the non-finite slot is what it did not count
-            torch.histc(s.add_(self.offset[:c]), c * S, 0, c * S, out=out.view(-1))
-            out[:, -1] = self.n - out.sum(1)
-            return
-        s.nan_to_num_(self.fine + 2.5)  # NaN -> the last slot
-        slots = self.slots[:c].copy_(s)  # float -> int truncates: the floor, as s >= 0
-        if c > 1:
-            slots.add_(self.offset[:c])
-        out.view(-1).copy_(torch.bincount(slots.view(-1), minlength=c * S))
+        torch.histc(s.add_(self.offset[:c]), c * S, 0, c * S, out=out.view(-1))
+        out[:, -1] = self.n - out.sum(1)
 
     def _batch(self, x: torch.Tensor, owned: bool, pre: torch.Tensor | None, rows: slice):
         """x, pre: (c, n); x may be the model's own tensor (then only read) unless ``owned``."""

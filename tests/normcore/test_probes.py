@@ -74,43 +74,45 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
 @pytest.mark.parametrize(
-    ("per_batch", "histc", "hooks"),
-    [(6, True, False), (4, False, False), (1, False, False), (1, False, True)],
-    ids=["one-batch-histc", "batches-of-4-bincount", "per-layer-bincount", "per-layer-hooks"],
-)
+    ("kernel", "parts", "hooks", "threads"),
+    [(False, 2, False, 1), (True, 1, False, 1), (True, 2, False, 1), (True, 2, True, 1),
+     (True, 1, True, 3)],
+    ids=["torch-batch", "kernel", "kernel-time-steps", "kernel-piece-by-piece",
+         "kernel-3-threads"],
+)  # fmt: skip
 def test_layer_stats_match_float64_numpy(
-    activation, per_batch, histc, hooks, monkeypatch, device
+    activation, kernel, parts, hooks, threads, device, monkeypatch
 ):  # fmt: skip
-    """A GPU batches every layer into one histc; a CPU goes in cache-sized batches with
-    bincount, or layer by layer from the hooks (``layer``: a short path for finite layers,
-    the batched one for a layer with NaN or inf). Every split and counter must give the
+    """A GPU batches every layer into one set of torch kernels (histc); a CPU runs compiled
+    kernels layer by layer, piece by piece from the hooks (an RNN's time steps: two halves
+    here), and with more threads a layer in parts, one per thread. Every path must give the
     same numbers."""
-    if device.type != "cpu" and not histc:
-        pytest.skip("cache-sized batches and bincount are the CPU's path")
+    if device.type != "cpu" and kernel:
+        pytest.skip("the compiled kernels are the CPU's path")
+    monkeypatch.setattr(stats_module, "PART_VALUES", 1000)  # 4000 values: 3 parts of 1334
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     rng = np.random.default_rng(7)
     n = 4000
     x = make_layers(rng, n)
     pre = (x * 2.0 - 0.5).astype(np.float32)
     pre[0, :11] = np.nan
     finite = np.where(np.isfinite(x), x, 0.0)
-    edges = choose_edges(finite.min(1), finite.max(1), activation, BINS * FINE)
+    edges = choose_edges(finite.min(1), finite.max(1), activation)
     edges[5] = [-2.0, 2.0]  # narrower than the data: exercises under/over and the tails
-    monkeypatch.setattr(stats_module, "CACHE_BYTES", 4 * n * per_batch)
-    stats = LayerStats(edges, n, BINS, activation, device, histc=histc)
-    assert stats.chunk == per_batch
-    # sigmoid, tanh: ±threshold on fine-bin edges, so a CPU layer reads sat off its histogram
-    aligned = [slots is not None for slots in stats.sat_slots]
-    assert aligned == [activation in SAT_THRESHOLD] * 5 + [False]
-    # a layer's values come as one tensor, or as one per time step (an RNN): two halves here
-    parts = 1 if per_batch == 1 else 2
+    stats = LayerStats(edges, n, BINS, activation, device, kernel)
+    if kernel:  # one part per thread, each with its own scratch row
+        assert len(stats._scratch[-1]) == threads
 
     def split(rows: np.ndarray) -> list[list[torch.Tensor]]:
         return [list(torch.from_numpy(row.copy()).to(device).chunk(parts)) for row in rows]
 
     per_layer = split(x)
-    if hooks:
-        for i in range(len(x)):
-            stats.layer(i, per_layer[i][0], torch.from_numpy(pre[i].copy()).to(device))
+    if hooks:  # rows filled before are emptied by reset
+        stats([[t * -3.0 for t in pieces] for pieces in per_layer], None)
+        stats.reset()
+        for i, pieces in enumerate(split(pre)):
+            for act, p in zip(per_layer[i], pieces, strict=True):
+                stats.layer(i, act, p)
         hist, cols = stats.hist.cpu(), stats.cols.cpu()
     else:
         hist, cols = (t.cpu() for t in stats(per_layer, split(pre)))
@@ -159,15 +161,14 @@ def test_layer_stats_match_float64_numpy(
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
-def test_saturation_off_the_histogram_counts_values_just_beside_the_threshold(activation):
-    """The CPU's per-layer path counts |x| > t from the fine slots beyond ±t (choose_edges
-    lays ±t on fine-bin edges); values 1e-4 on either side of ±t land on the right side."""
+def test_saturation_counts_values_just_beside_the_threshold(activation):
+    """Values 1e-4 on either side of ±t land on the right side, in the over slot too."""
     t = SAT_THRESHOLD[activation]
     x = np.array([t - 1e-4, t + 1e-4, -t + 1e-4, -t - 1e-4, 0.0, 3 * t, -3 * t, 50.0] * 4,
                  dtype=np.float32)  # fmt: skip
-    edges = choose_edges(np.array([-t]), np.array([t]), activation, BINS * FINE)
+    edges = choose_edges(np.array([-t]), np.array([t]), activation)
     stats = LayerStats(edges, len(x), BINS, activation, "cpu")
-    assert stats.sat_slots[0] is not None and edges[0, 1] < 50.0  # 50 is in the over slot
+    assert edges[0, 1] < 50.0  # 50 is in the over slot
     stats.layer(0, torch.from_numpy(x), None)
     assert stats.cols[0, STAT_FIELDS.index("sat")] == saturated_np(x, activation) * len(x) == 20
 
@@ -219,7 +220,7 @@ OPTIMIZERS = {
     ids=["in-hooks", "batched", "staged"],
 )
 def test_probe_matches_numpy_over_training_steps(
-    optimizer, norm, eager, staged, monkeypatch, device
+    optimizer, norm, eager, staged, device
 ):  # fmt: skip
     """Six probed steps: the first sets the edges (batched); on a CPU, layers that fill the
     cache alone (here: a tiny cache) are measured in the hooks after that; on a GPU the later
@@ -227,8 +228,6 @@ def test_probe_matches_numpy_over_training_steps(
     other optimizers diff a copy."""
     if device.type != "cpu" and (eager or not staged):
         pytest.skip("a GPU stages a step's tensors for its CUDA graphs; the rest is the CPU's")
-    if eager:
-        monkeypatch.setattr(stats_module, "CACHE_BYTES", 64)
     torch.manual_seed(0)
     cfg = RunConfig(depth=3, width=16, norm=norm, activation="sigmoid", batch_size=32)
     model = build_model(cfg, (10,), 4).to(device)
@@ -236,6 +235,7 @@ def test_probe_matches_numpy_over_training_steps(
     opt = OPTIMIZERS[optimizer](model.parameters())
     probe = Probe(points, activation="sigmoid", bins=BINS, rows=8, optimizer=opt, device=device)
     probe.staged = staged  # a CPU runs the GPU's staged path eagerly
+    probe.in_hooks = eager
     assert (probe._old == []) == (optimizer in ("sgd", "momentum"))
     x, y = torch.randn(32, 10, device=device), torch.randint(0, 4, (32,), device=device)
     # an independent record of the same tensors: our own hooks, retained gradients
@@ -335,10 +335,9 @@ def test_probe_records_nothing_unless_armed():
     assert all(not refs for refs in probe._acts)  # hooks removed
 
 
-def test_probe_in_hooks_measures_a_gradient_changed_after_backward(monkeypatch):
+def test_probe_in_hooks_measures_a_gradient_changed_after_backward():
     """On a CPU the hooks take ‖w‖ and ‖∇w‖ as backward writes ∇w; a gradient changed in
     place before ``collect`` (here: doubled) is measured again, as it is then."""
-    monkeypatch.setattr(stats_module, "CACHE_BYTES", 64)
     torch.manual_seed(0)
     model = build_model(RunConfig(depth=2, width=16, batch_size=8), (5,), 3)
     points = model.probe_points()
