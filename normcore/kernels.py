@@ -3,9 +3,10 @@
 A CPU pays per pass over memory, and torch spends about ten passes on a layer's statistics
 (the centred copy, sums, min, max, the slots, their integer copy, the histogram, saturation
 before and after the norm). Compiled with numba, the same numbers take one vectorized pass
-for the sums and fine-bin slots, one for the finite range, and the histogram's scatter
-(plus a saturation count of the pre-activation when it differs): about 2× faster on a layer
-that sits in L2 cache, and the centred copy and its integer copy are no longer written.
+for the sums, fine-bin slots and saturation, one for the finite range and the histogram's
+scatter (and one for the pre-activation's saturation where it differs): 476 → 350 µs for a
+1 MB layer in cache, with no centred copy or integer copy written. With more than one torch
+thread a layer goes in parts, one per thread (``accumulate_parallel``).
 
 Each loop is written so LLVM vectorizes it ("reassoc" lets it split the sums into lanes;
 NaN and inf keep their IEEE meaning, so no value is assumed finite). Three loops and not one:
@@ -19,6 +20,8 @@ x <= 0 for relu/gelu, over every value (±inf saturated, NaN not).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -157,9 +160,8 @@ def accumulate(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, his
 
 
 @_compiled(parallel=True)
-def accumulate_parallel(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists,
-                        rows, hist, row):  # fmt: skip
-    """``accumulate`` in len(rows) parts, one per thread, each with its own scratch row."""
+def _accumulate_parallel(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists,
+                         rows, hist, row):  # fmt: skip
     parts = len(rows)
     step = (x.size + parts - 1) // parts
     for p in prange(parts):
@@ -167,3 +169,13 @@ def accumulate_parallel(x, pre, same, centre, scale, k, fine, t, dead, slots, co
         _piece(x[a:b], pre[a:b], same, centre, scale, k, fine, t, dead, slots[a:b], counts[p],
                hists[p], rows[p])  # fmt: skip
     _merge(hists, rows, hist, row)
+
+
+_one_launch = threading.Lock()  # numba's fallback thread pool (workqueue) aborts on two at once
+
+
+def accumulate_parallel(*args) -> None:
+    """``accumulate`` in len(rows) parts, one per thread, each with its own scratch row (one
+    launch at a time in a process: training threads of their own may share it)."""
+    with _one_launch:
+        _accumulate_parallel(*args)
