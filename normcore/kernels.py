@@ -171,6 +171,30 @@ def _accumulate_parallel(x, pre, same, centre, scale, k, fine, t, dead, slots, c
     _merge(hists, rows, hist, row)
 
 
+@_compiled()
+def hits(logits, targets):
+    """How many rows of ``logits`` (B, K) have their first maximum at ``targets`` (B,) (as
+    torch's argmax; a row with NaN counts as its first NaN)."""
+    n = 0
+    for i in range(logits.shape[0]):
+        n += np.argmax(logits[i]) == targets[i]
+    return n
+
+
+@_compiled()
+def row_moments(values, mean, std):
+    """Each row's mean and population std (float64 sums) into ``mean`` and ``std``."""
+    for i in range(values.shape[0]):
+        m = 0.0
+        for v in values[i]:
+            m += v
+        m /= values.shape[1]
+        q = 0.0
+        for v in values[i]:
+            q += (v - m) ** 2
+        mean[i], std[i] = m, np.sqrt(q / values.shape[1])
+
+
 _one_launch = threading.Lock()  # numba's fallback thread pool (workqueue) aborts on two at once
 
 

@@ -381,3 +381,32 @@ def test_probe_reads_any_module_through_forward_hooks():
         return probe.flush()
 
     assert frames(own_modules=True) == frames(own_modules=False)
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm"])
+def test_probe_in_hooks_measures_an_rnn_time_step_by_time_step(cell):
+    """An RNN's taps fire once per time step: in the hooks each step's values are added to
+    the layer's row as they come (activation gradients too), and the frames equal those of
+    the same steps measured all at once after backward."""
+
+    def frames(in_hooks: bool):
+        torch.manual_seed(0)
+        cfg = RunConfig(model="rnn", dataset="sequence", cell=cell, norm="layer", width=12)
+        model = build_model(cfg, (6, 4), 3)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        probe = Probe(model.probe_points(), activation="tanh", bins=BINS, rows=4, optimizer=opt)
+        probe.in_hooks = in_hooks
+        x, y = torch.randn(8, 6, 4), torch.randint(0, 3, (8,))
+        for _ in range(3):
+            probed_step(model, probe, opt, x, y)
+        assert probe.eager == in_hooks
+        return probe.flush()
+
+    eager, batched = frames(in_hooks=True), frames(in_hooks=False)
+    for (layers, *rest), (expected, *expected_rest) in zip(eager, batched, strict=True):
+        assert rest == expected_rest
+        for layer, want in zip(layers, expected, strict=True):
+            assert layer["hist"] == want["hist"]
+            assert (layer["sat"], layer["sat_pre"]) == (want["sat"], want["sat_pre"])
+            for key in ("mean", "std", "act_grad_norm", "grad_norm", "p50"):
+                assert layer[key] == pytest.approx(want[key], rel=1e-5), key
