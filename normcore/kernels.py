@@ -24,8 +24,13 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit, prange
 
+try:
+    from numba import njit, prange
+except ImportError:  # numba is a dependency; a GPU-only machine may lack it (see AVAILABLE)
+    njit, prange = None, range  # type: ignore[assignment, misc]
+
+AVAILABLE = njit is not None  # else LayerStats measures a CPU layer with torch's batch path
 _EXP = np.int32(0x7F800000)  # a float32 with every exponent bit set is ±inf or NaN
 
 
@@ -34,6 +39,8 @@ def _compiled(**options):
     a few seconds); where no cache directory is writable, compiled again in each process."""
 
     def wrap(fn):
+        if njit is None:
+            return fn  # never called: LayerStats checks AVAILABLE
         try:
             return njit(cache=True, nogil=True, **options)(fn)
         except RuntimeError:  # numba: "cannot cache function ...: no locator available"

@@ -169,9 +169,9 @@ class Probe:
         # the one host read, at setup
         edges = choose_edges(vmin, vmax, self.activation)
         self.edges, self.n = edges, n
-        kernel = self.device.type == "cpu" and not self.staged  # (a CPU may test the staging)
-        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, kernel)
-        self.eager = kernel and self.in_hooks
+        staged = False if self.staged else None  # (a CPU may test the GPU's staged path)
+        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, staged)
+        self.eager = self.stats.kernel and self.in_hooks
         dev, pin = self.device, self.device.type == "cuda"
         self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
         self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),

@@ -47,8 +47,8 @@ import math
 import numpy as np
 import torch
 
+from normcore import kernels
 from normcore.drift import wasserstein1
-from normcore.kernels import accumulate, accumulate_parallel
 
 SAT_THRESHOLD = {"sigmoid": 4.356, "tanh": 2.178}  # f'(x) < 5% of max f' beyond these
 DEAD_AT_ZERO = ("relu", "gelu")  # saturated = dead: x <= 0
@@ -105,9 +105,10 @@ class LayerStats:
         lo, hi = (torch.tensor(edges[:, i], dtype=torch.float32, device=device) for i in (0, 1))
         self.centre = ((lo + hi) / 2)[:, None]  # statistics of x - centre: no cancellation
         self.scale = (self.fine / (hi - lo))[:, None]  # 1 / fine-bin width
-        self.kernel = device.type == "cpu" if kernel is None else kernel
-        if self.kernel and device.type != "cpu":
-            raise ValueError(f"the compiled kernels run on a CPU; got device {device}")
+        self.kernel = device.type == "cpu" and kernels.AVAILABLE if kernel is None else kernel
+        if self.kernel and (device.type != "cpu" or not kernels.AVAILABLE):
+            raise ValueError(f"the compiled kernels need a CPU and numba; got device {device}, "
+                             f"numba {'present' if kernels.AVAILABLE else 'missing'}")  # fmt: skip
         self.hist = torch.zeros(self.L, self.S, device=device)
         self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
         if self.kernel:
@@ -119,7 +120,7 @@ class LayerStats:
             self._sat = (np.float32(SAT_THRESHOLD.get(activation, 0.0)), dead)
             # a layer in parts, one per thread torch may use, of at least PART_VALUES each
             parts = max(1, min(torch.get_num_threads(), n // PART_VALUES))
-            self._kernel = accumulate_parallel if parts > 1 else accumulate
+            self._kernel = kernels.accumulate_parallel if parts > 1 else kernels.accumulate
             self._slots = np.empty(n, dtype=np.int32)
             counts = np.empty((parts, 4, self.S), dtype=np.int32)
             self._scratch = (counts, np.empty((parts, self.S), dtype=np.float32),

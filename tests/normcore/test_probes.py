@@ -5,13 +5,17 @@ on fresh random inputs, including a layer with NaN, one with ±inf, a constant o
 one and one whose values fall outside its fixed edges.
 """
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from normcore import kernels
 from normcore import stats as stats_module
 from normcore.config import RunConfig
 from normcore.models import build_model
@@ -31,6 +35,9 @@ from normcore.taps import ProbePoint, Tap
 from normcore.train import run
 
 BINS = 16
+NUMBA = pytest.mark.skipif(
+    not kernels.AVAILABLE, reason="numba is missing (a GPU machine's bare torch)"
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -75,8 +82,8 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
 @pytest.mark.parametrize(
     ("kernel", "parts", "hooks", "threads"),
-    [(False, 2, False, 1), (True, 1, False, 1), (True, 2, False, 1), (True, 2, True, 1),
-     (True, 1, True, 3)],
+    [(False, 2, False, 1), *(pytest.param(*p, marks=NUMBA) for p in [
+        (True, 1, False, 1), (True, 2, False, 1), (True, 2, True, 1), (True, 1, True, 3)])],
     ids=["torch-batch", "kernel", "kernel-time-steps", "kernel-piece-by-piece",
          "kernel-3-threads"],
 )  # fmt: skip
@@ -169,7 +176,7 @@ def test_saturation_counts_values_just_beside_the_threshold(activation):
     edges = choose_edges(np.array([-t]), np.array([t]), activation)
     stats = LayerStats(edges, len(x), BINS, activation, "cpu")
     assert edges[0, 1] < 50.0  # 50 is in the over slot
-    stats.layer(0, torch.from_numpy(x), None)
+    stats([[torch.from_numpy(x)]], None)
     assert stats.cols[0, STAT_FIELDS.index("sat")] == saturated_np(x, activation) * len(x) == 20
 
 
@@ -216,7 +223,7 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("norm", ["batch", "none"])
 @pytest.mark.parametrize(
     ("eager", "staged"),
-    [(True, False), (False, False), (False, True)],
+    [pytest.param(True, False, marks=NUMBA), (False, False), (False, True)],
     ids=["in-hooks", "batched", "staged"],
 )
 def test_probe_matches_numpy_over_training_steps(
@@ -335,6 +342,7 @@ def test_probe_records_nothing_unless_armed():
     assert all(not refs for refs in probe._acts)  # hooks removed
 
 
+@NUMBA
 def test_probe_in_hooks_measures_a_gradient_changed_after_backward():
     """On a CPU the hooks take ‖w‖ and ‖∇w‖ as backward writes ∇w; a gradient changed in
     place before ``collect`` (here: doubled) is measured again, as it is then."""
@@ -383,6 +391,7 @@ def test_probe_reads_any_module_through_forward_hooks():
     assert frames(own_modules=True) == frames(own_modules=False)
 
 
+@NUMBA
 @pytest.mark.parametrize("cell", ["elman", "lstm"])
 def test_probe_in_hooks_measures_an_rnn_time_step_by_time_step(cell):
     """An RNN's taps fire once per time step: in the hooks each step's values are added to
@@ -410,3 +419,29 @@ def test_probe_in_hooks_measures_an_rnn_time_step_by_time_step(cell):
             assert (layer["sat"], layer["sat_pre"]) == (want["sat"], want["sat_pre"])
             for key in ("mean", "std", "act_grad_norm", "grad_norm", "p50"):
                 assert layer[key] == pytest.approx(want[key], rel=1e-5), key
+
+
+def test_without_numba_a_cpu_probe_measures_the_same_with_torch():
+    """numba is a dependency, but a GPU machine's bare torch may lack it: a CPU probe then runs
+    torch's batch path, and a short run's frames match those of the compiled kernels."""
+    script = (
+        "import sys, json; sys.modules['numba'] = None\n"  # import numba -> ImportError
+        "import torch; torch.set_num_threads(1)\n"  # as here (one_thread): the same sums
+        "from normcore import kernels; from normcore.train import run\n"
+        "assert not kernels.AVAILABLE\n"
+        "print(json.dumps(list(run(dict(norm='batch', steps=6, probe_every=2, device='cpu')))))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    without = json.loads(done.stdout)
+    with_numba = list(run(dict(norm="batch", steps=6, probe_every=2, device="cpu")))
+    assert [f["step"] for f in without] == [f["step"] for f in with_numba] == [1, 3, 5, 6]
+    for a, b in zip(without, with_numba, strict=True):  # (two processes: BLAS may round apart)
+        for layer, want in zip(a["layers"], b["layers"], strict=True):
+            h, w = layer["hist"], want["hist"]
+            assert (h["lo"], h["hi"]) == pytest.approx((w["lo"], w["hi"]), rel=1e-6)
+            assert np.abs(np.subtract(h["counts"], w["counts"])).sum() <= 2
+            assert layer["sat"] == pytest.approx(want["sat"], abs=2 / 6000)
+            assert layer["mean"] == pytest.approx(want["mean"], rel=1e-5, abs=1e-6)
+            assert layer["std"] == pytest.approx(want["std"], rel=1e-5)
