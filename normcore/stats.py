@@ -76,8 +76,7 @@ def choose_edges(vmin: np.ndarray, vmax: np.ndarray, activation: str) -> np.ndar
 
 
 STAT_FIELDS = FIELDS[:7]  # the columns LayerStats fills; the probe adds the rest
-_EMPTY_ROW = np.array([0.0, 0.0, 0.0, math.inf, -math.inf, 0.0, 0.0])  # no values yet
-assert STAT_FIELDS[3:5] == ("min", "max")
+_EMPTY_ROW = np.array([{"min": math.inf, "max": -math.inf}.get(f, 0.0) for f in STAT_FIELDS])
 PART_VALUES = 1 << 16  # CPU: fewer values per thread cost more to hand out than they save
 
 
@@ -128,7 +127,7 @@ class LayerStats:
             self._hist, self._cols = self.hist.numpy(), self.cols.numpy()  # shared memory
             self.reset()
         else:
-            self.x, self.scratch = (torch.empty(L, n, device=device) for L in (self.L,) * 2)
+            self.x, self.scratch = (torch.empty(self.L, n, device=device) for _ in range(2))
             self.offset = (torch.arange(self.L, device=device) * self.S)[:, None]
         self.pre: torch.Tensor | None = None  # allocated when first needed
         self.d: torch.Tensor | None = None
@@ -158,8 +157,9 @@ class LayerStats:
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
         """Add one piece of layer i (its activation input, and its pre-activation where that
         differs) to row i: the compiled kernels, on a CPU (see normcore.kernels)."""
-        x = act.detach().reshape(-1).numpy()  # a view unless the piece is not contiguous
-        p = x if pre is None else pre.detach().reshape(-1).numpy()
+        # float32 views (a copy only of a piece that is not contiguous or float32)
+        x = act.detach().reshape(-1).float().numpy()
+        p = x if pre is None else pre.detach().reshape(-1).float().numpy()
         self._kernel(x, p, pre is None, *self._args[i], *self._sat, self._slots, *self._scratch,
                      self._hist[i], self._cols[i])  # fmt: skip
 
@@ -206,11 +206,12 @@ class LayerStats:
 
 
 def _gather(layers: list[list[torch.Tensor]], buf: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """The layers' values as (len(layers), n): a view of a lone contiguous tensor (not owned),
-    else stacked into the first rows of ``buf`` (owned: free to overwrite)."""
-    if len(layers) == 1 and len(layers[0]) == 1 and layers[0][0].is_contiguous():
-        return layers[0][0].view(1, -1), False
-    flat = [t for tensors in layers for t in tensors]
+    """The layers' values as (len(layers), n): a view of a lone contiguous float32 tensor (not
+    owned), else stacked into the first rows of ``buf`` (owned: free to overwrite)."""
+    lone = layers[0][0]
+    if len(layers) == len(layers[0]) == 1 and lone.is_contiguous() and lone.dtype == buf.dtype:
+        return lone.view(1, -1), False
+    flat = [t.to(buf.dtype) for tensors in layers for t in tensors]  # (no copy when float32)
     rows = buf[: len(layers)]
     torch.stack(flat, out=rows.view(len(flat), *flat[0].shape))
     return rows, True

@@ -445,3 +445,19 @@ def test_without_numba_a_cpu_probe_measures_the_same_with_torch():
             assert layer["sat"] == pytest.approx(want["sat"], abs=2 / 6000)
             assert layer["mean"] == pytest.approx(want["mean"], rel=1e-5, abs=1e-6)
             assert layer["std"] == pytest.approx(want["std"], rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize(
+    "kernel", [pytest.param(True, marks=NUMBA), False], ids=["kernel", "batch"]
+)
+def test_a_layer_of_another_dtype_is_measured_as_its_float32_values(dtype, kernel):
+    """A model of one's own may run in float64 or bfloat16: its layers are measured as their
+    float32 values (a kernel reading float64 bits as float32 would count garbage)."""
+    x = torch.randn(3000, dtype=dtype) * 2
+    x[7] = float("nan")
+    edges = choose_edges(np.array([-4.0]), np.array([4.0]), "tanh")
+    got = LayerStats(edges, len(x), BINS, "tanh", "cpu", kernel)([[x]], None)
+    want = LayerStats(edges, len(x), BINS, "tanh", "cpu", kernel)([[x.float()]], None)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
