@@ -235,6 +235,9 @@ class Probe:
         (a few copies and norms, eager; the dozens of statistics kernels then replay)."""
         now, stats = self._now, self.stats
         assert stats is not None
+        for i, refs in enumerate(self._acts):
+            if sum(t.numel() for t in refs) != stats.n:  # (metadata: no sync)
+                raise stats.size_error(i, sum(t.numel() for t in refs))
         flat = [t for ts in self._acts for t in ts]
         torch.stack(flat, out=stats.x.view(len(flat), *flat[0].shape))
         now["x"], now["pre"] = stats.x, None
@@ -311,11 +314,13 @@ class Probe:
         """CPU: the row of ``_record``, written into the ring's own memory through numpy
         views and compiled kernels: reading a CPU tensor is no sync, and a small model's step
         is short enough that each of ``_record``'s ~40 torch calls shows (237 → 130 µs a step
-        for a 3×100 MLP)."""
+        for a 3×100 MLP). The same columns; accuracy and the g/b moments are summed in float64
+        here, in float32 there."""
         now, stats = self._now, self.stats
         assert stats is not None
         if any(self._acts):  # the first probe (it fixed the edges), or measured after backward
             stats(self._acts, None if now["same"] else self._pres)
+        stats.require_complete()  # (in the hooks: every piece of every layer came)
         r = int(self._r_host[0])
         hist, row, glob = (a[r] for a in self._rings)
         hist[:] = stats.hist.numpy()
@@ -334,7 +339,7 @@ class Probe:
             ]  # over an RNN's time steps
         for prefix, params in (("g", self.gains), ("b", self.shifts)):
             if params[0] is not None:
-                values = torch.stack(list(params)).numpy()
+                values = torch.stack(list(params)).float().numpy()  # (numpy has no bfloat16)
                 row_moments(values, row[:, COL[f"{prefix}_mean"]], row[:, COL[f"{prefix}_std"]])
         if self._sgd and not self._sgd.param_groups[0]["momentum"]:
             lr = self._sgd.param_groups[0]["lr"]  # Δw = -lr·∇w (after_step checks)
@@ -342,7 +347,7 @@ class Probe:
         logits, targets = now["logits"], now["targets"]
         acc = math.nan
         if logits is not None and targets is not None:
-            acc = hits(logits.numpy(), targets.numpy()) / len(targets)
+            acc = hits(logits.float().numpy(), targets.numpy()) / len(targets)
         glob[:] = float(now["loss"]), acc
         if self._old:
             torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step

@@ -33,11 +33,13 @@ Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kep
 histogram, mean, std and percentiles, which describe the finite values (std is the population
 std). Mean and std come from sums of d = x − c in float32, c the centre of the layer's edges
 (relative error ~1e-6·(1 + (mean − c)²/std²); the CPU kernels sum d in float64). Min and max
-are exact on a CPU; the GPU's batch takes them over d with non-finite values as 0, a bracket
-that includes the centre. A layer with no finite values reports None for those; a constant
-layer (min = max, or a spread below 1e-6 of its rms: float32 resolution) has std 0 and exact
-percentiles (clipping to [min, max]). An empty layer (N = 0) is rejected
-when the probe is built: a static-shape model never produces one.
+are exact in the CPU kernels; torch's batch (a GPU, or a CPU without numba) takes them over
+d with non-finite values as 0, a bracket that includes the centre. A layer with no finite
+values reports None for those; a constant layer (min = max, or a spread below 1e-6 of its
+rms: float32 resolution) has std 0 and exact percentiles (clipping to [min, max]). An empty
+layer (N = 0) is rejected when the probe is built, and a later step whose layer holds more or
+fewer than the first probed step's N values is an error naming both (its fractions would be
+of the wrong N): probe a model with a fixed batch size (the trainer drops partial batches).
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class LayerStats:
             self._scratch = (counts, np.empty((parts, self.S), dtype=np.float32),
                              np.empty((parts, len(STAT_FIELDS))))  # fmt: skip
             self._hist, self._cols = self.hist.numpy(), self.cols.numpy()  # shared memory
+            self._seen = np.zeros(self.L, dtype=np.int64)  # values added to each row
             self.reset()
         else:
             self.x, self.scratch = (torch.empty(self.L, n, device=device) for _ in range(2))
@@ -136,6 +139,18 @@ class LayerStats:
         """Empty every row before ``layer`` adds a step's pieces (the kernel path)."""
         self._hist[:] = 0.0  # numpy views: two calls of ~1 µs
         self._cols[:] = _EMPTY_ROW
+        self._seen[:] = 0
+
+    def size_error(self, i: int, got: int) -> ValueError:
+        return ValueError(f"layer {i} holds {got} values in this probed step; the probe was "
+                          f"built for {self.n} (its first probed step's): keep the batch size "
+                          f"and sequence length fixed while probing")  # fmt: skip
+
+    def require_complete(self) -> None:
+        """Every row holds exactly n values (its fractions divide by n)."""
+        for i, got in enumerate(self._seen.tolist()):
+            if got != self.n:
+                raise self.size_error(i, got)
 
     def __call__(self, acts: list[list[torch.Tensor]], pres: list[list[torch.Tensor]] | None):
         """All layers; returns the staging buffers (hist, cols)."""
@@ -144,7 +159,11 @@ class LayerStats:
             for i, pieces in enumerate(acts):
                 for j, act in enumerate(pieces):
                     self.layer(i, act, None if pres is None else pres[i][j])
+            self.require_complete()
             return self.hist, self.cols
+        for i, pieces in enumerate(acts):
+            if sum(t.numel() for t in pieces) != self.n:
+                raise self.size_error(i, sum(t.numel() for t in pieces))
         x, owned = _gather(acts, self.x)
         pre = None
         if pres is not None:
@@ -160,6 +179,13 @@ class LayerStats:
         # float32 views (a copy only of a piece that is not contiguous or float32)
         x = act.detach().reshape(-1).float().numpy()
         p = x if pre is None else pre.detach().reshape(-1).float().numpy()
+        seen = int(self._seen[i]) + x.size
+        if seen > self.n:  # (the kernels' scratch holds n values)
+            raise self.size_error(i, seen)
+        if p.size != x.size:
+            raise ValueError(f"layer {i}: the pre-activation holds {p.size} values, the "
+                             f"activation input {x.size}")  # fmt: skip
+        self._seen[i] = seen
         self._kernel(x, p, pre is None, *self._args[i], *self._sat, self._slots, *self._scratch,
                      self._hist[i], self._cols[i])  # fmt: skip
 

@@ -461,3 +461,41 @@ def test_a_layer_of_another_dtype_is_measured_as_its_float32_values(dtype, kerne
     want = LayerStats(edges, len(x), BINS, "tanh", "cpu", kernel)([[x.float()]], None)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param("in-hooks", marks=NUMBA), "batched", "staged"]
+)  # fmt: skip
+@pytest.mark.parametrize("batch", [16, 4])
+def test_a_probed_step_of_another_batch_size_is_an_error_naming_both(path, batch):
+    """The probe's buffers and fractions are sized by the first probed step: a later step of
+    more or fewer values is refused with a message, never written past a buffer."""
+    torch.manual_seed(0)
+    model = build_model(RunConfig(depth=2, width=16, batch_size=8), (5,), 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
+    probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
+    probed_step(model, probe, opt, torch.randn(8, 5), torch.randint(0, 3, (8,)))
+    with pytest.raises(ValueError, match=rf"holds {batch * 16} values .* built for 128"):
+        probed_step(model, probe, opt, torch.randn(batch, 5), torch.randint(0, 3, (batch,)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("path", [pytest.param("in-hooks", marks=NUMBA), "staged"])
+def test_a_model_of_another_dtype_is_probed(dtype, path):
+    """bfloat16 and float64 models: every path measures them (numpy has no bfloat16)."""
+    torch.manual_seed(0)
+    model = build_model(RunConfig(depth=2, width=16, norm="batch"), (5,), 3).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
+    probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
+    x, y = torch.randn(8, 5, dtype=dtype), torch.randint(0, 3, (8,))
+    for _ in range(2):
+        probed_step(model, probe, opt, x, y)
+    for layers, loss, acc, _ in probe.flush():
+        assert math.isfinite(loss) and 0.0 <= acc <= 1.0
+        for layer in layers:
+            assert (
+                sum(layer["hist"]["counts"]) + layer["hist"]["under"] + layer["hist"]["over"] == 128
+            )
+            assert all(layer[k] is not None for k in ("mean", "std", "grad_norm", "g_mean"))
