@@ -10,16 +10,12 @@ one foreach norm of all gradients, the loss and logits) and replays one captured
 (normcore.graphs) of all the statistics of ``normcore.stats.LayerStats`` and the row writes:
 a few launches instead of about seventy. On a CPU, which pays per pass over memory, the taps
 hand each layer (an RNN's: each time step) to ``LayerStats.layer``, compiled kernels, while
-its tensors are still hot in cache. Weights and gradients: on a CPU their norms
-are taken in a hook the moment backward has written the gradient (both still in cache), else
-by ``torch._foreach_norm`` in ``collect``. Each probed step fills one row of a preallocated
-device ring buffer, at a device-side index (so a graph writes the right row); ‖Δw‖ comes in
-``after_step`` unless plain SGD's lr·‖∇w‖ already gave it.
-
-Nothing reads a device value on the host until ``flush()``, which copies the used rows to
-(pinned, on CUDA) host memory with ``non_blocking=True`` and turns them into Frame layers, all
-rows at once. The one exception is the first ``collect``, which reads each layer's range once
-to fix the histogram edges for the whole run.
+its tensors are still hot in cache, and the norms of a weight and its gradient are taken the
+moment backward has written the gradient; ``collect`` then writes the row through numpy.
+Each probed step fills one row of the ring (normcore.ring); ‖Δw‖ comes in ``after_step``
+unless plain SGD's lr·‖∇w‖ already gave it. Nothing reads a device value on the host until
+``flush()`` reads the ring and turns all its rows into Frame layers at once, except the first
+``collect``, which reads each layer's range once to fix the histogram edges for the run.
 
 Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.stats.
 All hidden layers of a model must have equal shapes (ours do), so one ``stack`` batches them.
@@ -35,6 +31,7 @@ import torch
 from normcore.graphs import GraphReplay
 from normcore.kernels import hits, row_moments
 from normcore.norms import norm_affine
+from normcore.ring import Ring
 from normcore.stats import (
     COL,
     FIELDS,
@@ -75,7 +72,8 @@ class Probe:
         self.device = torch.device(device)
         self.weights: list[torch.Tensor] = [p.weight for p in points]
         self.gains, self.shifts = zip(*(norm_affine(p.affine) for p in points), strict=True)
-        self.armed, self.count = False, 0
+        self.armed = False
+        self.ring: Ring | None = None  # built at the first collect (needs the slot count)
         self._acts: list[list[torch.Tensor]] = [[] for _ in points]  # tap outputs, per layer
         self._pres: list[list[torch.Tensor]] = [[] for _ in points]
         self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]  # or their norms
@@ -172,25 +170,15 @@ class Probe:
         staged = False if self.staged else None  # (a CPU may test the GPU's staged path)
         self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, staged)
         self.eager = self.stats.kernel and self.in_hooks
-        dev, pin = self.device, self.device.type == "cuda"
-        self.dev_hist = torch.zeros(self.rows, self.L, self.stats.S, device=dev)
-        self.dev_scal = torch.full((self.rows, self.L, len(FIELDS)), float("nan"),
-                                   dtype=torch.float64, device=dev)  # fmt: skip
+        dev = self.device
+        self.ring = Ring(self.rows, self.L, self.stats.S, len(FIELDS), dev)
         self._nan = torch.full((self.L,), float("nan"), dtype=torch.float64, device=dev)
-        self.dev_glob = torch.zeros(self.rows, 2, dtype=torch.float64, device=dev)
-        # the step's rows before they enter the ring at row _r (a device-side index, so a
-        # CUDA graph of them writes the right row)
+        # the step's rows before they enter the ring (torch's path)
         self._row = torch.empty(self.L, len(FIELDS), dtype=torch.float64, device=dev)
         self._glob = torch.empty(2, dtype=torch.float64, device=dev)
-        self._r = torch.zeros(1, dtype=torch.int64, device=dev)
         # staging for the GPU's captured graph (see _stage)
         self._norm_buf = torch.empty(self.L * (1 + len(self._acts[0])), device=dev)
         self._inputs: dict[str, torch.Tensor] = {}
-        self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
-                     for t in (self.dev_hist, self.dev_scal, self.dev_glob)]  # fmt: skip
-        if dev.type == "cpu":  # numpy views of the same memory, for _record_host
-            self._rings = [t.numpy() for t in (self.dev_hist, self.dev_scal, self.dev_glob)]
-            self._r_host = self._r.numpy()
 
     @torch.no_grad()
     def collect(self, loss: torch.Tensor, logits: torch.Tensor | None = None,
@@ -198,7 +186,7 @@ class Probe:
         """After backward, before the optimizer step: the step's statistics, on the device.
         ``logits`` (B, K) and ``targets`` (B,) give the batch accuracy (NaN without them)."""
         self.armed = False
-        if self.count >= self.rows:
+        if self.full():
             raise RuntimeError(f"all {self.rows} rows of the probe are in use: flush() first")
         first = self.stats is None
         if first:
@@ -228,16 +216,14 @@ class Probe:
         for refs in (self._acts, self._pres, self._act_grads):
             for ts in refs:
                 ts.clear()
-        self.count += 1
+        self.ring.count += 1  # type: ignore[union-attr]  # (here: a graph replays no Python)
 
     def _stage(self) -> None:
         """GPU: the step's tensors into fixed buffers, so one captured graph serves every step
         (a few copies and norms, eager; the dozens of statistics kernels then replay)."""
         now, stats = self._now, self.stats
         assert stats is not None
-        for i, refs in enumerate(self._acts):
-            if sum(t.numel() for t in refs) != stats.n:  # (metadata: no sync)
-                raise stats.size_error(i, sum(t.numel() for t in refs))
+        stats.check_sizes(self._acts)
         flat = [t for ts in self._acts for t in ts]
         torch.stack(flat, out=stats.x.view(len(flat), *flat[0].shape))
         now["x"], now["pre"] = stats.x, None
@@ -304,11 +290,7 @@ class Probe:
         torch.stack([now["loss"], acc.to(now["loss"].dtype)], out=self._glob)
         if self._old:
             torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
-        # the rows into the ring at the device-side index _r (so a graph writes the right row)
-        for ring, step_rows in ((self.dev_hist, stats.hist), (self.dev_scal, self._row),
-                                (self.dev_glob, self._glob)):  # fmt: skip
-            ring.index_copy_(0, self._r, step_rows[None])
-        self._r.add_(1)
+        self.ring.write(stats.hist, self._row, self._glob)  # type: ignore[union-attr]
 
     def _record_host(self) -> None:
         """CPU: the row of ``_record``, written into the ring's own memory through numpy
@@ -321,8 +303,7 @@ class Probe:
         if any(self._acts):  # the first probe (it fixed the edges), or measured after backward
             stats(self._acts, None if now["same"] else self._pres)
         stats.require_complete()  # (in the hooks: every piece of every layer came)
-        r = int(self._r_host[0])
-        hist, row, glob = (a[r] for a in self._rings)
+        hist, row, glob = self.ring.host_row()  # type: ignore[union-attr]
         hist[:] = stats.hist.numpy()
         row[:, len(STAT_FIELDS) :] = math.nan  # columns with no value (yet: Δw, ICS)
         row[:, : len(STAT_FIELDS)] = stats.cols.numpy()
@@ -351,7 +332,6 @@ class Probe:
         glob[:] = float(now["loss"]), acc
         if self._old:
             torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
-        self._r_host[0] += 1  # (_r itself: _finish indexes with it)
 
     @torch.no_grad()
     def after_step(self, ics: torch.Tensor | None = None) -> None:
@@ -377,8 +357,11 @@ class Probe:
         self._now, self._grad_versions = {}, []
 
     def _finish(self) -> None:
-        """Δw (and ICS) into the ring's last row, _r - 1 on the device (a graph on a GPU)."""
-        now, last = self._now, self._r - 1
+        """Δw (and ICS) into the ring's last row, at index - 1 on the device (a graph on a
+        GPU)."""
+        now, ring = self._now, self.ring
+        assert ring is not None
+        last = ring.index - 1
         update = None
         if now["case"] == "norm":
             update = torch.stack(torch._foreach_norm(now["d"])) * now["lr"]
@@ -386,27 +369,20 @@ class Probe:
             torch._foreach_sub_(self._old, self.weights)  # old - new
             update = torch.stack(torch._foreach_norm(self._old))
         if update is not None:
-            column = self.dev_scal[..., COL["update_norm"]]  # (rows, L)
+            column = ring.scal[..., COL["update_norm"]]  # (rows, L)
             column.index_copy_(0, last, update[None].to(column.dtype))
         if now["ics"] is not None:
-            columns = self.dev_scal[..., COL["ics_l2"] : COL["ics_cos"] + 1]  # (rows, L, 2)
+            columns = ring.scal[..., COL["ics_l2"] : COL["ics_cos"] + 1]  # (rows, L, 2)
             columns.index_copy_(0, last, now["ics"][None].to(columns.dtype))
 
     def full(self) -> bool:
-        return self.count >= self.rows
+        return self.ring is not None and self.ring.full()
 
     def flush(self) -> list[tuple[list[dict], float, float, list[dict] | None]]:
         """Copy the used rows to the host (one sync) -> [(layers, loss, acc, ics)] in order."""
-        n, self.count = self.count, 0
-        if n == 0:
+        if self.ring is None or self.ring.count == 0:
             return []
-        for dev, host in zip((self.dev_hist, self.dev_scal, self.dev_glob), self.host,
-                             strict=True):  # fmt: skip
-            host[:n].copy_(dev[:n], non_blocking=True)
-        self._r.zero_()
-        if self.device.type == "cuda":
-            torch.cuda.current_stream(self.device).synchronize()
-        hist, scal, glob = (h[:n].numpy() for h in self.host)
+        hist, scal, glob = self.ring.read()
         steps, display = layer_frames(self.names, self.edges, hist, scal, self.n, self.bins,
                                       self.first, self.prev)  # fmt: skip
         if self.first is None:

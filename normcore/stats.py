@@ -141,16 +141,22 @@ class LayerStats:
         self._cols[:] = _EMPTY_ROW
         self._seen[:] = 0
 
-    def size_error(self, i: int, got: int) -> ValueError:
+    def _size_error(self, i: int, got: int) -> ValueError:
         return ValueError(f"layer {i} holds {got} values in this probed step; the probe was "
                           f"built for {self.n} (its first probed step's): keep the batch size "
                           f"and sequence length fixed while probing")  # fmt: skip
+
+    def check_sizes(self, acts: list[list[torch.Tensor]]) -> None:
+        """Each layer's pieces hold n values in all (shapes only: no sync)."""
+        for i, pieces in enumerate(acts):
+            if (got := sum(t.numel() for t in pieces)) != self.n:
+                raise self._size_error(i, got)
 
     def require_complete(self) -> None:
         """Every row holds exactly n values (its fractions divide by n)."""
         for i, got in enumerate(self._seen.tolist()):
             if got != self.n:
-                raise self.size_error(i, got)
+                raise self._size_error(i, got)
 
     def __call__(self, acts: list[list[torch.Tensor]], pres: list[list[torch.Tensor]] | None):
         """All layers; returns the staging buffers (hist, cols)."""
@@ -161,9 +167,7 @@ class LayerStats:
                     self.layer(i, act, None if pres is None else pres[i][j])
             self.require_complete()
             return self.hist, self.cols
-        for i, pieces in enumerate(acts):
-            if sum(t.numel() for t in pieces) != self.n:
-                raise self.size_error(i, sum(t.numel() for t in pieces))
+        self.check_sizes(acts)
         x, owned = _gather(acts, self.x)
         pre = None
         if pres is not None:
@@ -181,7 +185,7 @@ class LayerStats:
         p = x if pre is None else pre.detach().reshape(-1).float().numpy()
         seen = int(self._seen[i]) + x.size
         if seen > self.n:  # (the kernels' scratch holds n values)
-            raise self.size_error(i, seen)
+            raise self._size_error(i, seen)
         if p.size != x.size:
             raise ValueError(f"layer {i}: the pre-activation holds {p.size} values, the "
                              f"activation input {x.size}")  # fmt: skip
