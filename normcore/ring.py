@@ -25,6 +25,8 @@ class Ring:
         pin = device.type == "cuda"
         self._host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
                       for t in (self.hist, self.scal, self.glob)]  # fmt: skip
+        if device.type == "cpu":  # numpy views of the same memory, for host_row
+            self._views = [t.numpy() for t in (self.hist, self.scal, self.glob, self.index)]
 
     def full(self) -> bool:
         return self.count >= self.rows
@@ -38,10 +40,10 @@ class Ring:
     def host_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CPU: numpy views of the next row (hist, scal, glob), for the caller to fill;
         ``index`` moves on."""
-        index = self.index.numpy()
+        hist, scal, glob, index = self._views
         r = int(index[0])
         index[0] += 1
-        return self.hist.numpy()[r], self.scal.numpy()[r], self.glob.numpy()[r]
+        return hist[r], scal[r], glob[r]
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The used rows on the host, (hist, scal, glob) of ``count`` rows; the ring is empty
