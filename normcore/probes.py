@@ -79,8 +79,9 @@ class Probe:
         self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]  # or their norms
         self._handles: list = []
         for i, p in enumerate(points):
-            self._handles.append(Reader(p.act, self._on_act(i)))
+            # pre first: where pre and act are one module (no norm), its readers run in order
             self._handles.append(Reader(p.pre, self._on_pre(i)))
+            self._handles.append(Reader(p.act, self._on_act(i)))
             if self.device.type == "cpu":  # see _on_grad
                 self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
         # CPU (eager): ‖w‖ and ‖∇w‖ as soon as backward has written ∇w (w was just read for

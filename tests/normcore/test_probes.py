@@ -499,3 +499,22 @@ def test_a_model_of_another_dtype_is_probed(dtype, path):
                 sum(layer["hist"]["counts"]) + layer["hist"]["under"] + layer["hist"]["over"] == 128
             )
             assert all(layer[k] is not None for k in ("mean", "std", "grad_norm", "g_mean"))
+
+
+@pytest.mark.parametrize("in_hooks", [pytest.param(True, marks=NUMBA), False])
+def test_a_norm_free_layer_may_name_one_module_as_pre_and_act(in_hooks):
+    """A model of one's own without a norm has one point for both: its pre-activation is its
+    activation input, and the probe reads it once, in the hooks or after backward."""
+    torch.manual_seed(0)
+    linear, act_in = torch.nn.Linear(5, 16), torch.nn.Identity()
+    model = torch.nn.Sequential(linear, act_in, torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    point = ProbePoint("h1", act_in, act_in, linear.weight, torch.nn.Identity())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe([point], activation="tanh", bins=BINS, rows=4, optimizer=opt)
+    probe.in_hooks = in_hooks
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    for _ in range(3):
+        probed_step(model, probe, opt, x, y)
+    assert probe.eager == in_hooks
+    for (layer,), *_ in probe.flush():
+        assert layer["sat"] == layer["sat_pre"] and layer["mean"] is not None
