@@ -32,14 +32,7 @@ from normcore.graphs import GraphReplay
 from normcore.kernels import hits, row_moments
 from normcore.norms import norm_affine
 from normcore.ring import Ring
-from normcore.stats import (
-    COL,
-    FIELDS,
-    STAT_FIELDS,
-    LayerStats,
-    choose_edges,
-    layer_frames,
-)
+from normcore.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
 from normcore.taps import ProbePoint, Reader
 
 
@@ -117,8 +110,7 @@ class Probe:
                 return
             if self.eager:
                 (pre,) = self._pres[i]  # the pre tap fired just before (each time step)
-                with torch.no_grad():
-                    self.stats.layer(i, out, None if pre is out else pre)  # type: ignore[union-attr]
+                self.stats.layer(i, out, None if pre is out else pre)  # type: ignore[union-attr]
                 self._pres[i].clear()
                 if out.requires_grad:
                     out.register_hook(self._on_act_grad(i))
@@ -165,11 +157,10 @@ class Probe:
         n = sum(t.numel() for t in self._acts[0])
         ranges = [torch.stack(refs).nan_to_num(0.0, 0.0, 0.0).aminmax() for refs in self._acts]
         vmin, vmax = (torch.stack(v).double().cpu().numpy() for v in zip(*ranges, strict=True))
-        # the one host read, at setup
-        edges = choose_edges(vmin, vmax, self.activation)
+        edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
         self.edges, self.n = edges, n
-        staged = False if self.staged else None  # (a CPU may test the GPU's staged path)
-        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, staged)
+        kernel = False if self.staged else None  # (a CPU may test the GPU's staged path)
+        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, kernel)
         self.eager = self.stats.kernel and self.in_hooks
         dev = self.device
         self.ring = Ring(self.rows, self.L, self.stats.S, len(FIELDS), dev)
@@ -279,9 +270,8 @@ class Probe:
             if params[0] is not None:
                 std, mean = torch.std_mean(torch.stack(list(params)), dim=1, correction=0)
                 cols[f"{prefix}_mean"], cols[f"{prefix}_std"] = mean, std
-        if self._sgd and not self._sgd.param_groups[0]["momentum"]:
-            # Δw = -lr·∇w unless the gradient changes before the step (after_step checks)
-            cols["update_norm"] = grad_norm * self._sgd.param_groups[0]["lr"]
+        if (lr := self._sgd_lr()) is not None:
+            cols["update_norm"] = grad_norm * lr
         # one kernel writes the whole row; columns filled later (Δw, ICS) start as NaN
         torch.stack([cols.get(name, self._nan) for name in FIELDS], dim=1, out=self._row)
         logits, targets = now["logits"], now["targets"]
@@ -293,6 +283,11 @@ class Probe:
             torch._foreach_copy_(self._old, self.weights)  # for ‖Δw‖ after the step
         self.ring.write(stats.hist, self._row, self._glob)  # type: ignore[union-attr]
 
+    def _sgd_lr(self) -> float | None:
+        """lr where plain SGD makes Δw = -lr·∇w (if ∇w stays: after_step checks), else None."""
+        plain = self._sgd and not self._sgd.param_groups[0]["momentum"]
+        return self._sgd.param_groups[0]["lr"] if plain else None  # type: ignore[union-attr]
+
     def _record_host(self) -> None:
         """CPU: the row of ``_record``, written into the ring's own memory through numpy
         views and compiled kernels: reading a CPU tensor is no sync, and a small model's step
@@ -303,7 +298,8 @@ class Probe:
         assert stats is not None
         if any(self._acts):  # the first probe (it fixed the edges), or measured after backward
             stats(self._acts, None if now["same"] else self._pres)
-        stats.require_complete()  # (in the hooks: every piece of every layer came)
+        else:
+            stats.require_complete()  # in the hooks: every piece of every layer came
         hist, row, glob = self.ring.host_row()  # type: ignore[union-attr]
         hist[:] = stats.hist.numpy()
         row[:, len(STAT_FIELDS) :] = math.nan  # columns with no value (yet: Δw, ICS)
@@ -323,8 +319,7 @@ class Probe:
             if params[0] is not None:
                 values = torch.stack(list(params)).float().numpy()  # (numpy has no bfloat16)
                 row_moments(values, row[:, COL[f"{prefix}_mean"]], row[:, COL[f"{prefix}_std"]])
-        if self._sgd and not self._sgd.param_groups[0]["momentum"]:
-            lr = self._sgd.param_groups[0]["lr"]  # Δw = -lr·∇w (after_step checks)
+        if (lr := self._sgd_lr()) is not None:
             row[:, COL["update_norm"]] = row[:, COL["grad_norm"]] * lr
         logits, targets = now["logits"], now["targets"]
         acc = math.nan
@@ -358,8 +353,7 @@ class Probe:
         self._now, self._grad_versions = {}, []
 
     def _finish(self) -> None:
-        """Δw (and ICS) into the ring's last row, at index - 1 on the device (a graph on a
-        GPU)."""
+        """Δw (and ICS) into the ring's last row, index - 1 on the device (a graph on a GPU)."""
         now, ring = self._now, self.ring
         assert ring is not None
         last = ring.index - 1

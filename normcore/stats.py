@@ -132,8 +132,8 @@ class LayerStats:
         else:
             self.x, self.scratch = (torch.empty(self.L, n, device=device) for _ in range(2))
             self.offset = (torch.arange(self.L, device=device) * self.S)[:, None]
-        self.pre: torch.Tensor | None = None  # allocated when first needed
-        self.d: torch.Tensor | None = None
+            self.pre: torch.Tensor | None = None  # allocated when first needed
+            self.d: torch.Tensor | None = None
 
     def reset(self) -> None:
         """Empty every row before ``layer`` adds a step's pieces (the kernel path)."""
