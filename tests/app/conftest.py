@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.utils.server import server, sse_events, start_server  # noqa: F401  (fixtures)
+from tests.utils.server import LONG_RUN, server, sse_events, start_server  # noqa: F401  (fixtures)
 
 # A run small enough for a shared 2-core machine (depth 2, width 16, the 2-D moons set).
 SMALL: dict[str, Any] = {"depth": 2, "width": 16, "dataset": "moons", "batch_size": 32,

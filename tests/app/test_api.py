@@ -12,7 +12,7 @@ import pytest
 
 from app.api.catalog import PRESETS
 from normcore.config import RunConfig
-from tests.app.conftest import create, stored_frames, wait_until
+from tests.app.conftest import LONG_RUN, create, stored_frames, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def _field_error(response, *loc):
         ({"norm": "batch", "batch_size": 1}, "batch_size", "variance"),
         ({"lr": 0}, "lr", "greater than"),
         ({"lr": -1}, "lr", "greater than"),
-        ({"steps": 20001}, "steps", "limit"),  # the test server's NORMSCOPE_MAX_STEPS
+        ({"steps": LONG_RUN + 1}, "steps", "limit"),  # the server's limit, below RunConfig's
         ({"width": 1025}, "width", "limit"),
         ({"batch_size": 1025}, "batch_size", "limit"),
         ({"depth": 0}, "depth", "greater than"),
@@ -160,7 +160,7 @@ def test_catalog_lists_choices_limits_and_valid_presets(client):
     catalog = response.json()
     assert [n["name"] for n in catalog["norms"]][:3] == ["none", "batch", "layer"]
     assert all("suits_small_batch" in n["properties"] for n in catalog["norms"])
-    assert catalog["limits"] == {"steps": 20000, "width": 1024, "depth": 32, "batch_size": 1024}
+    assert catalog["limits"] == {"steps": LONG_RUN, "width": 1024, "depth": 32, "batch_size": 1024}
     assert catalog["defaults"] == RunConfig().model_dump()
     assert len(catalog["presets"]) >= 4
     titles = " | ".join(p["title"] for p in catalog["presets"])
@@ -215,14 +215,14 @@ def test_export_jsonl_and_csv_hold_every_frame(client, done_run):
 
 
 def test_cancel_stops_a_running_run_and_a_second_cancel_conflicts(client):
-    run = create(client, steps=20000)
+    run = create(client, steps=LONG_RUN)
     wait_until(client, run["id"], 1)  # running, frames flowing
     started = time.monotonic()
     response = client.post(f"/api/runs/{run['id']}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled", response.json()
     assert time.monotonic() - started < 3  # the API promises 1 s; generous for a busy box
-    assert response.json()["step"] < 20000 and response.json()["frame_count"] > 0
+    assert response.json()["step"] < LONG_RUN and response.json()["frame_count"] > 0
     again = client.post(f"/api/runs/{run['id']}/cancel")
     assert again.status_code == 409 and "cancelled" in again.json()["detail"]
 
@@ -236,7 +236,7 @@ def test_delete_removes_the_run_and_its_frames(client):
 
 
 def test_jobs_show_the_running_worker(client):
-    run = create(client, steps=20000)
+    run = create(client, steps=LONG_RUN)
     try:
         wait_until(client, run["id"], 1)
         response = client.get("/api/jobs")

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.app.conftest import SMALL, create, follow, wait_until
+from tests.app.conftest import LONG_RUN, SMALL, create, follow, wait_until
 from tests.utils.server import LiveServer, sse_events
 
 TOKEN = "s3cret-token"
@@ -76,7 +76,7 @@ def test_full_queue_is_429_with_retry_after_and_a_queued_stream_keeps_alive(clie
     for status in ("queued", "running"):  # start from an idle executor
         for run in client.get("/api/runs", params={"status": status}).json()["data"]:
             wait_until(client, run["id"])
-    running = create(client, steps=20000)
+    running = create(client, steps=LONG_RUN)
     queued = create(client, steps=20)
     try:
         wait_until(client, running["id"], lambda status: status == "running")

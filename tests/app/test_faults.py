@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.app.conftest import create, follow, stored_frames, wait_until
+from tests.app.conftest import LONG_RUN, create, follow, stored_frames, wait_until
 
 
 def test_sigkill_of_the_worker_fails_the_run_and_the_server_carries_on(server):
     with server.client() as client:
-        run = create(client, steps=20000)
+        run = create(client, steps=LONG_RUN)
         wait_until(client, run["id"], 5)
         [job] = [j for j in client.get("/api/jobs").json()["data"] if j["run_id"] == run["id"]]
         os.kill(job["pid"], signal.SIGKILL)  # what the kernel's OOM killer does
@@ -38,7 +38,7 @@ def test_diverging_run_ends_diverged_with_its_frames_kept(server):
 def test_server_killed_mid_run_leaves_it_interrupted_with_frames_readable(start_server, tmp_path):
     first = start_server(tmp_path / "data")
     with first.client() as client:
-        run = create(client, steps=20000)
+        run = create(client, steps=LONG_RUN)
         wait_until(client, run["id"], 10)
     first.kill()
     second = start_server(tmp_path / "data")  # the same data dir

@@ -21,7 +21,7 @@ from app.jobs.recorder import Recorder
 from app.settings import Settings
 from app.store import Store
 from normcore.frames import decode
-from tests.app.conftest import SMALL, TERMINAL, create, stored_frames, wait_until
+from tests.app.conftest import LONG_RUN, SMALL, TERMINAL, create, stored_frames, wait_until
 from tests.utils.server import LiveServer
 
 
@@ -94,8 +94,8 @@ def test_run_through_the_api_on_ray_completes_with_every_frame_in_seq_order(loca
 
 
 def test_full_queue_raises_and_cancel_stops_queued_and_running_runs(harness):
-    running = harness.submit(steps=20000)
-    queued = harness.submit(steps=20000)
+    running = harness.submit(steps=LONG_RUN)
+    queued = harness.submit(steps=LONG_RUN)
     with pytest.raises(QueueFull):
         harness.submit(steps=10)
     snapshot = harness.executor.snapshot()
@@ -108,7 +108,7 @@ def test_full_queue_raises_and_cancel_stops_queued_and_running_runs(harness):
     cancelled = harness.wait(running, timeout=10)
     assert cancelled["status"] == "cancelled" and cancelled["error"] is None
     assert time.monotonic() - asked < 3  # stop between steps, killed after 0.7 s at worst
-    assert 3 <= cancelled["frame_count"] < 20000
+    assert 3 <= cancelled["frame_count"] < LONG_RUN
     assert harness.executor.cancel("no-such-run") is False
 
 
@@ -122,7 +122,7 @@ def test_a_job_that_raises_ends_failed_with_the_reason_and_the_queued_run_starts
 
 
 def test_killing_the_actor_process_fails_the_run_and_stop_interrupts_the_next(harness):
-    run_id = harness.submit(steps=20000)
+    run_id = harness.submit(steps=LONG_RUN)
     harness.wait(run_id, frames=5)
     [job] = harness.executor.snapshot()["data"]
     assert job["run_id"] == run_id and job["pid"] not in (None, os.getpid())
@@ -132,7 +132,7 @@ def test_killing_the_actor_process_fails_the_run_and_stop_interrupts_the_next(ha
     blobs = list(harness.store.iter_frames(run_id))  # frames before the kill are kept
     assert [seq for seq, _ in blobs] == list(range(failed["frame_count"])) and len(blobs) >= 5
     assert decode(blobs[0][1])["seq"] == 0
-    after = harness.submit(steps=20000)  # the executor carries on; stop() interrupts it
+    after = harness.submit(steps=LONG_RUN)  # the executor carries on; stop() interrupts it
     harness.wait(after, frames=3)
     harness.executor.stop()
     harness.recorder.stop()  # commits what the executor reported

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.app.conftest import create, follow, stored_frames, wait_until
+from tests.app.conftest import LONG_RUN, create, follow, stored_frames, wait_until
 from tests.utils.server import sse_events
 
 
@@ -35,19 +35,28 @@ def test_stream_follows_a_run_to_the_end_in_seq_order(client):
 
 
 def test_stream_resumes_from_last_event_id_with_exactly_the_missed_frames(client):
-    run = create(client, steps=400)
-    before = []
-    with client.stream("GET", f"/api/runs/{run['id']}/events") as response:
+    run = create(client, steps=LONG_RUN)  # still running until this test cancels it
+    url = f"/api/runs/{run['id']}/events"
+    before: list = []
+    with client.stream("GET", url) as response:
         for event in sse_events(response):
             if event["event"] == "frame":
                 before.append(json.loads(event["data"]))
                 if len(before) == 40:
                     break  # drop the connection mid-run
+    time.sleep(0.3)  # frames go on while nobody listens
     assert client.get(f"/api/runs/{run['id']}").json()["status"] == "running"
-    after = follow(client, run["id"], **{"Last-Event-ID": str(before[-1]["seq"])})
-    after_frames = [e["data"] for e in after if e["event"] == "frame"]
-    assert after[-1]["data"]["status"] == "completed"
-    assert before + after_frames == stored_frames(client, run["id"]), "exactly, once each"
+    after: list = []
+    with client.stream("GET", url, headers={"Last-Event-ID": str(before[-1]["seq"])}) as response:
+        for event in sse_events(response):
+            if event["event"] == "frame":
+                after.append(json.loads(event["data"]))
+                if len(after) == 80:  # the missed frames, then live ones: now end the run
+                    assert client.post(f"/api/runs/{run['id']}/cancel").status_code == 200
+            elif event["event"] == "status" and '"cancelled"' in event["data"]:
+                break
+    assert len(after) >= 80 and after[0]["seq"] == 40
+    assert before + after == stored_frames(client, run["id"]), "exactly, once each"
 
 
 def test_stream_of_an_ended_run_replays_from_the_store(client):

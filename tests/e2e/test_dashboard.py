@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import SMALL, Dashboard, wait_run
+from tests.utils.server import LONG_RUN
 
 pytestmark = pytest.mark.e2e
 
@@ -39,39 +40,66 @@ def grow(dash: Dashboard, selectors: list[str], timeout_s: float = 60) -> dict[s
     raise AssertionError(f"charts did not grow while running: {first}")
 
 
-def test_launch_from_form_draws_live_run_until_completed(dash: Dashboard, server: Any):
+def launch(dash: Dashboard, config: dict[str, Any]) -> str:
+    """Fill the launch form, start the run, and return its id once its page is open."""
     dash.open("#/launch")
-    # No norm and N(0, 1) weights: the sigmoid units saturate, so the saturation map has colour.
-    config = {**SMALL, "norm": "none", "init": "gaussian", "init_std": 1.0, "lr": 0.5,
-              "steps": 1500, "probe_every": 5, "eval_every": 100}  # fmt: skip
     fill_form(dash.page, config)
     dash.page.get_by_role("button", name="Start run").click()
     dash.page.wait_for_url("**/#/run/*")
-    run_id = dash.page.url.rsplit("/", 1)[-1]
+    return dash.page.url.rsplit("/", 1)[-1]
 
-    top = "[data-panel=heatmap][data-layer=h3]"  # the top layer's row is open by default
-    grown = grow(dash, ["[data-panel=loss]", "[data-panel=overview]", top])
-    assert all(after > before for before, after in grown.values()), grown
-    # The picture for the docs: mid-run, with some history, the mouse off the charts.
-    dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
-    dash.page.wait_for_function(
-        "() => document.querySelector('[data-panel=overview]').data[0].x.length >= 100"
-    )
-    dash.page.wait_for_timeout(400)  # the mode bar fades out
-    if dash.status() == "running":
-        dash.screenshot("run-live.png")
 
-    assert dash.wait_status({"completed", "diverged", "failed"}) == "completed"
-    progress = dash.page.get_by_test_id("progress")
-    assert progress.inner_text().startswith("1,500 / 1,500")
+def assert_every_frame_drawn(dash: Dashboard, server: Any, run_id: str, chart: str) -> dict:
+    """Once a run has ended, the overview and `chart` (a heatmap) hold one column per stored
+    frame, and the progress line reads the stored step; returns the stored run."""
     with server.client() as client:
         stored = client.get(f"/api/runs/{run_id}").json()
     frames = stored["frame_count"]
     dash.page.wait_for_timeout(400)  # the last throttled update
     assert dash.points("[data-panel=overview]") == frames
-    assert dash.points(top) == frames
-    z_columns = dash.page.evaluate(f"document.querySelector('{top}').data[0].z.length")
-    assert z_columns == frames
+    assert dash.points(chart) == frames
+    assert dash.page.evaluate(f"document.querySelector('{chart}').data[0].z.length") == frames
+    progress = dash.page.get_by_test_id("progress").inner_text()
+    assert progress.startswith(f"{stored['step']:,} / {stored['config']['steps']:,}"), progress
+    return stored
+
+
+# No norm and N(0, 1) weights: the sigmoid units saturate, so the saturation map has colour.
+SATURATING = {**SMALL, "norm": "none", "init": "gaussian", "init_std": 1.0, "lr": 0.5,
+              "probe_every": 5, "eval_every": 100}  # fmt: skip
+TOP = "[data-panel=heatmap][data-layer=h3]"  # the top layer's row is open by default
+
+
+def test_launch_from_form_draws_live_run_until_cancelled(dash: Dashboard, server: Any):
+    run_id = launch(dash, {**SATURATING, "steps": LONG_RUN})  # still running until cancelled
+    try:
+        grown = grow(dash, ["[data-panel=loss]", "[data-panel=overview]", TOP])
+        assert all(after > before for before, after in grown.values()), grown
+        # The picture for the docs: mid-run, with some history, the mouse off the charts.
+        dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
+        dash.page.wait_for_function(
+            "() => document.querySelector('[data-panel=overview]').data[0].x.length >= 100"
+        )
+        dash.page.wait_for_timeout(400)  # the mode bar fades out
+        assert dash.status() == "running"
+        dash.screenshot("run-live.png")
+
+        dash.page.get_by_role("button", name="Cancel").click()
+        assert dash.wait_status({"cancelled", "completed", "diverged", "failed"}) == "cancelled"
+    finally:
+        with server.client() as client:  # a failed check leaves no run holding a worker
+            client.post(f"/api/runs/{run_id}/cancel")
+    stored = assert_every_frame_drawn(dash, server, run_id, TOP)
+    assert stored["status"] == "cancelled" and 0 < stored["step"] < LONG_RUN
+    assert dash.page.get_by_role("button", name="Cancel").count() == 0  # nothing left to cancel
+    dash.assert_clean()
+
+
+def test_launch_from_form_draws_every_frame_of_a_completed_run(dash: Dashboard, server: Any):
+    run_id = launch(dash, {**SATURATING, "steps": 1500})
+    assert dash.wait_status({"completed", "diverged", "failed"}) == "completed"
+    stored = assert_every_frame_drawn(dash, server, run_id, TOP)
+    assert stored["step"] == 1500 and stored["frame_count"] == 1500 // 5 + 1
     dash.assert_clean()
 
 

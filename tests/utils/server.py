@@ -31,13 +31,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Steps enough to outlast any test on any machine: a test that needs a run still running
+# starts one this long and cancels it, so no check rests on how fast the machine trains.
+LONG_RUN = 500_000
+
 # Small and quick for a shared 2-core machine; tests override what they need.
 TEST_ENV = {
     "NORMSCOPE_MAX_JOBS": "2",
     "NORMSCOPE_WARM_WORKERS": "2",  # tests start runs back to back: keep one ready
     "NORMSCOPE_QUEUE_LENGTH": "8",
     "NORMSCOPE_KEEPALIVE_S": "1",
-    "NORMSCOPE_MAX_STEPS": "20000",
+    "NORMSCOPE_MAX_STEPS": str(LONG_RUN),
 }
 
 
