@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -70,27 +72,49 @@ SATURATING = {**SMALL, "norm": "none", "init": "gaussian", "init_std": 1.0, "lr"
 TOP = "[data-panel=heatmap][data-layer=h3]"  # the top layer's row is open by default
 
 
+def stall_worker(server: Any, run_id: str) -> int:
+    """SIGSTOP the worker training `run_id` and wait until the store holds all it sent: the
+    run stays `running` with a frame count that no longer grows, however fast the machine.
+    Returns that count."""
+    with server.client() as client:
+        [pid] = [j["pid"] for j in client.get("/api/jobs").json()["data"] if j["run_id"] == run_id]
+        os.kill(pid, signal.SIGSTOP)
+        counts = [-1]
+        while len(counts) < 3 or counts[-3] != counts[-1]:  # steady for two reads in a row
+            time.sleep(0.3)
+            counts.append(client.get(f"/api/runs/{run_id}").json()["frame_count"])
+    return counts[-1]
+
+
 def test_launch_from_form_draws_live_run_until_cancelled(dash: Dashboard, server: Any):
     run_id = launch(dash, {**SATURATING, "steps": LONG_RUN})  # still running until cancelled
     try:
         grown = grow(dash, ["[data-panel=loss]", "[data-panel=overview]", TOP])
         assert all(after > before for before, after in grown.values()), grown
-        # The picture for the docs: mid-run, with some history, the mouse off the charts.
-        dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
         dash.page.wait_for_function(
             "() => document.querySelector('[data-panel=overview]').data[0].x.length >= 100"
         )
+        # A stalled worker: the page catches up with every frame stored while still running
+        # (far fewer frames than a chart's cap of 1,000 points, so none is thinned away).
+        frames = stall_worker(server, run_id)
+        dash.page.wait_for_function(
+            "(n) => document.querySelector('[data-panel=overview]').data[0].x.length === n",
+            arg=frames,
+        )
+        assert dash.status() == "running" and frames < 1000
+        # The picture for the docs: mid-run, with some history, the mouse off the charts.
+        dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
         dash.page.wait_for_timeout(400)  # the mode bar fades out
-        assert dash.status() == "running"
         dash.screenshot("run-live.png")
 
+        # Cancel: a worker that does not stop between steps is killed after the grace period.
         dash.page.get_by_role("button", name="Cancel").click()
         assert dash.wait_status({"cancelled", "completed", "diverged", "failed"}) == "cancelled"
     finally:
         with server.client() as client:  # a failed check leaves no run holding a worker
             client.post(f"/api/runs/{run_id}/cancel")
     stored = assert_every_frame_drawn(dash, server, run_id, TOP)
-    assert stored["status"] == "cancelled" and 0 < stored["step"] < LONG_RUN
+    assert stored["status"] == "cancelled" and stored["frame_count"] == frames
     assert dash.page.get_by_role("button", name="Cancel").count() == 0  # nothing left to cancel
     dash.assert_clean()
 
@@ -229,8 +253,11 @@ def test_unknown_run_link_shows_not_found(dash: Dashboard):
 def test_token_server_streams_with_token_asks_without_and_shows_unreachable(
     browser: Any, start_server: Any
 ):
-    private = start_server(NORMSCOPE_TOKEN="s3cret")
+    # One job slot, held by a long run: the 120-step run waits queued until the page has
+    # opened its live stream (a page streams only a run that has not ended).
+    private = start_server(NORMSCOPE_TOKEN="s3cret", NORMSCOPE_MAX_JOBS="1")
     with private.client() as client:
+        blocker = client.post("/api/runs", json={**SMALL, "steps": LONG_RUN}).json()["id"]
         response = client.post("/api/runs", json={**SMALL, "steps": 120})
         assert response.status_code == 201, response.text
     run_id = response.json()["id"]
@@ -239,7 +266,11 @@ def test_token_server_streams_with_token_asks_without_and_shows_unreachable(
     try:
         # A shared link with ?token=: the live stream carries it, the address bar drops it.
         live = Dashboard(with_token.new_page(), private.url)
-        live.page.goto(f"{private.url}/?token=s3cret#/run/{run_id}")
+        with live.page.expect_request(lambda r: "/events" in r.url):  # its live stream opens
+            live.page.goto(f"{private.url}/?token=s3cret#/run/{run_id}")
+        assert live.status() == "queued"
+        with private.client() as client:
+            assert client.post(f"/api/runs/{blocker}/cancel").status_code == 200
         assert live.wait_status({"completed"}) == "completed"
         assert "token" not in live.page.url
         streams = [u for u in live.requests if "/events" in u]
