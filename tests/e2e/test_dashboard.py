@@ -97,11 +97,12 @@ def test_launch_from_form_draws_live_run_until_cancelled(dash: Dashboard, server
         # A stalled worker: the page catches up with every frame stored while still running
         # (far fewer frames than a chart's cap of 1,000 points, so none is thinned away).
         frames = stall_worker(server, run_id)
+        assert frames < 1000, frames
         dash.page.wait_for_function(
             "(n) => document.querySelector('[data-panel=overview]').data[0].x.length === n",
             arg=frames,
         )
-        assert dash.status() == "running" and frames < 1000
+        assert dash.status() == "running"
         # The picture for the docs: mid-run, with some history, the mouse off the charts.
         dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
         dash.page.wait_for_timeout(400)  # the mode bar fades out
