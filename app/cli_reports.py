@@ -43,7 +43,9 @@ def add_report_parser(subparsers: Any) -> None:
         "accuracy, saturation map, distribution drift, gradient norms. Several runs "
         "render side by side.",
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run ids")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run ids, or JSON-lines files of frames (normscope run --out, "
+                        "export, normcore.watch)")  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="the HTML file (default: normscope-report.html)")  # fmt: skip
     add_server_option(parser)
@@ -84,8 +86,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from normcore.client import NormScopeError
 
     out = args.output or Path("normscope-report.html")
+    files = [Path(run) for run in args.runs if Path(run).is_file()]
+    if files and len(files) != len(args.runs):
+        return _fail("RUN: give run ids or frames files, not both")
     try:
-        if args.server:
+        if files:
+            from app.report import from_files, render_report
+
+            html = render_report(from_files(files))
+        elif args.server:
             from normcore.client import Client
 
             with Client(args.server, token=args.token) as client:
@@ -98,7 +107,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 html = render_report(from_store(store, args.runs))
             finally:
                 store.close()
-    except (NormScopeError, ServiceError) as exc:
+    except (NormScopeError, ServiceError, ValueError) as exc:
         return _fail(str(exc))
     out.write_text(html, encoding="utf-8")
     print(f"wrote {out} ({len(html) / 1e6:.1f} MB, {len(args.runs)} run(s))", file=sys.stderr)

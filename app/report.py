@@ -19,12 +19,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from app import report_figures as F
 from app.errors import RunNotFound
+from app.jobs.worker import _summarize
 from app.report_figures import PALETTE, RunFrames
-from app.store import frame_text
+from app.store import frame_text, spread
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
 
@@ -41,6 +43,38 @@ def from_store(
             raise RunNotFound(run_id)
         rows, _total = store.sample_frames(run_id, 0, max_points)
         out.append((run, [json.loads(frame_text(blob)) for _seq, blob in rows]))
+    return out
+
+
+def from_files(paths: Iterable[Path], max_points: int = DEFAULT_MAX_POINTS) -> list[RunFrames]:
+    """[(Run, frames)] from JSON-lines files of frames (``normscope run --out``, ``export``, a
+    ``normcore.watch.Watch``), each thinned to max_points as the store does. The run is named
+    after its file; its status, step and final metrics are its last frame's."""
+    out = []
+    for path in paths:
+        frames = []
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    frame = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{number}: not a JSON frame ({exc.msg})") from None
+                if not isinstance(frame, dict) or not isinstance(frame.get("layers"), list):
+                    raise ValueError(f"{path}:{number}: a frame needs a 'layers' list")
+                frames.append(frame)
+        if not frames:
+            raise ValueError(f"{path}: holds no frames")
+        final: dict[str, Any] = {}
+        for frame in frames:
+            _summarize(frame, final)
+        last = frames[-1]
+        run = dict(id=path.stem, label=path.name, status=last.get("status"),
+                   device=last.get("device"), step=last.get("step"), steps=last.get("step"),
+                   frame_count=len(frames), final=final,
+                   config={"file": str(path), "frames": len(frames)})  # fmt: skip
+        out.append((run, [frames[i] for i in spread(len(frames), max_points)]))
     return out
 
 

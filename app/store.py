@@ -83,6 +83,15 @@ class Finish:
 Op = Start | Frames | Finish
 
 
+def spread(total: int, max_points: int) -> list[int]:
+    """The indices ``Store.sample_frames`` keeps of ``total`` frames, for frames held
+    elsewhere (a file): exactly min(total, max_points), evenly spread, first and last kept."""
+    if total <= max_points:
+        return list(range(total))
+    m1, t1 = max_points - 1, total - 1
+    return [rn for rn in range(total) if (rn * m1) % t1 < m1]
+
+
 def frame_text(blob: bytes) -> str:
     """A stored frame as its wire JSON text (what SSE and JSON lines send)."""
     return zlib.decompress(blob).decode()

@@ -27,7 +27,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }  # fmt: skip
 
 
-def _weight(layer: nn.Module) -> nn.Parameter:
+def trained_weight(layer: nn.Module) -> nn.Parameter:
     """The weight SGD moves: WN's direction ``v`` (``original1``), else ``.weight``."""
     param = getattr(layer, "parametrizations", None)
     if param is not None and "weight" in param:
@@ -55,7 +55,7 @@ class Block(nn.Module):
 
     def probe_point(self, name: str, in_linear: bool) -> ProbePoint:
         affine = self.linear if in_linear else self.norm
-        return ProbePoint(name, self.pre, self.act_in, _weight(self.linear), affine)
+        return ProbePoint(name, self.pre, self.act_in, trained_weight(self.linear), affine)
 
 
 class _Probed(nn.Module):
@@ -174,7 +174,7 @@ class RNN(_Probed):
     def probe_points(self) -> list[ProbePoint]:
         in_linear = resolve(self.norm_name).in_linear
         layers = cast(list[RecurrentLayer], list(self.blocks))
-        return [ProbePoint(f"h{i + 1}", b.pre, b.act_in, _weight(b.linear),
+        return [ProbePoint(f"h{i + 1}", b.pre, b.act_in, trained_weight(b.linear),
                            b.linear if in_linear else b.norm)
                 for i, b in enumerate(layers)]  # fmt: skip
 

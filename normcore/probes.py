@@ -142,13 +142,18 @@ class Probe:
 
     def arm(self) -> None:
         """The next forward/backward is a probed step."""
-        for lists in (self._acts, self._pres, self._act_grads):
-            for refs in lists:
-                refs.clear()
+        self.disarm()
         self._norms = [None] * self.L
         if self.eager:
             self.stats.reset()  # type: ignore[union-attr]
         self.armed = True
+
+    def disarm(self) -> None:
+        """The armed step ends without ``collect`` (it raised): drop what the taps took."""
+        self.armed = False
+        for lists in (self._acts, self._pres, self._act_grads):
+            for refs in lists:
+                refs.clear()
 
     def _setup(self) -> None:
         shapes = {tuple(t.shape) for refs in self._acts for t in refs}

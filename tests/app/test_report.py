@@ -158,6 +158,59 @@ def test_cli_report_of_unknown_run_fails_naming_it(server, tmp_path):
     assert not out.exists()
 
 
+def test_cli_report_of_frames_files_draws_a_watched_model_beside_a_stored_run(
+    server, runs, tmp_path
+):
+    # a model of one's own, watched in its own loop; beside it, a stored run's export
+    torch = pytest.importorskip("torch")
+    from normcore.watch import Watch
+
+    torch.manual_seed(0)
+    fc1, fc2, head = torch.nn.Linear(4, 24), torch.nn.Linear(24, 12), torch.nn.Linear(12, 2)
+    norm = torch.nn.LayerNorm(12)
+    params = [p for m in (fc1, fc2, norm, head) for p in m.parameters()]
+    opt = torch.optim.SGD(params, lr=0.1)
+    own = tmp_path / "own.jsonl"
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    with Watch({"fc1": fc1, "fc2": (fc2, norm)}, activation="tanh", optimizer=opt,
+               out=own) as watch:  # fmt: skip
+        for _ in range(900):  # more frames than a report keeps (400)
+            with watch.step():
+                logits = head(torch.tanh(norm(fc2(torch.tanh(fc1(x))))))
+                loss = torch.nn.functional.cross_entropy(logits, y)
+                opt.zero_grad()
+                loss.backward()
+                watch.measure(loss, logits, y)
+                opt.step()
+    stored = tmp_path / "stored.jsonl"
+    result = cli("export", runs[1][0]["id"], "-o", str(stored),
+                 NORMSCOPE_DATA_DIR=str(server.data_dir))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    out = tmp_path / "files.html"
+    result = cli("report", str(own), str(stored), "-o", str(out))  # no store, no server
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    assert_self_contained(html)
+    figures = figures_of(html)
+    assert len(find(figures, "saturation")) == 2
+    [own_map] = [
+        f for f in find(figures, "saturation") if "own.jsonl" in f["layout"]["title"]["text"]
+    ]
+    assert own_map["data"][0]["y"] == ["fc1", "fc2"]
+    steps = own_map["data"][0]["x"]
+    assert len(steps) == 400 and (steps[0], steps[-1]) == (1, 900), "thinned, ends kept"
+    assert "completed" in html and "own.jsonl" in html
+
+    # a bad file names itself and its line; files and run ids do not mix
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(own.read_text().splitlines()[0] + "\n{not json\n")
+    result = cli("report", str(bad), "-o", str(tmp_path / "bad.html"))
+    assert result.returncode == 1 and f"{bad}:2: not a JSON frame" in result.stderr
+    result = cli("report", str(own), "some-run-id", "-o", str(tmp_path / "mixed.html"))
+    assert result.returncode == 1 and "not both" in result.stderr
+
+
 @pytest.mark.e2e
 def test_report_renders_offline_in_chromium(runs, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")

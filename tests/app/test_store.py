@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from app.jobs.recorder import Recorder
-from app.store import Finish, Frames, Start, Store, frame_text
+from app.store import Finish, Frames, Start, Store, frame_text, spread
 from normcore.config import RunConfig
 from normcore.frames import decode, encode, to_json
 
@@ -107,6 +107,7 @@ def test_sampling_keeps_first_and_last_and_at_most_max_points(store, total, max_
     assert seqs[0] == 0 and seqs[-1] == total - 1 and seqs == sorted(set(seqs))
     gaps = [b - a for a, b in zip(seqs[:-1], seqs[1:], strict=True)]
     assert not gaps or max(gaps) - min(gaps) <= 1, "evenly spread"
+    assert seqs == spread(total, max_points), "frames in a file are thinned alike"
 
 
 def test_sampling_from_since_seq(store):

@@ -1,0 +1,215 @@
+"""Watch a model of one's own: NormScope's probes in one's own training loop.
+
+    watch = Watch({"fc1": (model.fc1, model.bn1), "fc2": model.fc2}, activation="relu",
+                  optimizer=opt, every=10, out="frames.jsonl")
+    for x, y in loader:
+        with watch.step():                  # probes this step when it is due
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            watch.measure(loss, logits, y)  # after backward, before the optimizer step
+            opt.step()
+    watch.close()                           # the last frames; the last says "completed"
+
+Each watched layer is named, and given as its linear (or conv) module alone, whose output is
+the activation's input (no norm, or a norm inside it: weight norm, cosine norm), or as a pair
+(linear, norm) whose outputs are the pre-activation and the activation's input. The frames
+are the trainer's (normcore.frames), so `normscope report frames.jsonl` draws them and the
+dashboard's tools read them; there is no held-out evaluation (``eval`` is None).
+
+Layers may differ in shape (a ConvNet, a tapering MLP): each has a Probe of its own
+(normcore.probes), and a frame gathers their rows. Nothing is read on the host between
+flushes, as in the trainer; a batch size that changes between probed steps is an error
+naming both sizes (probe fixed-size batches: drop the last partial one).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from normcore.frames import Frame, to_json
+from normcore.models import trained_weight
+from normcore.probes import Probe
+from normcore.stats import ACT_RANGE
+from normcore.taps import ProbePoint
+from normcore.train import FLUSH_SECONDS, PROBE_ROWS
+
+LayerSpec = nn.Module | tuple[nn.Module, nn.Module]
+
+
+def probe_point(name: str, spec: LayerSpec) -> ProbePoint:
+    """A `ProbePoint` of one watched layer: `linear` or `(linear, norm)`."""
+    linear, norm = spec if isinstance(spec, tuple) else (spec, None)
+    if not isinstance(linear, nn.Module) or not isinstance(norm, nn.Module | None):
+        raise TypeError(f"layer {name!r}: a module or a (linear, norm) pair of modules, "
+                        f"not {spec!r}")  # fmt: skip
+    try:
+        weight = trained_weight(linear)
+    except AttributeError:
+        raise TypeError(f"layer {name!r}: {type(linear).__name__} has no weight") from None
+    return ProbePoint(name, linear, norm or linear, weight, norm or linear)
+
+
+class Watch:
+    """Probes on named layers of any model, every ``every``-th step of one's own loop.
+
+    Frames go to ``out`` (JSON lines, one per frame, appended), to ``on_frame``, or, with
+    neither, into ``frames``. ``activation`` (sigmoid, tanh, relu, gelu) sets what counts as
+    saturated and the histogram's least range. ``optimizer`` gives the lr in each frame and
+    lets ‖Δw‖ be taken right after its step (without it: at the end of ``step()``).
+    """
+
+    def __init__(self, layers: Mapping[str, LayerSpec], *, activation: str,
+                 optimizer: torch.optim.Optimizer | None = None, every: int = 1,
+                 bins: int = 64, out: str | Path | None = None,
+                 on_frame: Callable[[Frame], None] | None = None) -> None:  # fmt: skip
+        if not layers:
+            raise ValueError("layers: name at least one layer to watch")
+        if activation not in ACT_RANGE:
+            raise ValueError(f"activation: one of {', '.join(sorted(ACT_RANGE))}; "
+                             f"not {activation!r}")  # fmt: skip
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: a whole number of steps >= 1, not {every!r}")
+        points = [probe_point(name, spec) for name, spec in layers.items()]
+        self.device = points[0].weight.device
+        self.every, self.optimizer = every, optimizer
+        self.probes = [Probe([p], activation=activation, bins=bins, rows=PROBE_ROWS,
+                             device=self.device, optimizer=optimizer)
+                       for p in points]  # fmt: skip
+        self.frames: list[Frame] = []
+        self._file: IO[str] | None = open(out, "a", encoding="utf-8") if out else None  # noqa: SIM115
+        self._sinks = [s for s in (self._write if out else None, on_frame) if s is not None]
+        self._hook = optimizer.register_step_post_hook(self._stepped) if optimizer else None
+        self.steps = 0  # steps begun
+        self._phase = "idle"  # of the current probed step: armed, measured, finished
+        self._meta: list[dict[str, Any]] = []  # host side of each probed row, in order
+        self._held: Frame | None = None  # the last frame: the final one says how the run ended
+        self._seq, self._last_flush = 0, time.perf_counter()
+        self._last_rate = (0, self._last_flush)
+
+    @contextmanager
+    def step(self) -> Iterator[bool]:
+        """One training step; yields whether it is probed. A step that raises before
+        ``measure`` leaves no row; one that raises after it keeps its row."""
+        if self._phase == "closed":
+            raise RuntimeError("this Watch is closed")
+        self.steps += 1
+        probing = (self.steps - 1) % self.every == 0
+        if probing:
+            for probe in self.probes:
+                probe.arm()
+            self._phase = "armed"
+        try:
+            yield probing
+        except BaseException:
+            if self._phase == "measured":
+                self._finish()
+            for probe in self.probes:
+                probe.disarm()
+            self._phase = "idle"
+            raise
+        if self._phase == "armed":
+            for probe in self.probes:
+                probe.disarm()
+            self._phase = "idle"
+            raise RuntimeError(
+                f"step {self.steps} was probed but measure(loss) was not "
+                "called: call it after backward, before the optimizer step"
+            )
+        if self._phase == "measured":
+            self._finish()
+        self._phase = "idle"
+        if probing and (self.probes[0].full()
+                        or time.perf_counter() - self._last_flush > FLUSH_SECONDS):  # fmt: skip
+            self._emit()
+
+    @torch.no_grad()
+    def measure(self, loss: torch.Tensor, logits: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None) -> None:  # fmt: skip
+        """After backward, before the optimizer step: this step's statistics (a no-op on a step
+        that is not probed). ``logits`` (B, K) and ``targets`` (B,) give the batch accuracy."""
+        if self._phase != "armed":
+            if self._phase == "measured":
+                raise RuntimeError(f"measure() was called twice in step {self.steps}")
+            return
+        for probe in self.probes:
+            probe.collect(loss, logits, targets)
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else None
+        self._meta.append(dict(step=self.steps, time=time.time(), clock=time.perf_counter(),
+                               lr=lr))  # fmt: skip
+        self._phase = "measured"
+
+    def _stepped(self, *_: Any) -> None:
+        if self._phase == "measured":
+            self._finish()
+
+    def _finish(self) -> None:
+        for probe in self.probes:
+            probe.after_step()
+        self._phase = "finished"
+
+    def _emit(self) -> None:
+        """Read the probes' rows (one host read each) and send them on as frames."""
+        rows = [probe.flush() for probe in self.probes]
+        self._last_flush = time.perf_counter()
+        for info, *layer_rows in zip(self._meta, *rows, strict=True):
+            layers = [row[0][0] for row in layer_rows]
+            _, loss, acc, _ = layer_rows[0]
+            last_step, last_clock = self._last_rate
+            rate = (info["step"] - last_step) / max(info["clock"] - last_clock, 1e-9)
+            self._last_rate = (info["step"], info["clock"])
+            status = "running" if math.isfinite(loss) else "diverged"
+            frame = dict(seq=self._seq, step=info["step"], time=info["time"], status=status,
+                         device=self.device.type, loss=loss, acc=acc, lr=info["lr"],
+                         steps_per_s=rate, eval=None, ics=None, layers=layers)  # fmt: skip
+            self._seq += 1
+            self._send(self._held)
+            self._held = frame
+        self._meta.clear()
+
+    def _send(self, frame: Frame | None) -> None:
+        if frame is None:
+            return
+        if not self._sinks:
+            self.frames.append(frame)
+        for sink in self._sinks:
+            sink(frame)
+
+    def _write(self, frame: Frame) -> None:
+        assert self._file is not None
+        self._file.write(to_json(frame) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """The last frames; the last one says ``completed`` (or ``diverged``). Removes the
+        probes' hooks; a closed Watch takes no more steps."""
+        if self._phase == "closed":
+            return
+        self._emit()
+        if self._held is not None and self._held["status"] == "running":
+            self._held["status"] = "completed"
+        self._send(self._held)
+        self._held = None
+        for probe in self.probes:
+            probe.close()
+        if self._hook is not None:
+            self._hook.remove()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._phase = "closed"
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
