@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 RunStatus = Literal[
     "queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"
@@ -100,3 +100,74 @@ class Health(BaseModel):
     version: str
     device: str
     auth: bool = Field(description="whether /api needs a bearer token")
+
+
+# -- runs of a model of one's own (normcore.watch), trained by the client ----------------------
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Number = float | None  # JSON has no NaN: a non-finite value is null
+
+
+class WatchedRunIn(BaseModel):
+    """A run the client trains: its frames come from ``POST /api/runs/{id}/frames``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    activation: Literal["sigmoid", "tanh", "relu", "gelu"]
+    layers: Annotated[list[Name], Field(min_length=1, max_length=256)]
+    every: int = Field(1, ge=1, le=1_000_000)  # probing every n steps
+    steps: int = Field(0, ge=0, le=10**12)  # the planned steps, 0: open-ended
+
+
+class HistIn(BaseModel):
+    lo: float
+    hi: float
+    counts: Annotated[list[int | None], Field(max_length=4096)]
+    under: int | None = 0
+    over: int | None = 0
+
+
+class LayerIn(BaseModel):
+    """A frame's layer as normcore.frames documents it; what the dashboard draws."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    hist: HistIn | None = None
+    nonfinite: int | None = 0
+    mean: Number = None
+    std: Number = None
+    p15: Number = None
+    p50: Number = None
+    p85: Number = None
+    sat: Number = None
+    sat_pre: Number = None
+    grad_norm: Number = None
+    act_grad_norm: Number = None
+    weight_norm: Number = None
+    update_ratio: Number = None
+    g_mean: Number = None
+    g_std: Number = None
+    b_mean: Number = None
+    b_std: Number = None
+    w1_prev: Number = None
+    w1_first: Number = None
+
+
+class FrameIn(BaseModel):
+    """One frame of a watched run (normcore.frames); ``seq`` counts from 0 without gaps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0)
+    step: int = Field(ge=0)
+    time: float
+    status: Literal["running", "completed", "diverged"]
+    device: Annotated[str, StringConstraints(max_length=32)] | None = None
+    loss: Number = None
+    acc: Number = None
+    lr: Number = None
+    steps_per_s: Number = None
+    eval: dict[str, Number] | None = None
+    ics: list[dict[str, Any]] | None = None
+    layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.errors import FieldError, RunConflict, RunNotFound
 from app.jobs.base import Executor
+from app.live import Hub
 from app.settings import Settings
 from app.store import ACTIVE, TERMINAL, Finish, Store, frame_text
 from normcore.config import RunConfig
@@ -55,13 +56,15 @@ def create_run(
     return get_run(store, run["id"])
 
 
-def cancel_run(store: Store, executor: Executor, run_id: str, wait_s: float) -> dict[str, Any]:
+def cancel_run(store: Store, executor: Executor, run_id: str, wait_s: float,
+               hub: Hub | None = None) -> dict[str, Any]:  # fmt: skip
     """Stop a queued or running run and return it once it has ended (within `wait_s`)."""
     run = get_run(store, run_id)
     if run["status"] in TERMINAL:
         raise RunConflict(f"run {run_id!r} has already ended: {run['status']}")
-    if not executor.cancel(run_id):  # active in the store, unknown to the executor
-        store.apply([Finish(run_id, "cancelled", None, time.time())])
+    if not executor.cancel(run_id):  # a watched run, or one the executor lost
+        if store.apply([Finish(run_id, "cancelled", None, time.time())]) and hub is not None:
+            hub.publish_threadsafe(run_id, [], get_run(store, run_id))  # wake its viewers
     deadline = time.monotonic() + wait_s
     while run["status"] in ACTIVE and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -23,12 +23,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from normcore.config import RunConfig
+from normcore.frames import to_json
+
+if TYPE_CHECKING:
+    from normcore.watch import Watch
 
 TERMINAL = frozenset({"completed", "diverged", "failed", "cancelled", "interrupted"})
 
@@ -79,6 +83,28 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str | None, str, int 
             last_id = value
         elif name == "retry" and value.isdigit():
             retry = int(value)
+
+
+class _WatchedRun:
+    """Sends a Watch's frames to its run on the server. Once the server says the run has
+    ended (a cancel: 409), the error reaches the loop once and later frames are dropped."""
+
+    def __init__(self, client: Client, run_id: str):
+        self.client, self.id, self.ended = client, run_id, False
+
+    def send(self, frames: list[dict]) -> None:
+        if self.ended:
+            return
+        try:
+            self.client.append_frames(self.id, frames)
+        except NormScopeError as exc:
+            self.ended = exc.status == 409
+            raise
+
+    def end(self, completed: bool) -> None:
+        """The Watch closed: a run its frames did not end (the loop raised) is cancelled."""
+        if not self.ended and self.client.run(self.id)["status"] not in TERMINAL:
+            self.client.cancel(self.id)
 
 
 class Client:
@@ -151,6 +177,42 @@ class Client:
 
     def delete(self, run_id: str) -> None:
         self._request("DELETE", f"/api/runs/{run_id}")
+
+    # --- runs of a model of one's own (normcore.watch) ---------------------------------------
+    def watch(self, layers: Mapping[str, Any], *, label: str, activation: str,
+              optimizer: Any = None, every: int = 1, bins: int = 64,
+              steps: int = 0) -> Watch:  # fmt: skip
+        """A ``normcore.watch.Watch`` whose frames go to a new run on this server, drawn
+        live like any run. ``steps`` (optional) is the planned length, for the progress bar.
+        Its run ends with the Watch: ``completed`` (or ``diverged``) from the last frame, or
+        ``cancelled`` when the loop raised. The dashboard's Cancel stops the loop: the next
+        batch of frames raises NormScopeError (409) in it."""
+        from normcore.watch import Watch
+
+        spec = dict(label=label, activation=activation, layers=list(layers), every=every,
+                    steps=steps)  # fmt: skip
+        run = _WatchedRun(self, self._json("POST", "/api/runs/watched", json=spec)["id"])
+        watch = Watch(layers, activation=activation, optimizer=optimizer, every=every,
+                      bins=bins, on_frames=run.send, on_close=run.end)  # fmt: skip
+        watch.run_id = run.id
+        return watch
+
+    def append_frames(self, run_id: str, frames: list[dict], max_bytes: int = 48_000) -> dict:
+        """Send frames of a watched run, in order, in requests of at most ``max_bytes``
+        (the server's body limit is 64 KB by default); returns the run."""
+        run: dict = {}
+        batch: list[str] = []
+        for text in (to_json(frame) for frame in frames):
+            if batch and sum(map(len, batch)) + len(batch) + len(text) + 2 > max_bytes:
+                run = self._post_frames(run_id, batch)
+                batch = []
+            batch.append(text)
+        return self._post_frames(run_id, batch) if batch else run
+
+    def _post_frames(self, run_id: str, texts: list[str]) -> dict:
+        body = "[" + ",".join(texts) + "]"
+        return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
+                          headers={"content-type": "application/json"})  # fmt: skip
 
     def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 0.25) -> dict:
         """Block until the run ends (completed, diverged, failed, cancelled, interrupted)."""

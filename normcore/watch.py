@@ -30,6 +30,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,16 +63,21 @@ def probe_point(name: str, spec: LayerSpec) -> ProbePoint:
 class Watch:
     """Probes on named layers of any model, every ``every``-th step of one's own loop.
 
-    Frames go to ``out`` (JSON lines, one per frame, appended), to ``on_frame``, or, with
-    neither, into ``frames``. ``activation`` (sigmoid, tanh, relu, gelu) sets what counts as
-    saturated and the histogram's least range. ``optimizer`` gives the lr in each frame and
-    lets ‖Δw‖ be taken right after its step (without it: at the end of ``step()``).
+    Frames go to ``out`` (JSON lines, one per frame, appended), to ``on_frame`` (each frame)
+    and ``on_frames`` (each batch read at a flush), or, with none of them, into ``frames``;
+    ``on_close(completed)`` is called once all are sent (``normcore.client.Client.watch``
+    uses the last two to send them to a server). ``activation`` (sigmoid, tanh, relu,
+    gelu) sets what counts as saturated and the histogram's least range. ``optimizer`` gives
+    the lr in each frame and lets ‖Δw‖ be taken right after its step (without it: at the end
+    of ``step()``).
     """
 
     def __init__(self, layers: Mapping[str, LayerSpec], *, activation: str,
                  optimizer: torch.optim.Optimizer | None = None, every: int = 1,
                  bins: int = 64, out: str | Path | None = None,
-                 on_frame: Callable[[Frame], None] | None = None) -> None:  # fmt: skip
+                 on_frame: Callable[[Frame], None] | None = None,
+                 on_frames: Callable[[list[Frame]], object] | None = None,
+                 on_close: Callable[[bool], None] | None = None) -> None:  # fmt: skip
         if not layers:
             raise ValueError("layers: name at least one layer to watch")
         if activation not in ACT_RANGE:
@@ -87,7 +93,13 @@ class Watch:
                        for p in points]  # fmt: skip
         self.frames: list[Frame] = []
         self._file: IO[str] | None = open(out, "a", encoding="utf-8") if out else None  # noqa: SIM115
-        self._sinks = [s for s in (self._write if out else None, on_frame) if s is not None]
+        each = [s for s in (self._write if out else None, on_frame) if s is not None]
+        self._sinks: list[Callable[[list[Frame]], object]] = [
+            *(partial(_each, sink) for sink in each),
+            *([on_frames] if on_frames else []),
+        ]
+        self._on_close = on_close
+        self.run_id: str | None = None  # the server's run, when a Client made this Watch
         self._hook = optimizer.register_step_post_hook(self._stepped) if optimizer else None
         self.steps = 0  # steps begun
         self._phase = "idle"  # of the current probed step: armed, measured, finished
@@ -161,6 +173,7 @@ class Watch:
         """Read the probes' rows (one host read each) and send them on as frames."""
         rows = [probe.flush() for probe in self.probes]
         self._last_flush = time.perf_counter()
+        ready: list[Frame] = []
         for info, *layer_rows in zip(self._meta, *rows, strict=True):
             layers = [row[0][0] for row in layer_rows]
             _, loss, acc, _ = layer_rows[0]
@@ -172,44 +185,56 @@ class Watch:
                          device=self.device.type, loss=loss, acc=acc, lr=info["lr"],
                          steps_per_s=rate, eval=None, ics=None, layers=layers)  # fmt: skip
             self._seq += 1
-            self._send(self._held)
+            if self._held is not None:
+                ready.append(self._held)
             self._held = frame
         self._meta.clear()
+        self._send(ready)
 
-    def _send(self, frame: Frame | None) -> None:
-        if frame is None:
+    def _send(self, frames: list[Frame]) -> None:
+        if not frames:
             return
         if not self._sinks:
-            self.frames.append(frame)
+            self.frames.extend(frames)
         for sink in self._sinks:
-            sink(frame)
+            sink(frames)
 
     def _write(self, frame: Frame) -> None:
         assert self._file is not None
         self._file.write(to_json(frame) + "\n")
         self._file.flush()
 
-    def close(self) -> None:
-        """The last frames; the last one says ``completed`` (or ``diverged``). Removes the
-        probes' hooks; a closed Watch takes no more steps."""
+    def close(self, completed: bool = True) -> None:
+        """The last frames; the last one says ``completed`` (or ``diverged``; ``running``
+        when the loop did not complete). Removes the probes' hooks; a closed Watch takes no
+        more steps."""
         if self._phase == "closed":
             return
-        self._emit()
-        if self._held is not None and self._held["status"] == "running":
-            self._held["status"] = "completed"
-        self._send(self._held)
-        self._held = None
-        for probe in self.probes:
-            probe.close()
-        if self._hook is not None:
-            self._hook.remove()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
         self._phase = "closed"
+        try:
+            self._emit()
+            if completed and self._held is not None and self._held["status"] == "running":
+                self._held["status"] = "completed"
+            self._send([self._held] if self._held is not None else [])
+            self._held = None
+        finally:
+            for probe in self.probes:
+                probe.close()
+            if self._hook is not None:
+                self._hook.remove()
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self._on_close is not None:
+                self._on_close(completed)
 
     def __enter__(self) -> Watch:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.close(completed=kind is None)
+
+
+def _each(sink: Callable[[Frame], None], frames: list[Frame]) -> None:
+    for frame in frames:
+        sink(frame)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 
 from app import service
-from app.deps import ExecutorDep, SettingsDep, StoreDep
+from app.deps import ExecutorDep, HubDep, SettingsDep, StoreDep
 from app.schemas import Run, RunList, RunStatus
 from normcore.config import RunConfig
 
@@ -45,11 +45,11 @@ def read_run(run_id: RunId, store: StoreDep) -> Run:
 
 @router.post("/{run_id}/cancel")
 async def cancel_run(
-    run_id: RunId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep
+    run_id: RunId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep, hub: HubDep
 ) -> Run:
     """Stop a queued or running run; answers once it has ended."""
     wait_s = settings.cancel_grace_s + 1.0
-    run = await run_in_threadpool(service.cancel_run, store, executor, run_id, wait_s)
+    run = await run_in_threadpool(service.cancel_run, store, executor, run_id, wait_s, hub)
     return Run.model_validate(run)
 
 

@@ -117,9 +117,29 @@ export function irrelevantFields(config) {
   return off;
 }
 
-/** 'batch · mlp 3×100 sigmoid · digits · bs 60 · sgd lr 0.1' */
+/** A run of a model of one's own (normcore.watch): its own loop trains it, not the server. */
+export const isWatched = (c) => c?.model === "own";
+
+/** '3 / 2,000 steps', or '3 steps' for a watched run of no planned length. */
+export function stepsText(step, steps) {
+  return steps ? `${fmt(step)} / ${fmt(steps)} steps` : `${fmt(step)} steps`;
+}
+
+/** The layers a watched run names: 'conv, fc1, fc2', the first few of many. */
+function layerList(names = [], shown = 4) {
+  const more = names.length > shown ? `, … (${names.length})` : "";
+  return names.slice(0, shown).join(", ") + more;
+}
+
+/**
+ * 'batch · mlp 3×100 sigmoid · digits · bs 60 · sgd lr 0.1', or for a watched run
+ * 'own model · conv, fc1, fc2 · relu · every 5 steps'.
+ */
 export function configSummary(c) {
   if (!c) return "";
+  if (isWatched(c)) {
+    return `own model · ${layerList(c.layers)} · ${c.activation} · every ${fmt(c.probe_every)} steps`;
+  }
   const net = `${c.model} ${c.depth}×${c.width} ${c.activation}`;
   const norm = c.norm === "none" ? "no norm" : `${c.norm}${c.affine === false ? " (no g,b)" : ""}`;
   const order = c.batch_order && c.batch_order !== "shuffled" ? ` ${c.batch_order}` : "";

@@ -162,26 +162,12 @@ def test_cli_report_of_frames_files_draws_a_watched_model_beside_a_stored_run(
     server, runs, tmp_path
 ):
     # a model of one's own, watched in its own loop; beside it, a stored run's export
-    torch = pytest.importorskip("torch")
     from normcore.watch import Watch
+    from tests.utils.own_model import tapering_mlp
 
-    torch.manual_seed(0)
-    fc1, fc2, head = torch.nn.Linear(4, 24), torch.nn.Linear(24, 12), torch.nn.Linear(12, 2)
-    norm = torch.nn.LayerNorm(12)
-    params = [p for m in (fc1, fc2, norm, head) for p in m.parameters()]
-    opt = torch.optim.SGD(params, lr=0.1)
-    own = tmp_path / "own.jsonl"
-    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
-    with Watch({"fc1": fc1, "fc2": (fc2, norm)}, activation="tanh", optimizer=opt,
-               out=own) as watch:  # fmt: skip
-        for _ in range(900):  # more frames than a report keeps (400)
-            with watch.step():
-                logits = head(torch.tanh(norm(fc2(torch.tanh(fc1(x))))))
-                loss = torch.nn.functional.cross_entropy(logits, y)
-                opt.zero_grad()
-                loss.backward()
-                watch.measure(loss, logits, y)
-                opt.step()
+    model, own = tapering_mlp(), tmp_path / "own.jsonl"
+    with Watch(model.layers, activation="tanh", optimizer=model.opt, out=own) as watch:
+        model.train(watch, 900)  # more frames than a report keeps (400)
     stored = tmp_path / "stored.jsonl"
     result = cli("export", runs[1][0]["id"], "-o", str(stored),
                  NORMSCOPE_DATA_DIR=str(server.data_dir))  # fmt: skip

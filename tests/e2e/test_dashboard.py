@@ -62,7 +62,8 @@ def assert_every_frame_drawn(dash: Dashboard, server: Any, run_id: str, chart: s
     assert dash.points(chart) == frames
     assert dash.page.evaluate(f"document.querySelector('{chart}').data[0].z.length") == frames
     progress = dash.page.get_by_test_id("progress").inner_text()
-    assert progress.startswith(f"{stored['step']:,} / {stored['config']['steps']:,}"), progress
+    step, steps = stored["step"], stored["config"]["steps"]  # steps 0: open-ended (watched)
+    assert progress.startswith(f"{step:,} / {steps:,}" if steps else f"{step:,} steps"), progress
     return stored
 
 
@@ -298,3 +299,35 @@ def test_token_server_streams_with_token_asks_without_and_shows_unreachable(
     finally:
         with_token.close()
         without.close()
+
+
+def test_a_watched_model_of_ones_own_is_drawn_live_like_any_run(dash: Dashboard, server: Any):
+    from normcore.client import Client
+    from tests.utils.own_model import tapering_mlp
+
+    own = tapering_mlp()
+    with Client(server.url, token=server.token) as client:
+        watch = client.watch(own.layers, label="my tapering MLP", activation="tanh",
+                             optimizer=own.opt, every=2)  # fmt: skip
+        own.train(watch, 130)  # 65 probed steps: a full device ring (32) at least was flushed
+        sent = client.run(watch.run_id)["frame_count"]
+        assert sent >= 31  # all but the last frame of a flush (it waits to say how it ends)
+        dash.open(f"#/run/{watch.run_id}")
+        # while its loop is paused the run is running, with what it sent so far drawn
+        dash.page.wait_for_function(
+            "(n) => { const el = document.querySelector('[data-panel=overview]');"
+            " return el && el.data && el.data[0].x.length === n; }",
+            arg=sent,
+        )
+        assert dash.status() == "running"
+        summary = dash.page.locator(".run-summary").inner_text()
+        assert "own model · fc1, fc2 · tanh · every 2 steps · trained by its own loop" in summary
+        dash.page.mouse.move(683, 12)  # off every chart
+        dash.screenshot("run-watched.png")
+        own.train(watch, 70)
+        watch.close()
+    assert dash.wait_status({"completed", "cancelled"}) == "completed"
+    top = "[data-panel=heatmap][data-layer=fc2]"
+    stored = assert_every_frame_drawn(dash, server, watch.run_id, top)
+    assert stored["frame_count"] == 100 and stored["step"] == 199
+    dash.assert_clean()

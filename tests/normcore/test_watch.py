@@ -13,6 +13,7 @@ from torch import nn
 
 from normcore.frames import to_json
 from normcore.watch import Watch
+from tests.utils.own_model import training_step
 
 
 class TaperingNet(nn.Module):
@@ -41,15 +42,7 @@ def make(seed: int = 0):
 def train(model, watch, opt, x, y, steps: int, fail_at: int | None = None):
     for step in range(1, steps + 1):
         try:
-            with watch.step():
-                if step == fail_at:
-                    raise KeyError("a step that raises")
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad()
-                loss.backward()
-                watch.measure(loss, logits, y)
-                opt.step()
+            training_step(watch, model, opt, x, y, fail=step == fail_at)
         except KeyError:
             assert step == fail_at
 

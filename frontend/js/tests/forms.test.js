@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import {
   choicesOf, configSummary, distinguishingLabels, fieldErrors, fieldKind, fmt, groupedFields, irrelevantFields,
-  toConfig,
+  isWatched, stepsText, toConfig,
 } from "../forms.js";
 
 const defaults = {
@@ -74,6 +74,16 @@ test("summaries and numbers read well", () => {
   assert.equal(fmt(0.0000123), "1.23e-5");
   assert.equal(fmt(null), "–");
   assert.equal(fmt(NaN), "–");
+});
+
+test("a watched model of one's own reads by its layers, and may have no planned length", () => {
+  const own = { model: "own", activation: "relu", layers: ["conv", "fc1", "fc2"], probe_every: 5, steps: 0 };
+  assert.ok(isWatched(own) && !isWatched(defaults) && !isWatched(null));
+  assert.equal(configSummary(own), "own model · conv, fc1, fc2 · relu · every 5 steps");
+  const deep = { ...own, layers: Array.from({ length: 12 }, (_, i) => `block${i}`) };
+  assert.equal(configSummary(deep), "own model · block0, block1, block2, block3, … (12) · relu · every 5 steps");
+  assert.equal(stepsText(1234, 0), "1,234 steps");
+  assert.equal(stepsText(1234, 2000), "1,234 / 2,000 steps");
 });
 
 test("compare labels name what differs between runs", () => {

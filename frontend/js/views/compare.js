@@ -5,7 +5,7 @@
 import { TERMINAL } from "../api.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
-import { distinguishingLabels } from "../forms.js";
+import { distinguishingLabels, isWatched } from "../forms.js";
 import * as heatmap from "../panels/heatmap.js";
 import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
@@ -81,7 +81,10 @@ export function mount(root, { ids }) {
 
   function renderChips() {
     const known = runs.every((r) => r.run);
-    const labels = known ? distinguishingLabels(runs.map((r) => r.run.config)) : runs.map((r) => r.id);
+    const watched = known && runs.some((r) => isWatched(r.run.config)); // no norm field: their labels
+    const labels = !known ? runs.map((r) => r.id)
+      : watched ? runs.map((r) => `${r.run.label} · ${r.id}`)
+        : distinguishingLabels(runs.map((r) => r.run.config));
     runs.forEach((r, i) => { r.label = labels[i]; });
     fill(chips, runs.map((r) => h("a", { class: "chip", href: href.run(r.id), title: r.run?.label ?? r.id },
       h("span", { class: "swatch", style: `background:${r.color}` }), r.label, " ", r.run ? badge(r.run.status) : "")));

@@ -5,7 +5,7 @@
 import { api, TERMINAL } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
-import { configSummary, fmt } from "../forms.js";
+import { configSummary, fmt, isWatched, stepsText } from "../forms.js";
 import * as loss from "../panels/loss.js";
 import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
@@ -99,7 +99,7 @@ export function mount(root, { id }) {
     el.bar.parentElement.setAttribute("aria-valuenow", String(Math.round(100 * frac)));
     el.progressText.textContent = run?.status === "queued"
       ? `queued: waits for a free worker · ${fmt(steps)} steps`
-      : `${fmt(step)} / ${fmt(steps)} steps`;
+      : stepsText(step, steps);
     const live = run && !TERMINAL.has(run.status);
     el.rate.textContent = cols.stepsPerS != null && live ? `${fmt(cols.stepsPerS)} steps/s` : "";
     const dev = cols.device ?? run?.device;
@@ -109,7 +109,10 @@ export function mount(root, { id }) {
   function renderHeader() {
     if (!run) return;
     el.title.textContent = run.label || configSummary(run.config);
-    el.summary.textContent = `${configSummary(run.config)} · ${fmt(run.config?.steps)} steps · seed ${run.config?.seed} · run ${run.id}`;
+    const plan = isWatched(run.config)
+      ? "trained by its own loop"
+      : `${fmt(run.config?.steps)} steps · seed ${run.config?.seed}`;
+    el.summary.textContent = `${configSummary(run.config)} · ${plan} · run ${run.id}`;
     fill(el.status, badge(run.status));
     document.title = `${run.status} · ${run.label ?? run.id} — NormScope`;
     const active = !TERMINAL.has(run.status);

@@ -3,7 +3,7 @@
 
 import { api, TERMINAL } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
-import { fmt } from "../forms.js";
+import { configSummary, fmt, isWatched, stepsText } from "../forms.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 2000;
@@ -11,6 +11,7 @@ const REFRESH_MS = 2000;
 /** What the label leaves out: batch, optimizer, order, seed, id. */
 function runDetails(run) {
   const c = run.config ?? {};
+  if (isWatched(c)) return `${configSummary(c)} · ${run.id}`;
   const order = c.batch_order && c.batch_order !== "shuffled" ? ` ${c.batch_order}` : "";
   return `bs ${c.batch_size}${order} · ${c.optimizer} lr ${c.lr} · seed ${c.seed} · ${run.id}`;
 }
@@ -66,7 +67,7 @@ export function mount(root) {
       h("td", {}, h("a", { href: href.run(run.id) }, run.label ?? run.id),
         h("div", { class: "muted" }, runDetails(run))),
       h("td", {}, badge(run.status), run.error ? h("div", { class: "muted error-text", title: run.error }, run.error.slice(0, 80)) : ""),
-      h("td", { class: "num" }, `${fmt(run.step ?? 0)} / ${fmt(run.steps ?? run.config?.steps)}`),
+      h("td", { class: "num" }, stepsText(run.step ?? 0, run.steps ?? run.config?.steps)),
       h("td", { class: "num" }, fmt(f.loss)),
       h("td", { class: "num" }, fmt(f.acc)),
       h("td", { class: "num" }, fmt(f.eval_acc)),

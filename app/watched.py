@@ -1,0 +1,83 @@
+"""Runs of a model of one's own (normcore.watch): the client trains, the server stores and
+streams what it sends.
+
+No executor takes part. A watched run is created running; its frames arrive by
+``POST /api/runs/{id}/frames`` in seq order, are stored as the recorder stores a worker's and
+published to the run's live viewers; its last frame (completed, diverged) or a cancel ends
+it. A resent batch is stored once (frames at or below the stored ``last_seq`` are skipped),
+so a client may retry after a lost answer. A client that learns of a cancel gets a 409 on its
+next batch and stops.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from app.errors import FieldError, RunConflict
+from app.jobs.worker import _summarize
+from app.live import Hub
+from app.schemas import FrameIn, WatchedRunIn
+from app.service import get_run
+from app.store import TERMINAL, Finish, Frames, Start, Store
+from normcore.frames import encode, to_json
+
+OWN_MODEL = "own"  # config["model"] of a watched run
+
+_appending = threading.Lock()  # an append is read, check, write: one at a time
+
+
+def create_watched_run(store: Store, spec: WatchedRunIn) -> dict[str, Any]:
+    config = dict(model=OWN_MODEL, activation=spec.activation, layers=spec.layers,
+                  probe_every=spec.every, steps=spec.steps)  # fmt: skip
+    run = store.create_run(config, spec.label)
+    store.apply([Start(run["id"], time.time())])
+    return get_run(store, run["id"])
+
+
+def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) -> dict[str, Any]:
+    """Store the frames after the run's last one and wake its viewers; returns the run."""
+    with _appending:
+        run = get_run(store, run_id)
+        if run["config"].get("model") != OWN_MODEL:
+            raise RunConflict(f"run {run_id!r} is trained by this server: its worker sends "
+                              "its frames")  # fmt: skip
+        if run["status"] in TERMINAL:
+            raise RunConflict(f"run {run_id!r} has ended: {run['status']}")
+        fresh = [(i, f) for i, f in enumerate(frames) if f.seq > run["last_seq"]]
+        _check(run, fresh)
+        if not fresh:
+            return run
+        dicts = [f.model_dump() for _, f in fresh]
+        summary: dict[str, Any] = {}
+        for frame in dicts:
+            _summarize(frame, summary)
+        rows = [(frame["seq"], frame["step"], encode(frame)) for frame in dicts]
+        ops: list = [Frames(run_id, rows, summary)]
+        if dicts[-1]["status"] != "running":
+            ops.append(Finish(run_id, dicts[-1]["status"], None, time.time()))
+        changed = store.apply(ops)
+        run = get_run(store, run_id)
+    hub.publish_threadsafe(run_id, [(f["seq"], to_json(f)) for f in dicts],
+                           run if changed else None)  # fmt: skip
+    return run
+
+
+def _check(run: dict[str, Any], fresh: list[tuple[int, FrameIn]]) -> None:
+    """The new frames follow the stored ones without a gap, name only the run's layers,
+    and only the last may end the run."""
+    known = set(run["config"].get("layers") or [])
+    for k, (i, frame) in enumerate(fresh):
+        expected = run["last_seq"] + 1 + k
+        if frame.seq != expected:
+            raise FieldError(("body", str(i), "seq"), f"seq {frame.seq} does not follow the "
+                             f"stored frames: expected {expected}", frame.seq)  # fmt: skip
+        if frame.status != "running" and k < len(fresh) - 1:
+            raise FieldError(("body", str(i), "status"), f"a frame with status "
+                             f"{frame.status!r} must be the run's last", frame.status)  # fmt: skip
+        for j, layer in enumerate(frame.layers):
+            if layer.name not in known:
+                raise FieldError(("body", str(i), "layers", str(j), "name"), f"layer "
+                                 f"{layer.name!r} is not one of this run's: "
+                                 f"{', '.join(sorted(known))}", layer.name)  # fmt: skip
