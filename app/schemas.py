@@ -104,7 +104,9 @@ class Health(BaseModel):
 
 # -- runs of a model of one's own (normcore.watch), trained by the client ----------------------
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Number = float | None  # JSON has no NaN: a non-finite value is null
+Number = Annotated[float, Field(allow_inf_nan=False)] | None  # non-finite: null
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # SQLite's integers are 64-bit
 
 
 class WatchedRunIn(BaseModel):
@@ -120,11 +122,11 @@ class WatchedRunIn(BaseModel):
 
 
 class HistIn(BaseModel):
-    lo: float
-    hi: float
-    counts: Annotated[list[int | None], Field(max_length=4096)]
-    under: int | None = 0
-    over: int | None = 0
+    lo: Finite
+    hi: Finite
+    counts: Annotated[list[Count | None], Field(min_length=1, max_length=4096)]
+    under: Count | None = 0
+    over: Count | None = 0
 
 
 class LayerIn(BaseModel):
@@ -133,8 +135,8 @@ class LayerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    hist: HistIn | None = None
-    nonfinite: int | None = 0
+    hist: HistIn
+    nonfinite: Count | None = 0
     mean: Number = None
     std: Number = None
     p15: Number = None
@@ -159,9 +161,9 @@ class FrameIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq: int = Field(ge=0)
-    step: int = Field(ge=0)
-    time: float
+    seq: Count
+    step: Count
+    time: Finite
     status: Literal["running", "completed", "diverged"]
     device: Annotated[str, StringConstraints(max_length=32)] | None = None
     loss: Number = None

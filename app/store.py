@@ -70,6 +70,7 @@ class Frames:
     run_id: str
     rows: list[tuple[int, int, bytes]]
     summary: dict[str, Any]  # {"step", "device", "loss", "acc", "eval_loss", "eval_acc"}
+    active_only: bool = False  # store them only while the run is queued or running
 
 
 @dataclass(frozen=True)
@@ -168,12 +169,15 @@ class Store:
             return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
 
     def mark_interrupted(self, reason: str) -> list[str]:
-        """Runs a stopped server left queued or running end `interrupted`; frames stay."""
+        """Runs a stopped server left queued or running end `interrupted`; frames stay. A
+        watched run (its own loop trains it, elsewhere) goes on: its frames may still come."""
+        own = "json_extract(config, '$.model') IS NOT 'own'"
         with self._tx() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM runs WHERE status IN (?, ?)", ACTIVE)]
+            ids = [r[0] for r in db.execute(
+                f"SELECT id FROM runs WHERE status IN (?, ?) AND {own}", ACTIVE)]  # fmt: skip
             db.execute(
                 "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
-                "WHERE status IN (?, ?)",
+                f"WHERE status IN (?, ?) AND {own}",
                 (reason, time.time(), *ACTIVE),
             )
         return ids
@@ -204,7 +208,10 @@ class Store:
 
     @staticmethod
     def _insert_frames(db: sqlite3.Connection, op: Frames) -> None:
-        exists = db.execute("SELECT 1 FROM runs WHERE id = ?", (op.run_id,)).fetchone()
+        exists = db.execute(
+            "SELECT 1 FROM runs WHERE id = ? AND (? OR status IN (?, ?))",
+            (op.run_id, not op.active_only, *ACTIVE),
+        ).fetchone()
         if not op.rows or not exists:
             return  # the run was deleted while its worker was still sending
         cur = db.executemany(

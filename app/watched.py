@@ -54,20 +54,22 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
         for frame in dicts:
             _summarize(frame, summary)
         rows = [(frame["seq"], frame["step"], encode(frame)) for frame in dicts]
-        ops: list = [Frames(run_id, rows, summary)]
+        ops: list = [Frames(run_id, rows, summary, active_only=True)]
         if dicts[-1]["status"] != "running":
             ops.append(Finish(run_id, dicts[-1]["status"], None, time.time()))
         changed = store.apply(ops)
         run = get_run(store, run_id)
+        if run["last_seq"] < dicts[-1]["seq"]:  # a cancel came between the check and here
+            raise RunConflict(f"run {run_id!r} has ended: {run['status']}")
     hub.publish_threadsafe(run_id, [(f["seq"], to_json(f)) for f in dicts],
                            run if changed else None)  # fmt: skip
     return run
 
 
 def _check(run: dict[str, Any], fresh: list[tuple[int, FrameIn]]) -> None:
-    """The new frames follow the stored ones without a gap, name only the run's layers,
-    and only the last may end the run."""
-    known = set(run["config"].get("layers") or [])
+    """The new frames follow the stored ones without a gap, hold the run's layers in its
+    order (what the charts and reports line up), and only the last may end the run."""
+    known = run["config"].get("layers") or []
     for k, (i, frame) in enumerate(fresh):
         expected = run["last_seq"] + 1 + k
         if frame.seq != expected:
@@ -76,8 +78,7 @@ def _check(run: dict[str, Any], fresh: list[tuple[int, FrameIn]]) -> None:
         if frame.status != "running" and k < len(fresh) - 1:
             raise FieldError(("body", str(i), "status"), f"a frame with status "
                              f"{frame.status!r} must be the run's last", frame.status)  # fmt: skip
-        for j, layer in enumerate(frame.layers):
-            if layer.name not in known:
-                raise FieldError(("body", str(i), "layers", str(j), "name"), f"layer "
-                                 f"{layer.name!r} is not one of this run's: "
-                                 f"{', '.join(sorted(known))}", layer.name)  # fmt: skip
+        names = [layer.name for layer in frame.layers]
+        if names != known:
+            raise FieldError(("body", str(i), "layers"), f"layers {', '.join(names)}: this "
+                             f"run's are {', '.join(known)}, in that order", names)  # fmt: skip

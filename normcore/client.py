@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ class NormScopeError(RuntimeError):
     def __init__(self, status: int, detail: Any, url: str = ""):
         self.status = status
         self.detail = detail
+        self.url = url
         super().__init__(f"HTTP {status} from {url}: {detail}")
 
 
@@ -86,24 +88,45 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str | None, str, int 
 
 
 class _WatchedRun:
-    """Sends a Watch's frames to its run on the server. Once the server says the run has
-    ended (a cancel: 409), the error reaches the loop once and later frames are dropped."""
+    """Sends a Watch's frames to its run on the server.
 
-    def __init__(self, client: Client, run_id: str):
-        self.client, self.id, self.ended = client, run_id, False
+    Frames a send could not deliver (the server away, busy or failing: a transport error,
+    429 or 5xx) wait and go first with the next batch, so a hiccup loses nothing (the
+    server skips what it already has). Once the server says the run has ended (a cancel,
+    a restart: 409), the error reaches the loop once and later frames are dropped; any other
+    refusal (a bug: 413, 422) is raised as it comes."""
+
+    def __init__(self, client: Client):
+        self.client, self.id, self.ended = client, "", False
+        self.pending: list[dict] = []
 
     def send(self, frames: list[dict]) -> None:
         if self.ended:
             return
+        self.pending.extend(frames)
         try:
-            self.client.append_frames(self.id, frames)
+            self.client.append_frames(self.id, self.pending)
         except NormScopeError as exc:
-            self.ended = exc.status == 409
-            raise
+            if exc.status == 409:
+                self.ended, self.pending = True, []
+            if exc.status == 409 or not (exc.status == 429 or exc.status >= 500):
+                raise
+            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc}",
+                          stacklevel=2)  # fmt: skip
+        except self.client._httpx.TransportError as exc:
+            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc!r}",
+                          stacklevel=2)  # fmt: skip
+        else:
+            self.pending = []
 
     def end(self, completed: bool) -> None:
-        """The Watch closed: a run its frames did not end (the loop raised) is cancelled."""
-        if not self.ended and self.client.run(self.id)["status"] not in TERMINAL:
+        """The Watch closed: what still waits is sent, and a run its frames did not end (the
+        loop raised) is cancelled."""
+        if self.ended:
+            return
+        if self.pending:
+            self.client.append_frames(self.id, self.pending)  # the last try: raises
+        if self.client.run(self.id)["status"] not in TERMINAL:
             self.client.cancel(self.id)
 
 
@@ -189,12 +212,17 @@ class Client:
         batch of frames raises NormScopeError (409) in it."""
         from normcore.watch import Watch
 
-        spec = dict(label=label, activation=activation, layers=list(layers), every=every,
-                    steps=steps)  # fmt: skip
-        run = _WatchedRun(self, self._json("POST", "/api/runs/watched", json=spec)["id"])
+        run = _WatchedRun(self)  # the Watch first: it checks the layers before the run exists
         watch = Watch(layers, activation=activation, optimizer=optimizer, every=every,
                       bins=bins, on_frames=run.send, on_close=run.end)  # fmt: skip
-        watch.run_id = run.id
+        spec = dict(label=label, activation=activation, layers=list(layers), every=every,
+                    steps=steps)  # fmt: skip
+        try:
+            run.id = watch.run_id = self._json("POST", "/api/runs/watched", json=spec)["id"]
+        except BaseException:
+            run.ended = True
+            watch.close()  # its hooks off the model
+            raise
         return watch
 
     def append_frames(self, run_id: str, frames: list[dict], max_bytes: int = 48_000) -> dict:
@@ -211,8 +239,16 @@ class Client:
 
     def _post_frames(self, run_id: str, texts: list[str]) -> dict:
         body = "[" + ",".join(texts) + "]"
-        return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
-                          headers={"content-type": "application/json"})  # fmt: skip
+        try:
+            return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
+                              headers={"content-type": "application/json"})  # fmt: skip
+        except NormScopeError as exc:
+            if exc.status == 413 and len(texts) == 1:  # no smaller batch can help
+                raise NormScopeError(413, f"one frame is {len(body):,} bytes, above the "
+                                     "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
+                                     "there, or watch fewer layers or bins",
+                                     exc.url) from None  # fmt: skip
+            raise
 
     def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 0.25) -> dict:
         """Block until the run ends (completed, diverged, failed, cancelled, interrupted)."""

@@ -155,6 +155,12 @@ class Probe:
             for refs in lists:
                 refs.clear()
 
+    def drop_row(self) -> None:
+        """Forget the step ``collect`` wrote last (``after_step`` not yet called)."""
+        self.ring.drop_row()  # type: ignore[union-attr]
+        self._now = {}
+        self._grad_versions.clear()
+
     def _setup(self) -> None:
         shapes = {tuple(t.shape) for refs in self._acts for t in refs}
         if len(shapes) != 1:

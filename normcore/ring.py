@@ -37,6 +37,11 @@ class Ring:
             ring.index_copy_(0, self.index, row[None])
         self.index.add_(1)
 
+    def drop_row(self) -> None:
+        """Forget the row written last (a step whose other layers failed to measure)."""
+        self.index.sub_(1)
+        self.count -= 1
+
     def host_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CPU: numpy views of the next row (hist, scal, glob), for the caller to fill;
         ``index`` moves on."""

@@ -1,16 +1,17 @@
 """Watch a model of one's own: NormScope's probes in one's own training loop.
 
-    watch = Watch({"fc1": (model.fc1, model.bn1), "fc2": model.fc2}, activation="relu",
-                  optimizer=opt, every=10, out="frames.jsonl")
-    for x, y in loader:
-        with watch.step():                  # probes this step when it is due
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad()
-            loss.backward()
-            watch.measure(loss, logits, y)  # after backward, before the optimizer step
-            opt.step()
-    watch.close()                           # the last frames; the last says "completed"
+    layers = {"fc1": (model.fc1, model.bn1), "fc2": model.fc2}
+    with Watch(layers, activation="relu", optimizer=opt, every=10, out="frames.jsonl") as watch:
+        for x, y in loader:
+            with watch.step():                  # probes this step when it is due
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad()
+                loss.backward()
+                watch.measure(loss, logits, y)  # after backward, before the optimizer step
+                opt.step()
+    # closed: the last frames sent, the last says "completed" ("diverged" after a non-finite
+    # loss, "running" when the loop raised)
 
 Each watched layer is named, and given as its linear (or conv) module alone, whose output is
 the activation's input (no norm, or a norm inside it: weight norm, cosine norm), or as a pair
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
@@ -63,7 +65,7 @@ def probe_point(name: str, spec: LayerSpec) -> ProbePoint:
 class Watch:
     """Probes on named layers of any model, every ``every``-th step of one's own loop.
 
-    Frames go to ``out`` (JSON lines, one per frame, appended), to ``on_frame`` (each frame)
+    Frames go to ``out`` (JSON lines, one per frame, written), to ``on_frame`` (each frame)
     and ``on_frames`` (each batch read at a flush), or, with none of them, into ``frames``;
     ``on_close(completed)`` is called once all are sent (``normcore.client.Client.watch``
     uses the last two to send them to a server). ``activation`` (sigmoid, tanh, relu,
@@ -88,11 +90,12 @@ class Watch:
         points = [probe_point(name, spec) for name, spec in layers.items()]
         self.device = points[0].weight.device
         self.every, self.optimizer = every, optimizer
+        self.frames: list[Frame] = []
+        self._file: IO[str] | None = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115
+        # the probes' hooks last: nothing that can fail comes after them
         self.probes = [Probe([p], activation=activation, bins=bins, rows=PROBE_ROWS,
                              device=self.device, optimizer=optimizer)
                        for p in points]  # fmt: skip
-        self.frames: list[Frame] = []
-        self._file: IO[str] | None = open(out, "a", encoding="utf-8") if out else None  # noqa: SIM115
         each = [s for s in (self._write if out else None, on_frame) if s is not None]
         self._sinks: list[Callable[[list[Frame]], object]] = [
             *(partial(_each, sink) for sink in each),
@@ -106,6 +109,7 @@ class Watch:
         self._meta: list[dict[str, Any]] = []  # host side of each probed row, in order
         self._held: Frame | None = None  # the last frame: the final one says how the run ended
         self._seq, self._last_flush = 0, time.perf_counter()
+        self._diverged = False  # a non-finite loss was seen: the run ends diverged
         self._last_rate = (0, self._last_flush)
 
     @contextmanager
@@ -153,8 +157,20 @@ class Watch:
             if self._phase == "measured":
                 raise RuntimeError(f"measure() was called twice in step {self.steps}")
             return
-        for probe in self.probes:
-            probe.collect(loss, logits, targets)
+        if logits is not None and (logits.dim() != 2 or targets is None or targets.dim() != 1
+                                   or targets.is_floating_point()):  # fmt: skip
+            shapes = (tuple(logits.shape), None if targets is None else tuple(targets.shape))
+            raise ValueError(f"logits, targets: (batch, classes) scores and (batch,) class "
+                             f"indices for the accuracy, not shapes {shapes}")  # fmt: skip
+        collected: list[Probe] = []
+        try:
+            for probe in self.probes:
+                probe.collect(loss, logits, targets)
+                collected.append(probe)
+        except BaseException:
+            for probe in collected:  # all layers' rows or none: the probes stay in step
+                probe.drop_row()
+            raise
         lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else None
         self._meta.append(dict(step=self.steps, time=time.time(), clock=time.perf_counter(),
                                lr=lr))  # fmt: skip
@@ -180,8 +196,8 @@ class Watch:
             last_step, last_clock = self._last_rate
             rate = (info["step"] - last_step) / max(info["clock"] - last_clock, 1e-9)
             self._last_rate = (info["step"], info["clock"])
-            status = "running" if math.isfinite(loss) else "diverged"
-            frame = dict(seq=self._seq, step=info["step"], time=info["time"], status=status,
+            self._diverged |= not math.isfinite(loss)
+            frame = dict(seq=self._seq, step=info["step"], time=info["time"], status="running",
                          device=self.device.type, loss=loss, acc=acc, lr=info["lr"],
                          steps_per_s=rate, eval=None, ics=None, layers=layers)  # fmt: skip
             self._seq += 1
@@ -213,8 +229,8 @@ class Watch:
         self._phase = "closed"
         try:
             self._emit()
-            if completed and self._held is not None and self._held["status"] == "running":
-                self._held["status"] = "completed"
+            if completed and self._held is not None:  # the last frame says how it ended
+                self._held["status"] = "diverged" if self._diverged else "completed"
             self._send([self._held] if self._held is not None else [])
             self._held = None
         finally:
@@ -232,7 +248,13 @@ class Watch:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self.close(completed=kind is None)
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close(completed=False)
+        except Exception as exc:  # the loop's own error is the one to see
+            warnings.warn(f"closing the Watch after an error failed too: {exc!r}", stacklevel=2)
 
 
 def _each(sink: Callable[[Frame], None], frames: list[Frame]) -> None:

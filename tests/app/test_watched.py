@@ -23,9 +23,9 @@ def client(server):
         yield client
 
 
-def local_frames(steps: int = 40, every: int = 2) -> list[dict]:
+def local_frames(steps: int = 40, every: int = 2, bins: int = 64) -> list[dict]:
     own = tapering_mlp()
-    watch = Watch(own.layers, activation="tanh", optimizer=own.opt, every=every)
+    watch = Watch(own.layers, activation="tanh", optimizer=own.opt, every=every, bins=bins)
     own.train(watch, steps)
     watch.close()
     return watch.frames
@@ -88,7 +88,13 @@ def test_stored_frames_are_the_sent_ones_and_a_resent_batch_is_stored_once(clien
         (lambda fs: [{**fs[0], "status": "completed"}, fs[1]], ["body", "0", "status"],
          "must be the run's last"),
         (lambda fs: [{**fs[0], "layers": [{**fs[0]["layers"][0], "name": "fc9"}]}],
-         ["body", "0", "layers", "0", "name"], "'fc9' is not one of this run's: fc1, fc2"),
+         ["body", "0", "layers"], "layers fc9: this run's are fc1, fc2, in that order"),
+        (lambda fs: [{**fs[0], "layers": fs[0]["layers"][::-1]}],
+         ["body", "0", "layers"], "layers fc2, fc1: this run's are fc1, fc2"),
+        (lambda fs: [{**fs[0], "layers": [{k: v for k, v in layer.items() if k != "hist"}
+                                          for layer in fs[0]["layers"]]}],
+         ["body", 0, "layers", 0, "hist"], "required"),
+        (lambda fs: [{**fs[0], "step": 2**63}], ["body", 0, "step"], "less than or equal"),
         (lambda fs: [{**fs[0], "loss": "low"}], ["body", 0, "loss"], "valid number"),
         (lambda fs: [{**fs[0], "layers": []}], ["body", 0, "layers"], "at least 1"),
         (lambda fs: [{**fs[0], "extra": 1}], ["body", 0, "extra"], "not permitted"),
@@ -99,9 +105,20 @@ def test_bad_frames_are_422_naming_the_field_and_store_nothing(client, change, l
     run_id = new_run(client)
     response = post(client, run_id, change(local_frames(steps=4)))
     assert response.status_code == 422, response.text
-    [error] = response.json()["detail"]
+    error = response.json()["detail"][0]  # (the first, where several layers share a fault)
     assert error["loc"] == loc and words in error["msg"], error
     assert client.run(run_id)["frame_count"] == 0
+
+
+def test_non_finite_numbers_in_the_raw_json_are_422(client):
+    run_id = new_run(client)
+    text = to_json(local_frames(steps=1)[0])
+    lo = text.index('"lo":') + len('"lo":')
+    body = "[" + text[:lo] + "NaN" + text[text.index(",", lo) :] + "]"  # Python's json reads it
+    response = client._http.post(f"/api/runs/{run_id}/frames", content=body,
+                                 headers={"content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", 0, "layers", 0, "hist", "lo"]
 
 
 def test_a_watched_run_takes_no_frames_where_it_should_not(client):
@@ -141,3 +158,50 @@ def test_cancel_in_the_dashboard_stops_the_loop_and_a_loop_that_raises_ends_canc
         own.train(watch, 10, on_step=lambda step: step == 10 and 1 / 0)
     run = client.run(watch.run_id)
     assert run["status"] == "cancelled" and run["frame_count"] == 10
+
+
+def test_frames_a_send_could_not_deliver_go_with_the_next(client, monkeypatch):
+    """A busy or failing server (here: one 503 answer) loses nothing: the frames wait and go
+    first with the next batch."""
+    own = tapering_mlp()
+    watch = client.watch(own.layers, label="hiccup", activation="tanh", optimizer=own.opt)
+    real, calls = client.append_frames, []
+
+    def flaky(run_id, frames, **kw):
+        calls.append(len(frames))
+        if len(calls) == 1:
+            raise NormScopeError(503, "the server is busy", "")
+        return real(run_id, frames, **kw)
+
+    monkeypatch.setattr(client, "append_frames", flaky)
+    with pytest.warns(UserWarning, match="frames wait for the next send"), watch:
+        own.train(watch, 100)  # 100 probed steps: several flushes
+    monkeypatch.undo()
+    run = client.run(watch.run_id)
+    assert run["status"] == "completed" and run["frame_count"] == 100
+    assert calls[1] > calls[0], "the undelivered frames went again, first"
+    assert [f["step"] for f in stored_frames(client._http, watch.run_id)] == list(range(1, 101))
+
+
+def test_a_watched_run_outlives_a_server_restart(start_server, tmp_path):
+    first = start_server(tmp_path / "data")
+    frames = local_frames(steps=6, every=1)
+    with Client(first.url) as ns:
+        run_id = new_run(ns)
+        ns.append_frames(run_id, frames[:3])
+    first.kill()
+    second = start_server(tmp_path / "data")  # the same data dir: its loop goes on
+    with Client(second.url) as ns:
+        assert ns.run(run_id)["status"] == "running"
+        run = ns.append_frames(run_id, frames[3:])
+    assert run["status"] == "completed" and run["frame_count"] == 6
+
+
+def test_a_frame_above_the_body_limit_says_what_to_change(start_server):
+    small = start_server(NORMSCOPE_MAX_BODY_BYTES="2048")
+    frame = local_frames(steps=1, bins=512)[0]  # two layers of 512 bins: over 2 KB
+    with Client(small.url) as ns:
+        run_id = new_run(ns)
+        with pytest.raises(NormScopeError) as caught:
+            ns.append_frames(run_id, [frame])
+    assert caught.value.status == 413 and "NORMSCOPE_MAX_BODY_BYTES" in str(caught.value)

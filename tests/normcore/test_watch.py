@@ -179,11 +179,11 @@ def test_without_an_optimizer_the_update_is_taken_at_the_end_of_the_step():
     assert frame["lr"] is None and math.isnan(frame["acc"])
 
 
-def test_a_non_finite_loss_makes_the_frame_and_the_end_diverged():
+def test_a_non_finite_loss_makes_the_end_diverged():
     model, layers, x, y = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     watch = Watch(layers, activation="relu", optimizer=opt)
-    for poison in (False, True):
+    for poison in (False, True, False):  # the loop goes on after the non-finite loss
         with watch.step():
             loss = F.cross_entropy(model(x), y) * (math.inf if poison else 1.0)
             opt.zero_grad()
@@ -191,5 +191,47 @@ def test_a_non_finite_loss_makes_the_frame_and_the_end_diverged():
             watch.measure(loss)
             opt.step()
     watch.close()
-    assert [f["status"] for f in watch.frames] == ["running", "diverged"]
-    assert not np.isfinite(watch.frames[-1]["loss"])
+    # only the last frame says how the run ended (a server takes no status mid-run)
+    assert [f["status"] for f in watch.frames] == ["running", "running", "diverged"]
+    assert not np.isfinite(watch.frames[1]["loss"])
+
+
+def test_a_layer_that_cannot_be_measured_leaves_no_row_for_any_layer():
+    """All layers' rows of a step or none: a step whose fc2 never ran (its measure raises)
+    leaves the other probes in step with it, and the steps after are whole frames."""
+    model, layers, x, y = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    watch = Watch(layers, activation="relu", optimizer=opt)
+    train(model, watch, opt, x, y, steps=2)
+    with pytest.raises(ValueError), watch.step():  # fc2 is skipped: its probe has nothing
+        h = F.relu(model.ln(model.fc1(F.relu(model.bn(model.conv(x))).flatten(1))))
+        loss = F.cross_entropy(model.out(h[:, :16]), y)
+        opt.zero_grad()
+        loss.backward()
+        watch.measure(loss)
+    train(model, watch, opt, x, y, steps=2)
+    watch.close()
+    assert [f["step"] for f in watch.frames] == [1, 2, 4, 5]
+    assert all([layer["name"] for layer in f["layers"]] == list(layers) for f in watch.frames)
+
+
+def test_logits_and_targets_of_other_shapes_are_named():
+    model, layers, x, y = make()
+    watch = Watch(layers, activation="relu")
+    with pytest.raises(ValueError, match=r"logits, targets: .* shapes \(\(16,\), \(16,\)\)"):
+        with watch.step():
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            watch.measure(loss, logits[:, 0], y)
+    watch.close()
+
+
+def test_out_is_written_afresh_by_each_watch(tmp_path):
+    out = tmp_path / "frames.jsonl"
+    for steps in (5, 3):
+        model, layers, x, y = make()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with Watch(layers, activation="relu", optimizer=opt, out=out) as watch:
+            train(model, watch, opt, x, y, steps=steps)
+    assert [json.loads(line)["seq"] for line in out.read_text().splitlines()] == [0, 1, 2]
