@@ -171,7 +171,8 @@ class Probe:
         edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
         self.edges, self.n = edges, n
         kernel = False if self.staged else None  # (a CPU may test the GPU's staged path)
-        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, kernel)
+        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, kernel,
+                                self.names)  # fmt: skip
         self.eager = self.stats.kernel and self.in_hooks
         dev = self.device
         self.ring = Ring(self.rows, self.L, self.stats.S, len(FIELDS), dev)

@@ -96,9 +96,10 @@ class LayerStats:
     """
 
     def __init__(self, edges: np.ndarray, n: int, bins: int, activation: str, device,
-                 kernel: bool | None = None) -> None:  # fmt: skip
+                 kernel: bool | None = None, names: list[str] | None = None) -> None:  # fmt: skip
         if n < 1:
             raise ValueError(f"a probed layer must hold values; got {n} per layer")
+        self.names = names or [str(i) for i in range(len(edges))]  # for errors
         device = self.device = torch.device(device)
         self.L, self.n, self.bins, self.activation = len(edges), n, bins, activation
         self.fine = bins * FINE
@@ -142,9 +143,9 @@ class LayerStats:
         self._seen[:] = 0
 
     def _size_error(self, i: int, got: int) -> ValueError:
-        return ValueError(f"layer {i} holds {got} values in this probed step; the probe was "
-                          f"built for {self.n} (its first probed step's): keep the batch size "
-                          f"and sequence length fixed while probing")  # fmt: skip
+        return ValueError(f"layer {self.names[i]} holds {got} values in this probed step; the "
+                          f"probe was built for {self.n} (its first probed step's): keep the "
+                          f"batch size and sequence length fixed while probing")  # fmt: skip
 
     def check_sizes(self, acts: list[list[torch.Tensor]]) -> None:
         """Each layer's pieces hold n values in all (shapes only: no sync)."""
@@ -187,8 +188,8 @@ class LayerStats:
         if seen > self.n:  # (the kernels' scratch holds n values)
             raise self._size_error(i, seen)
         if p.size != x.size:
-            raise ValueError(f"layer {i}: the pre-activation holds {p.size} values, the "
-                             f"activation input {x.size}")  # fmt: skip
+            raise ValueError(f"layer {self.names[i]}: the pre-activation holds {p.size} "
+                             f"values, the activation input {x.size}")  # fmt: skip
         self._seen[i] = seen
         self._kernel(x, p, pre is None, *self._args[i], *self._sat, self._slots, *self._scratch,
                      self._hist[i], self._cols[i])  # fmt: skip
