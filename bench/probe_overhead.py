@@ -5,6 +5,8 @@ noisy neighbour slows all of them alike; the median round is reported):
   bare       forward, backward, SGD step
   probe@1    the same with every probe on, every step (normcore.probes.Probe, frames built)
   probe@10   probing every 10th step
+  watch@1    every step through normcore.watch.Watch, as a model of one's own is probed:
+             forward hooks on the linear and norm modules, one Probe per layer, frames built
   tensorboard  TensorBoard's add_histogram of the same tensors (each layer's activation input
              and weight gradient) every step, when tensorboard is installed; timed in a
              phase of its own against bare, since it slows whatever runs after it
@@ -37,6 +39,7 @@ from normcore.frames import encode
 from normcore.models import build_model
 from normcore.probes import Probe
 from normcore.train import PROBE_ROWS, resolve_device
+from normcore.watch import Watch
 
 
 def make_step(args, device, variant: str):
@@ -60,6 +63,8 @@ def make_step(args, device, variant: str):
             p.act.register_forward_hook(lambda m, a, out: acts.append(out.detach()))
     points = model.probe_points()
     state = {"n": 0}
+    if variant == "watch@1":
+        return _watched_step(model, cfg, opt, x, y, args.bins), None, lambda: None
 
     def step() -> bool:
         """One step; True when it flushed the probe's ring buffer (the one host sync)."""
@@ -94,6 +99,25 @@ def make_step(args, device, variant: str):
             writer.flush()
 
     return step, probe, settle
+
+
+def _watched_step(model, cfg, opt, x, y, bins: int):
+    """A step of one's own loop around a Watch of the model's blocks (frames discarded)."""
+    layers = {f"h{i + 1}": (b.linear, b.norm) for i, b in enumerate(model.blocks)}
+    watch = Watch(layers, activation=cfg.activation, optimizer=opt, bins=bins,
+                  on_frame=lambda frame: None)  # fmt: skip
+
+    def step() -> bool:
+        with watch.step():
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            watch.measure(loss, logits, y)
+            opt.step()
+        return False
+
+    return step
 
 
 def timed(step, n: int, device) -> tuple[float, float]:
@@ -184,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = ["bare", "probe@1", "probe@10"]
+    variants = ["bare", "probe@1", "probe@10", "watch@1"]
     try:
         import tensorboard  # noqa: F401
 
@@ -196,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
         timed(step, 3, device)
     # TensorBoard slows whatever runs after it (its writer thread, numpy's BLAS threads), so
     # it gets its own phase, paired with bare steps measured in that phase
-    result = measure(steps, ["bare", "probe@1", "probe@10"], args, device)
+    result = measure(steps, ["bare", "probe@1", "probe@10", "watch@1"], args, device)
     if "tensorboard" in steps:
         rounds = max(3, args.rounds // 4)
         result["tensorboard"] = measure(steps, ["bare", "tensorboard"], args, device, rounds)[
