@@ -43,12 +43,12 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
         if run["config"].get("model") != OWN_MODEL:
             raise RunConflict(f"run {run_id!r} is trained by this server: its worker sends "
                               "its frames")  # fmt: skip
+        fresh = [(i, f) for i, f in enumerate(frames) if f.seq > run["last_seq"]]
+        if not fresh:  # all stored already: a retry after a lost answer
+            return run
         if run["status"] in TERMINAL:
             raise RunConflict(f"run {run_id!r} has ended: {run['status']}")
-        fresh = [(i, f) for i, f in enumerate(frames) if f.seq > run["last_seq"]]
         _check(run, fresh)
-        if not fresh:
-            return run
         dicts = [f.model_dump() for _, f in fresh]
         summary: dict[str, Any] = {}
         for frame in dicts:

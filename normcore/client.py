@@ -107,9 +107,8 @@ class _WatchedRun:
         try:
             self.client.append_frames(self.id, self.pending)
         except NormScopeError as exc:
-            if exc.status == 409:
+            if not (exc.status == 429 or exc.status >= 500):  # ended (409), or never (413, 422)
                 self.ended, self.pending = True, []
-            if exc.status == 409 or not (exc.status == 429 or exc.status >= 500):
                 raise
             warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc}",
                           stacklevel=2)  # fmt: skip
@@ -120,14 +119,19 @@ class _WatchedRun:
             self.pending = []
 
     def end(self, completed: bool) -> None:
-        """The Watch closed: what still waits is sent, and a run its frames did not end (the
-        loop raised) is cancelled."""
-        if self.ended:
-            return
-        if self.pending:
-            self.client.append_frames(self.id, self.pending)  # the last try: raises
-        if self.client.run(self.id)["status"] not in TERMINAL:
-            self.client.cancel(self.id)
+        """The Watch closed: what still waits is sent (a last try: it raises), and a run its
+        frames did not end (the loop raised, or the frames could not go) is cancelled."""
+        if not self.id:
+            return  # the run was never made
+        try:
+            if self.pending and not self.ended:
+                self.client.append_frames(self.id, self.pending)
+        finally:
+            try:
+                if self.client.run(self.id)["status"] not in TERMINAL:
+                    self.client.cancel(self.id)
+            except (NormScopeError, self.client._httpx.HTTPError) as exc:
+                warnings.warn(f"run {self.id} may stay running: {exc!r}", stacklevel=2)
 
 
 class Client:
@@ -238,17 +242,22 @@ class Client:
         return self._post_frames(run_id, batch) if batch else run
 
     def _post_frames(self, run_id: str, texts: list[str]) -> dict:
+        """One request; a batch above the server's body limit (413) goes in halves."""
         body = "[" + ",".join(texts) + "]"
         try:
             return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
                               headers={"content-type": "application/json"})  # fmt: skip
         except NormScopeError as exc:
-            if exc.status == 413 and len(texts) == 1:  # no smaller batch can help
+            if exc.status != 413:
+                raise
+            if len(texts) == 1:  # no smaller batch can help
                 raise NormScopeError(413, f"one frame is {len(body):,} bytes, above the "
                                      "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
                                      "there, or watch fewer layers or bins",
                                      exc.url) from None  # fmt: skip
-            raise
+        half = len(texts) // 2
+        self._post_frames(run_id, texts[:half])
+        return self._post_frames(run_id, texts[half:])
 
     def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 0.25) -> dict:
         """Block until the run ends (completed, diverged, failed, cancelled, interrupted)."""

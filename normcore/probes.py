@@ -258,7 +258,7 @@ class Probe:
         assert stats is not None
         if "x" in now:  # staged: every layer in one batch, on copies it may overwrite
             stats._batch(now["x"], True, now["pre"], slice(0, self.L))
-        elif any(self._acts):  # the batched path (GPU, RNN, the first probe)
+        else:  # the batched path (GPU, RNN, the first probe); a layer that never ran raises
             stats(self._acts, None if now["same"] else self._pres)
         cols = dict(zip(STAT_FIELDS, stats.cols.unbind(1), strict=True))
         grad_norm: torch.Tensor | None
@@ -308,7 +308,7 @@ class Probe:
         here, in float32 there."""
         now, stats = self._now, self.stats
         assert stats is not None
-        if any(self._acts):  # the first probe (it fixed the edges), or measured after backward
+        if any(self._acts) or not self.eager:  # the first probe, or measured after backward
             stats(self._acts, None if now["same"] else self._pres)
         else:
             stats.require_complete()  # in the hooks: every piece of every layer came

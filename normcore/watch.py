@@ -158,7 +158,8 @@ class Watch:
                 raise RuntimeError(f"measure() was called twice in step {self.steps}")
             return
         if logits is not None and (logits.dim() != 2 or targets is None or targets.dim() != 1
-                                   or targets.is_floating_point()):  # fmt: skip
+                                   or targets.is_floating_point()
+                                   or len(targets) != len(logits)):  # fmt: skip
             shapes = (tuple(logits.shape), None if targets is None else tuple(targets.shape))
             raise ValueError(f"logits, targets: (batch, classes) scores and (batch,) class "
                              f"indices for the accuracy, not shapes {shapes}")  # fmt: skip
@@ -171,7 +172,7 @@ class Watch:
             for probe in collected:  # all layers' rows or none: the probes stay in step
                 probe.drop_row()
             raise
-        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else None
+        lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else None
         self._meta.append(dict(step=self.steps, time=time.time(), clock=time.perf_counter(),
                                lr=lr))  # fmt: skip
         self._phase = "measured"

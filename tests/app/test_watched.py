@@ -77,7 +77,9 @@ def test_stored_frames_are_the_sent_ones_and_a_resent_batch_is_stored_once(clien
     run = client.append_frames(run_id, frames[12:])
     assert run["status"] == "completed" and run["frame_count"] == len(frames) == 20
     assert stored_frames(client._http, run_id) == [json.loads(to_json(f)) for f in frames]
-    response = post(client, run_id, frames[-1:])
+    response = post(client, run_id, frames[-1:])  # a retry after a lost answer: no news
+    assert response.status_code == 200 and response.json()["frame_count"] == 20
+    response = post(client, run_id, [{**frames[-1], "seq": 20}])
     assert response.status_code == 409 and "has ended: completed" in response.json()["detail"]
 
 
@@ -197,11 +199,25 @@ def test_a_watched_run_outlives_a_server_restart(start_server, tmp_path):
     assert run["status"] == "completed" and run["frame_count"] == 6
 
 
-def test_a_frame_above_the_body_limit_says_what_to_change(start_server):
+def test_a_frame_above_the_body_limit_says_what_to_change_and_ends_the_run(start_server):
     small = start_server(NORMSCOPE_MAX_BODY_BYTES="2048")
-    frame = local_frames(steps=1, bins=512)[0]  # two layers of 512 bins: over 2 KB
+    own = tapering_mlp()
     with Client(small.url) as ns:
-        run_id = new_run(ns)
-        with pytest.raises(NormScopeError) as caught:
-            ns.append_frames(run_id, [frame])
+        watch = ns.watch(
+            own.layers, label="big", activation="tanh", optimizer=own.opt, bins=512
+        )  # fmt: skip (two layers of 512 bins: a frame over 2 KB)
+        with pytest.raises(NormScopeError) as caught, watch:
+            own.train(watch, 100)
+        run = ns.run(watch.run_id)
     assert caught.value.status == 413 and "NORMSCOPE_MAX_BODY_BYTES" in str(caught.value)
+    assert run["status"] == "cancelled" and run["frame_count"] == 0
+
+
+def test_batches_above_a_low_body_limit_go_in_halves(start_server):
+    small = start_server(NORMSCOPE_MAX_BODY_BYTES="4096")  # ~3 frames of 64 bins a request
+    own = tapering_mlp()
+    with Client(small.url) as ns:
+        with ns.watch(own.layers, label="halves", activation="tanh", optimizer=own.opt) as watch:
+            own.train(watch, 50)
+        run = ns.run(watch.run_id)
+    assert run["status"] == "completed" and run["frame_count"] == 50

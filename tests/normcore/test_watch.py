@@ -196,12 +196,16 @@ def test_a_non_finite_loss_makes_the_end_diverged():
     assert not np.isfinite(watch.frames[1]["loss"])
 
 
-def test_a_layer_that_cannot_be_measured_leaves_no_row_for_any_layer():
+@pytest.mark.parametrize("path", ["in-hooks", "after-backward", "staged"])
+def test_a_layer_that_cannot_be_measured_leaves_no_row_for_any_layer(path):
     """All layers' rows of a step or none: a step whose fc2 never ran (its measure raises)
-    leaves the other probes in step with it, and the steps after are whole frames."""
+    leaves the other probes in step with it, and the steps after are whole frames; on each
+    of the probe's paths (compiled kernels in the hooks or after backward, torch's batch)."""
     model, layers, x, y = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     watch = Watch(layers, activation="relu", optimizer=opt)
+    for probe in watch.probes:
+        probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
     train(model, watch, opt, x, y, steps=2)
     with pytest.raises(ValueError), watch.step():  # fc2 is skipped: its probe has nothing
         h = F.relu(model.ln(model.fc1(F.relu(model.bn(model.conv(x))).flatten(1))))
@@ -218,12 +222,13 @@ def test_a_layer_that_cannot_be_measured_leaves_no_row_for_any_layer():
 def test_logits_and_targets_of_other_shapes_are_named():
     model, layers, x, y = make()
     watch = Watch(layers, activation="relu")
-    with pytest.raises(ValueError, match=r"logits, targets: .* shapes \(\(16,\), \(16,\)\)"):
-        with watch.step():
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            watch.measure(loss, logits[:, 0], y)
+    for bad in (lambda logits: (logits[:, 0], y), lambda logits: (logits, y[:8])):
+        with pytest.raises(ValueError, match=r"logits, targets: .* not shapes"):
+            with watch.step():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
+                watch.measure(loss, *bad(logits))
     watch.close()
 
 
