@@ -24,7 +24,7 @@ from typing import Any
 
 from app import report_figures as F
 from app.errors import RunNotFound
-from app.jobs.worker import _summarize
+from app.jobs.worker import summarize
 from app.report_figures import PALETTE, RunFrames
 from app.store import frame_text, spread
 
@@ -68,7 +68,7 @@ def from_files(paths: Iterable[Path], max_points: int = DEFAULT_MAX_POINTS) -> l
             raise ValueError(f"{path}: holds no frames")
         final: dict[str, Any] = {}
         for frame in frames:
-            _summarize(frame, final)
+            summarize(frame, final)
         last = frames[-1]
         run = dict(id=path.stem, label=path.name, status=last.get("status"),
                    device=last.get("device"), step=last.get("step"), steps=last.get("step"),

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from app.errors import FieldError, RunConflict
-from app.jobs.worker import _summarize
+from app.jobs.worker import summarize
 from app.live import Hub
 from app.schemas import FrameIn, WatchedRunIn
 from app.service import get_run
@@ -52,7 +52,7 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
         dicts = [f.model_dump() for _, f in fresh]
         summary: dict[str, Any] = {}
         for frame in dicts:
-            _summarize(frame, summary)
+            summarize(frame, summary)
         rows = [(frame["seq"], frame["step"], encode(frame)) for frame in dicts]
         ops: list = [Frames(run_id, rows, summary, active_only=True)]
         if dicts[-1]["status"] != "running":

@@ -217,9 +217,7 @@ class Probe:
         else:
             self._record()
         self._norms = [None] * self.L
-        for refs in (self._acts, self._pres, self._act_grads):
-            for ts in refs:
-                ts.clear()
+        self.disarm()  # (the step's tensors: not held into the next step)
         self.ring.count += 1  # type: ignore[union-attr]  # (here: a graph replays no Python)
 
     def _stage(self) -> None:
@@ -261,21 +259,16 @@ class Probe:
         else:  # the batched path (GPU, RNN, the first probe); a layer that never ran raises
             stats(self._acts, None if now["same"] else self._pres)
         cols = dict(zip(STAT_FIELDS, stats.cols.unbind(1), strict=True))
-        grad_norm: torch.Tensor | None
-        if now["hooked"]:
-            cols["weight_norm"] = torch.stack([n[0] for n in self._norms])  # type: ignore[index]
-            grad_norm = torch.stack([n[1] for n in self._norms])  # type: ignore[index]
-        else:
-            cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
-            grad_norm = now.get("grad_norm")  # staged
-            if grad_norm is None:
-                grad_norm = torch.stack(torch._foreach_norm(now["grads"]))
+        # (norms taken in the hooks exist on the kernel path only: _record_host reads them)
+        cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))
+        grad_norm = now.get("grad_norm")  # staged
+        if grad_norm is None:
+            grad_norm = torch.stack(torch._foreach_norm(now["grads"]))
         cols["grad_norm"] = grad_norm
         if "act_norms" in now:
             act = now["act_norms"]
         elif now["act_grads"]:  # every layer's activation gradient was seen
-            flat = [g for refs in self._act_grads for g in refs]  # (in hooks: already norms)
-            act = torch.stack(flat if flat[0].dim() == 0 else torch._foreach_norm(flat))
+            act = torch.stack(torch._foreach_norm([g for ts in self._act_grads for g in ts]))
         if now["act_grads"]:
             cols["act_grad_norm"] = act.view(self.L, -1).square().sum(1).sqrt()  # over time
         for prefix, params in (("g", self.gains), ("b", self.shifts)):

@@ -1,7 +1,7 @@
 """The Ray executor: the local executor's jobs on a Ray cluster, for sweeps one machine can't hold.
 
 Each run is one Ray actor (`_RunActor`, threaded) that trains with the local worker's own job
-function (`app.jobs.worker._train`) and encodes frames with its `_encode`/`_summarize`, so the
+function (`app.jobs.worker._train`) and encodes frames with its `_encode`/`summarize`, so the
 store gets exactly what a local worker would send. Frames come back by long polling: one pump
 thread on the server keeps a single `take()` call outstanding per run and `ray.wait`s on all of
 them; `take()` answers as soon as frames are there (or after `_POLL_S`) with everything that
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.jobs.base import JobQueue, Sink
-from app.jobs.worker import _encode, _summarize, _train
+from app.jobs.worker import _encode, _train, summarize
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class _RunActor:
             pass
         frames = [item for item in items if item is not _END]
         for frame in frames:
-            _summarize(frame, self._summary)
+            summarize(frame, self._summary)
         done = self._result if items and items[-1] is _END else None
         return {"pid": os.getpid(), "frames": [_encode(f) for f in frames],
                 "summary": clean(self._summary), "done": done}  # fmt: skip

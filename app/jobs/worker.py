@@ -131,7 +131,7 @@ def _send(conn: Connection, outbox: queue.SimpleQueue) -> None:
         if frames:
             wire = [_encode(f) for f in frames]
             for frame in frames:
-                _summarize(frame, summary)
+                summarize(frame, summary)
             _send_or_exit(conn, ("frames", wire, clean(summary)))
         if done:
             return
@@ -144,7 +144,7 @@ def _encode(frame: dict[str, Any]) -> tuple[int, int, str, bytes]:
     return int(frame["seq"]), int(frame.get("step") or 0), text, zlib.compress(text.encode(), 6)
 
 
-def _summarize(frame: dict[str, Any], summary: dict[str, Any]) -> None:
+def summarize(frame: dict[str, Any], summary: dict[str, Any]) -> None:
     """The run's latest metrics; held-out ones persist between evaluations."""
     summary.update(
         step=frame.get("step"), device=frame.get("device"),
