@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from app.cli_claims import add_claims_parser
 from app.cli_reports import add_export_parser, add_report_parser, add_server_option
 from app.cli_serve import add_serve_parser
+from app.cli_sweep import add_sweep_parser
 from normcore.config import RunConfig
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
@@ -189,6 +190,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_run,
     add_serve_parser,
     add_claims_parser,
+    add_sweep_parser,
     add_report_parser,
     add_export_parser,
 )

@@ -18,6 +18,7 @@ from app.api import api_router, health
 from app.jobs import make_executor
 from app.jobs.recorder import Recorder
 from app.live import Hub
+from app.services.sweeps import SweepService
 from app.settings import Settings
 from app.store import Store
 
@@ -36,15 +37,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("marked %d runs interrupted: %s", len(left), ", ".join(left))
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        recorder = Recorder(store, hub.publish_threadsafe)
+        sweeps: SweepService | None = None
+
+        def publish(run_id: str, frames: list, run: dict | None) -> None:
+            hub.publish_threadsafe(run_id, frames, run)
+            if run is not None and sweeps is not None:
+                sweeps.run_changed(run)  # a sweep's next cell may start
+
+        recorder = Recorder(store, publish)
         recorder.start()
         executor = make_executor(settings, recorder)
         executor.start()
+        sweeps = SweepService(store, executor, settings)
+        sweeps.start()
         app.state.settings, app.state.store = settings, store
         app.state.hub, app.state.executor, app.state.recorder = hub, executor, recorder
+        app.state.sweeps = sweeps
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(sweeps.stop)
             await anyio.to_thread.run_sync(executor.stop)  # running runs -> interrupted
             await anyio.to_thread.run_sync(recorder.stop)
             store.mark_interrupted("the server stopped before the run started")

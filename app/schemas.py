@@ -173,3 +173,67 @@ class FrameIn(BaseModel):
     eval: dict[str, Number] | None = None
     ics: list[dict[str, Any]] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]
+
+
+# -- sweeps: a grid of runs over config fields, with seeds --------------------------------------
+class SweepIn(BaseModel):
+    """A sweep: the base config, a grid (field -> values) over any RunConfig field, seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: dict[str, Any] = Field(default_factory=dict, description="a partial RunConfig")
+    grid: Annotated[
+        dict[str, Annotated[list[Any], Field(min_length=1, max_length=1000)]],
+        Field(min_length=1, max_length=16),
+    ]
+    seeds: int = Field(1, ge=1, le=100, description="seeds base.seed, base.seed + 1, ...")
+    metric: str = Field(
+        "eval_acc", description="eval_acc | eval_loss | loss | sat_last | drift_mean"
+    )
+    skip_invalid: bool = Field(False, description="skip invalid cells instead of a 422")
+
+
+class SweepCell(BaseModel):
+    point: int  # index of the grid point (the grid's product, first field slowest)
+    values: dict[str, Any]
+    seed: int
+    run_id: str
+    status: RunStatus
+    metric: float | None = None  # set once the run has ended with a result
+    ended: bool = False  # the run has ended and its metric (if any) has been read
+
+
+class SweepPoint(BaseModel):
+    point: int
+    values: dict[str, Any]
+    per_seed: list[float | None]
+    n: int  # seeds with a value
+    mean: float | None = None
+    std: float | None = None  # sample std over seeds (None below two)
+
+
+class SkippedCell(BaseModel):
+    point: int
+    values: dict[str, Any]
+    field: str
+    message: str
+
+
+class Sweep(BaseModel):
+    id: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: int
+    metric: str
+    created_at: float
+    status: Literal["queued", "running", "completed", "cancelled", "interrupted"]
+    cells_total: int
+    cells_done: int
+    skipped: list[SkippedCell]
+    cells: list[SweepCell] | None = None
+    summary: list[SweepPoint] | None = None
+
+
+class SweepList(BaseModel):
+    data: list[Sweep]
+    count: int

@@ -126,6 +126,10 @@ class Store:
     def _tx(self) -> _Transaction:
         return _Transaction(self._db())
 
+    # Services that keep tables of their own in this file (sweeps) use these.
+    db = _db
+    transaction = _tx
+
     def close(self) -> None:
         with self._lock:
             for db in self._all:

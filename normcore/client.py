@@ -205,6 +205,48 @@ class Client:
     def delete(self, run_id: str) -> None:
         self._request("DELETE", f"/api/runs/{run_id}")
 
+    # --- sweeps -----------------------------------------------------------------------------
+    def create_sweep(
+        self,
+        base: RunConfig | dict | None = None,
+        *,
+        grid: Mapping[str, list],
+        seeds: int = 1,
+        metric: str = "eval_acc",
+        skip_invalid: bool = False,
+    ) -> dict:
+        """Start a sweep: `base` × `grid` (field -> values) × `seeds`; every cell validated
+        by the server first (a 422 names the cell and the field)."""
+        if isinstance(base, RunConfig):
+            base = base.model_dump()
+        body = {
+            "base": base or {},
+            "grid": dict(grid),
+            "seeds": seeds,
+            "metric": metric,
+            "skip_invalid": skip_invalid,
+        }
+        return self._json("POST", "/api/sweeps", json=body)
+
+    def sweep(self, sweep_id: str) -> dict:
+        """A sweep with its cells and its summary (mean ± std over seeds per grid point)."""
+        return self._json("GET", f"/api/sweeps/{sweep_id}")
+
+    def sweeps(self) -> list[dict]:
+        return self._json("GET", "/api/sweeps")["data"]
+
+    def cancel_sweep(self, sweep_id: str) -> dict:
+        return self._json("POST", f"/api/sweeps/{sweep_id}/cancel")
+
+    def resume_sweep(self, sweep_id: str) -> dict:
+        return self._json("POST", f"/api/sweeps/{sweep_id}/resume")
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        self._request("DELETE", f"/api/sweeps/{sweep_id}")
+
+    def sweep_csv(self, sweep_id: str) -> str:
+        return self._request("GET", f"/api/sweeps/{sweep_id}/summary.csv").text
+
     # --- runs of a model of one's own (normcore.watch) ---------------------------------------
     def watch(self, layers: Mapping[str, Any], *, label: str, activation: str,
               optimizer: Any = None, every: int = 1, bins: int = 64,

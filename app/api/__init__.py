@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from app.api import catalog, claims, frames, jobs, reports, runs, watched
+from app.api import catalog, claims, frames, jobs, reports, runs, sweeps, watched
 from app.deps import require_token
 
 api_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
-for module in (catalog, runs, watched, frames, jobs, reports, claims):
+for module in (catalog, runs, watched, frames, jobs, reports, claims, sweeps):
     api_router.include_router(module.router)
 
 

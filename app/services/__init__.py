@@ -1,0 +1,1 @@
+"""What the routers call: plain functions and services over the store and the executor."""
