@@ -79,6 +79,16 @@ class Preset(BaseModel):
     runs: list[dict[str, Any]]  # partial RunConfigs over the defaults; two or more: Compare
 
 
+class SweepPreset(BaseModel):
+    id: str
+    title: str
+    description: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: int
+    metric: str
+
+
 class Catalog(BaseModel):
     norms: list[dict[str, Any]]
     models: list[str]
@@ -93,6 +103,9 @@ class Catalog(BaseModel):
     limits: dict[str, int]
     defaults: dict[str, Any]
     presets: list[Preset]
+    sweep_presets: list[SweepPreset] = []
+    sweep_metrics: dict[str, str] = {}  # name -> what it measures
+    max_sweep_cells: int = 0
 
 
 class Health(BaseModel):

@@ -10,6 +10,7 @@ from app.deps import SettingsDep
 from app.schemas import Catalog, Preset
 from normcore import config as C
 from normcore.norms import norm_catalog
+from normcore.sweep import METRICS, SWEEP_PRESETS
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
@@ -120,4 +121,7 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         limits=settings.limits(),
         defaults=C.RunConfig.model_validate({}).model_dump(),
         presets=PRESETS,
+        sweep_presets=[{"id": k, **v} for k, v in SWEEP_PRESETS.items()],
+        sweep_metrics=METRICS,
+        max_sweep_cells=settings.max_sweep_cells,
     )

@@ -91,6 +91,15 @@ export const api = {
   claim: (id) => request(`/api/claims/${enc(id)}`),
   runClaim: (id, quick = true) => request(`/api/claims/${enc(id)}/run`, { method: "POST", body: { quick } }),
 
+  sweeps: () => request("/api/sweeps"),
+  sweep: (id) => request(`/api/sweeps/${enc(id)}`),
+  createSweep: (body) => request("/api/sweeps", { method: "POST", body }),
+  cancelSweep: (id) => request(`/api/sweeps/${enc(id)}/cancel`, { method: "POST" }),
+  resumeSweep: (id) => request(`/api/sweeps/${enc(id)}/resume`, { method: "POST" }),
+  deleteSweep: (id) => request(`/api/sweeps/${enc(id)}`, { method: "DELETE" }),
+  sweepEvents: (id) => new EventSource(`/api/sweeps/${enc(id)}/events${query({ token: getToken() })}`),
+  sweepCsvUrl: (id) => `/api/sweeps/${enc(id)}/summary.csv`,
+
   exportUrl: (id, format) => `/api/runs/${enc(id)}/export${query({ format })}`,
   // A new tab cannot send a header; the server takes ?token= on GET requests.
   reportUrl: (id) => `/api/runs/${enc(id)}/report.html${query({ token: getToken() })}`,
