@@ -59,6 +59,7 @@ class Job(BaseModel):
     pid: int | None
     slot: int
     started_at: float
+    node: str | None = None  # where it runs, on a Ray cluster (the node's address)
 
 
 class JobList(BaseModel):

@@ -93,10 +93,13 @@ def test_compose_declares_volume_token_and_gpu_profile():
 
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="Debian's docker-compose absent")
-def test_docker_compose_config_accepts_both_profiles(tmp_path):
+def test_docker_compose_config_accepts_every_profile(tmp_path):
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    for extra in ([], ["--profile", "gpu"]):
+    # docker-compose 1.29 (Debian's) lists every service whatever the profiles.
+    services = ["normscope", "normscope-gpu", "ray-head", "ray-worker"]
+    for profiles in ((), ("gpu",), ("ray",)):
+        extra = [arg for p in profiles for arg in ("--profile", p)]
         result = subprocess.run(
             ["docker-compose", *extra, "config", "--services"],
             cwd=tmp_path,
@@ -104,7 +107,15 @@ def test_docker_compose_config_accepts_both_profiles(tmp_path):
             text=True,
         )
         assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["normscope", "normscope-gpu"]
+        assert sorted(result.stdout.split()) == services, profiles
+
+
+def test_compose_ray_profile_runs_the_server_on_the_head_with_token_auth():
+    text = COMPOSE.read_text()
+    assert 'profiles: ["ray"]' in text and 'EXTRAS: "[ray]"' in text
+    assert "NORMSCOPE_EXECUTOR: ray" in text and "RAY_ADDRESS: ray-head:6379" in text
+    assert text.count("RAY_AUTH_MODE: token") == 2 and "--address=ray-head:6379" in text
+    assert "RAY_AUTH_TOKEN=" in (ROOT / ".env.example").read_text()
 
 
 def entrypoint_env(tmp_path: Path, token: str | None) -> dict[str, str]:

@@ -46,9 +46,11 @@ class _RunActor:
     """One run on a Ray worker: training in a thread, frames drained by `take()`."""
 
     def __init__(self, config: dict[str, Any], threads: int):
+        import ray
         import torch
 
         torch.set_num_threads(threads)
+        self._node = ray.util.get_node_ip_address()  # the node this run trains on
         self._stop = threading.Event()
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._summary: dict[str, Any] = {}
@@ -74,7 +76,7 @@ class _RunActor:
         for frame in frames:
             summarize(frame, self._summary)
         done = self._result if items and items[-1] is _END else None
-        return {"pid": os.getpid(), "frames": [_encode(f) for f in frames],
+        return {"pid": os.getpid(), "node": self._node, "frames": [_encode(f) for f in frames],
                 "summary": clean(self._summary), "done": done}  # fmt: skip
 
     def stop(self) -> None:
@@ -89,6 +91,7 @@ class _Job:
     take: Any  # the outstanding take() ObjectRef
     started_at: float
     pid: int | None = None
+    node: str | None = None  # the Ray node's address, once the actor answered
     cancelling: bool = False
 
 
@@ -154,7 +157,8 @@ class RayExecutor(JobQueue):
         """Running jobs (pid: the actor's process, once it answered), the queue, capacity."""
         with self._lock:
             jobs = [
-                {"run_id": j.run_id, "pid": j.pid, "slot": j.slot, "started_at": j.started_at}
+                {"run_id": j.run_id, "pid": j.pid, "slot": j.slot, "started_at": j.started_at,
+                 "node": j.node}
                 for j in self._jobs.values()
             ]
             return {
@@ -214,7 +218,7 @@ class RayExecutor(JobQueue):
         except Exception as exc:  # take() itself raised: report it, the run cannot go on
             self._end(job, "failed", f"the Ray task failed: {exc}"[:_MAX_ERROR])
             return
-        job.pid = answer["pid"]
+        job.pid, job.node = answer["pid"], answer["node"]
         if answer["frames"]:
             self.sink.frames(job.run_id, answer["frames"], answer["summary"])
         if answer["done"] is not None:
