@@ -3,7 +3,7 @@
 Variants, timed in one process with interleaved rounds (the order rotates every round, so a
 noisy neighbour slows all of them alike; the median round is reported):
   bare       forward, backward, SGD step
-  probe@1    the same with every probe on, every step (normcore.probes.Probe, frames built)
+  probe@1    the same with every probe on, every step (normcore.probe.probe.Probe, frames built)
   probe@10   probing every 10th step
   watch@1    every step through normcore.watch.Watch, as a model of one's own is probed:
              forward hooks on the linear and norm modules, one Probe per layer, frames built
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from normcore.config import RunConfig
 from normcore.frames import encode
 from normcore.models import build_model
-from normcore.probes import Probe
+from normcore.probe.probe import Probe
 from normcore.train import PROBE_ROWS, resolve_device
 from normcore.watch import Watch
 

@@ -13,8 +13,8 @@ from normcore.drift import ics, jensen_shannon, wasserstein1
 from normcore.frames import Frame, decode, encode, to_json
 from normcore.models import build_model
 from normcore.norms import NORMS, NormSpec, get_norm_layer, make_conv2d, make_linear, norm_catalog
-from normcore.probes import Probe
-from normcore.taps import ProbePoint, Tap
+from normcore.probe.probe import Probe
+from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import resolve_device, run
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from normcore.config import RunConfig
 from normcore.norms import get_norm_layer, make_conv2d, make_linear, resolve
-from normcore.taps import ProbePoint, Tap
+from normcore.probe.taps import ProbePoint, Tap
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU,

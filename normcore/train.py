@@ -30,7 +30,7 @@ from normcore.drift import ics as ics_measure
 from normcore.frames import Frame
 from normcore.models import build_model
 from normcore.norms import NORMS
-from normcore.probes import Probe
+from normcore.probe.probe import Probe
 
 FLUSH_SECONDS = 0.5  # a live view sees new frames at least this often (steps permitting)
 PROBE_ROWS = 32

@@ -20,7 +20,7 @@ are the trainer's (normcore.frames), so `normscope report frames.jsonl` draws th
 dashboard's tools read them; there is no held-out evaluation (``eval`` is None).
 
 Layers may differ in shape (a ConvNet, a tapering MLP): each has a Probe of its own
-(normcore.probes), and a frame gathers their rows. Nothing is read on the host between
+(normcore.probe.probe), and a frame gathers their rows. Nothing is read on the host between
 flushes, as in the trainer; a batch size that changes between probed steps is an error
 naming both sizes (probe fixed-size batches: drop the last partial one).
 """
@@ -41,9 +41,9 @@ from torch import nn
 
 from normcore.frames import Frame, to_json
 from normcore.models import trained_weight
-from normcore.probes import Probe
-from normcore.stats import ACT_RANGE
-from normcore.taps import ProbePoint
+from normcore.probe.probe import Probe
+from normcore.probe.stats import ACT_RANGE
+from normcore.probe.taps import ProbePoint
 from normcore.train import FLUSH_SECONDS, PROBE_ROWS
 
 LayerSpec = nn.Module | tuple[nn.Module, nn.Module]

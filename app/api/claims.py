@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel
 
-from app.claims_service import ClaimService
 from app.deps import ExecutorDep, SettingsDep, StoreDep
 from app.errors import NormScopeError
+from app.services.claims import ClaimService
 from normcore.claims import CLAIMS, Experiment, get_claim
 
 router = APIRouter(prefix="/claims", tags=["claims"])

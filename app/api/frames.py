@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from app import service
 from app.api.runs import RunId
 from app.deps import HubDep, SettingsDep, StoreDep
 from app.errors import FieldError
 from app.live import follow
 from app.schemas import FramesPage
+from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["frames"])
 

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 
-from app import service
 from app.deps import ExecutorDep, HubDep, SettingsDep, StoreDep
 from app.schemas import Run, RunList, RunStatus
+from app.services import runs as service
 from normcore.config import RunConfig
 
 router = APIRouter(prefix="/runs", tags=["runs"])

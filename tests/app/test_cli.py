@@ -7,7 +7,8 @@ import re
 import pytest
 import torch
 
-from app.cli import ProgressBar, build_parser, main
+from app.cli import build_parser, main
+from app.cli.run import ProgressBar
 from normcore.config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,7 +15,7 @@ import subprocess
 import httpx
 import pytest
 
-from app.report import render_report
+from app.reports.html import render_report
 from normcore.client import Client
 
 SMALL = {"width": 16, "depth": 3, "probe_every": 2, "eval_every": 10, "steps": 40}

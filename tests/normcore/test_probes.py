@@ -1,6 +1,6 @@
 """Every probe statistic against an independent float64 numpy recomputation.
 
-The device path (normcore.stats.LayerStats + layer_frames, normcore.probes.Probe) is compared
+The device path (normcore.probe: stats.LayerStats + layer_frames, probe.Probe) is compared
 on fresh random inputs, including a layer with NaN, one with ±inf, a constant one, an all-NaN
 one and one whose values fall outside its fixed edges.
 """
@@ -15,13 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normcore import kernels
-from normcore import stats as stats_module
 from normcore.config import RunConfig
 from normcore.models import build_model
 from normcore.norms import norm_affine
-from normcore.probes import Probe
-from normcore.stats import (
+from normcore.probe import kernels
+from normcore.probe import stats as stats_module
+from normcore.probe.probe import Probe
+from normcore.probe.stats import (
     ACT_RANGE,
     FIELDS,
     FINE,
@@ -31,7 +31,7 @@ from normcore.stats import (
     choose_edges,
     layer_frames,
 )
-from normcore.taps import ProbePoint, Tap
+from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import run
 
 BINS = 16
@@ -427,7 +427,7 @@ def test_without_numba_a_cpu_probe_measures_the_same_with_torch():
     script = (
         "import sys, json; sys.modules['numba'] = None\n"  # import numba -> ImportError
         "import torch; torch.set_num_threads(1)\n"  # as here (one_thread): the same sums
-        "from normcore import kernels; from normcore.train import run\n"
+        "from normcore.probe import kernels; from normcore.train import run\n"
         "assert not kernels.AVAILABLE\n"
         "print(json.dumps(list(run(dict(norm='batch', steps=6, probe_every=2, device='cpu')))))"
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from normcore.frames import STATUSES, decode, encode, to_json
-from normcore.probes import Probe
+from normcore.probe.probe import Probe
 from normcore.train import resolve_device, run
 
 FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s",

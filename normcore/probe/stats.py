@@ -4,10 +4,10 @@
 layers: saturation, a histogram, the centred sums, min and max. It never syncs. A GPU pays
 per kernel launch, so all layers go in one batch of torch kernels (one ``histc`` over
 layer-offset slots, float32 reductions); a CPU pays per pass over memory, so each layer goes
-through the compiled kernels of normcore.kernels (three passes, float64 sums), one piece at a
+through the compiled kernels of normcore.probe.kernels (three passes, float64 sums), one piece at a
 time from the probe's hooks while it is still in cache (``layer``).
 ``layer_frames`` turns host copies of the rows into Frame layers (normcore.frames);
-``normcore.probes`` wires both to a model's hooks.
+``normcore.probe.probe`` wires both to a model's hooks.
 
 Histogram: ``bins`` equal half-open bins [a, b) on fixed edges [lo, hi] per layer, chosen once
 from the first probed batch (its finite range widened by half its span on each side, and at
@@ -49,8 +49,8 @@ import math
 import numpy as np
 import torch
 
-from normcore import kernels
 from normcore.drift import wasserstein1
+from normcore.probe import kernels
 
 SAT_THRESHOLD = {"sigmoid": 4.356, "tanh": 2.178}  # f'(x) < 5% of max f' beyond these
 DEAD_AT_ZERO = ("relu", "gelu")  # saturated = dead: x <= 0
@@ -89,7 +89,7 @@ class LayerStats:
     ``__call__(acts, pres)`` takes per layer the list of tensors holding its values (one per
     time step for an RNN) for the activation inputs and, where they differ, the
     pre-activations. On a CPU (``kernel``) each layer goes through the compiled kernels of
-    normcore.kernels, and ``layer(i, act, pre)`` adds one piece of layer i as soon as it
+    normcore.probe.kernels, and ``layer(i, act, pre)`` adds one piece of layer i as soon as it
     exists, while it is hot in cache (``reset`` first). Elsewhere all L layers go in one
     batch of torch kernels (a GPU pays per launch); ``kernel=False`` runs that path on a CPU.
     The model's tensors are only read.
@@ -180,7 +180,7 @@ class LayerStats:
 
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
         """Add one piece of layer i (its activation input, and its pre-activation where that
-        differs) to row i: the compiled kernels, on a CPU (see normcore.kernels)."""
+        differs) to row i: the compiled kernels, on a CPU (see normcore.probe.kernels)."""
         # float32 views (a copy only of a piece that is not contiguous or float32)
         x = act.detach().reshape(-1).float().numpy()
         p = x if pre is None else pre.detach().reshape(-1).float().numpy()

@@ -19,7 +19,7 @@ from app.errors import FieldError, RunConflict
 from app.jobs.worker import summarize
 from app.live import Hub
 from app.schemas import FrameIn, WatchedRunIn
-from app.service import get_run
+from app.services.runs import get_run
 from app.store import TERMINAL, Finish, Frames, Start, Store
 from normcore.frames import encode, to_json
 

@@ -20,9 +20,9 @@ import time
 import uuid
 from typing import Any
 
-from app import service
 from app.errors import NormScopeError, QueueFull
 from app.jobs.base import Executor
+from app.services import runs as service
 from app.settings import Settings
 from app.store import Store, frame_text
 from normcore.claims import ArmRun, Experiment, run_experiment

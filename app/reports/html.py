@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from app import report_figures as F
 from app.errors import RunNotFound
 from app.jobs.worker import summarize
-from app.report_figures import PALETTE, RunFrames
+from app.reports import figures as F
+from app.reports.figures import PALETTE, RunFrames
 from app.store import frame_text, spread
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)

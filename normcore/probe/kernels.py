@@ -1,4 +1,4 @@
-"""CPU kernels for ``normcore.stats.LayerStats``: a layer's statistics in three passes.
+"""CPU kernels for ``normcore.probe.stats.LayerStats``: a layer's statistics in three passes.
 
 A CPU pays per pass over memory, and torch spends about ten passes on a layer's statistics
 (the centred copy, sums, min, max, the slots, their integer copy, the histogram, saturation
@@ -12,7 +12,7 @@ Each loop is written so LLVM vectorizes it ("reassoc" lets it split the sums int
 NaN and inf keep their IEEE meaning, so no value is assumed finite). Three loops and not one:
 the fused loop did not vectorize, and at a megabyte a layer each extra pass reads L2.
 
-Definitions match ``LayerStats._batch`` (see normcore.stats): d = x - centre in float32; the
+Definitions match ``LayerStats._batch`` (see normcore.probe.stats): d = x - centre in float32; the
 slot of a finite d is floor(clamp(d·scale + k, 0.5, fine + 1.5)) (0 under, 1..fine the fine
 bins, fine + 1 over) and fine + 2 for NaN and ±inf; sums are of the finite d, in float64;
 min and max are of the finite x (±inf when there are none); saturation counts |x| > t, or

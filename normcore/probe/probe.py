@@ -7,17 +7,17 @@ the probe each layer's pre-activation and activation input (any other module: a 
 On a GPU, which pays per kernel launch and per host-side dispatch, the taps only keep tensor
 references; ``collect`` copies the step's tensors into fixed buffers (a stack of the layers,
 one foreach norm of all gradients, the loss and logits) and replays one captured CUDA graph
-(normcore.graphs) of all the statistics of ``normcore.stats.LayerStats`` and the row writes:
+(normcore.probe.graphs) of all the statistics of ``stats.LayerStats`` and the row writes:
 a few launches instead of about seventy. On a CPU, which pays per pass over memory, the taps
 hand each layer (an RNN's: each time step) to ``LayerStats.layer``, compiled kernels, while
 its tensors are still hot in cache, and the norms of a weight and its gradient are taken the
 moment backward has written the gradient; ``collect`` then writes the row through numpy.
-Each probed step fills one row of the ring (normcore.ring); ‖Δw‖ comes in ``after_step``
+Each probed step fills one row of the ring (normcore.probe.ring); ‖Δw‖ comes in ``after_step``
 unless plain SGD's lr·‖∇w‖ already gave it. Nothing reads a device value on the host until
 ``flush()`` reads the ring and turns all its rows into Frame layers at once, except the first
 ``collect``, which reads each layer's range once to fix the histogram edges for the run.
 
-Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.stats.
+Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.probe.stats.
 All hidden layers of a model must have equal shapes (ours do), so one ``stack`` batches them.
 """
 
@@ -28,12 +28,12 @@ import math
 import numpy as np
 import torch
 
-from normcore.graphs import GraphReplay
-from normcore.kernels import hits, row_moments
 from normcore.norms import norm_affine
-from normcore.ring import Ring
-from normcore.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
-from normcore.taps import ProbePoint, Reader
+from normcore.probe.graphs import GraphReplay
+from normcore.probe.kernels import hits, row_moments
+from normcore.probe.ring import Ring
+from normcore.probe.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
+from normcore.probe.taps import ProbePoint, Reader
 
 
 def _norm(t: torch.Tensor) -> torch.Tensor:
@@ -86,7 +86,7 @@ class Probe:
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
         # on a GPU a step's statistics, and Δw where the optimizer needs it after its step,
-        # replay captured CUDA graphs (normcore.graphs)
+        # replay captured CUDA graphs (normcore.probe.graphs)
         self._record_graph = GraphReplay(self._record, self.device)
         self._finish_graph = GraphReplay(self._finish, self.device)
         self._now: dict = {}  # the step's tensors, while _record or _finish runs

@@ -1,4 +1,4 @@
-"""`normscope report`, `normscope export` and the `--server URL` option, wired into app/cli.py.
+"""`normscope report`, `normscope export` and the `--server URL` option, wired into app/cli/run.py.
 
 Both subcommands read the local store by default (NORMSCOPE_DATA_DIR, no server needed: a
 report can be made after the server is gone) or, with `--server URL`, ask a remote NormScope
@@ -91,7 +91,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _fail("RUN: give run ids or frames files, not both")
     try:
         if files:
-            from app.report import from_files, render_report
+            from app.reports.html import from_files, render_report
 
             html = render_report(from_files(files))
         elif args.server:
@@ -100,7 +100,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             with Client(args.server, token=args.token) as client:
                 html = client.report(args.runs)
         else:
-            from app.report import from_store, render_report
+            from app.reports.html import from_store, render_report
 
             store = _local_store()
             try:
@@ -125,7 +125,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             with Client(args.server, token=args.token) as client:
                 chunks: Any = [client.export(args.run, args.format).decode()]
         else:
-            from app import service
+            from app.services import runs as service
 
             store = _local_store()
             export = service.export_csv if args.format == "csv" else service.export_jsonl

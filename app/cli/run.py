@@ -20,9 +20,9 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from app.cli_claims import add_claims_parser
-from app.cli_reports import add_export_parser, add_report_parser, add_server_option
-from app.cli_serve import add_serve_parser
+from app.cli.claims import add_claims_parser
+from app.cli.report import add_export_parser, add_report_parser, add_server_option
+from app.cli.serve import add_serve_parser
 from normcore.config import RunConfig
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
@@ -50,7 +50,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                            help=(field.description or name) + default)  # fmt: skip
     p.add_argument("--out", metavar="FRAMES.jsonl", help="write every frame as a JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_server_option(p)  # --server URL: train on a remote NormScope (app/cli_reports.py)
+    add_server_option(p)  # --server URL: train on a remote NormScope (app/cli/report.py)
     p.set_defaults(func=cmd_run)
 
 
@@ -78,8 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"normscope run: invalid options\n{validation_message(exc)}", file=sys.stderr)
         return EXIT_INVALID
-    if args.server:  # train on the server, stream the frames back (app/cli_reports.py)
-        from app.cli_reports import run_remote
+    if args.server:  # train on the server, stream the frames back (app/cli/report.py)
+        from app.cli.report import run_remote
 
         bar = ProgressBar(cfg.steps, sys.stderr, enabled=not args.quiet)
         return run_remote(args, cfg, bar, summary)
