@@ -3,6 +3,6 @@
 ``main`` is the console script (pyproject: ``app.cli:main``); ``python -m app.cli`` runs it too.
 """
 
-from app.cli.run import build_parser, main
+from app.cli.main import build_parser, main
 
 __all__ = ["build_parser", "main"]

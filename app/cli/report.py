@@ -1,38 +1,15 @@
-"""`normscope report`, `normscope export` and the `--server URL` option, wired into app/cli/run.py.
-
-Both subcommands read the local store by default (NORMSCOPE_DATA_DIR, no server needed: a
-report can be made after the server is gone) or, with `--server URL`, ask a remote NormScope
-through `normcore.client`, so a laptop can pull a report of runs trained on a GPU box.
-`run_remote` is the `--server` path of `normscope run`: the run trains on the server and its
-frames stream back live.
+"""`normscope report`: one self-contained HTML file of one run, or a comparison of several,
+from run ids (local store or `--server URL`, see sources.py) or from frames files.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def add_server_option(parser: argparse.ArgumentParser) -> None:
-    """--server URL (default $NORMSCOPE_SERVER) and --token (default $NORMSCOPE_TOKEN)."""
-    parser.add_argument(
-        "--server",
-        metavar="URL",
-        default=os.environ.get("NORMSCOPE_SERVER") or None,
-        help="a remote NormScope, e.g. http://gpu-box:8000 (default: $NORMSCOPE_SERVER; "
-        "without it: the local store)",
-    )
-    parser.add_argument(
-        "--token",
-        default=None,
-        help="the server's token (default: $NORMSCOPE_TOKEN)",
-    )
+from app.cli.sources import add_server_option, fail, local_store
 
 
 def add_report_parser(subparsers: Any) -> None:
@@ -52,34 +29,6 @@ def add_report_parser(subparsers: Any) -> None:
     parser.set_defaults(func=cmd_report)
 
 
-def add_export_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("export", help="write a run's raw frames as JSON lines or CSV")
-    parser.add_argument("run", metavar="RUN", help="run id")
-    parser.add_argument("-f", "--format", choices=("jsonl", "csv"), default="jsonl")
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="the file (default: standard output)")  # fmt: skip
-    add_server_option(parser)
-    parser.set_defaults(func=cmd_export)
-
-
-def _local_store():
-    from app.settings import Settings
-    from app.store import Store
-
-    settings = Settings()
-    if not settings.db_path.exists():
-        raise SystemExit(
-            f"error: no runs stored at {settings.db_path}; set NORMSCOPE_DATA_DIR to the "
-            "server's data dir, or pass --server URL"
-        )
-    return Store(settings.db_path)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """Fetch (remote) or read (local) the runs, render, write only once all were found."""
     from app.errors import NormScopeError as ServiceError
@@ -88,7 +37,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.output or Path("normscope-report.html")
     files = [Path(run) for run in args.runs if Path(run).is_file()]
     if files and len(files) != len(args.runs):
-        return _fail("RUN: give run ids or frames files, not both")
+        return fail("RUN: give run ids or frames files, not both")
     try:
         if files:
             from app.reports.html import from_files, render_report
@@ -102,83 +51,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         else:
             from app.reports.html import from_store, render_report
 
-            store = _local_store()
+            store = local_store()
             try:
                 html = render_report(from_store(store, args.runs))
             finally:
                 store.close()
     except (NormScopeError, ServiceError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     out.write_text(html, encoding="utf-8")
     print(f"wrote {out} ({len(html) / 1e6:.1f} MB, {len(args.runs)} run(s))", file=sys.stderr)
     return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from app.errors import NormScopeError as ServiceError
-    from normcore.client import NormScopeError
-
-    try:
-        if args.server:
-            from normcore.client import Client
-
-            with Client(args.server, token=args.token) as client:
-                chunks: Any = [client.export(args.run, args.format).decode()]
-        else:
-            from app.services import runs as service
-
-            store = _local_store()
-            export = service.export_csv if args.format == "csv" else service.export_jsonl
-            service.get_run(store, args.run)  # a missing run fails before any output
-            chunks = export(store, args.run)
-        if args.output is None:
-            for chunk in chunks:
-                sys.stdout.write(chunk)
-            sys.stdout.flush()
-        else:
-            with open(args.output, "w", encoding="utf-8", newline="") as f:
-                for chunk in chunks:
-                    f.write(chunk)
-            print(f"wrote {args.output}", file=sys.stderr)
-    except (NormScopeError, ServiceError) as exc:
-        return _fail(str(exc))
-    return 0
-
-
-def run_remote(args: argparse.Namespace, config: Any, bar: Any, summary: Callable) -> int:
-    """`normscope run --server URL`: the run trains there and its frames stream back through
-    the same progress bar, `--out` file and summary as a local run. Exit status as local:
-    0 completed, 1 ended otherwise (diverged, failed, ...), 2 rejected config."""
-    from normcore.client import Client, NormScopeError
-    from normcore.frames import to_json
-
-    out = open(args.out, "w") if args.out else None  # noqa: SIM115 (closed below)
-    first = last = None
-    try:
-        with Client(args.server, token=args.token) as client:
-            run = client.create_run(config)
-            print(f"run {run['id']} on {args.server}", file=sys.stderr)
-            try:
-                for frame in client.iter_frames(run["id"]):
-                    first = first or frame
-                    last = frame
-                    bar.update(frame)
-                    if out is not None:
-                        out.write(to_json(frame) + "\n")
-            except KeyboardInterrupt:
-                client.cancel(run["id"])
-                print(f"\ncancelled run {run['id']}", file=sys.stderr)
-                return 130
-            done = client.run(run["id"])
-    except NormScopeError as exc:
-        print(f"normscope run: {exc}", file=sys.stderr)
-        return 2 if exc.status == 422 else 1
-    finally:
-        if out is not None:
-            out.close()
-    bar.close()
-    if first is not None and last is not None:
-        print(summary(config, first, last))
-    if done.get("error"):
-        print(f"normscope run: run {done['id']} {done['status']}: {done['error']}", file=sys.stderr)
-    return 0 if done["status"] == "completed" else 1
