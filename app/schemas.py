@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-RunStatus = Literal[
-    "queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"
-]
+from normcore.frames import RunStatus
 
 
 class FinalMetrics(BaseModel):
@@ -79,6 +77,13 @@ class Preset(BaseModel):
     runs: list[dict[str, Any]]  # partial RunConfigs over the defaults; two or more: Compare
 
 
+class Statuses(BaseModel):
+    """A run's statuses (normcore.frames): active ones change again, terminal ones never."""
+
+    active: list[str]
+    terminal: list[str]
+
+
 class Catalog(BaseModel):
     norms: list[dict[str, Any]]
     models: list[str]
@@ -93,6 +98,7 @@ class Catalog(BaseModel):
     limits: dict[str, int]
     defaults: dict[str, Any]
     presets: list[Preset]
+    statuses: Statuses
 
 
 class Health(BaseModel):

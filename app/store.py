@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "diverged", "failed", "cancelled", "interrupted")
-STATUSES = ACTIVE + TERMINAL
+from normcore.frames import ACTIVE, TERMINAL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

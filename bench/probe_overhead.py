@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from normcore.config import RunConfig
-from normcore.frames import encode
+from normcore.frames import PROBE_ROWS, encode
 from normcore.models import build_model
 from normcore.probe.probe import Probe
-from normcore.train import PROBE_ROWS, resolve_device
+from normcore.train import resolve_device
 from normcore.watch import Watch
 
 

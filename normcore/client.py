@@ -30,12 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from normcore.config import RunConfig
-from normcore.frames import to_json
+from normcore.frames import TERMINAL, to_json
 
 if TYPE_CHECKING:
     from normcore.watch import Watch
-
-TERMINAL = frozenset({"completed", "diverged", "failed", "cancelled", "interrupted"})
 
 
 class NormScopeError(RuntimeError):

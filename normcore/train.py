@@ -27,16 +27,14 @@ from torch import nn
 from normcore.config import RunConfig
 from normcore.data import batch_indices, load_dataset
 from normcore.drift import ics as ics_measure
-from normcore.frames import Frame
+from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
 from normcore.models import build_model
 from normcore.norms import NORMS
 from normcore.probe.probe import Probe
 
-FLUSH_SECONDS = 0.5  # a live view sees new frames at least this often (steps permitting)
-PROBE_ROWS = 32
 # A loss this many times the uniform guess's (log K) has exploded: sigmoid and tanh nets at
 # absurd learning rates saturate and keep a huge but finite loss instead of reaching inf.
-EXPLODED_LOSS = 100.0  # probed steps buffered on the device between host syncs
+EXPLODED_LOSS = 100.0
 
 
 def _num(value: torch.Tensor | None) -> float | None:
@@ -115,27 +113,35 @@ def run(config: RunConfig | dict[str, Any], *,
     meta: list[dict[str, Any]] = []  # host side of each probed row, in order
     seq, last_eval, force_probe = 0, 0, False
     last_flush = start = time.perf_counter()
-    last_frame = (0, start)
+    rate = StepRate(start)
 
     def emit(final: bool) -> Iterator[Frame]:
         """Flush the probe (one host sync) and turn its rows into frames."""
-        nonlocal seq, last_flush, force_probe, last_frame
+        nonlocal seq, last_flush, force_probe
         rows, last_flush = probe.flush(), time.perf_counter()
         diverged = bool(bad)
         for info, (layers, loss_v, acc_v, ics_v) in zip(meta, rows, strict=True):
-            step, t = info["step"], info["clock"]
-            rate = (step - last_frame[0]) / max(t - last_frame[1], 1e-9)
-            last_frame = (step, t)
+            step = info["step"]
             status = "running"
             if not loss_v <= loss_limit:  # NaN, inf or exploded
                 status = "diverged"
             elif info is meta[-1] and (final or info["forced"]):
                 status = "diverged" if diverged else "completed" if final else "running"
             ev = info["eval"]
-            frame = dict(seq=seq, step=step, time=info["time"], status=status,
-                         device=device.type, loss=loss_v, acc=acc_v, lr=info["lr"],
-                         steps_per_s=rate, eval=ev and {k: _num(v) for k, v in ev.items()},
-                         ics=ics_v, layers=layers)  # fmt: skip
+            frame = make_frame(
+                seq=seq,
+                step=step,
+                time=info["time"],
+                status=status,
+                device=device.type,
+                loss=loss_v,
+                acc=acc_v,
+                lr=info["lr"],
+                steps_per_s=rate(step, info["clock"]),
+                eval=ev and {k: _num(v) for k, v in ev.items()},
+                ics=ics_v,
+                layers=layers,
+            )
             seq += 1
             yield frame
             if status == "diverged":

@@ -39,12 +39,11 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from normcore.frames import Frame, to_json
+from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame, to_json
 from normcore.models import trained_weight
 from normcore.probe.probe import Probe
 from normcore.probe.stats import ACT_RANGE
 from normcore.probe.taps import ProbePoint
-from normcore.train import FLUSH_SECONDS, PROBE_ROWS
 
 LayerSpec = nn.Module | tuple[nn.Module, nn.Module]
 
@@ -110,7 +109,7 @@ class Watch:
         self._held: Frame | None = None  # the last frame: the final one says how the run ended
         self._seq, self._last_flush = 0, time.perf_counter()
         self._diverged = False  # a non-finite loss was seen: the run ends diverged
-        self._last_rate = (0, self._last_flush)
+        self._rate = StepRate(self._last_flush)
 
     @contextmanager
     def step(self) -> Iterator[bool]:
@@ -194,13 +193,19 @@ class Watch:
         for info, *layer_rows in zip(self._meta, *rows, strict=True):
             layers = [row[0][0] for row in layer_rows]
             _, loss, acc, _ = layer_rows[0]
-            last_step, last_clock = self._last_rate
-            rate = (info["step"] - last_step) / max(info["clock"] - last_clock, 1e-9)
-            self._last_rate = (info["step"], info["clock"])
             self._diverged |= not math.isfinite(loss)
-            frame = dict(seq=self._seq, step=info["step"], time=info["time"], status="running",
-                         device=self.device.type, loss=loss, acc=acc, lr=info["lr"],
-                         steps_per_s=rate, eval=None, ics=None, layers=layers)  # fmt: skip
+            frame = make_frame(
+                seq=self._seq,
+                step=info["step"],
+                time=info["time"],
+                status="running",
+                device=self.device.type,
+                loss=loss,
+                acc=acc,
+                lr=info["lr"],
+                steps_per_s=self._rate(info["step"], info["clock"]),
+                layers=layers,
+            )
             self._seq += 1
             if self._held is not None:
                 ready.append(self._held)

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.deps import SettingsDep
-from app.schemas import Catalog, Preset
+from app.schemas import Catalog, Preset, Statuses
 from normcore import config as C
+from normcore.frames import ACTIVE, TERMINAL
 from normcore.norms import norm_catalog
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
@@ -120,4 +121,5 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         limits=settings.limits(),
         defaults=C.RunConfig.model_validate({}).model_dump(),
         presets=PRESETS,
+        statuses=Statuses(active=list(ACTIVE), terminal=list(TERMINAL)),
     )

@@ -1,7 +1,7 @@
 """The Ray executor: the local executor's jobs on a Ray cluster, for sweeps one machine can't hold.
 
 Each run is one Ray actor (`_RunActor`, threaded) that trains with the local worker's own job
-function (`app.jobs.worker._train`) and encodes frames with its `_encode`/`summarize`, so the
+function (`app.jobs.job.train`) and encodes frames with `app.jobs.job.encode`, so the
 store gets exactly what a local worker would send. Frames come back by long polling: one pump
 thread on the server keeps a single `take()` call outstanding per run and `ray.wait`s on all of
 them; `take()` answers as soon as frames are there (or after `_POLL_S`) with everything that
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.jobs.base import JobQueue, Sink
-from app.jobs.worker import _encode, _train, summarize
+from app.jobs.job import encode, train
 from app.settings import Settings
+from normcore.frames import summarize
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class _RunActor:
         threading.Thread(target=self._train, args=(config,), daemon=True).start()
 
     def _train(self, config: dict[str, Any]) -> None:
-        self._result = _train(config, self._stop, self._outbox)  # never raises
+        self._result = train(config, self._stop, self._outbox)  # never raises
         self._outbox.put(_END)
 
     def take(self, wait_s: float) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class _RunActor:
         for frame in frames:
             summarize(frame, self._summary)
         done = self._result if items and items[-1] is _END else None
-        return {"pid": os.getpid(), "frames": [_encode(f) for f in frames],
+        return {"pid": os.getpid(), "frames": [encode(f) for f in frames],
                 "summary": clean(self._summary), "done": done}  # fmt: skip
 
     def stop(self) -> None:

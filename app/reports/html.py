@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import RunNotFound
-from app.jobs.worker import summarize
 from app.reports import figures as F
 from app.reports.figures import PALETTE, RunFrames
 from app.store import frame_text, spread
+from normcore.frames import summarize
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
 

@@ -27,8 +27,8 @@ from app.settings import Settings
 from app.store import Store, frame_text
 from normcore.claims import ArmRun, Experiment, run_experiment
 from normcore.config import RunConfig
+from normcore.frames import ACTIVE
 
-ACTIVE = ("queued", "running")
 USABLE = ("completed", "diverged")  # a diverged arm is evidence too (the lr sweep needs it)
 
 _SCHEMA = """

@@ -17,8 +17,9 @@ from app.errors import FieldError, RunConflict, RunNotFound
 from app.jobs.base import Executor
 from app.live import Hub
 from app.settings import Settings
-from app.store import ACTIVE, TERMINAL, Finish, Store, frame_text
+from app.store import Finish, Store, frame_text
 from normcore.config import RunConfig
+from normcore.frames import ACTIVE, TERMINAL
 
 
 def check_limits(config: RunConfig, settings: Settings) -> None:

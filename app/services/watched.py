@@ -16,12 +16,11 @@ import time
 from typing import Any
 
 from app.errors import FieldError, RunConflict
-from app.jobs.worker import summarize
 from app.live import Hub
 from app.schemas import FrameIn, WatchedRunIn
 from app.services.runs import get_run
-from app.store import TERMINAL, Finish, Frames, Start, Store
-from normcore.frames import encode, to_json
+from app.store import Finish, Frames, Start, Store
+from normcore.frames import TERMINAL, encode, summarize, to_json
 
 OWN_MODEL = "own"  # config["model"] of a watched run
 

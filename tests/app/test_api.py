@@ -162,6 +162,10 @@ def test_catalog_lists_choices_limits_and_valid_presets(client):
     assert all("suits_small_batch" in n["properties"] for n in catalog["norms"])
     assert catalog["limits"] == {"steps": LONG_RUN, "width": 1024, "depth": 32, "batch_size": 1024}
     assert catalog["defaults"] == RunConfig().model_dump()
+    assert catalog["statuses"] == {
+        "active": ["queued", "running"],
+        "terminal": ["completed", "diverged", "failed", "cancelled", "interrupted"],
+    }  # the dashboard reads these
     assert len(catalog["presets"]) >= 4
     titles = " | ".join(p["title"] for p in catalog["presets"])
     for words in ("Figure 1", "saturation", "batch size 2", "one-class"):

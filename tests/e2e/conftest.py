@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from normcore.frames import TERMINAL
+
 # the session server (two warm workers: a preset starts two runs at once) and the factory
 from tests.utils.server import LiveServer, server, start_server  # noqa: F401  (fixtures)
 
@@ -20,7 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]  # fmt: skip
-TERMINAL = {"completed", "diverged", "failed", "cancelled", "interrupted"}
+
 
 # Small runs for a shared 2-core machine; probing every other step keeps the charts growing.
 SMALL: dict[str, Any] = {"depth": 3, "width": 32, "activation": "sigmoid", "steps": 300,

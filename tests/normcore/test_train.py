@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from normcore.frames import STATUSES, decode, encode, to_json
+from normcore.frames import FRAME_STATUSES, decode, encode, to_json
 from normcore.probe.probe import Probe
 from normcore.train import resolve_device, run
 
@@ -140,7 +140,7 @@ def test_other_models_and_optimizers_complete(cfg):
     frames = list(run(dict(cfg, steps=12, probe_every=4, batch_size=16, device="cpu")))
     assert [f["step"] for f in frames] == [1, 5, 9, 12]
     assert frames[-1]["status"] == "completed" and frames[-1]["loss"] == frames[-1]["loss"]
-    assert all(f["status"] in STATUSES for f in frames)
+    assert all(f["status"] in FRAME_STATUSES for f in frames)
 
 
 def test_ics_is_reported_per_layer_when_asked():

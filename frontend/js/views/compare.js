@@ -2,7 +2,7 @@
 // (one Okabe-Ito colour each); the distribution heatmaps and saturation maps sit side by side
 // on the same y range and colour scale.
 
-import { TERMINAL } from "../api.js";
+import { isTerminal } from "../api.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
 import { distinguishingLabels, isWatched } from "../forms.js";
@@ -88,7 +88,7 @@ export function mount(root, { ids }) {
     runs.forEach((r, i) => { r.label = labels[i]; });
     fill(chips, runs.map((r) => h("a", { class: "chip", href: href.run(r.id), title: r.run?.label ?? r.id },
       h("span", { class: "swatch", style: `background:${r.color}` }), r.label, " ", r.run ? badge(r.run.status) : "")));
-    const stillRunning = runs.filter((r) => r.run && !TERMINAL.has(r.run.status)).length;
+    const stillRunning = runs.filter((r) => r.run && !isTerminal(r.run.status)).length;
     document.title = `Compare ${runs.length} runs${stillRunning ? ` (${stillRunning} running)` : ""} — NormScope`;
     schedule();
   }

@@ -2,7 +2,7 @@
 // overview (click a cell to open that layer at that step) and the foldable layer rows.
 // History from /frames, then live frames from the stream, drawn with extendTraces.
 
-import { api, TERMINAL } from "../api.js";
+import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
 import { configSummary, fmt, isWatched, stepsText } from "../forms.js";
@@ -100,7 +100,7 @@ export function mount(root, { id }) {
     el.progressText.textContent = run?.status === "queued"
       ? `queued: waits for a free worker · ${fmt(steps)} steps`
       : stepsText(step, steps);
-    const live = run && !TERMINAL.has(run.status);
+    const live = run && !isTerminal(run.status);
     el.rate.textContent = cols.stepsPerS != null && live ? `${fmt(cols.stepsPerS)} steps/s` : "";
     const dev = cols.device ?? run?.device;
     el.device.textContent = dev ? `on ${dev}` : "";
@@ -115,7 +115,7 @@ export function mount(root, { id }) {
     el.summary.textContent = `${configSummary(run.config)} · ${plan} · run ${run.id}`;
     fill(el.status, badge(run.status));
     document.title = `${run.status} · ${run.label ?? run.id} — NormScope`;
-    const active = !TERMINAL.has(run.status);
+    const active = !isTerminal(run.status);
     fill(el.actions,
       active && h("button", { type: "button", class: "danger", onclick: cancel }, "Cancel"),
       ["csv", "jsonl"].map((f) => fileLink(api.exportUrl(run.id, f), `${run.id}.${f}`, f.toUpperCase(), api.download)),
