@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.errors import AuthError
 from app.jobs.base import Executor
 from app.live import Hub
+from app.services.claims import ClaimService
 from app.settings import Settings
 from app.store import Store
 
@@ -32,10 +33,15 @@ def get_hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
+def get_claims(request: Request) -> ClaimService:
+    return request.app.state.claims
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 HubDep = Annotated[Hub, Depends(get_hub)]
+ClaimsDep = Annotated[ClaimService, Depends(get_claims)]
 
 _bearer = HTTPBearer(auto_error=False, description="NORMSCOPE_TOKEN, when the server has one")
 

@@ -42,6 +42,16 @@ class RunConflict(NormScopeError):
     status_code = 409
 
 
+class ClaimNotFound(NormScopeError):
+    status_code = 404
+
+
+class ClaimConflict(NormScopeError):
+    """The claim is already running: one claim run at a time per claim."""
+
+    status_code = 409
+
+
 class QueueFull(NormScopeError):
     status_code = 429
 

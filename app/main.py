@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -16,16 +16,23 @@ from fastapi import FastAPI
 from app import errors
 from app.api import api_router, health
 from app.jobs import make_executor
+from app.jobs.base import Executor, Sink
 from app.jobs.recorder import Recorder
 from app.live import Hub
+from app.services.claims import ClaimService
 from app.settings import Settings
 from app.store import Store
 
 log = logging.getLogger("normscope")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app for these settings (from NORMSCOPE_* variables when None)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    make_executor: Callable[[Settings, Sink], Executor] = make_executor,
+) -> FastAPI:
+    """The ASGI app for these settings (from NORMSCOPE_* variables when None). Tests of the
+    API that need no training pass an executor that trains nothing (tests/utils/fakes.py)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -40,13 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recorder.start()
         executor = make_executor(settings, recorder)
         executor.start()
+        claims = ClaimService(store, executor, settings)  # claim runs left active: interrupted
         app.state.settings, app.state.store = settings, store
         app.state.hub, app.state.executor, app.state.recorder = hub, executor, recorder
+        app.state.claims = claims
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(executor.stop)  # running runs -> interrupted
             await anyio.to_thread.run_sync(recorder.stop)
+            claims.close()
             store.mark_interrupted("the server stopped before the run started")
             store.close()
 

@@ -179,3 +179,50 @@ class FrameIn(BaseModel):
     eval: dict[str, Number] | None = None
     ics: list[dict[str, Any]] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+ClaimRunStatus = Literal["queued", "running", "completed", "failed", "interrupted"]
+Verdict = Literal["reproduced", "mixed", "not reproduced"]
+
+
+class ClaimRun(BaseModel):
+    """One execution of a claim's experiment; `result` once it completed."""
+
+    id: str
+    claim_id: str
+    quick: bool
+    status: ClaimRunStatus
+    verdict: Verdict | None = None
+    error: str | None = None
+    run_ids: list[str]  # the stored runs of its arms (GET /api/runs/{id})
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    # {id, title, claim, experiment, criterion, verdict, checks, numbers, series,
+    #  run_configs: [{arm, label, config, run_id, status, frames}], quick, duration_s}
+    result: dict[str, Any] | None = None
+
+
+class Claim(BaseModel):
+    id: str
+    title: str
+    claim: str
+    experiment: str
+    latest: ClaimRun | None = None  # the newest claim run, whatever its status
+
+
+class ClaimDetail(Claim):
+    arms: dict[str, dict[str, Any]]  # the quick mode's RunConfigs by arm name
+    result: ClaimRun | None = None  # the newest completed claim run, with its result
+    history: list[ClaimRun]  # newest first, without results
+
+
+class ClaimList(BaseModel):
+    data: list[Claim]
+    count: int
+
+
+class ClaimRunRequest(BaseModel):
+    quick: bool = True  # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs

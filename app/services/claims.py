@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from app.errors import NormScopeError, QueueFull
+from app.errors import ClaimConflict, QueueFull
 from app.jobs.base import Executor
 from app.services import runs as service
 from app.settings import Settings
@@ -51,10 +51,6 @@ _COLUMNS = "id, claim_id, quick, status, verdict, error, run_ids, result, create
 _COLUMNS += "started_at, finished_at"
 
 
-class ClaimConflict(NormScopeError):
-    status_code = 409
-
-
 class ArmFailed(RuntimeError):
     """An arm's run ended without frames to judge (failed, cancelled, interrupted)."""
 
@@ -66,8 +62,16 @@ class ClaimStore:
         self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
                                    check_same_thread=False)  # fmt: skip
         self._lock = threading.Lock()
+        self._closed = False
         with self._lock:
             self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (at shutdown). A claim thread that outlives the server finds
+        its updates dropped; the next start-up marks its claim run interrupted."""
+        with self._lock:
+            self._closed = True
+            self._db.close()
 
     def create(self, claim_id: str, quick: bool) -> dict[str, Any]:
         run_id = uuid.uuid4().hex[:12]
@@ -87,6 +91,8 @@ class ClaimStore:
                 fields[key] = json.dumps(fields[key])
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
+            if self._closed:
+                return
             self._db.execute(
                 f"UPDATE claim_runs SET {sets} WHERE id = ?", (*fields.values(), run_id)
             )
@@ -150,18 +156,15 @@ class ExecutorRunner:
 
     def _submit(self, arm: str, config: RunConfig) -> str:
         owner = self.owner
-        service.check_limits(config, owner.settings)
         label = f"{self.claim_id} · {arm} · {config.label()}"
-        run = owner.store.create_run(config.model_dump(), label)
         while True:
             try:
-                owner.executor.submit(run["id"], run["config"])
+                run = service.create_run(
+                    owner.store, owner.executor, owner.settings, config, label=label
+                )
                 break
             except QueueFull:  # other users' runs first; a claim can wait its turn
                 time.sleep(1.0)
-            except Exception:
-                owner.store.delete_run(run["id"])
-                raise
         self.run_ids.append(run["id"])
         owner.claims.update(self.claim_run_id, run_ids=self.run_ids)
         return run["id"]
@@ -178,11 +181,16 @@ class ClaimService:
     """Starts claim runs in threads and answers what the claims endpoints ask."""
 
     def __init__(self, store: Store, executor: Executor, settings: Settings):
+        """Built at start-up (app/main.py's lifespan): claim runs a stopped server left
+        active are marked interrupted before any request is answered."""
         self.store, self.executor, self.settings = store, executor, settings
         self.claims = ClaimStore(store.path)
         self.claims.mark_interrupted()
         self._known: dict[str, str] = {}  # config JSON -> id of a completed run
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.claims.close()
 
     def start(self, exp: Experiment, quick: bool) -> dict[str, Any]:
         with self._lock:

@@ -44,11 +44,16 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def create_run(
-    store: Store, executor: Executor, settings: Settings, config: RunConfig
+    store: Store,
+    executor: Executor,
+    settings: Settings,
+    config: RunConfig,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """Store the run as queued and hand it to the executor (which may refuse: queue full)."""
+    """Store the run as queued and hand it to the executor (which may refuse: queue full).
+    The one way a run is made: the runs endpoint and the claims lab's arms both call it."""
     check_limits(config, settings)
-    run = store.create_run(config.model_dump(), config.label())
+    run = store.create_run(config.model_dump(), label or config.label())
     try:
         executor.submit(run["id"], run["config"])
     except Exception:
