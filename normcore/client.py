@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from normcore.watch import Watch
 
 
-class NormScopeError(RuntimeError):
+class ApiError(RuntimeError):
     """An error response of the server: the HTTP status and the server's `detail`."""
 
     def __init__(self, status: int, detail: Any, url: str = ""):
@@ -104,7 +104,7 @@ class _WatchedRun:
         self.pending.extend(frames)
         try:
             self.client.append_frames(self.id, self.pending)
-        except NormScopeError as exc:
+        except ApiError as exc:
             if not (exc.status == 429 or exc.status >= 500):  # ended (409), or never (413, 422)
                 self.ended, self.pending = True, []
                 raise
@@ -128,7 +128,7 @@ class _WatchedRun:
             try:
                 if self.client.run(self.id)["status"] not in TERMINAL:
                     self.client.cancel(self.id)
-            except (NormScopeError, self.client._httpx.HTTPError) as exc:
+            except (ApiError, self.client._httpx.HTTPError) as exc:
                 warnings.warn(f"run {self.id} may stay running: {exc!r}", stacklevel=2)
 
 
@@ -211,7 +211,7 @@ class Client:
         live like any run. ``steps`` (optional) is the planned length, for the progress bar.
         Its run ends with the Watch: ``completed`` (or ``diverged``) from the last frame, or
         ``cancelled`` when the loop raised. The dashboard's Cancel stops the loop: the next
-        batch of frames raises NormScopeError (409) in it."""
+        batch of frames raises ApiError (409) in it."""
         from normcore.watch import Watch
 
         run = _WatchedRun(self)  # the Watch first: it checks the layers before the run exists
@@ -245,11 +245,11 @@ class Client:
         try:
             return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
                               headers={"content-type": "application/json"})  # fmt: skip
-        except NormScopeError as exc:
+        except ApiError as exc:
             if exc.status != 413:
                 raise
             if len(texts) == 1:  # no smaller batch can help
-                raise NormScopeError(413, f"one frame is {len(body):,} bytes, above the "
+                raise ApiError(413, f"one frame is {len(body):,} bytes, above the "
                                      "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
                                      "there, or watch fewer layers or bins",
                                      exc.url) from None  # fmt: skip
@@ -374,4 +374,4 @@ class Client:
             detail = response.json().get("detail", response.text)
         except (ValueError, AttributeError):
             detail = response.text
-        raise NormScopeError(response.status_code, detail, str(response.url))
+        raise ApiError(response.status_code, detail, str(response.url))

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from normcore.config import RunConfig
-from normcore.norms import get_norm_layer, make_conv2d, make_linear, resolve
+from normcore.norms import create_norm_layer, make_conv2d, make_linear, resolve
 from normcore.probe.taps import ProbePoint, Tap
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -77,7 +77,7 @@ class MLP(_Probed):
         self.blocks = nn.ModuleList(
             Block(make_linear(cfg.norm, n_in if i == 0 else cfg.width, cfg.width,
                               affine=cfg.affine),
-                  get_norm_layer(cfg.norm, cfg.width, affine=cfg.affine, groups=cfg.groups),
+                  create_norm_layer(cfg.norm, cfg.width, affine=cfg.affine, groups=cfg.groups),
                   cfg.activation, cfg.placement)
             for i in range(cfg.depth)
         )  # fmt: skip
@@ -102,7 +102,7 @@ class ConvNet(_Probed):
         self.blocks = nn.ModuleList(
             Block(make_conv2d(cfg.norm, in_shape[0] if i == 0 else c, c, 3, padding=1,
                               affine=cfg.affine),
-                  get_norm_layer(cfg.norm, c, dims=2, affine=cfg.affine, groups=cfg.groups),
+                  create_norm_layer(cfg.norm, c, dims=2, affine=cfg.affine, groups=cfg.groups),
                   cfg.activation, cfg.placement)
             for i in range(cfg.depth)
         )  # fmt: skip
@@ -130,7 +130,7 @@ class RecurrentLayer(nn.Module):
         self.lstm, self.width, self.placement = cfg.cell == "lstm", cfg.width, cfg.placement
         gates = 4 * cfg.width if self.lstm else cfg.width
         self.linear = make_linear(cfg.norm, n_in + cfg.width, gates, affine=cfg.affine)
-        self.norm = get_norm_layer(cfg.norm, gates, affine=cfg.affine, groups=cfg.groups)
+        self.norm = create_norm_layer(cfg.norm, gates, affine=cfg.affine, groups=cfg.groups)
         self.act = ACTIVATIONS[cfg.activation]()
         self.pre, self.act_in = Tap(), Tap()
 

@@ -9,17 +9,13 @@ from fastapi import APIRouter
 from app.deps import SettingsDep
 from app.schemas import Catalog, Preset, Statuses
 from normcore import config as C
+from normcore.claims.figure1 import FIGURE_1_NET
 from normcore.frames import ACTIVE, TERMINAL
 from normcore.norms import norm_catalog
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
-# The BN paper's Figure 1 network: 3 hidden layers of 100 sigmoid units, batch 60,
-# small random Gaussian initial weights.
-_FIGURE_1: dict[str, Any] = {
-    "model": "mlp", "depth": 3, "width": 100, "activation": "sigmoid", "init": "gaussian",
-    "init_std": 0.1, "dataset": "digits", "batch_size": 60, "lr": 0.5, "steps": 3000,
-}  # fmt: skip
+_FIGURE_1: dict[str, Any] = {**FIGURE_1_NET, "steps": 3000}  # the BN paper's Figure 1 net
 _SMALL_BATCH: dict[str, Any] = {
     "model": "mlp", "depth": 3, "width": 64, "activation": "relu", "dataset": "digits",
     "steps": 2000, "lr": 0.05,

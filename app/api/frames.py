@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import HubDep, SettingsDep, StoreDep
 from app.errors import FieldError
 from app.live import follow

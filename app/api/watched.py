@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, status
 
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import HubDep, StoreDep
 from app.schemas import FrameIn, Run, WatchedRunIn
 from app.services import watched

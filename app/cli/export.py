@@ -22,8 +22,8 @@ def add_export_parser(subparsers: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from app.errors import NormScopeError as ServiceError
-    from normcore.client import NormScopeError
+    from app.errors import NormScopeError
+    from normcore.client import ApiError
 
     try:
         if args.server:
@@ -47,6 +47,6 @@ def cmd_export(args: argparse.Namespace) -> int:
                 for chunk in chunks:
                     f.write(chunk)
             print(f"wrote {args.output}", file=sys.stderr)
-    except (NormScopeError, ServiceError) as exc:
+    except (ApiError, NormScopeError) as exc:
         return fail(str(exc))
     return 0

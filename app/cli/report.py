@@ -31,8 +31,8 @@ def add_report_parser(subparsers: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Fetch (remote) or read (local) the runs, render, write only once all were found."""
-    from app.errors import NormScopeError as ServiceError
-    from normcore.client import NormScopeError
+    from app.errors import NormScopeError
+    from normcore.client import ApiError
 
     out = args.output or Path("normscope-report.html")
     files = [Path(run) for run in args.runs if Path(run).is_file()]
@@ -56,7 +56,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 html = render_report(from_store(store, args.runs))
             finally:
                 store.close()
-    except (NormScopeError, ServiceError, ValueError) as exc:
+    except (ApiError, NormScopeError, ValueError) as exc:
         return fail(str(exc))
     out.write_text(html, encoding="utf-8")
     print(f"wrote {out} ({len(html) / 1e6:.1f} MB, {len(args.runs)} run(s))", file=sys.stderr)

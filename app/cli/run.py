@@ -172,7 +172,7 @@ def run_remote(args: argparse.Namespace, config: RunConfig, bar: ProgressBar) ->
     """`normscope run --server URL`: the run trains there and its frames stream back through
     the same progress bar, `--out` file and summary as a local run. Exit status as local:
     0 completed, 1 ended otherwise (diverged, failed, ...), 2 rejected config."""
-    from normcore.client import Client, NormScopeError
+    from normcore.client import ApiError, Client
     from normcore.frames import to_json
 
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 (closed below)
@@ -193,7 +193,7 @@ def run_remote(args: argparse.Namespace, config: RunConfig, bar: ProgressBar) ->
                 print(f"\ncancelled run {run['id']}", file=sys.stderr)
                 return 130
             done = client.run(run["id"])
-    except NormScopeError as exc:
+    except ApiError as exc:
         print(f"normscope run: {exc}", file=sys.stderr)
         return 2 if exc.status == 422 else 1
     finally:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from normcore.client import Client, NormScopeError
+from normcore.client import ApiError, Client
 from normcore.frames import to_json
 from normcore.watch import Watch
 from tests.app.conftest import create, follow, stored_frames, wait_until
@@ -147,7 +147,7 @@ def test_cancel_in_the_dashboard_stops_the_loop_and_a_loop_that_raises_ends_canc
         if step == 200:
             client.cancel(watch.run_id)
 
-    with pytest.raises(NormScopeError) as caught, watch:
+    with pytest.raises(ApiError) as caught, watch:
         own.train(watch, 100_000, on_step=cancel_at_200)
     assert caught.value.status == 409 and "has ended: cancelled" in str(caught.value.detail)
     run = client.run(watch.run_id)
@@ -172,7 +172,7 @@ def test_frames_a_send_could_not_deliver_go_with_the_next(client, monkeypatch):
     def flaky(run_id, frames, **kw):
         calls.append(len(frames))
         if len(calls) == 1:
-            raise NormScopeError(503, "the server is busy", "")
+            raise ApiError(503, "the server is busy", "")
         return real(run_id, frames, **kw)
 
     monkeypatch.setattr(client, "append_frames", flaky)
@@ -206,7 +206,7 @@ def test_a_frame_above_the_body_limit_says_what_to_change_and_ends_the_run(start
         watch = ns.watch(
             own.layers, label="big", activation="tanh", optimizer=own.opt, bins=512
         )  # fmt: skip (two layers of 512 bins: a frame over 2 KB)
-        with pytest.raises(NormScopeError) as caught, watch:
+        with pytest.raises(ApiError) as caught, watch:
             own.train(watch, 100)
         run = ns.run(watch.run_id)
     assert caught.value.status == 413 and "NORMSCOPE_MAX_BODY_BYTES" in str(caught.value)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from normcore.config import NORMS, RunConfig
+from normcore.config import NORM_NAMES, RunConfig
 from normcore.models import ConvNet, RecurrentLayer, build_model
 from normcore.norms import norm_affine
 
@@ -26,7 +26,9 @@ def capture(model) -> dict[str, list[torch.Tensor]]:
     return seen
 
 
-CASES = [(m, n) for m in ("mlp", "convnet", "rnn") for n in NORMS if (m, n) != ("mlp", "instance")]
+CASES = [
+    (m, n) for m in ("mlp", "convnet", "rnn") for n in NORM_NAMES if (m, n) != ("mlp", "instance")
+]
 
 
 @pytest.mark.parametrize(("model", "norm"), CASES)

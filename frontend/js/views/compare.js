@@ -5,9 +5,9 @@
 import { isTerminal } from "../api.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
-import { distinguishingLabels, isWatched } from "../forms.js";
+import { distinguishingLabels, isWatched } from "../format.js";
 import * as heatmap from "../panels/heatmap.js";
-import * as saturation from "../panels/saturation.js";
+import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
@@ -143,7 +143,7 @@ export function mount(root, { ids }) {
       } else P.draw(r.heat, [], empty(r));
       if (r.cols.step.length) {
         const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
-        saturation.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
+        overview.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
       } else P.draw(r.sat, [], empty(r));
     }
   }

@@ -3,7 +3,7 @@
 
 import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
-import { configSummary, fmt, isWatched, stepsText } from "../forms.js";
+import { configSummary, fmt, isWatched, stepsText } from "../format.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 2000;
