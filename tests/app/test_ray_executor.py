@@ -20,9 +20,9 @@ from app.jobs.ray_executor import RayExecutor
 from app.jobs.recorder import Recorder
 from app.settings import Settings
 from app.store import Store
-from normcore.frames import decode
-from tests.app.conftest import LONG_RUN, SMALL, TERMINAL, create, stored_frames, wait_until
-from tests.utils.server import LiveServer
+from normcore.frames import TERMINAL, decode
+from tests.utils.runs import SMALL, create, stored_frames, wait_until
+from tests.utils.server import LONG_RUN, LiveServer
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.app.conftest import LONG_RUN, create, follow, stored_frames, wait_until
-from tests.utils.server import sse_events
+from tests.utils.runs import create, follow, stored_frames, wait_until
+from tests.utils.server import LONG_RUN, sse_events
 
 
 @pytest.fixture(scope="module")

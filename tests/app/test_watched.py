@@ -11,8 +11,8 @@ import pytest
 from normcore.client import ApiError, Client
 from normcore.frames import to_json
 from normcore.watch import Watch
-from tests.app.conftest import create, follow, stored_frames, wait_until
 from tests.utils.own_model import tapering_mlp
+from tests.utils.runs import create, follow, stored_frames, wait_until
 
 LAYERS = ["fc1", "fc2"]
 
