@@ -108,11 +108,11 @@ class _WatchedRun:
             if not (exc.status == 429 or exc.status >= 500):  # ended (409), or never (413, 422)
                 self.ended, self.pending = True, []
                 raise
-            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc}", stacklevel=2)
         except self.client._httpx.TransportError as exc:
-            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc!r}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{len(self.pending)} frames wait for the next send: {exc!r}", stacklevel=2
+            )
         else:
             self.pending = []
 
@@ -204,9 +204,17 @@ class Client:
         self._request("DELETE", f"/api/runs/{run_id}")
 
     # --- runs of a model of one's own (normcore.watch) ---------------------------------------
-    def watch(self, layers: Mapping[str, Any], *, label: str, activation: str,
-              optimizer: Any = None, every: int = 1, bins: int = 64,
-              steps: int = 0) -> Watch:  # fmt: skip
+    def watch(
+        self,
+        layers: Mapping[str, Any],
+        *,
+        label: str,
+        activation: str,
+        optimizer: Any = None,
+        every: int = 1,
+        bins: int = 64,
+        steps: int = 0,
+    ) -> Watch:
         """A ``normcore.watch.Watch`` whose frames go to a new run on this server, drawn
         live like any run. ``steps`` (optional) is the planned length, for the progress bar.
         Its run ends with the Watch: ``completed`` (or ``diverged``) from the last frame, or
@@ -215,10 +223,18 @@ class Client:
         from normcore.watch import Watch
 
         run = _WatchedRun(self)  # the Watch first: it checks the layers before the run exists
-        watch = Watch(layers, activation=activation, optimizer=optimizer, every=every,
-                      bins=bins, on_frames=run.send, on_close=run.end)  # fmt: skip
-        spec = dict(label=label, activation=activation, layers=list(layers), every=every,
-                    steps=steps)  # fmt: skip
+        watch = Watch(
+            layers,
+            activation=activation,
+            optimizer=optimizer,
+            every=every,
+            bins=bins,
+            on_frames=run.send,
+            on_close=run.end,
+        )
+        spec = dict(
+            label=label, activation=activation, layers=list(layers), every=every, steps=steps
+        )
         try:
             run.id = watch.run_id = self._json("POST", "/api/runs/watched", json=spec)["id"]
         except BaseException:
@@ -243,16 +259,23 @@ class Client:
         """One request; a batch above the server's body limit (413) goes in halves."""
         body = "[" + ",".join(texts) + "]"
         try:
-            return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
-                              headers={"content-type": "application/json"})  # fmt: skip
+            return self._json(
+                "POST",
+                f"/api/runs/{run_id}/frames",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
         except ApiError as exc:
             if exc.status != 413:
                 raise
             if len(texts) == 1:  # no smaller batch can help
-                raise ApiError(413, f"one frame is {len(body):,} bytes, above the "
-                                     "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
-                                     "there, or watch fewer layers or bins",
-                                     exc.url) from None  # fmt: skip
+                raise ApiError(
+                    413,
+                    f"one frame is {len(body):,} bytes, above the "
+                    "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
+                    "there, or watch fewer layers or bins",
+                    exc.url,
+                ) from None
         half = len(texts) // 2
         self._post_frames(run_id, texts[:half])
         return self._post_frames(run_id, texts[half:])

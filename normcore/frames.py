@@ -117,9 +117,11 @@ def summarize(frame: Frame, summary: dict[str, Any]) -> None:
     """A run's latest metrics, updated in place from its next frame (the store's summary, the
     report's final row); held-out ones persist between evaluations."""
     summary.update(
-        step=frame.get("step"), device=frame.get("device"),
-        loss=frame.get("loss"), acc=frame.get("acc"),
-    )  # fmt: skip
+        step=frame.get("step"),
+        device=frame.get("device"),
+        loss=frame.get("loss"),
+        acc=frame.get("acc"),
+    )
     if frame.get("eval"):
         summary.update(eval_loss=frame["eval"].get("loss"), eval_acc=frame["eval"].get("acc"))
 

@@ -59,8 +59,9 @@ def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             batch_stats: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, batch_stats: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out (loss, accuracy) as device tensors. ``batch_stats``: normalize each batch of
     ``batch_size`` with its own statistics (train mode), running statistics left untouched."""
     saved = [b.clone() for b in model.buffers()]
@@ -79,16 +80,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return torch.stack(losses).sum() / n, torch.stack(hits).sum() / n
 
 
-def held_out(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             running_stats: bool) -> dict[str, torch.Tensor | None]:  # fmt: skip
+def held_out(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, running_stats: bool
+) -> dict[str, torch.Tensor | None]:
     """The frame's ``eval``: eval mode, and batch-statistics mode for norms with running stats."""
     loss, acc = evaluate(model, x, y, batch_size)
     loss_b, acc_b = evaluate(model, x, y, batch_size, True) if running_stats else (None, None)
     return dict(loss=loss, acc=acc, loss_batch=loss_b, acc_batch=acc_b)
 
 
-def run(config: RunConfig | dict[str, Any], *,
-        should_stop: Callable[[], bool] | None = None) -> Iterator[Frame]:  # fmt: skip
+def run(
+    config: RunConfig | dict[str, Any], *, should_stop: Callable[[], bool] | None = None
+) -> Iterator[Frame]:
     """Train ``config``; yield a frame every ``probe_every`` steps and a final one."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
     device = resolve_device(cfg.device)
@@ -96,8 +99,14 @@ def run(config: RunConfig | dict[str, Any], *,
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
-    probe = Probe(model.probe_points(), activation=cfg.activation, bins=cfg.hist_bins,
-                  rows=PROBE_ROWS, device=device, optimizer=optimizer)  # fmt: skip
+    probe = Probe(
+        model.probe_points(),
+        activation=cfg.activation,
+        bins=cfg.hist_bins,
+        rows=PROBE_ROWS,
+        device=device,
+        optimizer=optimizer,
+    )
     batches = batch_indices(data, cfg.batch_order, cfg.batch_size, cfg.seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
@@ -177,8 +186,10 @@ def run(config: RunConfig | dict[str, Any], *,
         loss.backward()
         measure_ics = probing and cfg.ics
         if measure_ics:
-            grads = [torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
-                     for w in probe.weights]  # fmt: skip
+            grads = [
+                torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
+                for w in probe.weights
+            ]
             old = [p.detach().clone() for p in model.parameters()]
         # probe (device only; the raw gradients, before clipping)
         if probing:
@@ -190,19 +201,29 @@ def run(config: RunConfig | dict[str, Any], *,
         if probing:
             ics = None
             if measure_ics:
-                ics = ics_measure(model, blocks, probe.weights, grads, old,
-                                  lambda: F.cross_entropy(model(x), y))  # fmt: skip
+                ics = ics_measure(
+                    model, blocks, probe.weights, grads, old, lambda: F.cross_entropy(model(x), y)
+                )
             probe.after_step(ics)
             ev = None
             if step == 1 or step // cfg.eval_every > last_eval or step == cfg.steps:
                 last_eval = step // cfg.eval_every
                 ev = held_out(model, test_x, test_y, cfg.batch_size, running_stats)
-            meta.append(dict(step=step, time=time.time(), clock=time.perf_counter(), lr=lr,
-                             eval=ev, forced=force_probe))  # fmt: skip
+            meta.append(
+                dict(
+                    step=step,
+                    time=time.time(),
+                    clock=time.perf_counter(),
+                    lr=lr,
+                    eval=ev,
+                    forced=force_probe,
+                )
+            )
         # emit
         last = step == cfg.steps
-        if probing and (last or force_probe or probe.full()
-                        or time.perf_counter() - last_flush > FLUSH_SECONDS):  # fmt: skip
+        if probing and (
+            last or force_probe or probe.full() or time.perf_counter() - last_flush > FLUSH_SECONDS
+        ):
             for frame in emit(final=last):
                 yield frame
                 if frame["status"] == "diverged":

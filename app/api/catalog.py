@@ -17,9 +17,14 @@ router = APIRouter(prefix="/catalog", tags=["catalog"])
 
 _FIGURE_1: dict[str, Any] = {**FIGURE_1_NET, "steps": 3000}  # the BN paper's Figure 1 net
 _SMALL_BATCH: dict[str, Any] = {
-    "model": "mlp", "depth": 3, "width": 64, "activation": "relu", "dataset": "digits",
-    "steps": 2000, "lr": 0.05,
-}  # fmt: skip
+    "model": "mlp",
+    "depth": 3,
+    "width": 64,
+    "activation": "relu",
+    "dataset": "digits",
+    "steps": 2000,
+    "lr": 0.05,
+}
 
 PRESETS = [
     Preset(
@@ -46,7 +51,7 @@ PRESETS = [
                 "dataset": "digits",
                 "steps": 2000,
             }
-        ],  # fmt: skip
+        ],
     ),
     Preset(
         id="bn-batch-2-vs-ln",
@@ -56,7 +61,7 @@ PRESETS = [
         runs=[
             {**_SMALL_BATCH, "norm": "batch", "batch_size": 2},
             {**_SMALL_BATCH, "norm": "layer", "batch_size": 2},
-        ],  # fmt: skip
+        ],
     ),
     Preset(
         id="bn-one-class-vs-ln",
@@ -67,7 +72,7 @@ PRESETS = [
             {**_SMALL_BATCH, "norm": "batch", "batch_size": 32, "batch_order": "one_class"},
             {**_SMALL_BATCH, "norm": "layer", "batch_size": 32, "batch_order": "one_class"},
         ],
-    ),  # fmt: skip
+    ),
     Preset(
         id="bn-affine",
         title="BN with and without its second shift/scale (g, b)",
@@ -76,7 +81,7 @@ PRESETS = [
         runs=[
             {**_FIGURE_1, "norm": "batch", "affine": False},
             {**_FIGURE_1, "norm": "batch", "affine": True},
-        ],  # fmt: skip
+        ],
     ),
     Preset(
         id="none-bn-ln-rms",
@@ -94,7 +99,7 @@ PRESETS = [
                 "norm": norm,
             }
             for norm in ("none", "batch", "layer", "rms")
-        ],  # fmt: skip
+        ],
     ),
 ]
 

@@ -29,8 +29,9 @@ def _summary(exp: Experiment, claims: ClaimService) -> dict[str, Any]:
     latest = claims.claims.latest(exp.id)
     if latest is not None:
         latest["result"] = None  # the list stays small; GET /api/claims/{id} has it
-    return dict(id=exp.id, title=exp.title, claim=exp.claim, experiment=exp.experiment,
-                latest=latest)  # fmt: skip
+    return dict(
+        id=exp.id, title=exp.title, claim=exp.claim, experiment=exp.experiment, latest=latest
+    )
 
 
 @router.get("")
@@ -47,10 +48,13 @@ def read_claim(claim_id: ClaimId, claims: ClaimsDep) -> ClaimDetail:
     summary = _summary(exp, claims)
     summary["latest"] = claims.claims.latest(exp.id)
     return ClaimDetail.model_validate(
-        dict(summary, arms=exp.describe(quick=True)["arms"],
-             result=claims.claims.latest(exp.id, completed=True),
-             history=claims.claims.history(exp.id))
-    )  # fmt: skip
+        dict(
+            summary,
+            arms=exp.describe(quick=True)["arms"],
+            result=claims.claims.latest(exp.id, completed=True),
+            history=claims.claims.history(exp.id),
+        )
+    )
 
 
 @router.post("/{claim_id}/run", status_code=status.HTTP_202_ACCEPTED)

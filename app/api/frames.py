@@ -78,8 +78,9 @@ async def stream_events(
     # stalled client that disconnects is a plain cancellation (FastAPI 0.165's keep-alive
     # task logs BrokenResourceError then). Dependencies above already gave unknown runs 404.
     stream = follow(store, hub, run["id"], after, settings.keepalive_s)
-    return EventSourceResponse(stream, headers={"Cache-Control": "no-cache",
-                                                "X-Accel-Buffering": "no"})  # fmt: skip
+    return EventSourceResponse(
+        stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 class _Csv(StreamingResponse):

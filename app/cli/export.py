@@ -15,8 +15,9 @@ def add_export_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("export", help="write a run's raw frames as JSON lines or CSV")
     parser.add_argument("run", metavar="RUN", help="run id")
     parser.add_argument("-f", "--format", choices=("jsonl", "csv"), default="jsonl")
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="the file (default: standard output)")  # fmt: skip
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="the file (default: standard output)"
+    )
     add_server_option(parser)
     parser.set_defaults(func=cmd_export)
 

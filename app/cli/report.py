@@ -20,11 +20,19 @@ def add_report_parser(subparsers: Any) -> None:
         "accuracy, saturation map, distribution drift, gradient norms. Several runs "
         "render side by side.",
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN",
-                        help="run ids, or JSON-lines files of frames (normscope run --out, "
-                        "export, normcore.watch)")  # fmt: skip
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="the HTML file (default: normscope-report.html)")  # fmt: skip
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run ids, or JSON-lines files of frames (normscope run --out, export, normcore.watch)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="the HTML file (default: normscope-report.html)",
+    )
     add_server_option(parser)
     parser.set_defaults(func=cmd_report)
 

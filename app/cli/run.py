@@ -31,11 +31,19 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         flag = "--" + name.replace("_", "-")
         default = f" (default: {field.default})"
         if field.annotation is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=(field.description or name) + default)  # fmt: skip
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=(field.description or name) + default,
+            )
         else:  # a string: RunConfig parses it, so its error names the field
-            p.add_argument(flag, metavar=name.upper(), default=argparse.SUPPRESS,
-                           help=(field.description or name) + default)  # fmt: skip
+            p.add_argument(
+                flag,
+                metavar=name.upper(),
+                default=argparse.SUPPRESS,
+                help=(field.description or name) + default,
+            )
     p.add_argument("--out", metavar="FRAMES.jsonl", help="write every frame as a JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_server_option(p)  # --server URL: train on a remote NormScope (run_remote below)
@@ -149,22 +157,38 @@ def summary(cfg: RunConfig, first: dict[str, Any], last: dict[str, Any]) -> str:
         f"{_fmt(ev.get('loss'))}  acc {_fmt(ev.get('acc'))}",
     ]
     if ev.get("acc_batch") is not None:
-        lines.append(f"held-out with batch statistics: loss {_fmt(ev['loss_batch'])}  "
-                     f"acc {_fmt(ev['acc_batch'])}")  # fmt: skip
+        lines.append(
+            f"held-out with batch statistics: loss {_fmt(ev['loss_batch'])}  "
+            f"acc {_fmt(ev['acc_batch'])}"
+        )
     head = ("layer", "sat", "sat pre", "drift W1", "grad norm", "p15", "p50", "p85")
     rows = [head]
     for layer in last["layers"]:
-        rows.append((layer["name"], _fmt(layer["sat"], ".3f"), _fmt(layer["sat_pre"], ".3f"),
-                     _fmt(layer["w1_first"], ".3g"), _fmt(layer["grad_norm"], ".3g"),
-                     _fmt(layer["p15"], ".3g"), _fmt(layer["p50"], ".3g"),
-                     _fmt(layer["p85"], ".3g")))  # fmt: skip
+        rows.append(
+            (
+                layer["name"],
+                _fmt(layer["sat"], ".3f"),
+                _fmt(layer["sat_pre"], ".3f"),
+                _fmt(layer["w1_first"], ".3g"),
+                _fmt(layer["grad_norm"], ".3g"),
+                _fmt(layer["p15"], ".3g"),
+                _fmt(layer["p50"], ".3g"),
+                _fmt(layer["p85"], ".3g"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines.append("")
     for r in rows:
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                               enumerate(zip(r, widths, strict=True))))  # fmt: skip
-    lines.append("sat: saturated fraction of the activation's input (before the norm: sat pre); "
-                 "drift: W1 to the first probe")  # fmt: skip
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    lines.append(
+        "sat: saturated fraction of the activation's input (before the norm: sat pre); "
+        "drift: W1 to the first probe"
+    )
     return "\n".join(lines)
 
 

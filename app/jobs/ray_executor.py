@@ -75,8 +75,12 @@ class _RunActor:
         for frame in frames:
             summarize(frame, self._summary)
         done = self._result if items and items[-1] is _END else None
-        return {"pid": os.getpid(), "frames": [encode(f) for f in frames],
-                "summary": clean(self._summary), "done": done}  # fmt: skip
+        return {
+            "pid": os.getpid(),
+            "frames": [encode(f) for f in frames],
+            "summary": clean(self._summary),
+            "done": done,
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -98,9 +102,12 @@ class RayExecutor(JobQueue):
 
     def __init__(self, settings: Settings, sink: Sink):
         # max_jobs unset: the cluster's CPUs, known after start()
-        super().__init__(sink, slots=settings.max_jobs or 1,
-                         queue_length=settings.queue_length,
-                         retry_after_s=settings.retry_after_s)  # fmt: skip
+        super().__init__(
+            sink,
+            slots=settings.max_jobs or 1,
+            queue_length=settings.queue_length,
+            retry_after_s=settings.retry_after_s,
+        )
         self._auto_slots = settings.max_jobs is None
         self.grace_s = settings.cancel_grace_s
         self.threads = settings.worker_threads or 1  # many small runs: one core each
@@ -165,7 +172,7 @@ class RayExecutor(JobQueue):
                 "slots": self.slots,
                 "queue_length": self.queue_length,
                 "warm_workers": 0,
-            }  # fmt: skip  (Ray keeps its own worker pool)
+            }  # Ray keeps its own worker pool
 
     # -- internals -----------------------------------------------------------------------------
     def _launch(self, run_id: str, config: dict[str, Any]) -> None:
@@ -175,9 +182,11 @@ class RayExecutor(JobQueue):
         # torch's reason instead of waiting forever for a GPU that will never come.
         wants_gpu = config.get("device", "auto") in ("auto", "cuda") and self._cluster_gpus >= 1
         actor = self._actor_class.options(
-            num_cpus=self.threads, num_gpus=1 if wants_gpu else 0, max_concurrency=4,
+            num_cpus=self.threads,
+            num_gpus=1 if wants_gpu else 0,
+            max_concurrency=4,
             name=f"normscope-{run_id}",
-        ).remote(config, self.threads)  # fmt: skip
+        ).remote(config, self.threads)
         job = _Job(run_id, slot, actor, actor.take.remote(_POLL_S), time.time())
         self._jobs[run_id] = job
         self.sink.started(run_id)

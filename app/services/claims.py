@@ -59,8 +59,7 @@ class ClaimStore:
     """claim_runs rows; one connection behind a lock (a few writes per claim run)."""
 
     def __init__(self, path: Any):
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._closed = False
         with self._lock:
@@ -103,8 +102,11 @@ class ClaimStore:
 
     def history(self, claim_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The claim's runs, newest first, without their (large) results."""
-        return self._select("WHERE claim_id = ? ORDER BY created_at DESC LIMIT ?",
-                            (claim_id, limit), with_result=False)  # fmt: skip
+        return self._select(
+            "WHERE claim_id = ? ORDER BY created_at DESC LIMIT ?",
+            (claim_id, limit),
+            with_result=False,
+        )
 
     def latest(self, claim_id: str, completed: bool = False) -> dict[str, Any] | None:
         where = "WHERE claim_id = ?" + (" AND status = 'completed'" if completed else "")
@@ -196,11 +198,17 @@ class ClaimService:
         with self._lock:
             active = self.claims.latest(exp.id)
             if active and active["status"] in ACTIVE:
-                raise ClaimConflict(f"claim {exp.id!r} is already running (claim run "
-                                    f"{active['id']!r}); wait for it to finish")  # fmt: skip
+                raise ClaimConflict(
+                    f"claim {exp.id!r} is already running (claim run "
+                    f"{active['id']!r}); wait for it to finish"
+                )
             record = self.claims.create(exp.id, quick)
-        thread = threading.Thread(target=self._execute, args=(record["id"], exp, quick),
-                                  name=f"claim-{exp.id}", daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=self._execute,
+            args=(record["id"], exp, quick),
+            name=f"claim-{exp.id}",
+            daemon=True,
+        )
         thread.start()
         return record
 
@@ -210,11 +218,17 @@ class ClaimService:
         try:
             result = run_experiment(exp, quick=quick, runner=runner)
         except Exception as exc:  # the claim run records why; the server carries on
-            self.claims.update(claim_run_id, status="failed", error=str(exc) or repr(exc),
-                               finished_at=time.time())  # fmt: skip
+            self.claims.update(
+                claim_run_id, status="failed", error=str(exc) or repr(exc), finished_at=time.time()
+            )
             return
-        self.claims.update(claim_run_id, status="completed", verdict=result["verdict"],
-                           result=result, finished_at=time.time())  # fmt: skip
+        self.claims.update(
+            claim_run_id,
+            status="completed",
+            verdict=result["verdict"],
+            result=result,
+            finished_at=time.time(),
+        )
 
     def reusable(self, config: RunConfig) -> dict[str, Any] | None:
         """A completed run of exactly this config from this server process, if still stored."""

@@ -62,8 +62,9 @@ def create_run(
     return get_run(store, run["id"])
 
 
-def cancel_run(store: Store, executor: Executor, run_id: str, wait_s: float,
-               hub: Hub | None = None) -> dict[str, Any]:  # fmt: skip
+def cancel_run(
+    store: Store, executor: Executor, run_id: str, wait_s: float, hub: Hub | None = None
+) -> dict[str, Any]:
     """Stop a queued or running run and return it once it has ended (within `wait_s`)."""
     run = get_run(store, run_id)
     if run["status"] in TERMINAL:
@@ -129,10 +130,27 @@ def export_jsonl(store: Store, run_id: str) -> Iterator[str]:
 FRAME_COLUMNS = ("seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s")
 EVAL_COLUMNS = ("eval_loss", "eval_acc", "eval_loss_batch", "eval_acc_batch")
 LAYER_COLUMNS = (
-    "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "nonfinite", "grad_norm",
-    "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std",
-    "w1_prev", "w1_first", "under", "over",
-)  # fmt: skip
+    "mean",
+    "std",
+    "p15",
+    "p50",
+    "p85",
+    "sat",
+    "sat_pre",
+    "nonfinite",
+    "grad_norm",
+    "act_grad_norm",
+    "weight_norm",
+    "update_ratio",
+    "g_mean",
+    "g_std",
+    "b_mean",
+    "b_std",
+    "w1_prev",
+    "w1_first",
+    "under",
+    "over",
+)
 
 
 def export_csv(store: Store, run_id: str) -> Iterator[str]:

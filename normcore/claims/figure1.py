@@ -128,13 +128,19 @@ def measure_fig1(frames: dict[str, list[Frame]], quick: bool):
         for q in ("p15", "p50", "p85"):
             values = layer_values(frames[arm], q)
             dash = "solid" if q == "p50" else "dot"
-            bands.append(trace(arm, steps(frames[arm]), values[-1] if values else [], group=arm,
-                               label=q, dash=dash))  # fmt: skip
+            bands.append(
+                trace(
+                    arm,
+                    steps(frames[arm]),
+                    values[-1] if values else [],
+                    group=arm,
+                    label=q,
+                    dash=dash,
+                )
+            )
     series = [
         _acc_curves(frames),
-        plot(
-            "Last hidden layer: 15/50/85th percentiles of the sigmoid input", "step", "x", bands
-        ),  # fmt: skip
+        plot("Last hidden layer: 15/50/85th percentiles of the sigmoid input", "step", "x", bands),
     ]
     return numbers, series
 

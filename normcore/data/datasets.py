@@ -35,8 +35,12 @@ SEQ_NOISE, MOTIF_EARLIEST = 0.4, 8
 N_TRAIN_SEQ, N_TEST_SEQ = 4000, 1000
 # Each set's random stream, fixed here rather than taken from DATASETS' order, so a data set
 # added to the catalog (fashion, after digits) leaves every seeded set as it was.
-_STREAM = {n: i for i, n in enumerate(("digits", "spirals", "moons", "circles", "xor", "blobs",
-                                       "sequence", "fashion"))}  # fmt: skip
+_STREAM = {
+    n: i
+    for i, n in enumerate(
+        ("digits", "spirals", "moons", "circles", "xor", "blobs", "sequence", "fashion")
+    )
+}
 
 
 @dataclass(frozen=True)

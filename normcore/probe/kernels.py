@@ -154,27 +154,43 @@ def _merge(hists, rows, hist, row):
 
 
 @_compiled()
-def accumulate(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists, rows,
-               hist, row):  # fmt: skip
+def accumulate(
+    x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists, rows, hist, row
+):
     """Add one piece of a layer (x, and pre its pre-activation; ``same`` for a layer without
     a norm before its activation, whose pre is x) to its histogram row ``hist`` (float32,
     exact to 2^24) and scalar ``row``: [non-finite, Σd, Σd², min, max, sat, sat_pre]
     (float64). Scratch: ``slots`` (>= x.size, int32), ``counts`` (1, 4, S), ``hists`` (1, S),
     ``rows`` (1, 7)."""
-    _piece(x, pre, same, centre, scale, k, fine, t, dead, slots[: x.size], counts[0],
-           hists[0], rows[0])  # fmt: skip
+    _piece(
+        x, pre, same, centre, scale, k, fine, t, dead, slots[: x.size], counts[0], hists[0], rows[0]
+    )
     _merge(hists, rows, hist, row)
 
 
 @_compiled(parallel=True)
-def _accumulate_parallel(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists,
-                         rows, hist, row):  # fmt: skip
+def _accumulate_parallel(
+    x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists, rows, hist, row
+):
     parts = len(rows)
     step = (x.size + parts - 1) // parts
     for p in prange(parts):
         a, b = p * step, min(x.size, (p + 1) * step)
-        _piece(x[a:b], pre[a:b], same, centre, scale, k, fine, t, dead, slots[a:b], counts[p],
-               hists[p], rows[p])  # fmt: skip
+        _piece(
+            x[a:b],
+            pre[a:b],
+            same,
+            centre,
+            scale,
+            k,
+            fine,
+            t,
+            dead,
+            slots[a:b],
+            counts[p],
+            hists[p],
+            rows[p],
+        )
     _merge(hists, rows, hist, row)
 
 

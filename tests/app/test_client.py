@@ -226,8 +226,9 @@ def test_cli_export_local_and_remote_agree(server, finished, tmp_path):
     local = normscope("export", run["id"], "-f", "csv", NORMSCOPE_DATA_DIR=str(server.data_dir))
     assert local.returncode == 0, local.stderr
     remote_file = tmp_path / "run.csv"
-    remote = normscope("export", run["id"], "-f", "csv", "-o", str(remote_file),
-                       "--server", server.url)  # fmt: skip
+    remote = normscope(
+        "export", run["id"], "-f", "csv", "-o", str(remote_file), "--server", server.url
+    )
     assert remote.returncode == 0, remote.stderr
     assert local.stdout == api == remote_file.read_text()
 
@@ -241,9 +242,14 @@ def test_cli_export_into_a_closed_pipe_exits_quietly(server, finished):
     """`normscope export RUN | head` must not end in a BrokenPipeError traceback."""
     run, _ = finished
     env = {**os.environ, "NORMSCOPE_DATA_DIR": str(server.data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "export", run["id"]], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "export", run["id"]],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()  # the reader is gone before the first write, as `head` after its lines
     stderr = proc.communicate(timeout=180)[1]
     assert proc.returncode == 141, stderr

@@ -181,18 +181,32 @@ def test_affine_flag_controls_the_second_scale_and_shift(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("spelling", "name"),
-    [("Batch_Norm", "batch"), ("BN", "batch"), ("LayerNorm", "layer"), ("RMSNorm", "rms"),
-     ("gn", "group"), ("weight-norm", "weight"), ("Identity", "none"), ("cosine", "cosine")],
-)  # fmt: skip
+    [
+        ("Batch_Norm", "batch"),
+        ("BN", "batch"),
+        ("LayerNorm", "layer"),
+        ("RMSNorm", "rms"),
+        ("gn", "group"),
+        ("weight-norm", "weight"),
+        ("Identity", "none"),
+        ("cosine", "cosine"),
+    ],
+)
 def test_names_are_normalized(spelling: str, name: str) -> None:
     assert resolve(spelling).name == name
 
 
 @pytest.mark.parametrize(
     ("cls", "name"),
-    [(nn.BatchNorm2d, "batch"), (nn.LayerNorm, "layer"), (nn.GroupNorm, "group"),
-     (nn.RMSNorm, "rms"), (nn.InstanceNorm2d, "instance"), (nn.Identity, "none")],
-)  # fmt: skip
+    [
+        (nn.BatchNorm2d, "batch"),
+        (nn.LayerNorm, "layer"),
+        (nn.GroupNorm, "group"),
+        (nn.RMSNorm, "rms"),
+        (nn.InstanceNorm2d, "instance"),
+        (nn.Identity, "none"),
+    ],
+)
 def test_layer_classes_are_accepted_in_place_of_names(cls: type, name: str) -> None:
     assert resolve(cls).name == name
     assert isinstance(create_norm_layer(cls, 4), nn.Module)

@@ -13,8 +13,15 @@ from normcore.frames import TERMINAL
 from tests.utils.server import sse_events
 
 # A run small enough for a shared 2-core machine (depth 2, width 16, the 2-D moons set).
-SMALL: dict[str, Any] = {"depth": 2, "width": 16, "dataset": "moons", "batch_size": 32,
-                         "lr": 0.1, "eval_every": 50, "hist_bins": 32}  # fmt: skip
+SMALL: dict[str, Any] = {
+    "depth": 2,
+    "width": 16,
+    "dataset": "moons",
+    "batch_size": 32,
+    "lr": 0.1,
+    "eval_every": 50,
+    "hist_bins": 32,
+}
 
 
 def create(client: httpx.Client, **config: Any) -> dict[str, Any]:
