@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.errors import AuthError
 from app.jobs.base import Executor
 from app.live import Hub
+from app.services.claims import ClaimService
 from app.services.sweeps import SweepService
 from app.settings import Settings
 from app.store import Store
@@ -33,6 +34,10 @@ def get_hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
+def get_claims(request: Request) -> ClaimService:
+    return request.app.state.claims
+
+
 def get_sweeps(request: Request) -> SweepService:
     return request.app.state.sweeps
 
@@ -41,6 +46,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 HubDep = Annotated[Hub, Depends(get_hub)]
+ClaimsDep = Annotated[ClaimService, Depends(get_claims)]
 SweepsDep = Annotated[SweepService, Depends(get_sweeps)]
 
 _bearer = HTTPBearer(auto_error=False, description="NORMSCOPE_TOKEN, when the server has one")

@@ -6,8 +6,7 @@ Run it with `normscope serve`, or `uvicorn --factory app.main:create_app`.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -16,51 +15,33 @@ from fastapi import FastAPI
 from app import errors
 from app.api import api_router, health
 from app.jobs import make_executor
-from app.jobs.recorder import Recorder
+from app.jobs.base import Executor, Sink
 from app.live import Hub
-from app.services.sweeps import SweepService
+from app.services.engine import start_engine
 from app.settings import Settings
-from app.store import Store
-
-log = logging.getLogger("normscope")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app for these settings (from NORMSCOPE_* variables when None)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    make_executor: Callable[[Settings, Sink], Executor] = make_executor,
+) -> FastAPI:
+    """The ASGI app for these settings (from NORMSCOPE_* variables when None). Tests of the
+    API that need no training pass an executor that trains nothing (tests/utils/fakes.py)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.db_path)
-        left = store.mark_interrupted("the server stopped while the run was active")
-        if left:
-            log.warning("marked %d runs interrupted: %s", len(left), ", ".join(left))
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        sweeps: SweepService | None = None
-
-        def publish(run_id: str, frames: list, run: dict | None) -> None:
-            hub.publish_threadsafe(run_id, frames, run)
-            if run is not None and sweeps is not None:
-                sweeps.run_changed(run)  # a sweep's next cell may start
-
-        recorder = Recorder(store, publish)
-        recorder.start()
-        executor = make_executor(settings, recorder)
-        executor.start()
-        sweeps = SweepService(store, executor, settings)
-        sweeps.start()
-        app.state.settings, app.state.store = settings, store
-        app.state.hub, app.state.executor, app.state.recorder = hub, executor, recorder
-        app.state.sweeps = sweeps
+        engine = start_engine(settings, hub.publish_threadsafe, make_executor=make_executor)
+        app.state.settings, app.state.hub, app.state.store = settings, hub, engine.store
+        app.state.executor, app.state.recorder = engine.executor, engine.recorder
+        app.state.claims, app.state.sweeps = engine.claims, engine.sweeps
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(sweeps.stop)
-            await anyio.to_thread.run_sync(executor.stop)  # running runs -> interrupted
-            await anyio.to_thread.run_sync(recorder.stop)
-            store.mark_interrupted("the server stopped before the run started")
-            store.close()
+            await anyio.to_thread.run_sync(engine.stop)
 
     app = FastAPI(
         title="NormScope",

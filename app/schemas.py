@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-RunStatus = Literal[
-    "queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"
-]
+from normcore.frames import RunStatus
 
 
 class FinalMetrics(BaseModel):
@@ -80,6 +78,13 @@ class Preset(BaseModel):
     runs: list[dict[str, Any]]  # partial RunConfigs over the defaults; two or more: Compare
 
 
+class Statuses(BaseModel):
+    """A run's statuses (normcore.frames): active ones change again, terminal ones never."""
+
+    active: list[str]
+    terminal: list[str]
+
+
 class SweepPreset(BaseModel):
     id: str
     title: str
@@ -104,6 +109,7 @@ class Catalog(BaseModel):
     limits: dict[str, int]
     defaults: dict[str, Any]
     presets: list[Preset]
+    statuses: Statuses
     sweep_presets: list[SweepPreset] = []
     sweep_metrics: dict[str, str] = {}  # name -> what it measures
     max_sweep_cells: int = 0
@@ -187,6 +193,53 @@ class FrameIn(BaseModel):
     eval: dict[str, Number] | None = None
     ics: list[dict[str, Any]] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+ClaimRunStatus = Literal["queued", "running", "completed", "failed", "interrupted"]
+Verdict = Literal["reproduced", "mixed", "not reproduced"]
+
+
+class ClaimRun(BaseModel):
+    """One execution of a claim's experiment; `result` once it completed."""
+
+    id: str
+    claim_id: str
+    quick: bool
+    status: ClaimRunStatus
+    verdict: Verdict | None = None
+    error: str | None = None
+    run_ids: list[str]  # the stored runs of its arms (GET /api/runs/{id})
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    # {id, title, claim, experiment, criterion, verdict, checks, numbers, series,
+    #  run_configs: [{arm, label, config, run_id, status, frames}], quick, duration_s}
+    result: dict[str, Any] | None = None
+
+
+class Claim(BaseModel):
+    id: str
+    title: str
+    claim: str
+    experiment: str
+    latest: ClaimRun | None = None  # the newest claim run, whatever its status
+
+
+class ClaimDetail(Claim):
+    arms: dict[str, dict[str, Any]]  # the quick mode's RunConfigs by arm name
+    result: ClaimRun | None = None  # the newest completed claim run, with its result
+    history: list[ClaimRun]  # newest first, without results
+
+
+class ClaimList(BaseModel):
+    data: list[Claim]
+    count: int
+
+
+class ClaimRunRequest(BaseModel):
+    quick: bool = True  # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs
 
 
 # -- sweeps: a grid of runs over config fields, with seeds --------------------------------------

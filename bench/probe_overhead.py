@@ -3,7 +3,7 @@
 Variants, timed in one process with interleaved rounds (the order rotates every round, so a
 noisy neighbour slows all of them alike; the median round is reported):
   bare       forward, backward, SGD step
-  probe@1    the same with every probe on, every step (normcore.probes.Probe, frames built)
+  probe@1    the same with every probe on, every step (normcore.probe.probe.Probe, frames built)
   probe@10   probing every 10th step
   watch@1    every step through normcore.watch.Watch, as a model of one's own is probed:
              forward hooks on the linear and norm modules, one Probe per layer, frames built
@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from normcore.config import RunConfig
-from normcore.frames import encode
+from normcore.frames import PROBE_ROWS, encode
 from normcore.models import build_model
-from normcore.probes import Probe
-from normcore.train import PROBE_ROWS, resolve_device
+from normcore.probe.probe import Probe
+from normcore.train import resolve_device
 from normcore.watch import Watch
 
 
@@ -52,8 +52,18 @@ def make_step(args, device, variant: str):
     x = torch.randn(args.batch, args.width, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     every = {"probe@1": 1, "probe@10": 10}.get(variant, 0)
-    probe = Probe(model.probe_points(), activation=cfg.activation, bins=args.bins,
-                  rows=PROBE_ROWS, device=device, optimizer=opt) if every else None  # fmt: skip
+    probe = (
+        Probe(
+            model.probe_points(),
+            activation=cfg.activation,
+            bins=args.bins,
+            rows=PROBE_ROWS,
+            device=device,
+            optimizer=opt,
+        )
+        if every
+        else None
+    )
     writer, acts = None, []
     if variant == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
@@ -104,8 +114,9 @@ def make_step(args, device, variant: str):
 def _watched_step(model, cfg, opt, x, y, bins: int):
     """A step of one's own loop around a Watch of the model's blocks (frames discarded)."""
     layers = {f"h{i + 1}": (b.linear, b.norm) for i, b in enumerate(model.blocks)}
-    watch = Watch(layers, activation=cfg.activation, optimizer=opt, bins=bins,
-                  on_frame=lambda frame: None)  # fmt: skip
+    watch = Watch(
+        layers, activation=cfg.activation, optimizer=opt, bins=bins, on_frame=lambda frame: None
+    )
 
     def step() -> bool:
         with watch.step():
@@ -183,9 +194,15 @@ def measure(steps: dict, variants: list[str], args, device, rounds: int | None =
         """Median over rounds of variant / bare in the same round: drifting load cancels."""
         return statistics.median(a / b for a, b in zip(t, base, strict=True))
 
-    return {v: {"ms": statistics.median(wall[v]), "ratio": paired(wall[v], wall["bare"]),
-                "cpu_ms": statistics.median(cpu[v]), "cpu_ratio": paired(cpu[v], cpu["bare"])}
-            for v in variants}  # fmt: skip
+    return {
+        v: {
+            "ms": statistics.median(wall[v]),
+            "ratio": paired(wall[v], wall["bare"]),
+            "cpu_ms": statistics.median(cpu[v]),
+            "cpu_ratio": paired(cpu[v], cpu["bare"]),
+        }
+        for v in variants
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -237,27 +254,45 @@ def main(argv: list[str] | None = None) -> dict:
     probe.flush()
     step()  # one more probed step, its frame built by hand as normcore.train does
     layers, loss, acc, _ = probe.flush()[-1]
-    frame = dict(seq=0, step=1, time=time.time(), status="running", device=device.type,
-                 loss=loss, acc=acc, lr=0.01, steps_per_s=1.0, eval=None, ics=None,
-                 layers=layers)  # fmt: skip
+    frame = dict(
+        seq=0,
+        step=1,
+        time=time.time(),
+        status="running",
+        device=device.type,
+        loss=loss,
+        acc=acc,
+        lr=0.01,
+        steps_per_s=1.0,
+        eval=None,
+        ics=None,
+        layers=layers,
+    )
     size = len(encode(frame))
-    print(f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
-          f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  "
-          f"{args.rounds} rounds × {args.steps} steps, median")  # fmt: skip
+    print(
+        f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
+        f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  "
+        f"{args.rounds} rounds × {args.steps} steps, median"
+    )
     syncs = "  syncs/step (+ in flushes)" if device.type == "cuda" else ""
     print(f"{'variant':<12} {'ms/step':>9} {'× bare':>8} {'cpu ms':>9} {'× bare':>8}{syncs}")
     for v, row in result.items():
         syncs = ""
         if "syncs_per_step" in row:
             syncs = f"  {row['syncs_per_step']:.3f} (+{row['syncs_in_flushes']})"
-        print(f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f} {row['cpu_ms']:>9.2f} "
-              f"{row['cpu_ratio']:>8.3f}{syncs}")  # fmt: skip
+        print(
+            f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f} {row['cpu_ms']:>9.2f} "
+            f"{row['cpu_ratio']:>8.3f}{syncs}"
+        )
     print(f"bytes per frame ({args.depth} layers, {args.bins} bins, encoded): {size}")
     if device.type == "cuda":
         graphs = (probe._record_graph, probe._finish_graph)
-        print("probe@1 CUDA graphs (statistics, finish): "
-              + ", ".join(f"{g.replays} replayed, {g.eager} eager, {g.captures} captured"
-                          for g in graphs))  # fmt: skip
+        print(
+            "probe@1 CUDA graphs (statistics, finish): "
+            + ", ".join(
+                f"{g.replays} replayed, {g.eager} eager, {g.captures} captured" for g in graphs
+            )
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({**result, "bytes_per_frame": size}, fh, indent=1)

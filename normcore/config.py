@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 # Canonical names, in the order the catalog shows them.
-NORMS = ("none", "batch", "layer", "weight", "cosine", "group", "instance", "rms")
+NORM_NAMES = ("none", "batch", "layer", "weight", "cosine", "group", "instance", "rms")
 MODELS = ("mlp", "convnet", "rnn")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
 DATASETS = ("digits", "fashion", "spirals", "moons", "circles", "xor", "blobs", "sequence")
@@ -113,7 +113,7 @@ class RunConfig(BaseModel):
 
     _model = _named(MODELS, "model")
     _activation = _named(ACTIVATIONS, "activation")
-    _norm = _named(NORMS, "norm", NORM_ALIASES)
+    _norm = _named(NORM_NAMES, "norm", NORM_ALIASES)
     _placement = _named(PLACEMENTS, "placement")
     _init = _named(INITS, "init")
     _cell = _named(CELLS, "cell")

@@ -12,10 +12,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_probe_overhead_bench_measures_every_variant(tmp_path):
     out = tmp_path / "bench.json"
-    args = ["--device", "cpu", "--width", "16", "--depth", "2", "--batch", "8",
-            "--steps", "2", "--rounds", "1", "--json", str(out)]  # fmt: skip
-    result = subprocess.run([sys.executable, ROOT / "bench" / "probe_overhead.py", *args],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    args = [
+        "--device",
+        "cpu",
+        "--width",
+        "16",
+        "--depth",
+        "2",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+        "--json",
+        str(out),
+    ]
+    result = subprocess.run(
+        [sys.executable, ROOT / "bench" / "probe_overhead.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     table = json.loads(out.read_text())
     for variant in ("bare", "probe@1", "probe@10", "watch@1"):

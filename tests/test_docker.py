@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from app.exposure import OpenBindRefused, check_bind, is_loopback
-from normcore.client import Client, NormScopeError
+from normcore.client import ApiError, Client
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -159,7 +159,7 @@ def test_entrypoint_serves_healthz_and_trains_a_short_run(tmp_path):
             time.sleep(0.3)
         # 0.0.0.0 accepts the loopback address; the API needs the token.
         with Client(f"http://127.0.0.1:{port}", token="wrong") as anonymous:
-            with pytest.raises(NormScopeError) as denied:
+            with pytest.raises(ApiError) as denied:
                 anonymous.runs()
             assert denied.value.status == 401
         with Client(f"http://127.0.0.1:{port}", token=token) as client:
@@ -193,10 +193,19 @@ def test_entrypoint_without_token_refuses_to_bind_all_interfaces(tmp_path, token
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("[::1]", True),
-     ("localhost", True), ("0.0.0.0", False), ("::", False), ("", False),
-     ("192.168.1.20", False), ("example.org", False)],
-)  # fmt: skip
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.20", False),
+        ("example.org", False),
+    ],
+)
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
 

@@ -12,8 +12,9 @@ for module in (catalog, runs, watched, frames, jobs, reports, claims, sweeps):
     api_router.include_router(module.router)
 
 
-@api_router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                      include_in_schema=False)  # fmt: skip
+@api_router.api_route(
+    "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
 def no_such_route(path: str) -> None:
     """Last resort under /api: a JSON 404, never the dashboard's index.html (the frontend's
     deep-link fallback would answer a browser's GET otherwise)."""

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from app import service
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import HubDep, SettingsDep, StoreDep
 from app.errors import FieldError
 from app.live import follow
 from app.schemas import FramesPage
+from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["frames"])
 
@@ -78,8 +78,9 @@ async def stream_events(
     # stalled client that disconnects is a plain cancellation (FastAPI 0.165's keep-alive
     # task logs BrokenResourceError then). Dependencies above already gave unknown runs 404.
     stream = follow(store, hub, run["id"], after, settings.keepalive_s)
-    return EventSourceResponse(stream, headers={"Cache-Control": "no-cache",
-                                                "X-Accel-Buffering": "no"})  # fmt: skip
+    return EventSourceResponse(
+        stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 class _Csv(StreamingResponse):

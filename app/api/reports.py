@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import StoreDep
 from app.errors import FieldError
-from app.report import from_store, render_report
+from app.reports.html import from_store, render_report
 
 router = APIRouter(tags=["reports"])
 

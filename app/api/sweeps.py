@@ -9,17 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.sse import format_sse_event
 
+from app.api.params import SweepId
 from app.deps import SettingsDep, SweepsDep
 from app.schemas import Sweep, SweepIn, SweepList
 from app.services.sweeps import SweepService
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
-
-SweepId = Annotated[str, Path(min_length=1, max_length=64, description="the sweep's id")]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

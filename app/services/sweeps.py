@@ -22,13 +22,13 @@ import uuid
 from collections import deque
 from typing import Any
 
-from app import service
-from app.errors import FieldError, NormScopeError, QueueFull, RunConflict
+from app.errors import FieldError, QueueFull, RunConflict, SweepNotFound
 from app.jobs.base import Executor
+from app.services import runs as service
 from app.settings import Settings
-from app.store import ACTIVE, TERMINAL, Store
+from app.store import Finish, Store
 from normcore.config import RunConfig
-from normcore.frames import decode
+from normcore.frames import ACTIVE, TERMINAL, decode
 from normcore.sweep import METRICS, check_grid, expand, grid_points, metric_value, summarize
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,6 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 """
 
 
-class SweepNotFound(NormScopeError):
-    status_code = 404
-
-    def __init__(self, sweep_id: str):
-        super().__init__(f"sweep {sweep_id!r} not found")
-
-
 class SweepService:
     """Create, read, cancel, resume and delete sweeps; schedule their cells."""
 
@@ -87,9 +80,16 @@ class SweepService:
         self._thread.start()
 
     def stop(self) -> None:
+        """End the scheduler; runs it never handed to the executor end interrupted (resume
+        runs them), as a stopped server's queued runs do."""
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=10)
+        with self._lock:
+            pending, self._pending = list(self._pending), deque()
+        at = time.time()
+        reason = "the sweep's scheduler stopped before the run started"
+        self.store.apply([Finish(run_id, "interrupted", reason, at) for run_id, _ in pending])
 
     def run_changed(self, run: dict[str, Any]) -> None:
         """The recorder's hook: a run's status changed (any thread; only enqueues)."""
@@ -324,8 +324,6 @@ class SweepService:
                     self._pending.popleft()
 
     def _fail(self, run_id: str, error: str) -> None:
-        from app.store import Finish
-
         self.store.apply([Finish(run_id, "failed", error, time.time())])
 
     def _record_ended(self) -> None:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from app.cli import build_parser
-from app.cli_sweep import request_from_args, table
+from app.cli.sweep import request_from_args, table
 from tests.utils.server import ROOT
 
 QUICK = [

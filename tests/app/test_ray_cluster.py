@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.app.conftest import LONG_RUN, SMALL
-from tests.utils.server import LiveServer, free_port
+from tests.utils.runs import SMALL
+from tests.utils.server import LONG_RUN, LiveServer, free_port
 
 HEAD, SECOND = "127.0.0.2", "127.0.0.3"
 

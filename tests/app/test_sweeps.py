@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.conftest import LONG_RUN, SMALL, stored_frames
-from tests.utils.server import sse_events
+from tests.utils.runs import SMALL, stored_frames
+from tests.utils.server import LONG_RUN, sse_events
 
 QUICK = {**SMALL, "steps": 20, "eval_every": 20, "probe_every": 5}
 

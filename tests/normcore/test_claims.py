@@ -160,13 +160,22 @@ def _frame(step: int, layers: list[dict], status: str = "running", acc=None) -> 
 
 
 def _layer(std=1.0, w1=0.0, p=(-1.0, 0.0, 1.0), sat=0.0) -> dict:
-    return {"name": "h", "std": std, "w1_first": w1, "p15": p[0], "p50": p[1], "p85": p[2],
-            "sat": sat}  # fmt: skip
+    return {
+        "name": "h",
+        "std": std,
+        "w1_first": w1,
+        "p15": p[0],
+        "p50": p[1],
+        "p85": p[2],
+        "sat": sat,
+    }
 
 
 def test_relative_drift_is_in_units_of_the_first_std():
-    frames = [_frame(s, [_layer(std=2.0 if s == 0 else 9.0, w1=w)]) for s, w in
-              enumerate([0.0, 0.0, 1.0, 3.0])]  # fmt: skip
+    frames = [
+        _frame(s, [_layer(std=2.0 if s == 0 else 9.0, w1=w)])
+        for s, w in enumerate([0.0, 0.0, 1.0, 3.0])
+    ]
     # second half of the probes: W1 1 and 3, mean 2, over the first std 2
     assert measures.relative_drift(frames) == [pytest.approx(1.0)]
 
@@ -201,8 +210,20 @@ def test_unknown_claim_names_the_known_ones():
 
 # --- every claim, quick mode, for real --------------------------------------------------------
 
-RESULT_KEYS = {"id", "title", "claim", "experiment", "criterion", "verdict", "checks",
-               "numbers", "series", "run_configs", "quick", "duration_s"}  # fmt: skip
+RESULT_KEYS = {
+    "id",
+    "title",
+    "claim",
+    "experiment",
+    "criterion",
+    "verdict",
+    "checks",
+    "numbers",
+    "series",
+    "run_configs",
+    "quick",
+    "duration_s",
+}
 VERDICTS = {"reproduced", "mixed", "not reproduced"}
 
 

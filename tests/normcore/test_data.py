@@ -5,9 +5,8 @@ import itertools
 import pytest
 import torch
 
-from normcore import fashion
 from normcore.config import BATCH_ORDERS, DATASETS
-from normcore.data import Dataset, batch_indices, load_dataset
+from normcore.data import Dataset, batch_indices, fashion, load_dataset
 
 SEEDED = tuple(name for name in DATASETS if name != "fashion")  # fashion: one official split
 needs_fashion = pytest.mark.skipif(

@@ -6,20 +6,63 @@ import warnings
 import pytest
 import torch
 
-from normcore.frames import STATUSES, decode, encode, to_json
-from normcore.probes import Probe
+from normcore.frames import FRAME_STATUSES, decode, encode, to_json
+from normcore.probe.probe import Probe
 from normcore.train import resolve_device, run
 
-FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s",
-              "eval", "ics", "layers"}  # fmt: skip
-LAYER_KEYS = {"name", "hist", "nonfinite", "mean", "std", "p15", "p50", "p85", "sat", "sat_pre",
-              "grad_norm", "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std",
-              "b_mean", "b_std", "w1_prev", "w1_first"}  # fmt: skip
+FRAME_KEYS = {
+    "seq",
+    "step",
+    "time",
+    "status",
+    "device",
+    "loss",
+    "acc",
+    "lr",
+    "steps_per_s",
+    "eval",
+    "ics",
+    "layers",
+}
+LAYER_KEYS = {
+    "name",
+    "hist",
+    "nonfinite",
+    "mean",
+    "std",
+    "p15",
+    "p50",
+    "p85",
+    "sat",
+    "sat_pre",
+    "grad_norm",
+    "act_grad_norm",
+    "weight_norm",
+    "update_ratio",
+    "g_mean",
+    "g_std",
+    "b_mean",
+    "b_std",
+    "w1_prev",
+    "w1_first",
+}
 # The BN paper's Figure 1 setting, shortened: 3×100 sigmoid MLP, batch 60, "small random
 # Gaussian" init; lr 1.0 so the network without BN learns too (held-out acc ~0.9 at 300 steps).
-FIG1 = dict(model="mlp", depth=3, width=100, activation="sigmoid", dataset="digits",
-            batch_size=60, lr=1.0, init="gaussian", init_std=0.1, steps=300, probe_every=10,
-            eval_every=100, device="cpu")  # fmt: skip
+FIG1 = dict(
+    model="mlp",
+    depth=3,
+    width=100,
+    activation="sigmoid",
+    dataset="digits",
+    batch_size=60,
+    lr=1.0,
+    init="gaussian",
+    init_std=0.1,
+    steps=300,
+    probe_every=10,
+    eval_every=100,
+    device="cpu",
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,7 +183,7 @@ def test_other_models_and_optimizers_complete(cfg):
     frames = list(run(dict(cfg, steps=12, probe_every=4, batch_size=16, device="cpu")))
     assert [f["step"] for f in frames] == [1, 5, 9, 12]
     assert frames[-1]["status"] == "completed" and frames[-1]["loss"] == frames[-1]["loss"]
-    assert all(f["status"] in STATUSES for f in frames)
+    assert all(f["status"] in FRAME_STATUSES for f in frames)
 
 
 def test_ics_is_reported_per_layer_when_asked():

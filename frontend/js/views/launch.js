@@ -4,9 +4,9 @@
 
 import { api } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
+import { configSummary } from "../format.js";
 import {
-  choicesOf, configSummary, fieldErrors, fieldKind, groupedFields, HELP, irrelevantFields,
-  LIMITS, toConfig,
+  choicesOf, fieldErrors, fieldKind, groupedFields, HELP, irrelevantFields, LIMITS, toConfig,
 } from "../forms.js";
 import { href } from "../router.js";
 import { parseValues } from "../sweep_grid.js";

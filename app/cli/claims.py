@@ -28,13 +28,25 @@ def add_claims_parser(sub: argparse._SubParsersAction) -> None:
         "status 0 when every experiment ran (whatever the verdicts), 1 when one failed, 2 for "
         "an unknown claim id.",
     )
-    p.add_argument("--quick", action="store_true",
-                   help="small nets, few hundred steps, CPU: < 1 minute per claim")  # fmt: skip
-    p.add_argument("--only", action="append", metavar="ID", default=[],
-                   help="run only this claim (repeatable, or comma-separated: C1,C4)")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small nets, few hundred steps, CPU: < 1 minute per claim",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="ID",
+        default=[],
+        help="run only this claim (repeatable, or comma-separated: C1,C4)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the full results as a JSON list")
-    p.add_argument("--checks", action=argparse.BooleanOptionalAction, default=True,
-                   help="print each claim's checks under the table (default: on)")  # fmt: skip
+    p.add_argument(
+        "--checks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="print each claim's checks under the table (default: on)",
+    )
     p.set_defaults(func=cmd_claims)
 
 
@@ -81,8 +93,14 @@ def failure(claim_id: str, exc: Exception, duration: float) -> dict[str, Any]:
     from normcore.claims import get_claim
 
     exp = get_claim(claim_id)
-    return {"id": exp.id, "title": exp.title, "verdict": "failed", "error": f"{exc!r}",
-            "checks": [], "duration_s": round(duration, 2)}  # fmt: skip
+    return {
+        "id": exp.id,
+        "title": exp.title,
+        "verdict": "failed",
+        "error": f"{exc!r}",
+        "checks": [],
+        "duration_s": round(duration, 2),
+    }
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -90,8 +108,15 @@ def table(results: list[dict[str, Any]]) -> str:
     rows = [("claim", "verdict", "checks", "time", "title")]
     for r in results:
         passed = sum(c["passed"] for c in r["checks"])
-        rows.append((r["id"], r["verdict"], f"{passed}/{len(r['checks'])}",
-                     f"{r['duration_s']:.1f}s", r["title"]))  # fmt: skip
+        rows.append(
+            (
+                r["id"],
+                r["verdict"],
+                f"{passed}/{len(r['checks'])}",
+                f"{r['duration_s']:.1f}s",
+                r["title"],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = []
     for row in rows:

@@ -1,4 +1,4 @@
-"""CPU kernels for ``normcore.stats.LayerStats``: a layer's statistics in three passes.
+"""CPU kernels for ``normcore.probe.stats.LayerStats``: a layer's statistics in three passes.
 
 A CPU pays per pass over memory, and torch spends about ten passes on a layer's statistics
 (the centred copy, sums, min, max, the slots, their integer copy, the histogram, saturation
@@ -12,7 +12,7 @@ Each loop is written so LLVM vectorizes it ("reassoc" lets it split the sums int
 NaN and inf keep their IEEE meaning, so no value is assumed finite). Three loops and not one:
 the fused loop did not vectorize, and at a megabyte a layer each extra pass reads L2.
 
-Definitions match ``LayerStats._batch`` (see normcore.stats): d = x - centre in float32; the
+Definitions match ``LayerStats._batch`` (see normcore.probe.stats): d = x - centre in float32; the
 slot of a finite d is floor(clamp(d·scale + k, 0.5, fine + 1.5)) (0 under, 1..fine the fine
 bins, fine + 1 over) and fine + 2 for NaN and ±inf; sums are of the finite d, in float64;
 min and max are of the finite x (±inf when there are none); saturation counts |x| > t, or
@@ -154,27 +154,43 @@ def _merge(hists, rows, hist, row):
 
 
 @_compiled()
-def accumulate(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists, rows,
-               hist, row):  # fmt: skip
+def accumulate(
+    x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists, rows, hist, row
+):
     """Add one piece of a layer (x, and pre its pre-activation; ``same`` for a layer without
     a norm before its activation, whose pre is x) to its histogram row ``hist`` (float32,
     exact to 2^24) and scalar ``row``: [non-finite, Σd, Σd², min, max, sat, sat_pre]
     (float64). Scratch: ``slots`` (>= x.size, int32), ``counts`` (1, 4, S), ``hists`` (1, S),
     ``rows`` (1, 7)."""
-    _piece(x, pre, same, centre, scale, k, fine, t, dead, slots[: x.size], counts[0],
-           hists[0], rows[0])  # fmt: skip
+    _piece(
+        x, pre, same, centre, scale, k, fine, t, dead, slots[: x.size], counts[0], hists[0], rows[0]
+    )
     _merge(hists, rows, hist, row)
 
 
 @_compiled(parallel=True)
-def _accumulate_parallel(x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists,
-                         rows, hist, row):  # fmt: skip
+def _accumulate_parallel(
+    x, pre, same, centre, scale, k, fine, t, dead, slots, counts, hists, rows, hist, row
+):
     parts = len(rows)
     step = (x.size + parts - 1) // parts
     for p in prange(parts):
         a, b = p * step, min(x.size, (p + 1) * step)
-        _piece(x[a:b], pre[a:b], same, centre, scale, k, fine, t, dead, slots[a:b], counts[p],
-               hists[p], rows[p])  # fmt: skip
+        _piece(
+            x[a:b],
+            pre[a:b],
+            same,
+            centre,
+            scale,
+            k,
+            fine,
+            t,
+            dead,
+            slots[a:b],
+            counts[p],
+            hists[p],
+            rows[p],
+        )
     _merge(hists, rows, hist, row)
 
 

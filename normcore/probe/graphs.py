@@ -44,8 +44,10 @@ class GraphReplay:
         if not self.enabled:
             self.fn()
             return
-        key = (extra, *(None if t is None else (t.data_ptr(), t.dtype, t.shape, t.stride())
-                        for t in inputs))  # fmt: skip
+        key = (
+            extra,
+            *(None if t is None else (t.data_ptr(), t.dtype, t.shape, t.stride()) for t in inputs),
+        )
         graph = self.graphs.get(key)
         if graph is None and key in self.recent and self.captures < MAX_CAPTURES:
             graph = self._capture(key)

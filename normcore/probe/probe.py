@@ -7,17 +7,17 @@ the probe each layer's pre-activation and activation input (any other module: a 
 On a GPU, which pays per kernel launch and per host-side dispatch, the taps only keep tensor
 references; ``collect`` copies the step's tensors into fixed buffers (a stack of the layers,
 one foreach norm of all gradients, the loss and logits) and replays one captured CUDA graph
-(normcore.graphs) of all the statistics of ``normcore.stats.LayerStats`` and the row writes:
+(normcore.probe.graphs) of all the statistics of ``stats.LayerStats`` and the row writes:
 a few launches instead of about seventy. On a CPU, which pays per pass over memory, the taps
 hand each layer (an RNN's: each time step) to ``LayerStats.layer``, compiled kernels, while
 its tensors are still hot in cache, and the norms of a weight and its gradient are taken the
 moment backward has written the gradient; ``collect`` then writes the row through numpy.
-Each probed step fills one row of the ring (normcore.ring); ‖Δw‖ comes in ``after_step``
+Each probed step fills one row of the ring (normcore.probe.ring); ‖Δw‖ comes in ``after_step``
 unless plain SGD's lr·‖∇w‖ already gave it. Nothing reads a device value on the host until
 ``flush()`` reads the ring and turns all its rows into Frame layers at once, except the first
 ``collect``, which reads each layer's range once to fix the histogram edges for the run.
 
-Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.stats.
+Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.probe.stats.
 All hidden layers of a model must have equal shapes (ours do), so one ``stack`` batches them.
 """
 
@@ -28,12 +28,12 @@ import math
 import numpy as np
 import torch
 
-from normcore.graphs import GraphReplay
-from normcore.kernels import hits, row_moments
 from normcore.norms import norm_affine
-from normcore.ring import Ring
-from normcore.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
-from normcore.taps import ProbePoint, Reader
+from normcore.probe.graphs import GraphReplay
+from normcore.probe.kernels import hits, row_moments
+from normcore.probe.ring import Ring
+from normcore.probe.stats import COL, FIELDS, STAT_FIELDS, LayerStats, choose_edges, layer_frames
+from normcore.probe.taps import ProbePoint, Reader
 
 
 def _norm(t: torch.Tensor) -> torch.Tensor:
@@ -57,9 +57,16 @@ def _plain_sgd(optimizer: torch.optim.Optimizer | None) -> torch.optim.SGD | Non
 class Probe:
     """Probes for a model's ``ProbePoint``s; ``rows`` probed steps fit before a flush."""
 
-    def __init__(self, points: list[ProbePoint], *, activation: str, bins: int = 64,
-                 rows: int = 32, device: torch.device | str = "cpu",
-                 optimizer: torch.optim.Optimizer | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        points: list[ProbePoint],
+        *,
+        activation: str,
+        bins: int = 64,
+        rows: int = 32,
+        device: torch.device | str = "cpu",
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
         self.points, self.names = points, [p.name for p in points]
         self.L, self.bins, self.rows, self.activation = len(points), bins, rows, activation
         self.device = torch.device(device)
@@ -86,7 +93,7 @@ class Probe:
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
         # on a GPU a step's statistics, and Δw where the optimizer needs it after its step,
-        # replay captured CUDA graphs (normcore.graphs)
+        # replay captured CUDA graphs (normcore.probe.graphs)
         self._record_graph = GraphReplay(self._record, self.device)
         self._finish_graph = GraphReplay(self._finish, self.device)
         self._now: dict = {}  # the step's tensors, while _record or _finish runs
@@ -171,8 +178,9 @@ class Probe:
         edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
         self.edges, self.n = edges, n
         kernel = False if self.staged else None  # (a CPU may test the GPU's staged path)
-        self.stats = LayerStats(edges, n, self.bins, self.activation, self.device, kernel,
-                                self.names)  # fmt: skip
+        self.stats = LayerStats(
+            edges, n, self.bins, self.activation, self.device, kernel, self.names
+        )
         self.eager = self.stats.kernel and self.in_hooks
         dev = self.device
         self.ring = Ring(self.rows, self.L, self.stats.S, len(FIELDS), dev)
@@ -185,8 +193,12 @@ class Probe:
         self._inputs: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
-    def collect(self, loss: torch.Tensor, logits: torch.Tensor | None = None,
-                targets: torch.Tensor | None = None) -> None:  # fmt: skip
+    def collect(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> None:
         """After backward, before the optimizer step: the step's statistics, on the device.
         ``logits`` (B, K) and ``targets`` (B,) give the batch accuracy (NaN without them)."""
         self.armed = False
@@ -198,14 +210,26 @@ class Probe:
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         self._grad_versions = [(g, g._version) for g in grads]
         norms = self._norms  # taken in the hooks (CPU), if the gradients did not change since
-        hooked = all(n is not None and n[2] is g and n[3] == v
-                     for n, (g, v) in zip(norms, self._grad_versions, strict=True))  # fmt: skip
-        same = all(a is p for acts, pres in zip(self._acts, self._pres, strict=True)
-                   for a, p in zip(acts, pres, strict=True))  # fmt: skip
+        hooked = all(
+            n is not None and n[2] is g and n[3] == v
+            for n, (g, v) in zip(norms, self._grad_versions, strict=True)
+        )
+        same = all(
+            a is p
+            for acts, pres in zip(self._acts, self._pres, strict=True)
+            for a, p in zip(acts, pres, strict=True)
+        )
         loss = loss.detach()
         logits = None if logits is None else logits.detach()
-        self._now = dict(grads=grads, hooked=hooked, same=same, loss=loss, logits=logits,
-                         targets=targets, act_grads=all(self._act_grads))  # fmt: skip
+        self._now = dict(
+            grads=grads,
+            hooked=hooked,
+            same=same,
+            loss=loss,
+            logits=logits,
+            targets=targets,
+            act_grads=all(self._act_grads),
+        )
         lr = self._sgd.param_groups[0]["lr"] if self._sgd else None
         if self.staged and not first:
             self._stage()
@@ -312,8 +336,10 @@ class Probe:
         if now["hooked"]:
             norms = [(float(n[0]), float(n[1])) for n in self._norms]  # type: ignore[index]
         else:
-            norms = [(float(_norm(w)), float(_norm(g)))
-                     for w, g in zip(self.weights, now["grads"], strict=True)]  # fmt: skip
+            norms = [
+                (float(_norm(w)), float(_norm(g)))
+                for w, g in zip(self.weights, now["grads"], strict=True)
+            ]
         row[:, COL["weight_norm"]], row[:, COL["grad_norm"]] = zip(*norms, strict=True)
         if now["act_grads"]:  # every piece's activation gradient, or its norm (in hooks)
             row[:, COL["act_grad_norm"]] = [
@@ -344,8 +370,10 @@ class Probe:
         elif opt.param_groups[0]["momentum"]:  # Δw = -lr·(momentum buffer)
             case, lr = "norm", opt.param_groups[0]["lr"]
             inputs = [opt.state[w]["momentum_buffer"] for w in self.weights]
-        elif all(w.grad is g and g._version == v
-                 for w, (g, v) in zip(self.weights, self._grad_versions, strict=True)):  # fmt: skip
+        elif all(
+            w.grad is g and g._version == v
+            for w, (g, v) in zip(self.weights, self._grad_versions, strict=True)
+        ):
             case = "ready"  # the gradients collect() measured: Δw = lr·‖∇w‖ is in the row
         else:  # changed since (clipped): Δw = -lr·(the gradient now)
             case, lr = "norm", opt.param_groups[0]["lr"]
@@ -383,8 +411,9 @@ class Probe:
         if self.ring is None or self.ring.count == 0:
             return []
         hist, scal, glob = self.ring.read()
-        steps, display = layer_frames(self.names, self.edges, hist, scal, self.n, self.bins,
-                                      self.first, self.prev)  # fmt: skip
+        steps, display = layer_frames(
+            self.names, self.edges, hist, scal, self.n, self.bins, self.first, self.prev
+        )
         if self.first is None:
             self.first = display[0]
         self.prev = display[-1]
@@ -392,8 +421,13 @@ class Probe:
         for k, layers in enumerate(steps):
             ics = None
             if np.isfinite(scal[k, :, COL["ics_cos"]]).any():
-                ics = [dict(name=name, l2=float(scal[k, i, COL["ics_l2"]]),
-                            cos=float(scal[k, i, COL["ics_cos"]]))
-                       for i, name in enumerate(self.names)]  # fmt: skip
+                ics = [
+                    dict(
+                        name=name,
+                        l2=float(scal[k, i, COL["ics_l2"]]),
+                        cos=float(scal[k, i, COL["ics_cos"]]),
+                    )
+                    for i, name in enumerate(self.names)
+                ]
             out.append((layers, float(glob[k, 0]), float(glob[k, 1]), ics))
         return out

@@ -34,8 +34,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.exposure import check_bind
     from app.settings import Settings
 
-    given = {"host": args.host, "port": args.port, "data_dir": args.data_dir,
-             "max_jobs": args.max_jobs}  # fmt: skip
+    given = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "max_jobs": args.max_jobs,
+    }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -45,18 +49,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     check_bind(settings.host, settings.token)  # no open bind without a token
     if in_use := _port_taken(settings.host, settings.port):
-        print(f"normscope serve: port {settings.port} on {settings.host} is in use ({in_use}); "
-              f"pick a free one with --port N (or NORMSCOPE_PORT)", file=sys.stderr)  # fmt: skip
+        print(
+            f"normscope serve: port {settings.port} on {settings.host} is in use ({in_use}); "
+            f"pick a free one with --port N (or NORMSCOPE_PORT)",
+            file=sys.stderr,
+        )
         return 2
 
     import uvicorn
 
     from app.main import create_app
 
-    print(f"NormScope on http://{settings.host}:{settings.port}/  (data: {settings.data_dir})",
-          file=sys.stderr)  # fmt: skip
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=args.log_level, timeout_graceful_shutdown=5)  # fmt: skip
+    print(
+        f"NormScope on http://{settings.host}:{settings.port}/  (data: {settings.data_dir})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Every set is generated (or, for ``digits``, read from scikit-learn's bundled copy) from a seed,
 so a run is reproducible from its RunConfig alone; ``fashion`` is Fashion-MNIST's official
-60000/10000 split read from Debian's ``dataset-fashion-mnist`` (see ``normcore.fashion``), the
+60000/10000 split read from Debian's ``dataset-fashion-mnist`` (see ``normcore.data.fashion``), the
 same for every seed. Features are standardized with the training split's mean and std (per
 feature; ``fashion`` with one mean and std for all pixels). Tensors are on the CPU; the
 trainer moves them.
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from normcore import fashion
 from normcore.config import BATCH_ORDERS, DATASETS, canonical
+from normcore.data import fashion
 
 N_TRAIN_2D, N_TEST_2D = 4000, 1000  # enough for batch sizes up to 4000 on the toy sets
 SEQ_LEN, SEQ_FEATURES, SEQ_CLASSES, MOTIF_LEN = 20, 3, 4, 5
@@ -35,8 +35,12 @@ SEQ_NOISE, MOTIF_EARLIEST = 0.4, 8
 N_TRAIN_SEQ, N_TEST_SEQ = 4000, 1000
 # Each set's random stream, fixed here rather than taken from DATASETS' order, so a data set
 # added to the catalog (fashion, after digits) leaves every seeded set as it was.
-_STREAM = {n: i for i, n in enumerate(("digits", "spirals", "moons", "circles", "xor", "blobs",
-                                       "sequence", "fashion"))}  # fmt: skip
+_STREAM = {
+    n: i
+    for i, n in enumerate(
+        ("digits", "spirals", "moons", "circles", "xor", "blobs", "sequence", "fashion")
+    )
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The probe's ring buffer: one row per probed step, on the device, read by the host in bulk.
 
 A row is a layer histogram block ``hist`` (L, S), the per-layer columns ``scal`` (L, F,
-float64, NaN until written: normcore.stats.FIELDS) and ``glob`` (loss, accuracy). Rows are
+float64, NaN until written: normcore.probe.stats.FIELDS) and ``glob`` (loss, accuracy). Rows are
 written at ``index``, a device-side counter, so a captured CUDA graph writes the right row on
 every replay; nothing reads the device until ``read``, which copies the used rows to (pinned,
 on CUDA) host memory in one go: the probe's one host sync per flush.
@@ -17,14 +17,17 @@ class Ring:
     def __init__(self, rows: int, layers: int, slots: int, fields: int, device: torch.device):
         self.rows, self.device = rows, device
         self.hist = torch.zeros(rows, layers, slots, device=device)
-        self.scal = torch.full((rows, layers, fields), float("nan"), dtype=torch.float64,
-                               device=device)  # fmt: skip
+        self.scal = torch.full(
+            (rows, layers, fields), float("nan"), dtype=torch.float64, device=device
+        )
         self.glob = torch.zeros(rows, 2, dtype=torch.float64, device=device)
         self.index = torch.zeros(1, dtype=torch.int64, device=device)  # the next row
         self.count = 0  # rows written since the last read (the host's count)
         pin = device.type == "cuda"
-        self._host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
-                      for t in (self.hist, self.scal, self.glob)]  # fmt: skip
+        self._host = [
+            torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
+            for t in (self.hist, self.scal, self.glob)
+        ]
         if device.type == "cpu":  # numpy views of the same memory, for host_row
             self._views = [t.numpy() for t in (self.hist, self.scal, self.glob, self.index)]
 

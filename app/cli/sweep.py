@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.cli_reports import add_server_option
+from app.cli.sources import add_server_option
 from normcore.sweep import METRICS, SWEEP_PRESETS, parse_value
 
 EXIT_INVALID = 2
@@ -158,26 +158,11 @@ class _Invalid(Exception):
 def _local():
     """The server's own pieces without HTTP: store, recorder, executor, sweep service."""
     from app.errors import NormScopeError
-    from app.jobs import make_executor
-    from app.jobs.recorder import Recorder
-    from app.services.sweeps import SweepService
+    from app.services.engine import start_engine
     from app.settings import Settings
-    from app.store import Store
 
-    settings = Settings()
-    store = Store(settings.db_path)
-    sweeps: SweepService | None = None
-
-    def publish(run_id: str, frames: list, run: dict | None) -> None:
-        if run is not None and sweeps is not None:
-            sweeps.run_changed(run)
-
-    recorder = Recorder(store, publish)
-    recorder.start()
-    executor = make_executor(settings, recorder)
-    executor.start()
-    sweeps = SweepService(store, executor, settings)
-    sweeps.start()
+    engine = start_engine(Settings(), owner=False)  # a server may share the store: its runs
+    sweeps = engine.sweeps  # are left alone
 
     def create(request: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -194,16 +179,12 @@ def _local():
         )
         raise
     finally:
-        sweeps.stop()
-        executor.stop()
-        recorder.stop()
-        store.mark_interrupted("normscope sweep stopped before the run ended")
-        store.close()
+        engine.stop()
 
 
 @contextmanager
 def _remote(args: argparse.Namespace):
-    from normcore.client import Client, NormScopeError
+    from normcore.client import ApiError, Client
 
     with Client(args.server, token=args.token) as client:
 
@@ -216,7 +197,7 @@ def _remote(args: argparse.Namespace):
                     metric=request["metric"],
                     skip_invalid=request["skip_invalid"],
                 )
-            except NormScopeError as exc:
+            except ApiError as exc:
                 if exc.status == 422:
                     raise _Invalid(_detail_text(exc.detail)) from None
                 raise

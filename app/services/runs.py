@@ -17,8 +17,9 @@ from app.errors import FieldError, RunConflict, RunNotFound
 from app.jobs.base import Executor
 from app.live import Hub
 from app.settings import Settings
-from app.store import ACTIVE, TERMINAL, Finish, Store, frame_text
+from app.store import Finish, Store, frame_text
 from normcore.config import RunConfig
+from normcore.frames import ACTIVE, TERMINAL
 
 
 def check_limits(config: RunConfig, settings: Settings) -> None:
@@ -43,11 +44,16 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def create_run(
-    store: Store, executor: Executor, settings: Settings, config: RunConfig
+    store: Store,
+    executor: Executor,
+    settings: Settings,
+    config: RunConfig,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """Store the run as queued and hand it to the executor (which may refuse: queue full)."""
+    """Store the run as queued and hand it to the executor (which may refuse: queue full).
+    The one way a run is made: the runs endpoint and the claims lab's arms both call it."""
     check_limits(config, settings)
-    run = store.create_run(config.model_dump(), config.label())
+    run = store.create_run(config.model_dump(), label or config.label())
     try:
         executor.submit(run["id"], run["config"])
     except Exception:
@@ -56,8 +62,9 @@ def create_run(
     return get_run(store, run["id"])
 
 
-def cancel_run(store: Store, executor: Executor, run_id: str, wait_s: float,
-               hub: Hub | None = None) -> dict[str, Any]:  # fmt: skip
+def cancel_run(
+    store: Store, executor: Executor, run_id: str, wait_s: float, hub: Hub | None = None
+) -> dict[str, Any]:
     """Stop a queued or running run and return it once it has ended (within `wait_s`)."""
     run = get_run(store, run_id)
     if run["status"] in TERMINAL:
@@ -123,10 +130,27 @@ def export_jsonl(store: Store, run_id: str) -> Iterator[str]:
 FRAME_COLUMNS = ("seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s")
 EVAL_COLUMNS = ("eval_loss", "eval_acc", "eval_loss_batch", "eval_acc_batch")
 LAYER_COLUMNS = (
-    "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "nonfinite", "grad_norm",
-    "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std",
-    "w1_prev", "w1_first", "under", "over",
-)  # fmt: skip
+    "mean",
+    "std",
+    "p15",
+    "p50",
+    "p85",
+    "sat",
+    "sat_pre",
+    "nonfinite",
+    "grad_norm",
+    "act_grad_norm",
+    "weight_norm",
+    "update_ratio",
+    "g_mean",
+    "g_std",
+    "b_mean",
+    "b_std",
+    "w1_prev",
+    "w1_first",
+    "under",
+    "over",
+)
 
 
 def export_csv(store: Store, run_id: str) -> Iterator[str]:

@@ -16,12 +16,11 @@ import time
 from typing import Any
 
 from app.errors import FieldError, RunConflict
-from app.jobs.worker import summarize
 from app.live import Hub
 from app.schemas import FrameIn, WatchedRunIn
-from app.service import get_run
-from app.store import TERMINAL, Finish, Frames, Start, Store
-from normcore.frames import encode, to_json
+from app.services.runs import get_run
+from app.store import Finish, Frames, Start, Store
+from normcore.frames import TERMINAL, encode, summarize, to_json
 
 OWN_MODEL = "own"  # config["model"] of a watched run
 
@@ -29,8 +28,13 @@ _appending = threading.Lock()  # an append is read, check, write: one at a time
 
 
 def create_watched_run(store: Store, spec: WatchedRunIn) -> dict[str, Any]:
-    config = dict(model=OWN_MODEL, activation=spec.activation, layers=spec.layers,
-                  probe_every=spec.every, steps=spec.steps)  # fmt: skip
+    config = dict(
+        model=OWN_MODEL,
+        activation=spec.activation,
+        layers=spec.layers,
+        probe_every=spec.every,
+        steps=spec.steps,
+    )
     run = store.create_run(config, spec.label)
     store.apply([Start(run["id"], time.time())])
     return get_run(store, run["id"])
@@ -41,8 +45,9 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
     with _appending:
         run = get_run(store, run_id)
         if run["config"].get("model") != OWN_MODEL:
-            raise RunConflict(f"run {run_id!r} is trained by this server: its worker sends "
-                              "its frames")  # fmt: skip
+            raise RunConflict(
+                f"run {run_id!r} is trained by this server: its worker sends its frames"
+            )
         fresh = [(i, f) for i, f in enumerate(frames) if f.seq > run["last_seq"]]
         if not fresh:  # all stored already: a retry after a lost answer
             return run
@@ -61,8 +66,9 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
         run = get_run(store, run_id)
         if run["last_seq"] < dicts[-1]["seq"]:  # a cancel came between the check and here
             raise RunConflict(f"run {run_id!r} has ended: {run['status']}")
-    hub.publish_threadsafe(run_id, [(f["seq"], to_json(f)) for f in dicts],
-                           run if changed else None)  # fmt: skip
+    hub.publish_threadsafe(
+        run_id, [(f["seq"], to_json(f)) for f in dicts], run if changed else None
+    )
     return run
 
 
@@ -73,12 +79,21 @@ def _check(run: dict[str, Any], fresh: list[tuple[int, FrameIn]]) -> None:
     for k, (i, frame) in enumerate(fresh):
         expected = run["last_seq"] + 1 + k
         if frame.seq != expected:
-            raise FieldError(("body", str(i), "seq"), f"seq {frame.seq} does not follow the "
-                             f"stored frames: expected {expected}", frame.seq)  # fmt: skip
+            raise FieldError(
+                ("body", str(i), "seq"),
+                f"seq {frame.seq} does not follow the stored frames: expected {expected}",
+                frame.seq,
+            )
         if frame.status != "running" and k < len(fresh) - 1:
-            raise FieldError(("body", str(i), "status"), f"a frame with status "
-                             f"{frame.status!r} must be the run's last", frame.status)  # fmt: skip
+            raise FieldError(
+                ("body", str(i), "status"),
+                f"a frame with status {frame.status!r} must be the run's last",
+                frame.status,
+            )
         names = [layer.name for layer in frame.layers]
         if names != known:
-            raise FieldError(("body", str(i), "layers"), f"layers {', '.join(names)}: this "
-                             f"run's are {', '.join(known)}, in that order", names)  # fmt: skip
+            raise FieldError(
+                ("body", str(i), "layers"),
+                f"layers {', '.join(names)}: this run's are {', '.join(known)}, in that order",
+                names,
+            )

@@ -1,11 +1,12 @@
-// The run view's layer rows: one foldable row per layer, charts only for the open ones.
+// The run view's layer rows, a component (not a view: no route of its own): one foldable row
+// per layer, charts only for the open ones.
 // A 30-layer net shows 30 one-line summaries and the few layers the user opened, never 150
 // charts. Each open row holds the distribution heatmap, percentile bands, gradient norms,
 // g/b and drift of that layer.
 
 import { latest } from "../columns.js";
 import { h } from "../dom.js";
-import { fmt } from "../forms.js";
+import { fmt } from "../format.js";
 import * as drift from "../panels/drift.js";
 import * as gb from "../panels/gb.js";
 import * as gradnorm from "../panels/gradnorm.js";

@@ -1,8 +1,4 @@
-"""`normscope` — the command line: run | serve | claims | report | export.
-
-Each subcommand is a pair of functions: ``add_<name>(subparsers)`` declares its flags and
-``cmd_<name>(args) -> int`` does the work (the exit status). ``main()`` is the console script.
-Heavy imports (torch, the server) happen inside the commands, so ``--help`` stays fast.
+"""`normscope run`: train one configuration headless, here or on a server (``--server URL``).
 
 ``normscope run`` trains headless: every RunConfig field is a ``--kebab-case`` flag, parsed by
 RunConfig itself, so an invalid value exits with status 2 and pydantic's message naming the
@@ -12,25 +8,16 @@ field — the same message the API returns.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from app.cli_claims import add_claims_parser
-from app.cli_reports import add_export_parser, add_report_parser, add_server_option
-from app.cli_serve import add_serve_parser
-from app.cli_sweep import add_sweep_parser
+from app.cli.sources import add_server_option
 from normcore.config import RunConfig
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe returns
-
-
-# --- run -------------------------------------------------------------------------------------
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
@@ -44,14 +31,22 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         flag = "--" + name.replace("_", "-")
         default = f" (default: {field.default})"
         if field.annotation is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=(field.description or name) + default)  # fmt: skip
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=(field.description or name) + default,
+            )
         else:  # a string: RunConfig parses it, so its error names the field
-            p.add_argument(flag, metavar=name.upper(), default=argparse.SUPPRESS,
-                           help=(field.description or name) + default)  # fmt: skip
+            p.add_argument(
+                flag,
+                metavar=name.upper(),
+                default=argparse.SUPPRESS,
+                help=(field.description or name) + default,
+            )
     p.add_argument("--out", metavar="FRAMES.jsonl", help="write every frame as a JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_server_option(p)  # --server URL: train on a remote NormScope (app/cli_reports.py)
+    add_server_option(p)  # --server URL: train on a remote NormScope (run_remote below)
     p.set_defaults(func=cmd_run)
 
 
@@ -79,11 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"normscope run: invalid options\n{validation_message(exc)}", file=sys.stderr)
         return EXIT_INVALID
-    if args.server:  # train on the server, stream the frames back (app/cli_reports.py)
-        from app.cli_reports import run_remote
-
+    if args.server:  # train on the server, stream the frames back
         bar = ProgressBar(cfg.steps, sys.stderr, enabled=not args.quiet)
-        return run_remote(args, cfg, bar, summary)
+        return run_remote(args, cfg, bar)
     from normcore.frames import to_json  # torch is imported here, not for --help
     from normcore.train import resolve_device, run
 
@@ -164,58 +157,75 @@ def summary(cfg: RunConfig, first: dict[str, Any], last: dict[str, Any]) -> str:
         f"{_fmt(ev.get('loss'))}  acc {_fmt(ev.get('acc'))}",
     ]
     if ev.get("acc_batch") is not None:
-        lines.append(f"held-out with batch statistics: loss {_fmt(ev['loss_batch'])}  "
-                     f"acc {_fmt(ev['acc_batch'])}")  # fmt: skip
+        lines.append(
+            f"held-out with batch statistics: loss {_fmt(ev['loss_batch'])}  "
+            f"acc {_fmt(ev['acc_batch'])}"
+        )
     head = ("layer", "sat", "sat pre", "drift W1", "grad norm", "p15", "p50", "p85")
     rows = [head]
     for layer in last["layers"]:
-        rows.append((layer["name"], _fmt(layer["sat"], ".3f"), _fmt(layer["sat_pre"], ".3f"),
-                     _fmt(layer["w1_first"], ".3g"), _fmt(layer["grad_norm"], ".3g"),
-                     _fmt(layer["p15"], ".3g"), _fmt(layer["p50"], ".3g"),
-                     _fmt(layer["p85"], ".3g")))  # fmt: skip
+        rows.append(
+            (
+                layer["name"],
+                _fmt(layer["sat"], ".3f"),
+                _fmt(layer["sat_pre"], ".3f"),
+                _fmt(layer["w1_first"], ".3g"),
+                _fmt(layer["grad_norm"], ".3g"),
+                _fmt(layer["p15"], ".3g"),
+                _fmt(layer["p50"], ".3g"),
+                _fmt(layer["p85"], ".3g"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines.append("")
     for r in rows:
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                               enumerate(zip(r, widths, strict=True))))  # fmt: skip
-    lines.append("sat: saturated fraction of the activation's input (before the norm: sat pre); "
-                 "drift: W1 to the first probe")  # fmt: skip
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    lines.append(
+        "sat: saturated fraction of the activation's input (before the norm: sat pre); "
+        "drift: W1 to the first probe"
+    )
     return "\n".join(lines)
 
 
-# --- the command line ------------------------------------------------------------------------
+def run_remote(args: argparse.Namespace, config: RunConfig, bar: ProgressBar) -> int:
+    """`normscope run --server URL`: the run trains there and its frames stream back through
+    the same progress bar, `--out` file and summary as a local run. Exit status as local:
+    0 completed, 1 ended otherwise (diverged, failed, ...), 2 rejected config."""
+    from normcore.client import ApiError, Client
+    from normcore.frames import to_json
 
-# Each helper's subcommand registers here: add_<name>(subparsers) sets func=cmd_<name>.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    add_run,
-    add_serve_parser,
-    add_claims_parser,
-    add_sweep_parser,
-    add_report_parser,
-    add_export_parser,
-)
-
-
-def build_parser(adders: Iterable[Callable[[argparse._SubParsersAction], None]] = SUBCOMMANDS):
-    parser = argparse.ArgumentParser(
-        prog="normscope", description="See what normalization does inside a neural network."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in adders:
-        add(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console script entry: parse, dispatch, return the exit status."""
-    args = build_parser().parse_args(argv)
+    out = open(args.out, "w") if args.out else None  # noqa: SIM115 (closed below)
+    first = last = None
     try:
-        return args.func(args)
-    except BrokenPipeError:  # `normscope export RUN | head`: the reader left, not an error of ours
-        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        with Client(args.server, token=args.token) as client:
+            run = client.create_run(config)
+            print(f"run {run['id']} on {args.server}", file=sys.stderr)
+            try:
+                for frame in client.iter_frames(run["id"]):
+                    first = first or frame
+                    last = frame
+                    bar.update(frame)
+                    if out is not None:
+                        out.write(to_json(frame) + "\n")
+            except KeyboardInterrupt:
+                client.cancel(run["id"])
+                print(f"\ncancelled run {run['id']}", file=sys.stderr)
+                return 130
+            done = client.run(run["id"])
+    except ApiError as exc:
+        print(f"normscope run: {exc}", file=sys.stderr)
+        return 2 if exc.status == 422 else 1
+    finally:
+        if out is not None:
+            out.close()
+    bar.close()
+    if first is not None and last is not None:
+        print(summary(config, first, last))
+    if done.get("error"):
+        print(f"normscope run: run {done['id']} {done['status']}: {done['error']}", file=sys.stderr)
+    return 0 if done["status"] == "completed" else 1

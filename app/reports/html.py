@@ -22,11 +22,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from app import report_figures as F
 from app.errors import RunNotFound
-from app.jobs.worker import summarize
-from app.report_figures import PALETTE, RunFrames
+from app.reports import figures as F
+from app.reports.figures import PALETTE, RunFrames
 from app.store import frame_text, spread
+from normcore.frames import summarize
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
 
@@ -70,10 +70,17 @@ def from_files(paths: Iterable[Path], max_points: int = DEFAULT_MAX_POINTS) -> l
         for frame in frames:
             summarize(frame, final)
         last = frames[-1]
-        run = dict(id=path.stem, label=path.name, status=last.get("status"),
-                   device=last.get("device"), step=last.get("step"), steps=last.get("step"),
-                   frame_count=len(frames), final=final,
-                   config={"file": str(path), "frames": len(frames)})  # fmt: skip
+        run = dict(
+            id=path.stem,
+            label=path.name,
+            status=last.get("status"),
+            device=last.get("device"),
+            step=last.get("step"),
+            steps=last.get("step"),
+            frame_count=len(frames),
+            final=final,
+            config={"file": str(path), "frames": len(frames)},
+        )
         out.append((run, [frames[i] for i in spread(len(frames), max_points)]))
     return out
 
@@ -96,8 +103,9 @@ def _config_table(runs: Sequence[RunFrames]) -> str:
     configs = [run.get("config") or {} for run, _ in runs]
     keys = list(dict.fromkeys(k for config in configs for k in config))
     if len(runs) == 1:
-        pairs = [f"<th>{html.escape(k)}</th><td>{html.escape(_plain(configs[0][k]))}</td>"
-                 for k in keys]  # fmt: skip
+        pairs = [
+            f"<th>{html.escape(k)}</th><td>{html.escape(_plain(configs[0][k]))}</td>" for k in keys
+        ]
         rows = ["".join(pairs[i : i + 4]) for i in range(0, len(pairs), 4)]
         return '<table class="config">' + "".join(f"<tr>{r}</tr>" for r in rows) + "</table>"
     differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]

@@ -20,15 +20,15 @@ import time
 import uuid
 from typing import Any
 
-from app import service
-from app.errors import NormScopeError, QueueFull
+from app.errors import ClaimConflict, QueueFull
 from app.jobs.base import Executor
+from app.services import runs as service
 from app.settings import Settings
 from app.store import Store, frame_text
 from normcore.claims import ArmRun, Experiment, run_experiment
 from normcore.config import RunConfig
+from normcore.frames import ACTIVE
 
-ACTIVE = ("queued", "running")
 USABLE = ("completed", "diverged")  # a diverged arm is evidence too (the lr sweep needs it)
 
 _SCHEMA = """
@@ -51,10 +51,6 @@ _COLUMNS = "id, claim_id, quick, status, verdict, error, run_ids, result, create
 _COLUMNS += "started_at, finished_at"
 
 
-class ClaimConflict(NormScopeError):
-    status_code = 409
-
-
 class ArmFailed(RuntimeError):
     """An arm's run ended without frames to judge (failed, cancelled, interrupted)."""
 
@@ -63,11 +59,18 @@ class ClaimStore:
     """claim_runs rows; one connection behind a lock (a few writes per claim run)."""
 
     def __init__(self, path: Any):
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
+        self._closed = False
         with self._lock:
             self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (at shutdown). A claim thread that outlives the server finds
+        its updates dropped; the next start-up marks its claim run interrupted."""
+        with self._lock:
+            self._closed = True
+            self._db.close()
 
     def create(self, claim_id: str, quick: bool) -> dict[str, Any]:
         run_id = uuid.uuid4().hex[:12]
@@ -87,6 +90,8 @@ class ClaimStore:
                 fields[key] = json.dumps(fields[key])
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
+            if self._closed:
+                return
             self._db.execute(
                 f"UPDATE claim_runs SET {sets} WHERE id = ?", (*fields.values(), run_id)
             )
@@ -97,8 +102,11 @@ class ClaimStore:
 
     def history(self, claim_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The claim's runs, newest first, without their (large) results."""
-        return self._select("WHERE claim_id = ? ORDER BY created_at DESC LIMIT ?",
-                            (claim_id, limit), with_result=False)  # fmt: skip
+        return self._select(
+            "WHERE claim_id = ? ORDER BY created_at DESC LIMIT ?",
+            (claim_id, limit),
+            with_result=False,
+        )
 
     def latest(self, claim_id: str, completed: bool = False) -> dict[str, Any] | None:
         where = "WHERE claim_id = ?" + (" AND status = 'completed'" if completed else "")
@@ -150,18 +158,15 @@ class ExecutorRunner:
 
     def _submit(self, arm: str, config: RunConfig) -> str:
         owner = self.owner
-        service.check_limits(config, owner.settings)
         label = f"{self.claim_id} · {arm} · {config.label()}"
-        run = owner.store.create_run(config.model_dump(), label)
         while True:
             try:
-                owner.executor.submit(run["id"], run["config"])
+                run = service.create_run(
+                    owner.store, owner.executor, owner.settings, config, label=label
+                )
                 break
             except QueueFull:  # other users' runs first; a claim can wait its turn
                 time.sleep(1.0)
-            except Exception:
-                owner.store.delete_run(run["id"])
-                raise
         self.run_ids.append(run["id"])
         owner.claims.update(self.claim_run_id, run_ids=self.run_ids)
         return run["id"]
@@ -178,21 +183,32 @@ class ClaimService:
     """Starts claim runs in threads and answers what the claims endpoints ask."""
 
     def __init__(self, store: Store, executor: Executor, settings: Settings):
+        """Built at start-up (app/main.py's lifespan): claim runs a stopped server left
+        active are marked interrupted before any request is answered."""
         self.store, self.executor, self.settings = store, executor, settings
         self.claims = ClaimStore(store.path)
         self.claims.mark_interrupted()
         self._known: dict[str, str] = {}  # config JSON -> id of a completed run
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        self.claims.close()
+
     def start(self, exp: Experiment, quick: bool) -> dict[str, Any]:
         with self._lock:
             active = self.claims.latest(exp.id)
             if active and active["status"] in ACTIVE:
-                raise ClaimConflict(f"claim {exp.id!r} is already running (claim run "
-                                    f"{active['id']!r}); wait for it to finish")  # fmt: skip
+                raise ClaimConflict(
+                    f"claim {exp.id!r} is already running (claim run "
+                    f"{active['id']!r}); wait for it to finish"
+                )
             record = self.claims.create(exp.id, quick)
-        thread = threading.Thread(target=self._execute, args=(record["id"], exp, quick),
-                                  name=f"claim-{exp.id}", daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=self._execute,
+            args=(record["id"], exp, quick),
+            name=f"claim-{exp.id}",
+            daemon=True,
+        )
         thread.start()
         return record
 
@@ -202,11 +218,17 @@ class ClaimService:
         try:
             result = run_experiment(exp, quick=quick, runner=runner)
         except Exception as exc:  # the claim run records why; the server carries on
-            self.claims.update(claim_run_id, status="failed", error=str(exc) or repr(exc),
-                               finished_at=time.time())  # fmt: skip
+            self.claims.update(
+                claim_run_id, status="failed", error=str(exc) or repr(exc), finished_at=time.time()
+            )
             return
-        self.claims.update(claim_run_id, status="completed", verdict=result["verdict"],
-                           result=result, finished_at=time.time())  # fmt: skip
+        self.claims.update(
+            claim_run_id,
+            status="completed",
+            verdict=result["verdict"],
+            result=result,
+            finished_at=time.time(),
+        )
 
     def reusable(self, config: RunConfig) -> dict[str, Any] | None:
         """A completed run of exactly this config from this server process, if still stored."""

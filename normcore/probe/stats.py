@@ -4,10 +4,10 @@
 layers: saturation, a histogram, the centred sums, min and max. It never syncs. A GPU pays
 per kernel launch, so all layers go in one batch of torch kernels (one ``histc`` over
 layer-offset slots, float32 reductions); a CPU pays per pass over memory, so each layer goes
-through the compiled kernels of normcore.kernels (three passes, float64 sums), one piece at a
+through the compiled kernels of normcore.probe.kernels (three passes, float64 sums), one piece at a
 time from the probe's hooks while it is still in cache (``layer``).
 ``layer_frames`` turns host copies of the rows into Frame layers (normcore.frames);
-``normcore.probes`` wires both to a model's hooks.
+``normcore.probe.probe`` wires both to a model's hooks.
 
 Histogram: ``bins`` equal half-open bins [a, b) on fixed edges [lo, hi] per layer, chosen once
 from the first probed batch (its finite range widened by half its span on each side, and at
@@ -49,8 +49,8 @@ import math
 import numpy as np
 import torch
 
-from normcore import kernels
 from normcore.drift import wasserstein1
+from normcore.probe import kernels
 
 SAT_THRESHOLD = {"sigmoid": 4.356, "tanh": 2.178}  # f'(x) < 5% of max f' beyond these
 DEAD_AT_ZERO = ("relu", "gelu")  # saturated = dead: x <= 0
@@ -59,10 +59,24 @@ FINE = 8  # fine sub-bins per display bin (the percentiles' resolution)
 
 # Columns of the per-layer float64 scalar row.
 FIELDS = (
-    "nonfinite", "sum", "sumsq", "min", "max", "sat", "sat_pre",
-    "grad_norm", "act_grad_norm", "weight_norm", "update_norm",
-    "g_mean", "g_std", "b_mean", "b_std", "ics_l2", "ics_cos",
-)  # fmt: skip
+    "nonfinite",
+    "sum",
+    "sumsq",
+    "min",
+    "max",
+    "sat",
+    "sat_pre",
+    "grad_norm",
+    "act_grad_norm",
+    "weight_norm",
+    "update_norm",
+    "g_mean",
+    "g_std",
+    "b_mean",
+    "b_std",
+    "ics_l2",
+    "ics_cos",
+)
 COL = {name: i for i, name in enumerate(FIELDS)}
 
 
@@ -89,14 +103,22 @@ class LayerStats:
     ``__call__(acts, pres)`` takes per layer the list of tensors holding its values (one per
     time step for an RNN) for the activation inputs and, where they differ, the
     pre-activations. On a CPU (``kernel``) each layer goes through the compiled kernels of
-    normcore.kernels, and ``layer(i, act, pre)`` adds one piece of layer i as soon as it
+    normcore.probe.kernels, and ``layer(i, act, pre)`` adds one piece of layer i as soon as it
     exists, while it is hot in cache (``reset`` first). Elsewhere all L layers go in one
     batch of torch kernels (a GPU pays per launch); ``kernel=False`` runs that path on a CPU.
     The model's tensors are only read.
     """
 
-    def __init__(self, edges: np.ndarray, n: int, bins: int, activation: str, device,
-                 kernel: bool | None = None, names: list[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        edges: np.ndarray,
+        n: int,
+        bins: int,
+        activation: str,
+        device,
+        kernel: bool | None = None,
+        names: list[str] | None = None,
+    ) -> None:
         if n < 1:
             raise ValueError(f"a probed layer must hold values; got {n} per layer")
         self.names = names or [str(i) for i in range(len(edges))]  # for errors
@@ -109,15 +131,19 @@ class LayerStats:
         self.scale = (self.fine / (hi - lo))[:, None]  # 1 / fine-bin width
         self.kernel = device.type == "cpu" and kernels.AVAILABLE if kernel is None else kernel
         if self.kernel and (device.type != "cpu" or not kernels.AVAILABLE):
-            raise ValueError(f"the compiled kernels need a CPU and numba; got device {device}, "
-                             f"numba {'present' if kernels.AVAILABLE else 'missing'}")  # fmt: skip
+            raise ValueError(
+                f"the compiled kernels need a CPU and numba; got device {device}, "
+                f"numba {'present' if kernels.AVAILABLE else 'missing'}"
+            )
         self.hist = torch.zeros(self.L, self.S, device=device)
         self.cols = torch.zeros(self.L, len(STAT_FIELDS), dtype=torch.float64, device=device)
         if self.kernel:
             k = np.float32(self.fine / 2 + 1)  # the slot of the centre
             centres, scales = self.centre[:, 0].tolist(), self.scale[:, 0].tolist()
-            self._args = [(np.float32(c), np.float32(s), k, self.fine)
-                          for c, s in zip(centres, scales, strict=True)]  # fmt: skip
+            self._args = [
+                (np.float32(c), np.float32(s), k, self.fine)
+                for c, s in zip(centres, scales, strict=True)
+            ]
             dead = activation in DEAD_AT_ZERO
             self._sat = (np.float32(SAT_THRESHOLD.get(activation, 0.0)), dead)
             # a layer in parts, one per thread torch may use, of at least PART_VALUES each
@@ -125,8 +151,11 @@ class LayerStats:
             self._kernel = kernels.accumulate_parallel if parts > 1 else kernels.accumulate
             self._slots = np.empty(n, dtype=np.int32)
             counts = np.empty((parts, 4, self.S), dtype=np.int32)
-            self._scratch = (counts, np.empty((parts, self.S), dtype=np.float32),
-                             np.empty((parts, len(STAT_FIELDS))))  # fmt: skip
+            self._scratch = (
+                counts,
+                np.empty((parts, self.S), dtype=np.float32),
+                np.empty((parts, len(STAT_FIELDS))),
+            )
             self._hist, self._cols = self.hist.numpy(), self.cols.numpy()  # shared memory
             self._seen = np.zeros(self.L, dtype=np.int64)  # values added to each row
             self.reset()
@@ -143,9 +172,11 @@ class LayerStats:
         self._seen[:] = 0
 
     def _size_error(self, i: int, got: int) -> ValueError:
-        return ValueError(f"layer {self.names[i]} holds {got} values in this probed step; the "
-                          f"probe was built for {self.n} (its first probed step's): keep the "
-                          f"batch size and sequence length fixed while probing")  # fmt: skip
+        return ValueError(
+            f"layer {self.names[i]} holds {got} values in this probed step; the "
+            f"probe was built for {self.n} (its first probed step's): keep the "
+            f"batch size and sequence length fixed while probing"
+        )
 
     def check_sizes(self, acts: list[list[torch.Tensor]]) -> None:
         """Each layer's pieces hold n values in all (shapes only: no sync)."""
@@ -180,7 +211,7 @@ class LayerStats:
 
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
         """Add one piece of layer i (its activation input, and its pre-activation where that
-        differs) to row i: the compiled kernels, on a CPU (see normcore.kernels)."""
+        differs) to row i: the compiled kernels, on a CPU (see normcore.probe.kernels)."""
         # float32 views (a copy only of a piece that is not contiguous or float32)
         x = act.detach().reshape(-1).float().numpy()
         p = x if pre is None else pre.detach().reshape(-1).float().numpy()
@@ -188,11 +219,22 @@ class LayerStats:
         if seen > self.n:  # (the kernels' scratch holds n values)
             raise self._size_error(i, seen)
         if p.size != x.size:
-            raise ValueError(f"layer {self.names[i]}: the pre-activation holds {p.size} "
-                             f"values, the activation input {x.size}")  # fmt: skip
+            raise ValueError(
+                f"layer {self.names[i]}: the pre-activation holds {p.size} "
+                f"values, the activation input {x.size}"
+            )
         self._seen[i] = seen
-        self._kernel(x, p, pre is None, *self._args[i], *self._sat, self._slots, *self._scratch,
-                     self._hist[i], self._cols[i])  # fmt: skip
+        self._kernel(
+            x,
+            p,
+            pre is None,
+            *self._args[i],
+            *self._sat,
+            self._slots,
+            *self._scratch,
+            self._hist[i],
+            self._cols[i],
+        )
 
     def _saturated(self, x: torch.Tensor) -> torch.Tensor:
         """(c,) count of values in the saturated region (±inf are, NaN is not)."""
@@ -232,8 +274,9 @@ class LayerStats:
         sumsq = d.square_().sum(1)  # in place: a fresh temporary costs more than the pass
         c = centre[:, 0]
         bad = self.hist[rows, -1]
-        torch.stack([bad, total, sumsq, vmin + c, vmax + c, sat, sat_pre], dim=1,
-                    out=self.cols[rows])  # fmt: skip  # the order of STAT_FIELDS
+        torch.stack(
+            [bad, total, sumsq, vmin + c, vmax + c, sat, sat_pre], dim=1, out=self.cols[rows]
+        )  # the order of STAT_FIELDS
 
 
 def _gather(layers: list[list[torch.Tensor]], buf: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -250,15 +293,36 @@ def _gather(layers: list[list[torch.Tensor]], buf: torch.Tensor) -> tuple[torch.
 
 # the Frame layer's numbers, in wire order (normcore.frames); non-finite ones travel as None
 LAYER_NUMBERS = (
-    "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm",
-    "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std", "w1_prev", "w1_first",
-)  # fmt: skip
+    "mean",
+    "std",
+    "p15",
+    "p50",
+    "p85",
+    "sat",
+    "sat_pre",
+    "grad_norm",
+    "act_grad_norm",
+    "weight_norm",
+    "update_ratio",
+    "g_mean",
+    "g_std",
+    "b_mean",
+    "b_std",
+    "w1_prev",
+    "w1_first",
+)
 
 
 def layer_frames(
-    names: list[str], edges: np.ndarray, hist: np.ndarray, scal: np.ndarray, n: int,
-    bins: int, first: np.ndarray | None, prev: np.ndarray | None,
-) -> tuple[list[list[dict]], np.ndarray]:  # fmt: skip
+    names: list[str],
+    edges: np.ndarray,
+    hist: np.ndarray,
+    scal: np.ndarray,
+    n: int,
+    bins: int,
+    first: np.ndarray | None,
+    prev: np.ndarray | None,
+) -> tuple[list[list[dict]], np.ndarray]:
     """Host rows of k probed steps, ``hist`` (k, L, S) and ``scal`` (k, L, len(FIELDS)) ->
     each step's Frame layers (see normcore.frames), and the display counts (k, L, bins+2).
     ``first``, ``prev``: the display counts of the run's first and of the previous probe (None
@@ -276,8 +340,14 @@ def layer_frames(
         var = meansq - shift**2
         # min == max, or a spread below float32 resolution (1e-6 of the rms): constant
         flat = (get["max"] == get["min"]) | (var <= 1e-12 * meansq)
-        pct = percentiles(hist.reshape(k * L, -1), np.tile(edges, (k, 1)),
-                          get["min"].ravel(), get["max"].ravel(), nf.ravel(), fine)  # fmt: skip
+        pct = percentiles(
+            hist.reshape(k * L, -1),
+            np.tile(edges, (k, 1)),
+            get["min"].ravel(),
+            get["max"].ravel(),
+            nf.ravel(),
+            fine,
+        )
         w = (edges[:, 1] - edges[:, 0]) / bins
         before = display[:1] if prev is None else prev[None]
         previous = np.concatenate([before, display[:-1]])
@@ -285,36 +355,49 @@ def layer_frames(
         numbers = dict(
             mean=edges.mean(1) + shift,
             std=np.sqrt(np.where(flat, 0.0 * var, var)),
-            p15=pct[0].reshape(k, L), p50=pct[1].reshape(k, L), p85=pct[2].reshape(k, L),
-            sat=get["sat"] / n, sat_pre=get["sat_pre"] / n,
+            p15=pct[0].reshape(k, L),
+            p50=pct[1].reshape(k, L),
+            p85=pct[2].reshape(k, L),
+            sat=get["sat"] / n,
+            sat_pre=get["sat_pre"] / n,
             update_ratio=get["update_norm"] / get["weight_norm"],
             w1_prev=wasserstein1(display, previous, w),
             w1_first=wasserstein1(display, reference, w),
-        )  # fmt: skip
-    values = np.stack([numbers[key] if key in numbers else get[key] for key in LAYER_NUMBERS],
-                      axis=-1)  # fmt: skip
+        )
+    values = np.stack(
+        [numbers[key] if key in numbers else get[key] for key in LAYER_NUMBERS], axis=-1
+    )
     values = np.where(np.isfinite(values), values, np.nan).tolist()  # floats, NaN for None
-    counts, unders, overs, bad = (a.astype(np.int64).tolist()
-                                  for a in (coarse, under, over, get["nonfinite"]))  # fmt: skip
+    counts, unders, overs, bad = (
+        a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])
+    )
     lo, hi = edges[:, 0].tolist(), edges[:, 1].tolist()
     steps = []
     for j in range(k):
         layers = []
         for i, name in enumerate(names):
-            hist_i = dict(lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i],
-                          over=overs[j][i])  # fmt: skip
+            hist_i = dict(
+                lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i], over=overs[j][i]
+            )
             layer = dict(name=name, hist=hist_i, nonfinite=bad[j][i])
-            layer.update((key, None if v != v else v)
-                         for key, v in zip(LAYER_NUMBERS, values[j][i], strict=True))  # fmt: skip
+            layer.update(
+                (key, None if v != v else v)
+                for key, v in zip(LAYER_NUMBERS, values[j][i], strict=True)
+            )
             layers.append(layer)
         steps.append(layers)
     return steps, display
 
 
 def percentiles(
-    hist: np.ndarray, edges: np.ndarray, vmin: np.ndarray, vmax: np.ndarray, nf: np.ndarray,
-    fine: int, qs: tuple[float, ...] = (0.15, 0.50, 0.85),
-) -> np.ndarray:  # fmt: skip
+    hist: np.ndarray,
+    edges: np.ndarray,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    nf: np.ndarray,
+    fine: int,
+    qs: tuple[float, ...] = (0.15, 0.50, 0.85),
+) -> np.ndarray:
     """(len(qs), L) percentiles from the fine histogram (bound in the module docstring)."""
     counts = hist[:, : fine + 2]  # slot 0 under, 1..fine the fine bins, fine + 1 over
     cum = counts.cumsum(1)
