@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.deps import SettingsDep
-from app.schemas import Catalog, Preset, Statuses
+from app.schemas import Catalog, Preset, Statuses, SweepPreset
 from normcore import config as C
 from normcore.claims.figure1 import FIGURE_1_NET
 from normcore.frames import ACTIVE, TERMINAL
@@ -124,7 +124,7 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         defaults=C.RunConfig.model_validate({}).model_dump(),
         presets=PRESETS,
         statuses=Statuses(active=list(ACTIVE), terminal=list(TERMINAL)),
-        sweep_presets=[{"id": k, **v} for k, v in SWEEP_PRESETS.items()],
+        sweep_presets=[SweepPreset(id=k, **v) for k, v in SWEEP_PRESETS.items()],
         sweep_metrics=METRICS,
         max_sweep_cells=settings.max_sweep_cells,
     )
