@@ -200,7 +200,8 @@ def test_cli_report_of_frames_files_draws_a_watched_model_beside_a_stored_run(
 
 @pytest.mark.e2e
 def test_report_renders_offline_in_chromium(runs, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright  # the dev extra installs it
+
     path = tmp_path / "report.html"
     path.write_text(render_report(runs))
     count = len(figures_of(path.read_text()))

@@ -45,7 +45,7 @@ SMALL: dict[str, Any] = {
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.fail("Debian's chromium is not installed: run .ci/test (it installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
