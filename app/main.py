@@ -13,13 +13,14 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
-from app import errors
+from app import contract, errors
 from app.api import api_router, health
 from app.jobs import make_executor
 from app.jobs.recorder import Recorder
 from app.live import Hub
 from app.settings import Settings
 from app.store import Store
+from app.token_gate import TokenGate
 
 log = logging.getLogger("normscope")
 
@@ -58,8 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings  # also before start-up, for dependency overrides in tests
     errors.install(app)
+    app.add_middleware(TokenGate)
     app.include_router(health.router)
     app.include_router(api_router)
+    contract.install(app, settings.limits())  # the OpenAPI document with every error answer
     if (settings.frontend_dir / "index.html").is_file():
         app.frontend("/", directory=settings.frontend_dir)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 
 RunStatus = Literal[
     "queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"
@@ -117,16 +117,43 @@ class WatchedRunIn(BaseModel):
     label: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     activation: Literal["sigmoid", "tanh", "relu", "gelu"]
     layers: Annotated[list[Name], Field(min_length=1, max_length=256)]
-    every: int = Field(1, ge=1, le=1_000_000)  # probing every n steps
-    steps: int = Field(0, ge=0, le=10**12)  # the planned steps, 0: open-ended
+    every: int = Field(1, ge=1, le=1_000_000, strict=True)  # probing every n steps
+    steps: int = Field(0, ge=0, le=10**12, strict=True)  # the planned steps, 0: open-ended
 
 
 class HistIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     lo: Finite
-    hi: Finite
+    hi: Finite = Field(description="above lo")
     counts: Annotated[list[Count | None], Field(min_length=1, max_length=4096)]
     under: Count | None = 0
     over: Count | None = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistIn:
+        if not self.lo < self.hi:
+            raise ValueError(f"hist: lo ({self.lo}) must be below hi ({self.hi})")
+        return self
+
+
+# a frame's held-out evaluation (normcore.frames): these keys only, each optional
+EVAL_KEYS = ("loss", "acc", "loss_batch", "acc_batch")
+EvalIn = create_model(
+    "EvalIn",
+    __config__=ConfigDict(extra="forbid"),
+    **{key: (Number, None) for key in EVAL_KEYS},  # type: ignore[call-overload]
+)
+
+
+class IcsIn(BaseModel):
+    """One layer's internal covariate shift (normcore.drift.ics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    l2: Number = None
+    cos: Number = None
 
 
 class LayerIn(BaseModel):
@@ -170,6 +197,6 @@ class FrameIn(BaseModel):
     acc: Number = None
     lr: Number = None
     steps_per_s: Number = None
-    eval: dict[str, Number] | None = None
-    ics: list[dict[str, Any]] | None = None
+    eval: EvalIn | None = None
+    ics: Annotated[list[IcsIn], Field(max_length=256)] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]

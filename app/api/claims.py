@@ -6,7 +6,7 @@ import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.claims_service import ClaimService
 from app.deps import ExecutorDep, SettingsDep, StoreDep
@@ -58,7 +58,8 @@ class ClaimList(BaseModel):
 
 
 class ClaimRunRequest(BaseModel):
-    quick: bool = True  # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs
+    # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs (strict: 0 is no bool)
+    quick: bool = Field(True, strict=True)
 
 
 class ClaimNotFound(NormScopeError):
