@@ -53,13 +53,17 @@ def add_report_parser(subparsers: Any) -> None:
 
 
 def add_export_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("export", help="write a run's raw frames as JSON lines or CSV")
+    parser = subparsers.add_parser("export", help="write a run's raw frames as JSON lines or "
+                                   "CSV, or as TensorBoard event files")  # fmt: skip
     parser.add_argument("run", metavar="RUN", help="run id")
-    parser.add_argument("-f", "--format", choices=("jsonl", "csv"), default="jsonl")
+    parser.add_argument("directory", metavar="DIR", nargs="?", type=Path, default=None,
+                        help="--format tensorboard: the log directory to write into")  # fmt: skip
+    parser.add_argument("-f", "--format", choices=("jsonl", "csv", "tensorboard"),
+                        default="jsonl")  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="the file (default: standard output)")  # fmt: skip
     add_server_option(parser)
-    parser.set_defaults(func=cmd_export)
+    parser.set_defaults(func=cmd_export, trailing="directory")
 
 
 def _local_store():
@@ -118,6 +122,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from app.errors import NormScopeError as ServiceError
     from normcore.client import NormScopeError
 
+    if args.format == "tensorboard":
+        return _export_tensorboard(args)
+    if args.directory is not None:
+        return _fail("DIR is for --format tensorboard; use -o FILE for the others")
     try:
         if args.server:
             from normcore.client import Client
@@ -142,6 +150,38 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"wrote {args.output}", file=sys.stderr)
     except (NormScopeError, ServiceError) as exc:
         return _fail(str(exc))
+    return 0
+
+
+def _export_tensorboard(args: argparse.Namespace) -> int:
+    """The run's frames (from the server, or the local store) as a TensorBoard event file."""
+    import json
+
+    from app.errors import NormScopeError as ServiceError
+    from normcore.client import NormScopeError
+
+    directory = args.directory or args.output
+    if directory is None:
+        return _fail("--format tensorboard needs DIR, the log directory to write into")
+    try:
+        from app.tensorboard_export import write_events
+
+        if args.server:
+            from normcore.client import Client
+
+            with Client(args.server, token=args.token) as client:
+                lines: Any = client.export(args.run, "jsonl").decode().splitlines()
+        else:
+            from app import service
+
+            store = _local_store()
+            service.get_run(store, args.run)
+            lines = list(service.export_jsonl(store, args.run))
+        path = write_events((json.loads(line) for line in lines if line.strip()), directory)
+    except (NormScopeError, ServiceError, RuntimeError) as exc:
+        return _fail(str(exc))
+    print(f"wrote {path} ({len(lines)} frames): tensorboard --logdir {directory}",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
