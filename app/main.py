@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
-from app import errors
+from app import contract, errors
 from app.api import api_router, health
 from app.jobs import make_executor
 from app.jobs.base import Executor, Sink
 from app.live import Hub
 from app.services.engine import start_engine
 from app.settings import Settings
+from app.token_gate import TokenGate
 
 
 def create_app(
@@ -51,8 +52,10 @@ def create_app(
     )
     app.state.settings = settings  # also before start-up, for dependency overrides in tests
     errors.install(app)
+    app.add_middleware(TokenGate)
     app.include_router(health.router)
     app.include_router(api_router)
+    contract.install(app, settings.limits())  # the OpenAPI document with every error answer
     if (settings.frontend_dir / "index.html").is_file():
         app.frontend("/", directory=settings.frontend_dir)
     return app

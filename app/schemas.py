@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from normcore.frames import RunStatus
 
@@ -137,16 +137,45 @@ class WatchedRunIn(BaseModel):
     label: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     activation: Literal["sigmoid", "tanh", "relu", "gelu"]
     layers: Annotated[list[Name], Field(min_length=1, max_length=256)]
-    every: int = Field(1, ge=1, le=1_000_000)  # probing every n steps
-    steps: int = Field(0, ge=0, le=10**12)  # the planned steps, 0: open-ended
+    every: int = Field(1, ge=1, le=1_000_000, strict=True)  # probing every n steps
+    steps: int = Field(0, ge=0, le=10**12, strict=True)  # the planned steps, 0: open-ended
 
 
 class HistIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     lo: Finite
-    hi: Finite
+    hi: Finite = Field(description="above lo")
     counts: Annotated[list[Count | None], Field(min_length=1, max_length=4096)]
     under: Count | None = 0
     over: Count | None = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistIn:
+        if not self.lo < self.hi:
+            raise ValueError(f"hist: lo ({self.lo}) must be below hi ({self.hi})")
+        return self
+
+
+class EvalIn(BaseModel):
+    """A frame's held-out evaluation (normcore.frames): these keys only, each optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: Number = None
+    acc: Number = None
+    loss_batch: Number = None  # norms with running statistics: with batch statistics
+    acc_batch: Number = None
+
+
+class IcsIn(BaseModel):
+    """One layer's internal covariate shift (normcore.drift.ics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    l2: Number = None
+    cos: Number = None
 
 
 class LayerIn(BaseModel):
@@ -190,8 +219,8 @@ class FrameIn(BaseModel):
     acc: Number = None
     lr: Number = None
     steps_per_s: Number = None
-    eval: dict[str, Number] | None = None
-    ics: list[dict[str, Any]] | None = None
+    eval: EvalIn | None = None
+    ics: Annotated[list[IcsIn], Field(max_length=256)] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]
 
 
@@ -239,7 +268,8 @@ class ClaimList(BaseModel):
 
 
 class ClaimRunRequest(BaseModel):
-    quick: bool = True  # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs
+    # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs (strict: 0 is no bool)
+    quick: bool = Field(True, strict=True)
 
 
 # -- sweeps: a grid of runs over config fields, with seeds --------------------------------------

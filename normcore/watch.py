@@ -28,7 +28,9 @@ naming both sizes (probe fixed-size batches: drop the last partial one).
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -40,26 +42,15 @@ import torch
 from torch import nn
 
 from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame, to_json
-from normcore.models import trained_weight
 from normcore.probe.probe import Probe
 from normcore.probe.stats import ACT_RANGE
-from normcore.probe.taps import ProbePoint
-
-LayerSpec = nn.Module | tuple[nn.Module, nn.Module]
-
-
-def probe_point(name: str, spec: LayerSpec) -> ProbePoint:
-    """A `ProbePoint` of one watched layer: `linear` or `(linear, norm)`."""
-    linear, norm = spec if isinstance(spec, tuple) else (spec, None)
-    if not isinstance(linear, nn.Module) or not isinstance(norm, nn.Module | None):
-        raise TypeError(
-            f"layer {name!r}: a module or a (linear, norm) pair of modules, not {spec!r}"
-        )
-    try:
-        weight = trained_weight(linear)
-    except AttributeError:
-        raise TypeError(f"layer {name!r}: {type(linear).__name__} has no weight") from None
-    return ProbePoint(name, linear, norm or linear, weight, norm or linear)
+from normcore.watch_layers import (
+    LayerFilter,
+    LayerSpec,
+    guess_activation,
+    layer_points,
+    pick_layers,
+)
 
 
 class Watch:
@@ -87,15 +78,13 @@ class Watch:
         on_frames: Callable[[list[Frame]], object] | None = None,
         on_close: Callable[[bool], None] | None = None,
     ) -> None:
-        if not layers:
-            raise ValueError("layers: name at least one layer to watch")
         if activation not in ACT_RANGE:
             raise ValueError(
                 f"activation: one of {', '.join(sorted(ACT_RANGE))}; not {activation!r}"
             )
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: a whole number of steps >= 1, not {every!r}")
-        points = [probe_point(name, spec) for name, spec in layers.items()]
+        points = layer_points(layers)
         self.device = points[0].weight.device
         self.every, self.optimizer = every, optimizer
         self.frames: list[Frame] = []
@@ -288,6 +277,36 @@ class Watch:
             self.close(completed=False)
         except Exception as exc:  # the loop's own error is the one to see
             warnings.warn(f"closing the Watch after an error failed too: {exc!r}", stacklevel=2)
+
+
+def watch(
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    layers: LayerFilter | None = None,
+    activation: str | None = None,
+    **options: Any,
+) -> Watch:
+    """A Watch of a whole model in one line: every Linear and conv (each with the norm after
+    it, where there is one), every recurrent and attention module, named by module path
+    (normcore.watch_layers.pick_layers); ``layers`` narrows them (paths, or a predicate
+    ``(path, module) -> bool``). ``activation`` defaults to the model's most common one.
+    Other options as ``Watch``'s."""
+    chosen = pick_layers(model, layers)
+    return Watch(
+        chosen, activation=activation or guess_activation(model), optimizer=optimizer, **options
+    )
+
+
+class _CallableModule(types.ModuleType):
+    """``normcore.watch(model, ...)`` calls ``watch`` while ``normcore.watch.Watch`` stays
+    importable: the module itself is callable."""
+
+    def __call__(self, model: nn.Module, **options: Any) -> Watch:
+        return watch(model, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 def _each(sink: Callable[[Frame], None], frames: list[Frame]) -> None:

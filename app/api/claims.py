@@ -63,4 +63,4 @@ def run_claim(
 ) -> ClaimRun:
     """Start the claim's experiment; poll GET /api/claims/{id} for its result."""
     exp = find(claim_id)
-    return ClaimRun.model_validate(claims.start(exp, (body or ClaimRunRequest()).quick))
+    return ClaimRun.model_validate(claims.start(exp, body.quick if body else True))

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from app.cli.claims import add_claims_parser
 from app.cli.export import add_export_parser
@@ -45,7 +46,15 @@ def build_parser(adders: Iterable[Callable[[argparse._SubParsersAction], None]] 
 
 def main(argv: list[str] | None = None) -> int:
     """Console script entry: parse, dispatch, return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills an optional positional (export's DIR) before the options that follow
+    # RUN are read, so `export RUN --format tensorboard DIR` leaves DIR over: it is taken here
+    trailing = getattr(args, "trailing", None)
+    if trailing and getattr(args, trailing) is None and len(extra) == 1 and extra[0][:1] != "-":
+        setattr(args, trailing, Path(extra.pop()))
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except BrokenPipeError:  # `normscope export RUN | head`: the reader left, not an error of ours

@@ -54,7 +54,7 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
         if run["status"] in TERMINAL:
             raise RunConflict(f"run {run_id!r} has ended: {run['status']}")
         _check(run, fresh)
-        dicts = [f.model_dump() for _, f in fresh]
+        dicts = [_stored(f) for _, f in fresh]
         summary: dict[str, Any] = {}
         for frame in dicts:
             summarize(frame, summary)
@@ -72,11 +72,27 @@ def append_frames(store: Store, hub: Hub, run_id: str, frames: list[FrameIn]) ->
     return run
 
 
+def _stored(frame: FrameIn) -> dict[str, Any]:
+    """The frame as sent: eval holds the keys it was sent with (each optional)."""
+    stored = frame.model_dump()
+    if frame.eval is not None:
+        stored["eval"] = frame.eval.model_dump(exclude_unset=True)
+    return stored
+
+
 def _check(run: dict[str, Any], fresh: list[tuple[int, FrameIn]]) -> None:
     """The new frames follow the stored ones without a gap, hold the run's layers in its
     order (what the charts and reports line up), and only the last may end the run."""
     known = run["config"].get("layers") or []
+    step = run.get("step") or 0  # the last stored frame's
     for k, (i, frame) in enumerate(fresh):
+        if frame.step < step:
+            raise FieldError(
+                ("body", str(i), "step"),
+                f"step {frame.step} goes back: the frame before is at step {step}",
+                frame.step,
+            )
+        step = frame.step
         expected = run["last_seq"] + 1 + k
         if frame.seq != expected:
             raise FieldError(

@@ -7,17 +7,17 @@ the probe each layer's pre-activation and activation input (any other module: a 
 On a GPU, which pays per kernel launch and per host-side dispatch, the taps only keep tensor
 references; ``collect`` copies the step's tensors into fixed buffers (a stack of the layers,
 one foreach norm of all gradients, the loss and logits) and replays one captured CUDA graph
-(normcore.probe.graphs) of all the statistics of ``stats.LayerStats`` and the row writes:
+(normcore.graphs) of all the statistics of ``normcore.stats.LayerStats`` and the row writes:
 a few launches instead of about seventy. On a CPU, which pays per pass over memory, the taps
 hand each layer (an RNN's: each time step) to ``LayerStats.layer``, compiled kernels, while
 its tensors are still hot in cache, and the norms of a weight and its gradient are taken the
 moment backward has written the gradient; ``collect`` then writes the row through numpy.
-Each probed step fills one row of the ring (normcore.probe.ring); ‖Δw‖ comes in ``after_step``
+Each probed step fills one row of the ring (normcore.ring); ‖Δw‖ comes in ``after_step``
 unless plain SGD's lr·‖∇w‖ already gave it. Nothing reads a device value on the host until
 ``flush()`` reads the ring and turns all its rows into Frame layers at once, except the first
 ``collect``, which reads each layer's range once to fix the histogram edges for the run.
 
-Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.probe.stats.
+Statistics and their edge cases (NaN, inf, constant layers) are documented in normcore.stats.
 All hidden layers of a model must have equal shapes (ours do), so one ``stack`` batches them.
 """
 
@@ -77,6 +77,13 @@ class Probe:
         self._acts: list[list[torch.Tensor]] = [[] for _ in points]  # tap outputs, per layer
         self._pres: list[list[torch.Tensor]] = [[] for _ in points]
         self._act_grads: list[list[torch.Tensor]] = [[] for _ in points]  # or their norms
+        self._pre_version = [0] * self.L  # of each pre tap's tensor when its hook saw it
+        self._same = [True] * self.L  # pre-activation is the activation input (no norm)
+        self._seen = [0] * self.L  # values of the probed step each layer's act tap saw
+        self._trouble: list[str] = []  # what the hooks could not measure (raised by collect)
+        self.n = 0  # values per layer and step (fixed by the first probe)
+        self._x: torch.Tensor | None = None  # deferred path: staging rows (L, n) (_keep)
+        self._pre: torch.Tensor | None = None
         self._handles: list = []
         for i, p in enumerate(points):
             # pre first: where pre and act are one module (no norm), its readers run in order
@@ -93,7 +100,7 @@ class Probe:
         self._old = [] if self._sgd else [torch.empty_like(w) for w in self.weights]
         self.stats: LayerStats | None = None  # built at the first collect (needs N and edges)
         # on a GPU a step's statistics, and Δw where the optimizer needs it after its step,
-        # replay captured CUDA graphs (normcore.probe.graphs)
+        # replay captured CUDA graphs (normcore.graphs)
         self._record_graph = GraphReplay(self._record, self.device)
         self._finish_graph = GraphReplay(self._finish, self.device)
         self._now: dict = {}  # the step's tensors, while _record or _finish runs
@@ -103,11 +110,20 @@ class Probe:
         self.first: np.ndarray | None = None  # display histogram of the first probe
         self.prev: np.ndarray | None = None
 
-    # hooks: the tap outputs themselves, so "pre is act" tells a norm-free layer
+    # hooks. A later in-place op (ReLU(inplace=True), a residual ``+=``) rewrites a layer's
+    # output after its hook: statistics are taken in the hook (kernels) or of a copy made
+    # there (the first probe; the deferred path copies into its staging rows, where the GPU
+    # path stacked the tensors at collect anyway). Nothing here raises: a problem is kept
+    # in _trouble and raised by collect, outside the forward pass.
     def _on_pre(self, i: int):
         def hook(out):
             if self.armed:
+                if not isinstance(out, torch.Tensor):
+                    return self._problem(
+                        i, f"its module returned {type(out).__name__}, not a tensor"
+                    )
                 self._pres[i].append(out)
+                self._pre_version[i] = out._version
 
         return hook
 
@@ -115,18 +131,59 @@ class Probe:
         def hook(out):
             if not self.armed:
                 return
+            if not isinstance(out, torch.Tensor):
+                return self._problem(i, f"its module returned {type(out).__name__}, not a tensor")
+            if not self._pres[i]:
+                return self._problem(i, "its norm ran without its linear layer before it")
+            pre = self._pres[i][-1]  # the pre tap fired just before (each time step)
+            same = pre is out
+            if not same and pre._version != self._pre_version[i]:
+                return self._problem(
+                    i, "its linear layer's output was changed in place before its norm read it"
+                )
+            self._same[i] &= same
+            off, m = self._seen[i], out.numel()
+            self._seen[i] = off + m
+            if self.stats is not None and off + m > self.n:
+                return  # the wrong size: collect names it
             if self.eager:
-                (pre,) = self._pres[i]  # the pre tap fired just before (each time step)
-                self.stats.layer(i, out, None if pre is out else pre)  # type: ignore[union-attr]
                 self._pres[i].clear()
+                try:
+                    self.stats.layer(i, out, None if same else pre)  # type: ignore[union-attr]
+                except ValueError as exc:  # (its message names the layer)
+                    self._trouble.append(str(exc))
+                    return
                 if out.requires_grad:
                     out.register_hook(self._on_act_grad(i))
                 return
-            self._acts[i].append(out)
+            x = self._keep(out, self._x, i, off)
+            self._acts[i].append(x)
+            self._pres[i][-1] = x if same else self._keep(pre, self._pre_rows(), i, off)
             if out.requires_grad:
                 out.register_hook(self._act_grads[i].append)
 
         return hook
+
+    def _keep(self, t: torch.Tensor, rows: torch.Tensor | None, i: int, off: int):
+        """A piece as it is now: a clone (the first probe, before the rows exist), else
+        copied into row i of the staging rows at ``off``."""
+        if rows is None:
+            return t.detach().clone()
+        return rows[i, off : off + t.numel()].view(t.shape).copy_(t.detach())
+
+    def _pre_rows(self) -> torch.Tensor | None:
+        """The staging rows of pre-activations (allocated when a layer first needs them)."""
+        if self.stats is None:
+            return None
+        if self._pre is None:
+            assert self._x is not None  # allocated with the stats, at setup
+            self._pre = torch.empty_like(self._x)
+            if not self.stats.kernel:
+                self.stats.pre = self._pre
+        return self._pre
+
+    def _problem(self, i: int, what: str) -> None:
+        self._trouble.append(f"layer {self.names[i]}: {what}")
 
     def _on_grad(self, i: int):
         def hook(w):
@@ -161,6 +218,7 @@ class Probe:
         for lists in (self._acts, self._pres, self._act_grads):
             for refs in lists:
                 refs.clear()
+        self._same, self._seen, self._trouble = [True] * self.L, [0] * self.L, []
 
     def drop_row(self) -> None:
         """Forget the step ``collect`` wrote last (``after_step`` not yet called)."""
@@ -169,9 +227,18 @@ class Probe:
         self._grad_versions.clear()
 
     def _setup(self) -> None:
+        idle = [name for name, refs in zip(self.names, self._acts, strict=True) if not refs]
+        if idle:
+            raise ValueError(
+                f"layer {', '.join(idle)}: its module never ran in the probed "
+                f"step (a module whose parent uses only its weights, such as "
+                f"MultiheadAttention's out_proj, is never called)"
+            )
         shapes = {tuple(t.shape) for refs in self._acts for t in refs}
         if len(shapes) != 1:
-            raise ValueError(f"probed layers need equal shapes; got {sorted(shapes)}")
+            raise ValueError(
+                f"probed layers {', '.join(self.names)} need equal shapes; got {sorted(shapes)}"
+            )
         n = sum(t.numel() for t in self._acts[0])
         ranges = [torch.stack(refs).nan_to_num(0.0, 0.0, 0.0).aminmax() for refs in self._acts]
         vmin, vmax = (torch.stack(v).double().cpu().numpy() for v in zip(*ranges, strict=True))
@@ -183,6 +250,8 @@ class Probe:
         )
         self.eager = self.stats.kernel and self.in_hooks
         dev = self.device
+        if not self.eager:  # the deferred path copies each step's layers here (_keep)
+            self._x = torch.empty(self.L, n, device=dev) if self.stats.kernel else self.stats.x
         self.ring = Ring(self.rows, self.L, self.stats.S, len(FIELDS), dev)
         self._nan = torch.full((self.L,), float("nan"), dtype=torch.float64, device=dev)
         # the step's rows before they enter the ring (torch's path)
@@ -204,9 +273,18 @@ class Probe:
         self.armed = False
         if self.full():
             raise RuntimeError(f"all {self.rows} rows of the probe are in use: flush() first")
+        if self._trouble:
+            raise ValueError(
+                f"{'; '.join(dict.fromkeys(self._trouble))}: watch a module "
+                f"whose output is the tensor to measure"
+            )
         first = self.stats is None
         if first:
             self._setup()
+        else:  # a layer that never ran, or ran with another batch size
+            for i, got in enumerate(self._seen):
+                if got != self.n:
+                    raise self.stats._size_error(i, got)  # type: ignore[union-attr]
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         self._grad_versions = [(g, g._version) for g in grads]
         norms = self._norms  # taken in the hooks (CPU), if the gradients did not change since
@@ -214,17 +292,14 @@ class Probe:
             n is not None and n[2] is g and n[3] == v
             for n, (g, v) in zip(norms, self._grad_versions, strict=True)
         )
-        same = all(
-            a is p
-            for acts, pres in zip(self._acts, self._pres, strict=True)
-            for a, p in zip(acts, pres, strict=True)
-        )
+        same = all(self._same)
         loss = loss.detach()
         logits = None if logits is None else logits.detach()
         self._now = dict(
             grads=grads,
             hooked=hooked,
             same=same,
+            first=first,
             loss=loss,
             logits=logits,
             targets=targets,
@@ -244,21 +319,25 @@ class Probe:
         self.disarm()  # (the step's tensors: not held into the next step)
         self.ring.count += 1  # type: ignore[union-attr]  # (here: a graph replays no Python)
 
+    def _staged_rows(self, same: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The staging rows the hooks filled: (x, pre), pre None when no layer has a norm; a
+        norm-free layer among normed ones gets its activation row as its pre row."""
+        assert self._x is not None
+        if same:
+            return self._x, None
+        pre = self._pre_rows()
+        assert pre is not None
+        for i, alone in enumerate(self._same):
+            if alone:
+                pre[i].copy_(self._x[i])
+        return self._x, pre
+
     def _stage(self) -> None:
         """GPU: the step's tensors into fixed buffers, so one captured graph serves every step
         (a few copies and norms, eager; the dozens of statistics kernels then replay)."""
         now, stats = self._now, self.stats
         assert stats is not None
-        stats.check_sizes(self._acts)
-        flat = [t for ts in self._acts for t in ts]
-        torch.stack(flat, out=stats.x.view(len(flat), *flat[0].shape))
-        now["x"], now["pre"] = stats.x, None
-        if not now["same"]:
-            if stats.pre is None:
-                stats.pre = torch.empty_like(stats.x)
-            pres = [t for ts in self._pres for t in ts]
-            torch.stack(pres, out=stats.pre.view(len(pres), *pres[0].shape))
-            now["pre"] = stats.pre
+        now["x"], now["pre"] = self._staged_rows(now["same"])
         act = [g for ts in self._act_grads for g in ts] if now["act_grads"] else []
         tensors = [*now["grads"], *act]  # one foreach kernel for both kinds of norm
         torch.stack(torch._foreach_norm(tensors), out=self._norm_buf[: len(tensors)])
@@ -280,8 +359,11 @@ class Probe:
         assert stats is not None
         if "x" in now:  # staged: every layer in one batch, on copies it may overwrite
             stats._batch(now["x"], True, now["pre"], slice(0, self.L))
-        else:  # the batched path (GPU, RNN, the first probe); a layer that never ran raises
+        elif now["first"]:  # the first probe's clones (a layer that never ran raised)
             stats(self._acts, None if now["same"] else self._pres)
+        else:  # the layers the hooks copied into the staging rows: one batch
+            x, pre = self._staged_rows(now["same"])
+            stats._batch(x, True, pre, slice(0, self.L))
         cols = dict(zip(STAT_FIELDS, stats.cols.unbind(1), strict=True))
         # (norms taken in the hooks exist on the kernel path only: _record_host reads them)
         cols["weight_norm"] = torch.stack(torch._foreach_norm(self.weights))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 
 class Tap(nn.Identity):
@@ -28,6 +29,19 @@ class Tap(nn.Identity):
         return x
 
 
+# modules that return (output, state) or (output, attention weights): the tensor they
+# produce is the first
+FIRST_OF_TUPLE = (nn.RNNBase, nn.MultiheadAttention)
+
+
+def produced(module: nn.Module, out: object) -> object:
+    """The tensor a module produced: its output; the first of the pair that recurrent and
+    attention modules return (of a PackedSequence: its data). Anything else as it came."""
+    if isinstance(module, FIRST_OF_TUPLE) and isinstance(out, tuple) and out:
+        out = out[0]
+    return out.data if isinstance(out, PackedSequence) else out
+
+
 class Reader:
     """Reads a module's output: a ``Tap``'s sink, or a forward hook on any other module."""
 
@@ -37,7 +51,9 @@ class Reader:
             module.sinks.append(read)
             self._hook = None
         else:
-            self._hook = module.register_forward_hook(lambda m, args, out: read(out))
+            self._hook = module.register_forward_hook(
+                lambda m, args, out: read(produced(m, out))  # type: ignore[arg-type]
+            )
 
     def remove(self) -> None:
         if self._hook is None:
