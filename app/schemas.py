@@ -57,7 +57,10 @@ class FramesPage(BaseModel):
 class Job(BaseModel):
     run_id: str
     pid: int | None
-    slot: int
+    slot: int  # the first slot it holds (a GPU's index, or a core's on a CPU)
+    slots: list[int] = []  # every slot it holds: on a CPU one core per intra-op thread
+    threads: int | None = None  # intra-op threads it was given
+    torch_threads: int | None = None  # what torch.get_num_threads() says in its worker
     started_at: float
 
 
@@ -67,7 +70,9 @@ class JobList(BaseModel):
     data: list[Job]
     count: int
     queued: list[str]
-    slots: int
+    slots: int  # capacity: GPUs, or on a CPU the cores runs may use
+    slots_used: int | None = None
+    device: str | None = None  # what a slot is: "cuda" (a GPU) or "cpu" (a core)
     queue_length: int
     warm_workers: int
 
