@@ -36,6 +36,7 @@ class Run(BaseModel):
     last_seq: int = -1  # the seq of the newest stored frame (-1: none yet)
     final: FinalMetrics | None = None  # set when the run has ended
     metrics: FinalMetrics | None = None  # the latest metrics, also while running
+    rerun_of: str | None = None  # the run this one re-runs with the same config
 
 
 class RunList(BaseModel):

@@ -43,11 +43,12 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def create_run(
-    store: Store, executor: Executor, settings: Settings, config: RunConfig
-) -> dict[str, Any]:
+    store: Store, executor: Executor, settings: Settings, config: RunConfig,
+    rerun_of: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Store the run as queued and hand it to the executor (which may refuse: queue full)."""
     check_limits(config, settings)
-    run = store.create_run(config.model_dump(), config.label())
+    run = store.create_run(config.model_dump(), config.label(), rerun_of)
     try:
         executor.submit(run["id"], run["config"])
     except Exception:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 
-from app import service
+from app import reruns, service
 from app.deps import ExecutorDep, HubDep, SettingsDep, StoreDep
 from app.schemas import Run, RunList, RunStatus
 from normcore.config import RunConfig
@@ -51,6 +51,14 @@ async def cancel_run(
     wait_s = settings.cancel_grace_s + 1.0
     run = await run_in_threadpool(service.cancel_run, store, executor, run_id, wait_s, hub)
     return Run.model_validate(run)
+
+
+@router.post("/{run_id}/rerun", status_code=status.HTTP_201_CREATED)
+def rerun_run(
+    run_id: RunId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep
+) -> Run:
+    """Start a new run with the config of an interrupted, failed or cancelled one."""
+    return Run.model_validate(reruns.rerun(store, executor, settings, run_id))
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
