@@ -54,9 +54,7 @@ async def cancel_run(
 
 
 @router.post("/{run_id}/rerun", status_code=status.HTTP_201_CREATED)
-def rerun_run(
-    run_id: RunId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep
-) -> Run:
+def rerun_run(run_id: RunId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> Run:
     """Start a new run with the config of an interrupted, failed or cancelled one."""
     return Run.model_validate(reruns.rerun(store, executor, settings, run_id))
 
