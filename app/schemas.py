@@ -76,6 +76,7 @@ class JobList(BaseModel):
     device: str | None = None  # what a slot is: "cuda" (a GPU) or "cpu" (a core)
     queue_length: int
     warm_workers: int
+    warm_ready: int | None = None  # warm workers whose warm-up is done
 
 
 class Preset(BaseModel):

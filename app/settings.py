@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     queue_length: int = Field(default=32, ge=0, le=100_000)  # runs waiting beyond max_jobs
     # None: app/jobs/threads.py's policy (1 for small runs); set, every CPU run takes that many
     worker_threads: int | None = Field(default=None, ge=1, le=1024)
-    warm_workers: int = Field(default=1, ge=0, le=8)  # idle workers with torch already imported
+    # idle workers with torch, the kernels and the digits set loaded; None: one per slot, <= 4
+    warm_workers: int | None = Field(default=None, ge=0, le=8)
     cancel_grace_s: float = Field(default=0.7, gt=0, le=30)  # then the worker is killed
     keepalive_s: float = Field(default=15.0, gt=0, le=3600)  # SSE comment when nothing happened
     retry_after_s: int = Field(default=10, ge=1)  # the Retry-After of a 429

@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 class _Worker:
     process: BaseProcess
     conn: Connection
+    ready: bool = False  # its warm-up is done (it said so on the pipe)
+
+    def poll_ready(self) -> bool:
+        """Read a spare's ("ready",) if it came; never blocks."""
+        try:
+            while not self.ready and self.conn.poll(0):
+                self.ready = self.conn.recv() == ("ready",)
+        except (EOFError, OSError):
+            pass  # a dead spare: _fill_spares replaces it
+        return self.ready
 
 
 @dataclass
@@ -57,7 +67,11 @@ class LocalExecutor(JobQueue):
     def __init__(self, settings: Settings, sink: Sink):
         super().__init__(sink, slots=settings.job_slots(), queue_length=settings.queue_length,
                          retry_after_s=settings.retry_after_s)  # fmt: skip
+        # None: one warm worker per run that can start at once (at most 4), so the arms of a
+        # preset posted together all start warm
         self.warm = settings.warm_workers
+        if self.warm is None:
+            self.warm = min(4, self.slots)
         self.grace_s = settings.cancel_grace_s
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and locks
         self._spares: list[_Worker] = []
@@ -108,7 +122,8 @@ class LocalExecutor(JobQueue):
                     "slots": self.slots, "slots_used": len(self._used()),
                     "device": "cuda" if self._gpus else "cpu",
                     "queue_length": self.queue_length,
-                    "warm_workers": len(self._spares)}  # fmt: skip
+                    "warm_workers": len(self._spares),
+                    "warm_ready": sum(w.poll_ready() for w in self._spares)}  # fmt: skip
 
     # -- internals (called with the lock held) -----------------------------------------------
     def _spawn(self) -> _Worker:
@@ -154,7 +169,12 @@ class LocalExecutor(JobQueue):
         slot = slots[0]
         env = {"CUDA_VISIBLE_DEVICES": self._gpus[slot % len(self._gpus)]} if self._gpus else {}
         while True:
-            worker = self._spares.pop(0) if self._spares else self._spawn()
+            pool = [w for w in self._spares if w.poll_ready()] or self._spares  # ready first
+            if pool:
+                worker = pool[0]
+                self._spares.remove(worker)
+            else:
+                worker = self._spawn()
             try:
                 worker.conn.send(("run", run_id, config, env, threads))
                 break

@@ -1,7 +1,8 @@
 """The worker process: one job per process, so a crash, an OOM or a kill ends only its run.
 
 Life of a worker (started with the spawn method by the local executor):
-1. import torch and the trainer while idle, so a new run does not pay for the import;
+1. import torch and the trainer while idle, so a new run does not pay for the import (a
+   tiny run loads numba's compiled kernels and the digits data set too), then say ("ready",);
 2. wait on its pipe for ("run", run_id, config, env, threads) — or for EOF / None: exit; set
    its intra-op threads and report ("started", {"torch_threads": n}) as torch counts them;
 3. train with `normcore.train.run`, handing frames to a sender thread that encodes them
@@ -30,6 +31,7 @@ _MAX_ERROR = 2000
 def main(conn: Connection) -> None:
     """Entry point of a worker process."""
     _warm_up()
+    _send_or_exit(conn, ("ready",))  # /api/jobs counts warm workers that are ready
     try:
         job = conn.recv()
     except (EOFError, OSError):
