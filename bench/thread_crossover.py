@@ -58,11 +58,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--budget-s", type=float, default=0.15, help="per variant and round")
+    parser.add_argument("--sizes", type=int, default=len(SIZES), help="the first N sizes only")
     args = parser.parse_args()
     print(f"load: {os.getloadavg()}  cores: {os.cpu_count()}")
     print(f"{'depth×width batch':>18} {'MFLOP/step':>11} {'1 thr ms':>9} "
           f"{args.threads} thr ms {'speed-up':>9}")  # fmt: skip
-    for depth, width, batch in SIZES:
+    for depth, width, batch in SIZES[: args.sizes]:
         cfg = RunConfig.model_validate(dict(depth=depth, width=width, batch_size=batch))
         # the bench's inputs have `width` features; count them so (dataset 'digits' has 64)
         flops = flops_per_step(cfg, input_size=width)
