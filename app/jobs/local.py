@@ -59,6 +59,7 @@ class _Job:
     cancelling: bool = False
     thread: threading.Thread | None = None
     torch_threads: int | None = None  # what the worker's torch says it uses, once it started
+    refilled: bool = False  # the spare it took has been replaced
 
 
 class LocalExecutor(JobQueue):
@@ -186,7 +187,8 @@ class LocalExecutor(JobQueue):
         job.thread = threading.Thread(target=self._follow, args=(job,), daemon=True,
                                       name=f"job-{run_id}")  # fmt: skip
         job.thread.start()
-        self._fill_spares()
+        # The spare taken is replaced once this run's first frames are out: importing torch in
+        # a new process now would take the CPU the first frame needs.
 
     # -- the job thread ------------------------------------------------------------------------
     def _follow(self, job: _Job) -> None:
@@ -197,6 +199,10 @@ class LocalExecutor(JobQueue):
                 message = job.worker.conn.recv()
                 if message[0] == "frames":
                     self.sink.frames(job.run_id, message[1], message[2])
+                    if not job.refilled:  # its first frames are out: now replace its spare
+                        job.refilled = True
+                        with self._lock:
+                            self._fill_spares()
                 elif message[0] == "started":
                     job.torch_threads = message[1]["torch_threads"]
                 elif message[0] == "done":
@@ -208,6 +214,8 @@ class LocalExecutor(JobQueue):
             log.exception("job %s: bad message from worker", job.run_id)
         job.worker.process.join(timeout=1 if done else 5)
         _kill(job.worker)
+        with self._lock:
+            self._fill_spares()  # also when it died before its first frames
         status, error = done if done is not None else (None, None)
         self._finish(job, status, error, death=_death(job.worker.process.exitcode))
 

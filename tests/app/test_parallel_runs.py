@@ -17,7 +17,7 @@ from app.jobs.threads import available_cores, run_cores
 from tests.app.conftest import LONG_RUN, create, wait_until
 
 
-def jobs_when(client: httpx.Client, ready: Any, timeout: float = 120) -> dict[str, Any]:
+def jobs_when(client: httpx.Client, ready: Any, timeout: float = 600) -> dict[str, Any]:
     """Poll /api/jobs until ready(jobs)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -50,8 +50,8 @@ def test_two_small_runs_on_two_cores_train_at_once_and_cancelling_one_spares_the
         a = create(client, steps=LONG_RUN, device="cpu")
         b = create(client, steps=LONG_RUN, device="cpu")
         # Neither run ends by itself: frames from both mean both hold a slot at once.
-        wait_until(client, a["id"], 1)
-        wait_until(client, b["id"], 1)
+        wait_until(client, a["id"], 1, timeout=600)
+        wait_until(client, b["id"], 1, timeout=600)
         jobs = jobs_when(client, lambda j: j["count"] == 2 and all_started(j))
         assert jobs["queued"] == []
         assert jobs["slots_used"] == 2
@@ -75,7 +75,7 @@ def test_two_runs_posted_together_both_complete_side_by_side(start_server):
     with live.client() as client:
         a = create(client, steps=400, device="cpu")
         b = create(client, steps=400, device="cpu")
-        ends = [wait_until(client, run["id"]) for run in (a, b)]
+        ends = [wait_until(client, run["id"], timeout=600) for run in (a, b)]
     assert [run["status"] for run in ends] == ["completed", "completed"]
     first, second = ends
     # Started before the other ended, both ways: they did not wait for each other.
@@ -95,7 +95,7 @@ def test_a_run_given_more_threads_holds_more_cores_and_the_next_waits_for_them(s
         assert client.get(f"/api/runs/{b['id']}").json()["status"] == "queued"
 
         assert client.post(f"/api/runs/{a['id']}/cancel").status_code == 200
-        wait_until(client, b["id"], 1)  # the freed cores went to the queued run
+        wait_until(client, b["id"], 1, timeout=600)  # the freed cores went to the queued run
         jobs = jobs_when(client, lambda j: j["count"] == 1 and all_started(j))
         assert [(j["run_id"], j["torch_threads"]) for j in jobs["data"]] == [(b["id"], 2)]
         assert client.post(f"/api/runs/{b['id']}/cancel").status_code == 200
