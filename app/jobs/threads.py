@@ -20,10 +20,10 @@ import os
 
 # Below this many FLOPs per thread and step a second thread did not pay on the machine it was
 # measured on (bench/thread_crossover.py; README "Runs on a CPU" has the table and the load).
-# The 3×100 net on 100 inputs (11 MFLOP) measured 0.97× with 2 threads on an idle 2-core machine;
-# every size up to 8×2048 (52 GFLOP) measured slower with 2 threads while the shared machine
-# was busy. The bar is set where a thread gets ~100 ms of work per step: a large model on an
-# idle machine may split, nothing the dashboard offers by default does.
+# The 3×100 net on 100 inputs (11 MFLOP) measured 0.97× with 2 threads as the bench began
+# (load 0.3 on 2 cores); every larger size, up to 8×2048 (52 GFLOP), measured slower with 2
+# threads as the shared machine's load rose to 10. The bar is set where a thread gets ~100 ms
+# of work a step: a large model may split, nothing the dashboard offers by default does.
 MIN_FLOPS_PER_THREAD = 5e9
 
 
