@@ -34,6 +34,7 @@ class Run(BaseModel):
     last_seq: int = -1  # the seq of the newest stored frame (-1: none yet)
     final: FinalMetrics | None = None  # set when the run has ended
     metrics: FinalMetrics | None = None  # the latest metrics, also while running
+    rerun_of: str | None = None  # the run this one re-runs with the same config
 
 
 class RunList(BaseModel):
@@ -55,7 +56,10 @@ class FramesPage(BaseModel):
 class Job(BaseModel):
     run_id: str
     pid: int | None
-    slot: int
+    slot: int  # the first slot it holds (a GPU's index, or a core's on a CPU)
+    slots: list[int] = []  # every slot it holds: on a CPU one core per intra-op thread
+    threads: int | None = None  # intra-op threads it was given
+    torch_threads: int | None = None  # what torch.get_num_threads() says in its worker
     started_at: float
     node: str | None = None  # where it runs, on a Ray cluster (the node's address)
 
@@ -66,9 +70,12 @@ class JobList(BaseModel):
     data: list[Job]
     count: int
     queued: list[str]
-    slots: int
+    slots: int  # capacity: GPUs, or on a CPU the cores runs may use
+    slots_used: int | None = None
+    device: str | None = None  # what a slot is: "cuda" (a GPU) or "cpu" (a core)
     queue_length: int
     warm_workers: int
+    warm_ready: int | None = None  # warm workers whose warm-up is done
 
 
 class Preset(BaseModel):

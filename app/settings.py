@@ -36,10 +36,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # loopback only unless the operator opens it up
     port: int = Field(default=8000, ge=0, le=65535)
     executor: Literal["local", "ray"] = "local"
-    max_jobs: int | None = Field(default=None, ge=1, le=256)  # None: one per GPU, else one on CPU
+    # None: one run per GPU, else on a CPU the cores (all up to 2, else all but one)
+    max_jobs: int | None = Field(default=None, ge=1, le=256)
     queue_length: int = Field(default=32, ge=0, le=100_000)  # runs waiting beyond max_jobs
-    worker_threads: int | None = Field(default=None, ge=1, le=1024)  # None: cores / max_jobs
-    warm_workers: int = Field(default=1, ge=0, le=8)  # idle workers with torch already imported
+    # None: app/jobs/threads.py's policy (1 for small runs); set, every CPU run takes that many
+    worker_threads: int | None = Field(default=None, ge=1, le=1024)
+    # idle workers with torch, the kernels and the digits set loaded; None: one per slot, <= 4
+    warm_workers: int | None = Field(default=None, ge=0, le=8)
     cancel_grace_s: float = Field(default=0.7, gt=0, le=30)  # then the worker is killed
     keepalive_s: float = Field(default=15.0, gt=0, le=3600)  # SSE comment when nothing happened
     retry_after_s: int = Field(default=10, ge=1)  # the Retry-After of a 429
@@ -72,9 +75,12 @@ class Settings(BaseSettings):
         }
 
     def job_slots(self) -> int:
-        """Concurrent jobs: the setting, else one per visible GPU, else one on CPU."""
+        """Capacity: the setting, else one per visible GPU, else on a CPU the cores runs may
+        use (a run takes one per intra-op thread: app/jobs/threads.py)."""
         if self.max_jobs is not None:
             return self.max_jobs
         import torch
 
-        return max(1, torch.cuda.device_count())
+        from app.jobs.threads import available_cores, run_cores
+
+        return torch.cuda.device_count() or run_cores(available_cores())

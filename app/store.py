@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     steps INTEGER NOT NULL,
     frame_count INTEGER NOT NULL DEFAULT 0,
     last_seq INTEGER NOT NULL DEFAULT -1,
-    final TEXT
+    final TEXT,
+    rerun_of TEXT  -- the run this one re-runs (same config), if any
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS frames (
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS frames (
 
 _RUN_COLUMNS = (
     "id, status, config, label, device, error, created_at, started_at, finished_at, "
-    "step, steps, frame_count, last_seq, final"
+    "step, steps, frame_count, last_seq, final, rerun_of"
 )
 
 
@@ -106,6 +107,14 @@ class Store:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._db().executescript(_SCHEMA)  # runs in its own transaction
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a database was created: a runs.db of an older release opens."""
+        db = self._db()
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        if "rerun_of" not in columns:
+            db.execute("ALTER TABLE runs ADD COLUMN rerun_of TEXT")
 
     # -- connections -----------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -137,13 +146,15 @@ class Store:
         self._local = threading.local()
 
     # -- runs ------------------------------------------------------------------------------
-    def create_run(self, config: dict[str, Any], label: str) -> dict[str, Any]:
+    def create_run(
+        self, config: dict[str, Any], label: str, rerun_of: str | None = None
+    ) -> dict[str, Any]:
         run_id = uuid.uuid4().hex[:12]
         with self._tx() as db:
             db.execute(
-                "INSERT INTO runs (id, status, config, label, created_at, steps) "
-                "VALUES (?, 'queued', ?, ?, ?, ?)",
-                (run_id, json.dumps(config), label, time.time(), int(config["steps"])),
+                "INSERT INTO runs (id, status, config, label, created_at, steps, rerun_of) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                (run_id, json.dumps(config), label, time.time(), int(config["steps"]), rerun_of),
             )
         run = self.get_run(run_id)
         assert run is not None

@@ -3,10 +3,11 @@
 The step is shaped so it could be captured as a CUDA graph later: every batch is copied into
 the same fixed input tensors (static shapes, the data sets drop a last partial batch), the
 probes write into preallocated device buffers, and nothing reads a device value on the host
-between flushes. A flush (when the probe's ring buffer is full, every ~0.5 s, and at the end)
-is the one host sync: it turns the collected rows into frames, and it is where a diverged
-loss is noticed (NaN, inf, or above EXPLODED_LOSS × log K). The run then ends with a frame of
-status "diverged" (the frames before it kept), never an exception.
+between flushes. A flush (after step 1, so the first frame comes at once; when the probe's ring
+buffer is full; every ~0.5 s; and at the end) is the one host sync: it turns the collected
+rows into frames, and it is where a diverged loss is noticed (NaN, inf, or above
+EXPLODED_LOSS × log K). The run then ends with a frame of status "diverged" (the frames before
+it kept), never an exception.
 
 Frames carry a held-out evaluation (``eval``) on the first frame, on the first probed step at
 or after every ``eval_every`` steps, and on the last frame; norms with running statistics (BN)
@@ -221,8 +222,13 @@ def run(
             )
         # emit
         last = step == cfg.steps
+        # the first probed step flushes at once: a viewer sees the run start, not 32 steps later
         if probing and (
-            last or force_probe or probe.full() or time.perf_counter() - last_flush > FLUSH_SECONDS
+            last
+            or force_probe
+            or probe.full()
+            or step == 1
+            or time.perf_counter() - last_flush > FLUSH_SECONDS
         ):
             for frame in emit(final=last):
                 yield frame

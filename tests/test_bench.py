@@ -57,3 +57,28 @@ def test_sweep_bench_measures_scheduling_and_throughput(tmp_path):
     assert table["scheduling"]["cells"] == 2 and table["scheduling"]["wall_s"] > 0
     assert table["throughput"]["cells"] == 8 and table["throughput"]["ratio"] > 0
     assert "per cell" in result.stdout and "2×2×2" in result.stdout
+
+
+def test_time_to_result_bench_times_the_loop_and_a_served_run():
+    args = ["--steps", "30", "--rounds", "1", "--no-busy", "--no-preset"]
+    result = subprocess.run(
+        [sys.executable, ROOT / "bench" / "time_to_result.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    for line in ("loop", "serve", "first frame", "serve / loop", "load before", "load after"):
+        assert line in result.stdout, result.stdout
+
+
+def test_thread_crossover_bench_prints_a_speed_up_per_size():
+    args = ["--threads", "2", "--rounds", "1", "--budget-s", "0.001", "--sizes", "1"]
+    result = subprocess.run(
+        [sys.executable, ROOT / "bench" / "thread_crossover.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "speed-up" in result.stdout and "3×100" in result.stdout

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.params import RunId
 from app.deps import ExecutorDep, HubDep, SettingsDep, StoreDep
 from app.schemas import Run, RunList, RunStatus
+from app.services import reruns
 from app.services import runs as service
 from normcore.config import RunConfig
 
@@ -50,6 +51,12 @@ async def cancel_run(
     wait_s = settings.cancel_grace_s + 1.0
     run = await run_in_threadpool(service.cancel_run, store, executor, run_id, wait_s, hub)
     return Run.model_validate(run)
+
+
+@router.post("/{run_id}/rerun", status_code=status.HTTP_201_CREATED)
+def rerun_run(run_id: RunId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> Run:
+    """Start a new run with the config of an interrupted, failed or cancelled one."""
+    return Run.model_validate(reruns.rerun(store, executor, settings, run_id))
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)

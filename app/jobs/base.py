@@ -43,7 +43,8 @@ class Executor(Protocol):
 class JobQueue:
     """Admission, queueing, cancel and end-of-job bookkeeping shared by the executors.
 
-    `slots` jobs run at once and `queue_length` wait; beyond that, QueueFull (429). A subclass
+    `slots` jobs run at once (the local executor on a CPU: `slots` cores, see `_fits`) and
+    `queue_length` wait; beyond that, QueueFull (429). A subclass
     says how a job starts (`_launch`, called with the lock held) and how a running one is
     asked to stop (`_stop`); when a job's end is known it calls `_finish`, which reports it
     and starts the next queued run. Jobs are any objects with `run_id` and `cancelling`.
@@ -63,6 +64,11 @@ class JobQueue:
     def _stop(self, job: Any) -> None:
         raise NotImplementedError
 
+    def _fits(self, config: dict[str, Any]) -> bool:
+        """Whether the run can start now (called with the lock held). One slot per job here;
+        the local executor counts cores instead, a run taking as many as it has threads."""
+        return len(self._jobs) < self.slots
+
     grace_s: float = 0.0  # how long a job asked to stop may take before it is killed
 
     def _kill_after_grace(self, kill: Callable[[Any], None], target: Any) -> None:
@@ -75,7 +81,7 @@ class JobQueue:
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
         """Start the run now if a slot is free, else queue it; QueueFull when the queue is."""
         with self._lock:
-            if len(self._jobs) < self.slots and not self._queue:
+            if not self._queue and self._fits(config):
                 self._launch(run_id, config)
             elif len(self._queue) < self.queue_length:
                 self._queue.append((run_id, config))
@@ -112,5 +118,5 @@ class JobQueue:
         self.sink.finished(job.run_id, status, error)
         with self._lock:
             self._jobs.pop(job.run_id, None)
-            while self._queue and not self._closed and len(self._jobs) < self.slots:
+            while self._queue and not self._closed and self._fits(self._queue[0][1]):
                 self._launch(*self._queue.popleft())

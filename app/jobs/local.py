@@ -1,6 +1,8 @@
 """The local executor: each run in its own spawned worker process, a queue beyond capacity.
 
-Capacity is `Settings.job_slots()` (one per GPU, else one on CPU). A warm worker — torch
+Capacity is `Settings.job_slots()`: one run per GPU; on a CPU, cores (app/jobs/threads.py), a
+run taking as many as it gets intra-op threads, so small runs go one per core side by side and
+nothing oversubscribes. A warm worker — torch
 already imported — waits idle, so a new run starts training at once; after it takes a job, a
 fresh one is spawned. One thread per job reads the worker's pipe and hands frames to the sink
 (the recorder). When the pipe ends without a "done" message the worker died: the run ends
@@ -22,8 +24,11 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.jobs.base import JobQueue, Sink
+from app.jobs.threads import available_cores, intra_op_threads
 from app.jobs.worker import main as worker_main
 from app.settings import Settings
+from normcore.config import RunConfig
+from normcore.cost import flops_per_step
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +37,29 @@ log = logging.getLogger(__name__)
 class _Worker:
     process: BaseProcess
     conn: Connection
+    ready: bool = False  # its warm-up is done (it said so on the pipe)
+
+    def poll_ready(self) -> bool:
+        """Read a spare's ("ready",) if it came; never blocks."""
+        try:
+            while not self.ready and self.conn.poll(0):
+                self.ready = self.conn.recv() == ("ready",)
+        except (EOFError, OSError):
+            pass  # a dead spare: _fill_spares replaces it
+        return self.ready
 
 
 @dataclass
 class _Job:
     run_id: str
-    slot: int
+    slots: list[int]  # the GPU slot, or on a CPU the cores it holds (one per thread)
+    threads: int  # intra-op threads it was given
     worker: _Worker
     started_at: float = field(default_factory=time.time)
     cancelling: bool = False
     thread: threading.Thread | None = None
+    torch_threads: int | None = None  # what the worker's torch says it uses, once it started
+    refilled: bool = False  # the spare it took has been replaced
 
 
 class LocalExecutor(JobQueue):
@@ -54,13 +72,17 @@ class LocalExecutor(JobQueue):
             queue_length=settings.queue_length,
             retry_after_s=settings.retry_after_s,
         )
-        self.warm = settings.warm_workers
+        # None: one warm worker per run that can start at once (at most 4), so the arms of a
+        # preset posted together all start warm
+        warm = settings.warm_workers
+        self.warm: int = min(4, self.slots) if warm is None else warm
         self.grace_s = settings.cancel_grace_s
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and locks
         self._spares: list[_Worker] = []
         self._gpus = _visible_gpus()
-        cores = os.cpu_count() or 1
-        self.threads = settings.worker_threads or max(1, cores // self.slots)
+        self.fixed_threads = settings.worker_threads  # None: the thread policy decides
+        cores = available_cores()
+        self.gpu_threads = settings.worker_threads or max(1, cores // self.slots)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -98,7 +120,10 @@ class LocalExecutor(JobQueue):
                 {
                     "run_id": j.run_id,
                     "pid": j.worker.process.pid,
-                    "slot": j.slot,
+                    "slot": j.slots[0],
+                    "slots": j.slots,
+                    "threads": j.threads,
+                    "torch_threads": j.torch_threads,
                     "started_at": j.started_at,
                 }
                 for j in self._jobs.values()
@@ -108,8 +133,11 @@ class LocalExecutor(JobQueue):
                 "count": len(jobs),
                 "queued": [r for r, _ in self._queue],
                 "slots": self.slots,
+                "slots_used": len(self._used()),
+                "device": "cuda" if self._gpus else "cpu",
                 "queue_length": self.queue_length,
                 "warm_workers": len(self._spares),
+                "warm_ready": sum(w.poll_ready() for w in self._spares),
             }
 
     # -- internals (called with the lock held) -----------------------------------------------
@@ -127,25 +155,56 @@ class LocalExecutor(JobQueue):
         while not self._closed and len(self._spares) < self.warm:
             self._spares.append(self._spawn())
 
+    def _used(self) -> set[int]:
+        return {slot for job in self._jobs.values() for slot in job.slots}
+
+    def _fits(self, config: dict[str, Any]) -> bool:
+        """A GPU run needs a free GPU; a CPU run one free core, or with NORMSCOPE_WORKER_THREADS
+        that many (a run asking more threads takes more cores, and waits for them)."""
+        free = self.slots - len(self._used())
+        if self._gpus or self.fixed_threads is None:
+            return free >= 1
+        return free >= min(self.fixed_threads, self.slots)
+
+    def _threads(self, config: dict[str, Any], free: int) -> int:
+        """The run's intra-op threads: on a GPU the cores over the GPUs; on a CPU the thread
+        policy's choice for its size among the runs that want cores now, within the free
+        cores (never more threads than cores it holds)."""
+        if self._gpus:
+            return self.gpu_threads
+        if self.fixed_threads is not None:
+            return min(self.fixed_threads, self.slots)
+        flops = flops_per_step(RunConfig.model_validate(config))
+        runs = 1 + len(self._jobs) + len(self._queue)
+        return min(free, intra_op_threads(flops, cores=self.slots, runs=runs))
+
     def _launch(self, run_id: str, config: dict[str, Any]) -> None:
-        used = {job.slot for job in self._jobs.values()}
-        slot = min(set(range(self.slots)) - used)
+        free = sorted(set(range(self.slots)) - self._used())
+        threads = self._threads(config, len(free))
+        slots = free[:1] if self._gpus else free[:threads]
+        slot = slots[0]
         env = {"CUDA_VISIBLE_DEVICES": self._gpus[slot % len(self._gpus)]} if self._gpus else {}
         while True:
-            worker = self._spares.pop(0) if self._spares else self._spawn()
+            pool = [w for w in self._spares if w.poll_ready()] or self._spares  # ready first
+            if pool:
+                worker = pool[0]
+                self._spares.remove(worker)
+            else:
+                worker = self._spawn()
             try:
-                worker.conn.send(("run", run_id, config, env, self.threads))
+                worker.conn.send(("run", run_id, config, env, threads))
                 break
             except OSError:  # a spare that died while idle: take the next one
                 _kill(worker)
-        job = _Job(run_id, slot, worker)
+        job = _Job(run_id, slots, threads, worker)
         self._jobs[run_id] = job
         self.sink.started(run_id)
         job.thread = threading.Thread(
             target=self._follow, args=(job,), daemon=True, name=f"job-{run_id}"
         )
         job.thread.start()
-        self._fill_spares()
+        # The spare taken is replaced once this run's first frames are out: importing torch in
+        # a new process now would take the CPU the first frame needs.
 
     # -- the job thread ------------------------------------------------------------------------
     def _follow(self, job: _Job) -> None:
@@ -156,6 +215,12 @@ class LocalExecutor(JobQueue):
                 message = job.worker.conn.recv()
                 if message[0] == "frames":
                     self.sink.frames(job.run_id, message[1], message[2])
+                    if not job.refilled:  # its first frames are out: now replace its spare
+                        job.refilled = True
+                        with self._lock:
+                            self._fill_spares()
+                elif message[0] == "started":
+                    job.torch_threads = message[1]["torch_threads"]
                 elif message[0] == "done":
                     done = (message[1], message[2])
                     break
@@ -165,6 +230,8 @@ class LocalExecutor(JobQueue):
             log.exception("job %s: bad message from worker", job.run_id)
         job.worker.process.join(timeout=1 if done else 5)
         _kill(job.worker)
+        with self._lock:
+            self._fill_spares()  # also when it died before its first frames
         status, error = done if done is not None else (None, None)
         self._finish(job, status, error, death=_death(job.worker.process.exitcode))
 

@@ -1,8 +1,10 @@
 """The worker process: one job per process, so a crash, an OOM or a kill ends only its run.
 
 Life of a worker (started with the spawn method by the local executor):
-1. import torch and the trainer while idle, so a new run does not pay for the import;
-2. wait on its pipe for ("run", run_id, config, env) — or for EOF / None: exit;
+1. import torch and the trainer while idle, so a new run does not pay for the import (a
+   tiny run loads numba's compiled kernels and the digits data set too), then say ("ready",);
+2. wait on its pipe for ("run", run_id, config, env, threads) — or for EOF / None: exit; set
+   its intra-op threads and report ("started", {"torch_threads": n}) as torch counts them;
 3. train (`app.jobs.job.train`), handing frames to a sender thread that encodes them
    (wire JSON + compressed blob, so the server does no per-frame work) and sends whatever
    piled up as one message; a listener thread turns a "cancel" message into should_stop;
@@ -27,6 +29,7 @@ _END = object()
 def main(conn: Connection) -> None:
     """Entry point of a worker process."""
     _warm_up()
+    _send_or_exit(conn, ("ready",))  # /api/jobs counts warm workers that are ready
     try:
         job = conn.recv()
     except (EOFError, OSError):
@@ -40,6 +43,8 @@ def main(conn: Connection) -> None:
     # Intra-op threads: the machine's cores shared among the job slots. Oversubscribed
     # threads made a small CPU run 5x slower on a 2-core machine.
     torch.set_num_threads(threads)
+    # What torch really uses, for /api/jobs (and the test that a run gets what it was given).
+    _send_or_exit(conn, ("started", {"torch_threads": torch.get_num_threads()}))
     stop = threading.Event()
     outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_listen, args=(conn, stop), daemon=True).start()

@@ -49,11 +49,12 @@ def create_run(
     settings: Settings,
     config: RunConfig,
     label: str | None = None,
+    rerun_of: str | None = None,
 ) -> dict[str, Any]:
     """Store the run as queued and hand it to the executor (which may refuse: queue full).
-    The one way a run is made: the runs endpoint and the claims lab's arms both call it."""
+    The one way a run is made: the runs endpoint, re-runs and the claims lab's arms call it."""
     check_limits(config, settings)
-    run = store.create_run(config.model_dump(), label or config.label())
+    run = store.create_run(config.model_dump(), label or config.label(), rerun_of)
     try:
         executor.submit(run["id"], run["config"])
     except Exception:

@@ -96,6 +96,7 @@ export const api = {
   run: (id) => withStatuses(() => request(`/api/runs/${enc(id)}`)),
   createRun: (config) => request("/api/runs", { method: "POST", body: config }),
   cancelRun: (id) => request(`/api/runs/${enc(id)}/cancel`, { method: "POST" }),
+  rerunRun: (id) => request(`/api/runs/${enc(id)}/rerun`, { method: "POST" }),
   deleteRun: (id) => request(`/api/runs/${enc(id)}`, { method: "DELETE" }),
   frames: (id, { maxPoints, sinceSeq, layers } = {}) =>
     request(`/api/runs/${enc(id)}/frames${query({ max_points: maxPoints, since_seq: sinceSeq, layers })}`),

@@ -3,6 +3,10 @@
 
 /** A run of a model of one's own (normcore.watch): its own loop trains it, not the server. */
 export const isWatched = (c) => c?.model === "own";
+/** Runs that ended before their last step for a reason a second try may not meet again
+ * (the server's app/services/reruns.py RERUNNABLE); a watched run is trained by its own script. */
+export const RERUNNABLE = new Set(["interrupted", "failed", "cancelled"]);
+export const canRerun = (run) => RERUNNABLE.has(run?.status) && !isWatched(run?.config);
 
 /** '3 / 2,000 steps', or '3 steps' for a watched run of no planned length. */
 export function stepsText(step, steps) {

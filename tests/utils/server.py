@@ -54,9 +54,10 @@ def free_port() -> int:
 class LiveServer:
     """One `uvicorn --factory app.main:create_app` process; restartable on the same data dir."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, env: dict[str, str | None] | None = None):
         self.data_dir = Path(data_dir)
-        self.env = {**TEST_ENV, **(env or {})}
+        # a None value takes a TEST_ENV setting away: the server's own default then applies
+        self.env = {k: v for k, v in {**TEST_ENV, **(env or {})}.items() if v is not None}
         self.token: str | None = self.env.get("NORMSCOPE_TOKEN") or None
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -152,7 +153,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     checked for 5xx answers at the end of the test."""
     started: list[LiveServer] = []
 
-    def start(data_dir: Path | None = None, **env: str) -> LiveServer:
+    def start(data_dir: Path | None = None, **env: str | None) -> LiveServer:
         live = LiveServer(data_dir or tmp_path / f"server{len(started)}", env).start()
         started.append(live)
         return live

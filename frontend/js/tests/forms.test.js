@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { configSummary, distinguishingLabels, fmt, isWatched, stepsText } from "../format.js";
+import { canRerun, configSummary, distinguishingLabels, fmt, isWatched, stepsText } from "../format.js";
 import { choicesOf, fieldErrors, fieldKind, groupedFields, irrelevantFields, toConfig } from "../forms.js";
 
 const defaults = {
@@ -92,4 +92,11 @@ test("compare labels name what differs between runs", () => {
   assert.deepEqual(distinguishingLabels([a, b]), ["batch", "layer"]);
   assert.deepEqual(distinguishingLabels([a, c]), ["batch · batch_size 2", "no norm · batch_size 60"]);
   assert.deepEqual(distinguishingLabels([]), []);
+});
+
+test("only runs that ended early and that the server trains offer a re-run", () => {
+  for (const status of ["interrupted", "failed", "cancelled"]) assert.ok(canRerun({ status, config: defaults }), status);
+  for (const status of ["queued", "running", "completed", "diverged"]) assert.ok(!canRerun({ status, config: defaults }), status);
+  assert.ok(!canRerun({ status: "cancelled", config: { model: "own" } }));
+  assert.ok(!canRerun(null));
 });

@@ -5,7 +5,7 @@
 import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
-import { configSummary, fmt, isWatched, stepsText } from "../format.js";
+import { canRerun, configSummary, fmt, isWatched, stepsText } from "../format.js";
 import * as loss from "../panels/loss.js";
 import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
@@ -112,12 +112,14 @@ export function mount(root, { id }) {
     const plan = isWatched(run.config)
       ? "trained by its own loop"
       : `${fmt(run.config?.steps)} steps · seed ${run.config?.seed}`;
-    el.summary.textContent = `${configSummary(run.config)} · ${plan} · run ${run.id}`;
+    const origin = run.rerun_of ? ` · re-run of ${run.rerun_of}` : "";
+    el.summary.textContent = `${configSummary(run.config)} · ${plan} · run ${run.id}${origin}`;
     fill(el.status, badge(run.status));
     document.title = `${run.status} · ${run.label ?? run.id} — NormScope`;
     const active = !isTerminal(run.status);
     fill(el.actions,
       active && h("button", { type: "button", class: "danger", onclick: cancel }, "Cancel"),
+      canRerun(run) && h("button", { type: "button", onclick: rerun, title: "a new run with this config" }, "Re-run"),
       ["csv", "jsonl"].map((f) => fileLink(api.exportUrl(run.id, f), `${run.id}.${f}`, f.toUpperCase(), api.download)),
       h("a", { class: "btn", href: api.reportUrl(run.id), target: "_blank", rel: "noopener" }, "Report"),
       h("a", { class: "btn", href: href.runs() }, "All runs"));
@@ -134,6 +136,15 @@ export function mount(root, { id }) {
       await api.cancelRun(id);
     } catch (err) {
       fill(el.error, errorBox("Cancel failed", err.message));
+    }
+  }
+
+  async function rerun() {
+    try {
+      const created = await api.rerunRun(id);
+      location.hash = href.run(created.id);
+    } catch (err) {
+      fill(el.error, errorBox("Re-run failed", err.message));
     }
   }
 

@@ -3,7 +3,7 @@
 
 import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
-import { configSummary, fmt, isWatched, stepsText } from "../format.js";
+import { canRerun, configSummary, fmt, isWatched, stepsText } from "../format.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 2000;
@@ -43,6 +43,7 @@ export function mount(root) {
   async function act(what, run) {
     try {
       if (what === "cancel") await api.cancelRun(run.id);
+      if (what === "re-run") await api.rerunRun(run.id);
       if (what === "delete") {
         if (!confirm(`Delete run ${run.id} (${run.label}) and its frames?`)) return;
         await api.deleteRun(run.id);
@@ -75,6 +76,7 @@ export function mount(root) {
       h("td", {}, h("div", { class: "actions" },
         h("a", { class: "btn", href: href.run(run.id) }, "Open"),
         active && h("button", { type: "button", class: "danger", onclick: () => act("cancel", run) }, "Cancel"),
+        canRerun(run) && h("button", { type: "button", onclick: () => act("re-run", run) }, "Re-run"),
         !active && h("button", { type: "button", onclick: () => act("delete", run) }, "Delete"),
         ["csv", "jsonl"].map((f) => fileLink(api.exportUrl(run.id, f), `${run.id}.${f}`, f.toUpperCase(), api.download)))));
   }
