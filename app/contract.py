@@ -49,8 +49,8 @@ ERROR_REF = "#/components/schemas/Error"
 REASONS = {
     400: "the body is not valid JSON",
     401: "no token, or not the server's (WWW-Authenticate: Bearer)",
-    404: "no such run, claim or route",
-    409: "the run's state does not allow it",
+    404: "no such run, claim, sweep or route",
+    409: "the run's (or sweep's) state does not allow it",
     413: "the body is above the server's limit (NORMSCOPE_MAX_BODY_BYTES)",
     422: "a field's value is not accepted",
     429: "the run queue is full (Retry-After says when to retry)",
@@ -60,8 +60,15 @@ CONFLICTS = {
     ("delete", "/api/runs/{run_id}"),
     ("post", "/api/runs/{run_id}/frames"),
     ("post", "/api/claims/{claim_id}/run"),
+    ("post", "/api/runs/{run_id}/rerun"),
+    ("post", "/api/sweeps/{sweep_id}/cancel"),
+    ("post", "/api/sweeps/{sweep_id}/resume"),
 }
-QUEUED = {("post", "/api/runs"), ("post", "/api/claims/{claim_id}/run")}
+QUEUED = {
+    ("post", "/api/runs"),
+    ("post", "/api/claims/{claim_id}/run"),
+    ("post", "/api/runs/{run_id}/rerun"),
+}
 
 
 def statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
@@ -73,7 +80,10 @@ def statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
         codes |= {400, 413, 422}
     if operation.get("parameters"):
         codes.add(422)
-    if "{run_id}" in path or "{claim_id}" in path or path == "/api/report.html":
+    if (
+        any(f"{{{kind}_id}}" in path for kind in ("run", "claim", "sweep"))
+        or path == "/api/report.html"
+    ):
         codes.add(404)
     if (method, path) in CONFLICTS:
         codes.add(409)
