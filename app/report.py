@@ -24,9 +24,12 @@ from typing import Any
 
 from app import report_figures as F
 from app.errors import RunNotFound
+from app.frame_columns import Columns, from_frames
 from app.jobs.worker import summarize
 from app.report_figures import PALETTE, RunFrames
-from app.store import frame_text, spread
+from app.series import frame_selection
+from app.service import sample_frames
+from app.store import frame_text
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
 
@@ -41,7 +44,7 @@ def from_store(
         run = store.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        rows, _total = store.sample_frames(run_id, 0, max_points)
+        rows, _total = sample_frames(store, run_id, 0, max_points)
         out.append((run, [json.loads(frame_text(blob)) for _seq, blob in rows]))
     return out
 
@@ -74,8 +77,18 @@ def from_files(paths: Iterable[Path], max_points: int = DEFAULT_MAX_POINTS) -> l
                    device=last.get("device"), step=last.get("step"), steps=last.get("step"),
                    frame_count=len(frames), final=final,
                    config={"file": str(path), "frames": len(frames)})  # fmt: skip
-        out.append((run, [frames[i] for i in spread(len(frames), max_points)]))
+        seqs, _ = frame_selection(_columns(frames), 0, max_points)
+        kept = set(seqs.tolist())
+        out.append((run, [f for i, f in enumerate(frames) if i in kept]))
     return out
+
+
+def _columns(frames: list[dict[str, Any]]) -> Columns:
+    """Columns of frames read from a file, numbered by position (a file's seqs may repeat)."""
+    arrays = from_frames([{**f, "seq": i} for i, f in enumerate(frames)])
+    return Columns(seq=arrays["seq"], step=arrays["step"], status=arrays["status"],
+                   run={"loss": arrays["loss"]}, evals=arrays["eval"],
+                   has_eval=arrays["has_eval"], names=[])  # fmt: skip
 
 
 @lru_cache(maxsize=1)

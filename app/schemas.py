@@ -44,12 +44,13 @@ class RunList(BaseModel):
 
 
 class FramesPage(BaseModel):
-    """Frames of a run, downsampled to at most max_points (first and last always kept)."""
+    """Frames of a run, downsampled to about max_points: the loss's extremes, every evaluation,
+    status frame, the first and the last kept (app/series.frame_selection)."""
 
     data: list[dict[str, Any]]
     count: int  # frames in `data`
     total: int  # frames with seq >= since_seq in the store
-    dropped: int  # total - count: left out by downsampling (evenly spread)
+    dropped: int  # total - count: left out by downsampling (app/downsample.py)
     first_seq: int | None
     last_seq: int | None
 
