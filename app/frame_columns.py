@@ -102,20 +102,21 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     for name in names:
         rows = [next((la for la in f.get("layers", []) if la["name"] == name), None)
                 for f in frames]  # fmt: skip
-        first = next(r for r in rows if r is not None)
-        bins = len(first["hist"]["counts"])
+        first = next((r["hist"] for r in rows if r is not None and r.get("hist")), None)
+        bins = len(first["counts"]) if first else 0
         for key in LAYER_LINES:
             out[f"{name}/{key}"] = np.array(
                 [np.nan if r is None else _num(r.get(key)) for r in rows], np.float64
             )
         hist = np.zeros((n, bins + 2), np.int32)
         for i, r in enumerate(rows):
-            if r is not None:
-                h = r["hist"]
+            h = (r or {}).get("hist")
+            if h:
                 counts = [c or 0 for c in h["counts"]][:bins]
                 hist[i, : len(counts) + 2] = [h.get("under") or 0, *counts, h.get("over") or 0]
         out[f"{name}/hist"] = hist
-        out[f"{name}/edges"] = np.array([first["hist"]["lo"], first["hist"]["hi"]], np.float64)
+        edges = [first["lo"], first["hi"]] if first else [0.0, 1.0]
+        out[f"{name}/edges"] = np.array(edges, np.float64)
     last = frames[-1] if frames else {}
     out["last"] = np.array(json.dumps({k: last.get(k) for k in ("device", "steps_per_s")}))
     return out

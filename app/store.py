@@ -10,6 +10,7 @@ thread; WAL lets them read while the recorder writes.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -24,6 +25,8 @@ import numpy as np
 
 from app import frame_columns
 from app.frame_columns import Columns
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("completed", "diverged", "failed", "cancelled", "interrupted")
@@ -213,7 +216,10 @@ class Store:
                     )
                     changed.update([op.run_id] if cur.rowcount else [])
         for run_id in dict.fromkeys(op.run_id for op in ops if not isinstance(op, Start)):
-            frame_columns.seal(self._db(), run_id)  # after the commit: writers wait less
+            try:
+                frame_columns.seal(self._db(), run_id)  # after the commit: writers wait less
+            except Exception:  # columns are derived: frames are stored, reads parse them
+                log.exception("cannot write the columns of run %s", run_id)
         return changed
 
     @staticmethod

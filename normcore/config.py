@@ -75,6 +75,10 @@ def _named(known: tuple[str, ...], what: str, aliases: dict[str, str] | None = N
     return field_validator(what, mode="before")(classmethod(check))
 
 
+# Fields that change what is measured, not what is trained: left out of labels.
+OBSERVATION = ("steps", "probe_every", "hist_bins", "eval_every", "ics", "device")
+
+
 class RunConfig(BaseModel):
     """A training run: network, normalization, data, optimization, probing."""
 
@@ -180,6 +184,15 @@ class RunConfig(BaseModel):
         return value
 
     def label(self) -> str:
-        """A short human label: 'batch · mlp 3×100 sigmoid · digits'."""
+        """A short human label: 'batch · mlp 3×100 sigmoid · digits', then every field that
+        changes what is trained and differs from the defaults ('init gaussian · init_std 1'),
+        so two runs that learn differently never share a label."""
         net = f"{self.model} {self.depth}×{self.width} {self.activation}"
-        return f"{self.norm} · {net} · {self.dataset}"
+        shown = {"norm", "model", "depth", "width", "activation", "dataset", *OBSERVATION}
+        defaults = type(self)()
+        extra = [
+            f"{name} {value}"
+            for name in type(self).model_fields
+            if name not in shown and (value := getattr(self, name)) != getattr(defaults, name)
+        ]
+        return " · ".join([self.norm, net, self.dataset, *extra])

@@ -80,3 +80,17 @@ export function purge(el) {
 export function resizeAll(root) {
   for (const el of root.querySelectorAll(".js-plotly-plot")) Plotly().Plots.resize(el);
 }
+
+/**
+ * Call `onRange([from, to] | null)` when the user zooms, pans or resets the step axis of a
+ * chart, `delay` ms after the last such event (a drag fires many), as plotly-resampler does.
+ */
+export function onStepZoom(el, onRange, stepRange, delay = 250) {
+  let timer = null;
+  el.on("plotly_relayout", (ev) => {
+    const range = stepRange(ev);
+    if (range === undefined) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => onRange(range), delay);
+  });
+}

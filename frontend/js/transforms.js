@@ -28,9 +28,9 @@ export function lossTraces(cols) {
   const evalMode = { mode: "lines+markers", marker: { size: 4 } };
   const batchVisible = cols.hasEvalBatch ? true : "legendonly";
   return [
-    line("train loss", cols.step, cols.loss, OKABE_ITO[0]),
+    line("train loss", cols.xs.loss, cols.loss, OKABE_ITO[0]),
     line("held-out loss", ev.step, ev.loss, OKABE_ITO[0], { ...evalMode, line: { color: OKABE_ITO[0], dash: "dash", width: 1.6 } }),
-    line("train acc", cols.step, cols.acc, OKABE_ITO[1], { yaxis: "y2" }),
+    line("train acc", cols.xs.acc, cols.acc, OKABE_ITO[1], { yaxis: "y2" }),
     line("held-out acc", ev.step, ev.acc, OKABE_ITO[1], { ...evalMode, yaxis: "y2", line: { color: OKABE_ITO[1], dash: "dash", width: 1.6 } }),
     // Norms with running statistics: the same held-out split with batch statistics. The gap
     // to "held-out acc" is what breaks BN at small or one-class batches.
@@ -43,7 +43,7 @@ export function lossTraces(cols) {
 export function heatmapTraces(cols, name) {
   const layer = cols.layers[name];
   return [{
-    type: "heatmap", name, x: cols.step, y: layer.centers, z: layer.density, transpose: true,
+    type: "heatmap", name, x: layer.hx, y: layer.centers, z: layer.density, transpose: true,
     colorscale: "Viridis", zmin: Math.log10(DENSITY_FLOOR), zmax: 0, zsmooth: false,
     colorbar: {
       thickness: 10, len: 0.9, outlinewidth: 0,
@@ -58,9 +58,9 @@ export function percentileTraces(cols, name, color = OKABE_ITO[0], label = "") {
   const layer = cols.layers[name];
   const p = label ? `${label} ` : "";
   return [
-    line(`${p}p85`, cols.step, layer.p85, color, { line: { color, width: 0.8 }, showlegend: false, legendgroup: p }),
-    line(`${p}p15–p85`, cols.step, layer.p15, color, { line: { color, width: 0.8 }, fill: "tonexty", fillcolor: withAlpha(color, 0.18), legendgroup: p }),
-    line(`${p}median`, cols.step, layer.p50, color, { line: { color, width: 2 }, legendgroup: p }),
+    line(`${p}p85`, layer.xs.p85, layer.p85, color, { line: { color, width: 0.8 }, showlegend: false, legendgroup: p }),
+    line(`${p}p15–p85`, layer.xs.p15, layer.p15, color, { line: { color, width: 0.8 }, fill: "tonexty", fillcolor: withAlpha(color, 0.18), legendgroup: p }),
+    line(`${p}median`, layer.xs.p50, layer.p50, color, { line: { color, width: 2 }, legendgroup: p }),
   ];
 }
 
@@ -68,9 +68,9 @@ export function percentileTraces(cols, name, color = OKABE_ITO[0], label = "") {
 export function gradTraces(cols, name) {
   const layer = cols.layers[name];
   return [
-    line("‖∇W‖", cols.step, layer.grad_norm, OKABE_ITO[0]),
-    line("‖∇act‖", cols.step, layer.act_grad_norm, OKABE_ITO[1]),
-    line("‖ΔW‖/‖W‖", cols.step, layer.update_ratio, OKABE_ITO[2], { line: { color: OKABE_ITO[2], width: 1.2, dash: "dot" } }),
+    line("‖∇W‖", layer.xs.grad_norm, layer.grad_norm, OKABE_ITO[0]),
+    line("‖∇act‖", layer.xs.act_grad_norm, layer.act_grad_norm, OKABE_ITO[1]),
+    line("‖ΔW‖/‖W‖", layer.xs.update_ratio, layer.update_ratio, OKABE_ITO[2], { line: { color: OKABE_ITO[2], width: 1.2, dash: "dot" } }),
   ];
 }
 
@@ -78,10 +78,10 @@ export function gradTraces(cols, name) {
 export function gbTraces(cols, name) {
   const layer = cols.layers[name];
   return [
-    line("g mean", cols.step, layer.g_mean, OKABE_ITO[0]),
-    line("g std", cols.step, layer.g_std, OKABE_ITO[0], { line: { color: OKABE_ITO[0], width: 1.2, dash: "dot" } }),
-    line("b mean", cols.step, layer.b_mean, OKABE_ITO[1]),
-    line("b std", cols.step, layer.b_std, OKABE_ITO[1], { line: { color: OKABE_ITO[1], width: 1.2, dash: "dot" } }),
+    line("g mean", layer.xs.g_mean, layer.g_mean, OKABE_ITO[0]),
+    line("g std", layer.xs.g_std, layer.g_std, OKABE_ITO[0], { line: { color: OKABE_ITO[0], width: 1.2, dash: "dot" } }),
+    line("b mean", layer.xs.b_mean, layer.b_mean, OKABE_ITO[1]),
+    line("b std", layer.xs.b_std, layer.b_std, OKABE_ITO[1], { line: { color: OKABE_ITO[1], width: 1.2, dash: "dot" } }),
   ];
 }
 
@@ -89,8 +89,8 @@ export function gbTraces(cols, name) {
 export function driftTraces(cols, name) {
   const layer = cols.layers[name];
   return [
-    line("W1 to previous", cols.step, layer.w1_prev, OKABE_ITO[2]),
-    line("W1 to first", cols.step, layer.w1_first, OKABE_ITO[3]),
+    line("W1 to previous", layer.xs.w1_prev, layer.w1_prev, OKABE_ITO[2]),
+    line("W1 to first", layer.xs.w1_first, layer.w1_first, OKABE_ITO[3]),
   ];
 }
 
@@ -104,12 +104,16 @@ export const OVERVIEW_METRICS = {
 
 const log10OrNull = (v) => (v != null && v > 0 ? Math.log10(v) : null);
 
-/** Layers × steps heatmap of one metric; z columns are steps (transpose) so it can extend. */
+/**
+ * Layers × steps heatmap of one metric, each cell its bucket's maximum (the server's
+ * aggregation, so one saturated step is not averaged away); z columns are steps (transpose)
+ * so it can extend.
+ */
 export function overviewTraces(cols, metric = "sat") {
   const m = OVERVIEW_METRICS[metric];
   const z = cols.step.map((_, i) =>
     cols.layerNames.map((n) => {
-      const v = cols.layers[n][m.key][i];
+      const v = cols.layers[n].max[m.key][i];
       return m.log ? log10OrNull(v) : v ?? null;
     }),
   );
@@ -147,7 +151,7 @@ export function compareRunTraces(runs, key) {
   return runs.map(({ cols, label, color }) => {
     const [x, y] = key.startsWith("eval.")
       ? [cols.evals.step, cols.evals[key.slice(5)]]
-      : [cols.step, cols[key]];
+      : [cols.xs[key], cols[key]];
     const extra = key.startsWith("eval.") ? { mode: "lines+markers", marker: { size: 4 } } : {};
     return line(label, x, y, color, extra);
   });
@@ -157,7 +161,7 @@ export function compareRunTraces(runs, key) {
 export function compareLayerTraces(runs, name, key) {
   return runs.map(({ cols, label, color }) => {
     const layer = cols.layers[name];
-    return line(label, layer ? cols.step : [], layer ? layer[key] : [], color);
+    return line(label, layer ? layer.xs[key] : [], layer ? layer[key] : [], color);
   });
 }
 
@@ -186,3 +190,17 @@ export function sharedRange(runs, name) {
  * them, instead of every digit; it re-chooses as extendTraces widens the range.
  */
 export const LOG_AXIS = { type: "log", nticks: 3, exponentformat: "power" };
+
+/**
+ * The step range a Plotly relayout event asks for: [from, to] (whole steps, widened to the
+ * steps that contain the edges) on a zoom or pan of the x axis, null on a reset (autorange),
+ * undefined when the event does not touch the x axis (a y zoom, a resize).
+ */
+export function stepRange(ev) {
+  if (!ev) return undefined;
+  if (ev["xaxis.autorange"] || ev.autosize) return ev["xaxis.autorange"] ? null : undefined;
+  const a = ev["xaxis.range[0]"] ?? ev["xaxis.range"]?.[0];
+  const b = ev["xaxis.range[1]"] ?? ev["xaxis.range"]?.[1];
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return undefined;
+  return [Math.max(0, Math.floor(Math.min(a, b))), Math.ceil(Math.max(a, b))];
+}

@@ -5,7 +5,7 @@ import { addFrames, emptyColumns } from "../columns.js";
 import {
   comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
   gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, lossTraces, overviewTraces,
-  percentileTraces, sharedRange, withAlpha,
+  percentileTraces, sharedRange, stepRange, withAlpha,
 } from "../transforms.js";
 import { frame, frames } from "./sample.js";
 
@@ -100,7 +100,7 @@ test("overview: layers × steps, saturation on a fixed 0..1 scale", () => {
 
 test("overview of gradient norms is log10, and non-positive values are gaps", () => {
   const cols = build(3);
-  cols.layers.h1.grad_norm[0] = 0;
+  cols.layers.h1.max.grad_norm[0] = 0; // the overview draws bucket maxima
   const [o] = overviewTraces(cols, "grad_norm");
   assert.equal(o.z[0][0], null);
   assert.equal(o.z[1][0], -1);
@@ -146,3 +146,11 @@ test("colours are valid CSS rgba", () => {
   assert.equal(withAlpha("#D55E00", 0.5), "rgba(213, 94, 0, 0.5)");
 });
 
+
+test("a zoom or pan on the step axis asks for its range; a reset for the whole run", () => {
+  assert.deepEqual(stepRange({ "xaxis.range[0]": 10.4, "xaxis.range[1]": 99.2 }), [10, 100]);
+  assert.deepEqual(stepRange({ "xaxis.range": [-5, 20.5] }), [0, 21]);
+  assert.equal(stepRange({ "xaxis.autorange": true }), null);
+  assert.equal(stepRange({ "yaxis.range[0]": 1, "yaxis.range[1]": 2 }), undefined);
+  assert.equal(stepRange({ autosize: true }), undefined);
+});

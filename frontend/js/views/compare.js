@@ -12,10 +12,12 @@ import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
   compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
-  sharedRange,
+  sharedRange, stepRange,
 } from "../transforms.js";
 
 const CAP = 600; // points per run: four runs stay light
+// What Compare's panels draw of the picked layer (RunFeed loads the rest for every run).
+const LAYER_FIELDS = ["p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "w1_first", "g_mean", "b_mean", "hist"];
 const REDRAW_MS = 400;
 
 const LINE_PANELS = [
@@ -44,9 +46,9 @@ export function mount(root, { ids }) {
       h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
     return { destroy() {} };
   }
-  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0 };
+  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0, range: null };
   const chips = h("div", { class: "chips" });
-  const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; redraw(); } });
+  const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; loadAll(state.range); } });
   const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; redraw(); } });
   const lineEls = Object.fromEntries(LINE_PANELS.map(([key]) => [key, h("div", { class: "plot small", dataset: { panel: `compare-${key}` } })]));
   const heatRow = h("div", { class: "side-by-side" });
@@ -67,6 +69,9 @@ export function mount(root, { ids }) {
   const runs = ids.map((id, i) => ({ id, color: RUN_COLORS[i], label: id, run: null, heat: null, sat: null }));
   const feeds = runs.map((r) => new RunFeed(r.id, {
     cap: CAP,
+    points: CAP,
+    layerFields: LAYER_FIELDS,
+    openLayers: () => (state.layer ? [state.layer] : []),
     onRun: (run) => { r.run = run; renderChips(); },
     onUpdate: () => schedule(),
     onError: (err) => errors.append(errorBox(`Run ${r.id}`, err.message)),
@@ -78,6 +83,12 @@ export function mount(root, { ids }) {
     heatRow.append(r.heat);
     satRow.append(r.sat);
   });
+
+  /** Load a step range (null: whole runs) for every run: a zoom on any chart, or a new layer. */
+  function loadAll(range) {
+    state.range = range;
+    for (const f of feeds) f.load(range).catch((err) => errors.append(errorBox(`Run ${f.id}`, err.message)));
+  }
 
   function renderChips() {
     const known = runs.every((r) => r.run);
@@ -125,8 +136,9 @@ export function mount(root, { ids }) {
     syncLayers();
     const l = state.layer;
     const waiting = runs.every((r) => !r.cols.step.length);
-    const maxStep = Math.max(1, ...runs.map((r) => r.cols.step.at(-1) ?? 0));
-    const xaxis = { title: { text: "step", standoff: 4 }, range: [0, maxStep], automargin: true };
+    const maxStep = Math.max(1, ...runs.map((r) => r.cols.lastStep ?? 0));
+    const xrange = state.range ?? [0, maxStep];
+    const xaxis = { title: { text: "step", standoff: 4 }, range: xrange, automargin: true };
     for (const [key, title, build, extra] of LINE_PANELS) {
       const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
       const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
@@ -139,11 +151,11 @@ export function mount(root, { ids }) {
     const range = l ? sharedRange(runs, l) : null;
     for (const r of runs) {
       if (l && r.cols.layers[l]) {
-        heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange: [0, maxStep] });
+        heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange });
       } else P.draw(r.heat, [], empty(r));
       if (r.cols.step.length) {
         const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
-        saturation.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
+        saturation.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange });
       } else P.draw(r.sat, [], empty(r));
     }
   }
@@ -153,6 +165,7 @@ export function mount(root, { ids }) {
   });
 
   redraw();
+  for (const chart of root.querySelectorAll(".plot")) P.onStepZoom(chart, loadAll, stepRange);
   feeds.forEach((f) => f.start());
   return {
     destroy() {

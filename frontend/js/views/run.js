@@ -1,6 +1,8 @@
 // The run view: header (status, progress, steps/s, device), loss/accuracy, the layers × steps
 // overview (click a cell to open that layer at that step) and the foldable layer rows.
-// History from /frames, then live frames from the stream, drawn with extendTraces.
+// History from /series (columns of just what is drawn), then live frames from the stream,
+// drawn with extendTraces. A zoom or pan on any step axis loads that range in detail for
+// every chart (debounced); a reset (double click) loads the whole run again.
 
 import { api, TERMINAL } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
@@ -10,6 +12,7 @@ import * as loss from "../panels/loss.js";
 import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
+import { stepRange } from "../transforms.js";
 import { LayerRows } from "./layers.js";
 
 export function mount(root, { id }) {
@@ -50,6 +53,7 @@ export function mount(root, { id }) {
       el.layers));
 
   const feed = new RunFeed(id, {
+    openLayers: () => (rows ? [...rows.open] : []),
     onRun: (r) => {
       run = r;
       renderHeader();
@@ -72,7 +76,12 @@ export function mount(root, { id }) {
         h("p", {}, h("a", { href: href.runs() }, "All runs"), " · ", h("a", { href: href.launch() }, "Launch a run"))));
     },
   });
-  const rows = new LayerRows(el.layers, feed.cols);
+  const zoomTo = (range) => feed.load(range).catch((err) => fill(el.error, errorBox("Cannot load that range", err.message)));
+  const rows = new LayerRows(el.layers, feed.cols, {
+    onZoom: zoomTo,
+    // A layer opened for the first time has no detail yet: load it for the range shown.
+    onOpen: (name) => !feed.cols.layers[name]?.hx.length && zoomTo(feed.range),
+  });
 
   for (const [key, m] of Object.entries(saturation.METRICS)) {
     const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": String(key === metric) }, m.label);
@@ -139,6 +148,7 @@ export function mount(root, { id }) {
 
   drawAll();
   saturation.onPick(el.overview, (name, step) => rows.reveal(name, step)); // after the first draw
+  for (const chart of [el.loss, el.overview]) P.onStepZoom(chart, zoomTo, stepRange);
   feed.start();
 
   return {
