@@ -165,11 +165,31 @@ export function compareLayerTraces(runs, name, key) {
   });
 }
 
-/** Percentile bands of one layer, one band per run. */
+/**
+ * Percentiles of one layer, per run: the median solid, p15 and p85 as thin dotted outlines.
+ * No fills: four overlapping translucent bands mix into grey.
+ */
 export function comparePercentileTraces(runs, name) {
-  return runs.flatMap(({ cols, label, color }) =>
-    cols.layers[name] ? percentileTraces(cols, name, color, label) : [],
-  );
+  return runs.flatMap(({ cols, label, color }) => {
+    const layer = cols.layers[name];
+    if (!layer) return [];
+    const edge = { line: { color, width: 0.9, dash: "dot" }, showlegend: false, legendgroup: label };
+    return [
+      line(`${label} p85`, layer.xs.p85, layer.p85, color, edge),
+      line(`${label} p15`, layer.xs.p15, layer.p15, color, edge),
+      line(`${label} median (p15, p85 dotted)`, layer.xs.p50, layer.p50, color, { line: { color, width: 2 }, legendgroup: label }),
+    ];
+  });
+}
+
+/** The norm's g (solid) and b (dashed) means per run; runs without g and b draw nothing. */
+export function compareGbTraces(runs, name) {
+  const has = runs.filter(({ cols }) => cols.layers[name] && hasValues(cols.layers[name].g_mean));
+  const g = compareLayerTraces(has, name, "g_mean").map((t) => ({ ...t, name: `${t.name} g`, legendgroup: t.name }));
+  const b = compareLayerTraces(has, name, "b_mean").map((t) => ({
+    ...t, name: `${t.name} b`, legendgroup: t.name, line: { ...t.line, dash: "dash" },
+  }));
+  return [...g, ...b];
 }
 
 /**

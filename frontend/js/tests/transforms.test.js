@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import { addFrames, emptyColumns } from "../columns.js";
 import {
-  comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
+  compareGbTraces, comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
   gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, lossTraces, overviewTraces,
   percentileTraces, sharedRange, stepRange, withAlpha,
 } from "../transforms.js";
@@ -131,6 +131,15 @@ test("compare: one trace per run with the run's colour and label", () => {
   assert.equal(compareRunTraces(runs, "eval.acc")[0].y.length, 3);
   assert.equal(comparePercentileTraces(runs, "h1").length, 6);
   assert.equal(comparePercentileTraces(runs, "h9").length, 0);
+  assert.ok(comparePercentileTraces(runs, "h1").every((t) => !t.fill), "outlines, no grey mush");
+});
+
+test("compare g/b: runs without g and b get no legend entries", () => {
+  const runs = [
+    { cols: build(3, { g: false }), label: "no norm", color: "#0072B2" },
+    { cols: build(3), label: "batch", color: "#D55E00" },
+  ];
+  assert.deepEqual(compareGbTraces(runs, "h1").map((t) => t.name), ["batch g", "batch b"]);
 });
 
 test("shared range covers every run's edges", () => {

@@ -11,7 +11,7 @@ import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
-  compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
+  compareGbTraces, compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
   sharedRange, stepRange,
 } from "../transforms.js";
 
@@ -28,17 +28,9 @@ const LINE_PANELS = [
   ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
   ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: LOG_AXIS }],
   ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
-  ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => gbCompare(runs, l), {}],
+  ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => compareGbTraces(runs, l), {}],
 ];
 const LAYER_PANELS = new Set(["percentiles", "sat", "grad", "drift", "gb"]);
-
-function gbCompare(runs, layer) {
-  const g = compareLayerTraces(runs, layer, "g_mean").map((t) => ({ ...t, name: `${t.name} g`, legendgroup: t.name }));
-  const b = compareLayerTraces(runs, layer, "b_mean").map((t) => ({
-    ...t, name: `${t.name} b`, legendgroup: t.name, line: { ...t.line, dash: "dash" },
-  }));
-  return [...g, ...b];
-}
 
 export function mount(root, { ids }) {
   if (ids.length < 2 || ids.length > 4) {
@@ -74,7 +66,7 @@ export function mount(root, { ids }) {
     openLayers: () => (state.layer ? [state.layer] : []),
     onRun: (run) => { r.run = run; renderChips(); },
     onUpdate: () => schedule(),
-    onError: (err) => errors.append(errorBox(`Run ${r.id}`, err.message)),
+    onError: (err) => (err.status === 404 ? missing(r.id) : errors.append(errorBox(`Run ${r.id}`, err.message))),
   }));
   runs.forEach((r, i) => {
     r.cols = feeds[i].cols;
@@ -83,6 +75,17 @@ export function mount(root, { ids }) {
     heatRow.append(r.heat);
     satRow.append(r.sat);
   });
+
+  /** A run that does not exist: no page of empty panels, just what is wrong and a way on. */
+  const absent = new Set();
+  function missing(id) {
+    absent.add(id);
+    feeds.forEach((f) => f.stop());
+    clearTimeout(state.timer);
+    root.querySelectorAll(".js-plotly-plot").forEach(P.purge);
+    fill(root, errorBox("Cannot compare these runs", `No run ${[...absent].map((x) => `"${x}"`).join(", ")} on this server.`,
+      h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
+  }
 
   /** Load a step range (null: whole runs) for every run: a zoom on any chart, or a new layer. */
   function loadAll(range) {
@@ -141,7 +144,7 @@ export function mount(root, { ids }) {
     const xaxis = { title: { text: "step", standoff: 4 }, range: xrange, automargin: true };
     for (const [key, title, build, extra] of LINE_PANELS) {
       const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
-      const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
+      const t = !LAYER_PANELS.has(key) || !l ? title : `${l}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
       P.draw(lineEls[key], traces, P.layout(t, {
         xaxis,
         yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
