@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from app import series
-from app.errors import FieldError, RunConflict, RunNotFound
+from app.errors import FieldError, RunConflict, RunNotFound, limit_message
 from app.jobs.base import Executor
 from app.live import Hub
 from app.settings import Settings
@@ -29,8 +29,7 @@ def check_limits(config: RunConfig, settings: Settings) -> None:
         if value > limit:
             raise FieldError(
                 ("body", name),
-                f"{name} {value} is above this server's limit of {limit} "
-                f"(NORMSCOPE_MAX_{name.upper()})",
+                limit_message(name, value, limit),
                 value,
                 kind="less_than_equal",
             )

@@ -100,12 +100,16 @@ def measure(base: str, ids: list[str], repeat: int) -> dict[str, object]:
         page.wait_for_selector("table")
         for _ in range(repeat):
             responses: list = []
-            page.on("response", responses.append)
+
+            def on_response(response: object, into: list = responses) -> None:
+                into.append(response)
+
+            page.on("response", on_response)
             t0 = time.perf_counter()
             page.evaluate(f"location.hash = '#/run/{ids[0]}'")
             page.wait_for_function(DRAWN, arg=RUN_PANELS, polling=16, timeout=120_000)
             out["run_s"].append(time.perf_counter() - t0)
-            page.remove_listener("response", responses.append)
+            page.remove_listener("response", on_response)
             out["run_bytes"].append(sum(len(r.body()) for r in responses if "/api/" in r.url))
             t0 = time.perf_counter()
             page.evaluate(

@@ -218,7 +218,7 @@ class Client:
 
         run = _WatchedRun(self)  # the Watch first: it checks the layers before the run exists
         watch = Watch(layers, activation=activation, optimizer=optimizer, every=every,
-                      bins=bins, on_frames=run.send, on_close=run.end)  # fmt: skip
+                      steps=steps, bins=bins, on_frames=run.send, on_close=run.end)  # fmt: skip
         spec = dict(label=label, activation=activation, layers=list(layers), every=every,
                     steps=steps)  # fmt: skip
         try:
