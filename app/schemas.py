@@ -94,6 +94,9 @@ class Catalog(BaseModel):
     limits: dict[str, int]
     defaults: dict[str, Any]
     presets: list[Preset]
+    # per activation: {"rule": "abs_above" | "at_or_below", "at": x}, what counts as saturated
+    saturation: dict[str, dict[str, Any]] = {}
+    help: dict[str, str] = {}  # what each RunConfig field means (normcore.config.FIELD_HELP)
 
 
 class Health(BaseModel):

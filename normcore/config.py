@@ -29,6 +29,24 @@ INITS = ("default", "gaussian")  # PyTorch's default, or N(0, init_std) (the BN 
 CELLS = ("elman", "lstm")
 DEVICES = ("auto", "cpu", "cuda")
 
+# What each field means: the one text for `normscope run --help`, the catalog and the form.
+FIELD_HELP = {
+    "model": "the network", "depth": "hidden layers (conv blocks for convnet)",
+    "width": "units per hidden layer (channels for convnet)",
+    "activation": "the nonlinearity; sets what counts as saturated", "norm": "the normalization",
+    "affine": "the norm's own scale g and shift b", "groups": "group norm only; must divide width",
+    "placement": "norm before the activation (BN paper) or after it",
+    "init": "initial weights: PyTorch's default, or N(0, init_std) (the BN paper)",
+    "init_std": "std of N(0, std) when init is gaussian", "cell": "rnn only",
+    "dataset": "the data set", "batch_order": "how batches are drawn",
+    "batch_size": "examples per step", "optimizer": "the optimizer", "lr": "learning rate",
+    "momentum": "optimizer 'momentum' only", "steps": "optimizer steps to train",
+    "clip": "gradient-norm clipping; empty = off", "probe_every": "probe every k-th step",
+    "hist_bins": "histogram bins per layer", "eval_every": "held-out evaluation every n steps",
+    "ics": "Santurkar et al.'s ICS measure (extra passes)", "seed": "random seed",
+    "device": "auto: CUDA when available, else CPU",
+}  # fmt: skip
+
 NORM_ALIASES = {
     "bn": "batch",
     "ln": "layer",
@@ -73,6 +91,13 @@ def _named(known: tuple[str, ...], what: str, aliases: dict[str, str] | None = N
         return canonical(value, known, what, aliases)
 
     return field_validator(what, mode="before")(classmethod(check))
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The named fields and their choices, in catalog order."""
+    return {"model": MODELS, "activation": ACTIVATIONS, "norm": NORMS, "placement": PLACEMENTS,
+            "init": INITS, "cell": CELLS, "dataset": DATASETS, "batch_order": BATCH_ORDERS,
+            "optimizer": OPTIMIZERS, "device": DEVICES}  # fmt: skip
 
 
 # Fields that change what is measured, not what is trained: left out of labels.

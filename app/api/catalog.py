@@ -10,6 +10,7 @@ from app.deps import SettingsDep
 from app.schemas import Catalog, Preset
 from normcore import config as C
 from normcore.norms import norm_catalog
+from normcore.stats import DEAD_AT_ZERO, SAT_THRESHOLD
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
@@ -120,4 +121,16 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         limits=settings.limits(),
         defaults=C.RunConfig.model_validate({}).model_dump(),
         presets=PRESETS,
+        saturation=saturation_rules(),
+        help=C.FIELD_HELP,
     )
+
+
+def saturation_rules() -> dict[str, dict[str, Any]]:
+    """What counts as saturated for each activation (normcore.stats, the one source): the
+    charts draw these lines and say the rule."""
+    rules: dict[str, dict[str, Any]] = {
+        act: {"rule": "abs_above", "at": at} for act, at in SAT_THRESHOLD.items()
+    }
+    rules.update({act: {"rule": "at_or_below", "at": 0.0} for act in DEAD_AT_ZERO})
+    return rules

@@ -72,6 +72,14 @@ export function stepMarker(step) {
   return [{ type: "line", xref: "x", yref: "paper", x0: step, x1: step, y0: 0, y1: 1, line: { color: "#D55E00", width: 1, dash: "dot" } }];
 }
 
+/** Dashed horizontal lines at values of y (the saturation threshold); they do not widen the axis. */
+export function levelLines(values = []) {
+  return values.map((y) => ({
+    type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: y, y1: y,
+    line: { color: "#D55E00", width: 1, dash: "dash" },
+  }));
+}
+
 export function purge(el) {
   if (el?.data) Plotly().purge(el);
 }

@@ -224,3 +224,35 @@ export function stepRange(ev) {
   if (!Number.isFinite(a) || !Number.isFinite(b)) return undefined;
   return [Math.max(0, Math.floor(Math.min(a, b))), Math.ceil(Math.max(a, b))];
 }
+
+/**
+ * What counts as saturated for a run's activation (the catalog's `saturation`, from
+ * normcore.stats): the values to draw as lines on a distribution and the rule in words.
+ */
+export function saturationMarks(rule) {
+  if (!rule) return { lines: [], text: "" };
+  if (rule.rule === "abs_above") return { lines: [-rule.at, rule.at], text: `saturated: |x| > ${rule.at}` };
+  return { lines: [rule.at], text: `saturated (dead): x ≤ ${rule.at}` };
+}
+
+/**
+ * The y range of a distribution heatmap's occupied rows (any step with a share above the
+ * floor), a row of margin each side; null when nothing is occupied. A layer that fills 8 of
+ * 64 bins then fills the chart, and its drift shows.
+ */
+export function occupiedRange(layer) {
+  const floor = Math.log10(DENSITY_FLOOR);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const col of layer.density) {
+    for (let i = 0; i < col.length; i++) {
+      if (col[i] != null && col[i] > floor) {
+        if (i < lo) lo = i;
+        if (i > hi) hi = i;
+      }
+    }
+  }
+  if (lo > hi || layer.centers.length < 2) return null;
+  const w = layer.centers[1] - layer.centers[0];
+  return [layer.centers[Math.max(0, lo - 1)] - w / 2, layer.centers[Math.min(layer.centers.length - 1, hi + 1)] + w / 2];
+}

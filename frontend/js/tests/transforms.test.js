@@ -5,7 +5,7 @@ import { addFrames, emptyColumns } from "../columns.js";
 import {
   compareGbTraces, comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
   gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, lossTraces, overviewTraces,
-  percentileTraces, sharedRange, stepRange, withAlpha,
+  occupiedRange, percentileTraces, saturationMarks, sharedRange, stepRange, withAlpha,
 } from "../transforms.js";
 import { frame, frames } from "./sample.js";
 
@@ -162,4 +162,19 @@ test("a zoom or pan on the step axis asks for its range; a reset for the whole r
   assert.equal(stepRange({ "xaxis.autorange": true }), null);
   assert.equal(stepRange({ "yaxis.range[0]": 1, "yaxis.range[1]": 2 }), undefined);
   assert.equal(stepRange({ autosize: true }), undefined);
+});
+
+test("saturation marks follow the activation's rule", () => {
+  assert.deepEqual(saturationMarks({ rule: "abs_above", at: 4.356 }), { lines: [-4.356, 4.356], text: "saturated: |x| > 4.356" });
+  assert.deepEqual(saturationMarks({ rule: "at_or_below", at: 0 }).lines, [0]);
+  assert.deepEqual(saturationMarks(undefined), { lines: [], text: "" });
+});
+
+test("a distribution's y range covers its occupied rows, a row of margin each side", () => {
+  const cols = emptyColumns();
+  addFrames(cols, frames(3)); // 8 bins on [-4, 4]: one bin holds 30, the others 10
+  assert.deepEqual(occupiedRange(cols.layers.h1), [-5, 5]); // every row occupied
+  const layer = { centers: [-1.5, -0.5, 0.5, 1.5], density: [[-4, -1, -4, -4], [-4, -4, 0, -4]] };
+  assert.deepEqual(occupiedRange(layer), [-2, 2]);
+  assert.equal(occupiedRange({ centers: [0, 1], density: [[-4, -4]] }), null);
 });

@@ -31,6 +31,7 @@ export class LayerRows {
     this.rows = new Map(); // name -> {details, summary, plots: {panel: el}}
     this.open = new Set();
     this.step = null; // the step picked in the overview, marked on every chart
+    this.sat = null; // the activation's saturation marks (transforms.saturationMarks)
     this.names = [];
   }
 
@@ -92,7 +93,7 @@ export class LayerRows {
     if (!row || !this.cols.layers[name]) return;
     for (const [key, panel] of PANELS) {
       const plot = row.plots[key];
-      panel.draw(plot, this.cols, name, { step: this.step });
+      panel.draw(plot, this.cols, name, { step: this.step, sat: this.sat });
       if (this.onZoom && !plot.zoomHooked) {
         P.onStepZoom(plot, this.onZoom, stepRange);
         plot.zoomHooked = true;

@@ -12,7 +12,7 @@ import * as loss from "../panels/loss.js";
 import * as saturation from "../panels/saturation.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
-import { stepRange } from "../transforms.js";
+import { saturationMarks, stepRange } from "../transforms.js";
 import { LayerRows } from "./layers.js";
 
 export function mount(root, { id }) {
@@ -34,6 +34,7 @@ export function mount(root, { id }) {
   };
   let metric = "sat";
   let run = null;
+  let sat = null; // what counts as saturated for this run's activation (from the catalog)
 
   const header = h("section", { class: "run-head card" },
     h("div", { class: "run-line" }, el.title, el.status, el.device, el.conn),
@@ -56,6 +57,7 @@ export function mount(root, { id }) {
     openLayers: () => (rows ? [...rows.open] : []),
     onRun: (r) => {
       run = r;
+      if (sat === null && r.config?.activation) loadSaturation(r.config.activation);
       renderHeader();
     },
     onUpdate: (delta) => {
@@ -88,15 +90,26 @@ export function mount(root, { id }) {
     b.addEventListener("click", () => {
       metric = key;
       for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === key));
-      saturation.draw(el.overview, feed.cols, metric);
+      saturation.draw(el.overview, feed.cols, metric, { sat });
     });
     el.toggle.append(b);
   }
 
   function drawAll() {
     loss.draw(el.loss, feed.cols);
-    saturation.draw(el.overview, feed.cols, metric);
+    saturation.draw(el.overview, feed.cols, metric, { sat });
     rows.draw();
+  }
+
+  async function loadSaturation(activation) {
+    sat = saturationMarks(undefined); // asked once
+    try {
+      sat = saturationMarks((await api.catalog()).saturation?.[activation]);
+      rows.sat = sat;
+      drawAll();
+    } catch {
+      // without the catalog the charts just lack the threshold lines
+    }
   }
 
   function renderProgress() {
