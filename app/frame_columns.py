@@ -14,7 +14,6 @@ CHUNK - 1 frames, memoised by frame count).
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
 import threading
