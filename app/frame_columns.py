@@ -18,6 +18,7 @@ import json
 import sqlite3
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,11 +201,18 @@ def seal(db: sqlite3.Connection, run_id: str) -> None:
             raise
 
 
-class Reader:
-    """Reads columns of a run over a step range; memoises the open tail of live runs."""
+CACHE_BYTES = 256 << 20  # unpacked sealed arrays kept in memory, least recently used out
 
-    def __init__(self) -> None:
+
+class Reader:
+    """Reads columns of a run over a step range. Keeps recently read sealed arrays in memory
+    (they never change: a re-sealed chunk has another frame count, so another key) and
+    memoises the open tail of live runs: a zoom, a pan or a second view reads no blob twice."""
+
+    def __init__(self, cache_bytes: int = CACHE_BYTES) -> None:
         self._tail: dict[str, tuple[tuple[int, int], dict[str, np.ndarray]]] = {}
+        self._cache: OrderedDict[tuple[str, str, int, int], np.ndarray] = OrderedDict()
+        self._cache_bytes, self._cache_limit = 0, cache_bytes
         self._lock = threading.Lock()
 
     def _tail_arrays(
@@ -242,17 +250,17 @@ class Reader:
         sealed_upto = min(count, len(sealed) * CHUNK)
         parts: list[dict[str, np.ndarray]] = []
         if sealed_upto:
-            steps = self._blobs(db, run_id, "step", sealed)
+            steps = self._blobs(db, run_id, "step", sealed, done)
             want = [c for c, s in steps.items() if s.size and s[-1] >= from_step and
                     s[0] <= to_step]  # fmt: skip
             if want:
                 keys = ["seq", "step", "status", "eval", "has_eval", "names", "last", *run_keys]
-                names = self._blobs(db, run_id, "names", want)
+                names = self._blobs(db, run_id, "names", want, done)
                 all_names = list(dict.fromkeys(n for c in want for n in names[c].tolist()))
                 for name in all_names:
                     keys += [f"{name}/{k}" for k in layer_keys.get(name, [])]
                     keys.append(f"{name}/edges")
-                blobs = {key: self._blobs(db, run_id, key, want) for key in keys}
+                blobs = {key: self._blobs(db, run_id, key, want, done) for key in keys}
                 for c in want:
                     parts.append({k: v[c] for k, v in blobs.items() if c in v})
         if sealed_upto < count:  # the open tail, or every frame when seqs have gaps
@@ -261,16 +269,35 @@ class Reader:
                 parts.append(tail)
         return _assemble(parts, from_step, to_step, layer_keys, run_keys)
 
-    @staticmethod
     def _blobs(
-        db: sqlite3.Connection, run_id: str, key: str, chunks: list[int]
-    ) -> dict[int, np.ndarray]:
+        self, db: sqlite3.Connection, run_id: str, key: str, chunks: list[int],
+        sizes: dict[int, int],
+    ) -> dict[int, np.ndarray]:  # fmt: skip
+        out: dict[int, np.ndarray] = {}
+        with self._lock:
+            for c in chunks:
+                hit = self._cache.get((run_id, key, c, sizes[c]))
+                if hit is not None:
+                    self._cache.move_to_end((run_id, key, c, sizes[c]))
+                    out[c] = hit
+        missing = [c for c in chunks if c not in out]
+        if not missing:
+            return out
         rows = db.execute(
-            "SELECT chunk, data FROM frame_columns WHERE run_id = ? AND key = ? "
+            "SELECT chunk, n, data FROM frame_columns WHERE run_id = ? AND key = ? "
             "AND chunk BETWEEN ? AND ?",
-            (run_id, key, min(chunks), max(chunks)),
+            (run_id, key, min(missing), max(missing)),
         ).fetchall()
-        return {c: _unpack(blob) for c, blob in rows}
+        with self._lock:
+            for c, n, blob in rows:
+                if c in out or sizes.get(c) != n:
+                    continue
+                out[c] = array = _unpack(blob)
+                self._cache[(run_id, key, c, n)] = array
+                self._cache_bytes += array.nbytes
+            while self._cache_bytes > self._cache_limit and self._cache:
+                self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
+        return out
 
 
 def _assemble(

@@ -133,7 +133,9 @@ def measure(base: str, ids: list[str], repeat: int) -> dict[str, object]:
             page.evaluate("location.hash = '#/runs'")
             page.wait_for_selector("table")
         browser.close()
+    # every round too: the first reads columns from SQLite, later ones from the server's cache
     result: dict[str, object] = {k: statistics.median(v) for k, v in out.items() if v}
+    result.update({f"{k}_rounds": [round(x, 3) for x in v] for k, v in out.items() if v})
     if zoom_points:
         result["zoom_points_in_window"] = statistics.median(zoom_points)
     return result

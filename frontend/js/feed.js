@@ -7,8 +7,9 @@
 import { api, TERMINAL } from "./api.js";
 import { addFrames, emptyColumns, fromSeries, MAX_KEYS } from "./columns.js";
 
-// Always loaded: the curves, every evaluation, and the overview's bucket maxima of all layers.
-export const RUN_FIELDS = ["loss", "acc", "eval", ...MAX_KEYS.map((k) => `max:${k}`)];
+// Always loaded: the curves and every evaluation; with them the bucket maxima of every layer
+// for the overview metrics the view shows (`overview()`, e.g. ["sat"]: one of MAX_KEYS).
+export const RUN_FIELDS = ["loss", "acc", "eval"];
 // Loaded for the layers a view opens (its rows, Compare's picked layer).
 export const LAYER_FIELDS = [
   "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm", "update_ratio",
@@ -23,9 +24,10 @@ export class RunFeed {
    */
   constructor(id, {
     cap = 1000, points = 800, interval = 200, layerFields = LAYER_FIELDS, openLayers,
+    overview = () => MAX_KEYS,
     onRun, onUpdate, onConnection, onError,
   } = {}) {
-    Object.assign(this, { id, cap, points, interval, layerFields, openLayers, onRun, onUpdate, onConnection, onError });
+    Object.assign(this, { id, cap, points, interval, layerFields, openLayers, overview, onRun, onUpdate, onConnection, onError });
     this.range = null; // [from, to] steps while zoomed; null: the whole run
     this.loads = 0;
     this.baseInterval = interval;
@@ -62,10 +64,11 @@ export class RunFeed {
     let open = this.openLayers?.() ?? [];
     const detail = (names) => (names.length && this.layerFields.length
       ? api.series(this.id, { fields: this.layerFields, layers: names, ...span }) : null);
+    const fields = [...RUN_FIELDS, ...this.overview().map((k) => `max:${k}`)];
     let answers;
-    if (open.length) answers = await Promise.all([api.series(this.id, { fields: RUN_FIELDS, ...span }), detail(open)]);
+    if (open.length) answers = await Promise.all([api.series(this.id, { fields, ...span }), detail(open)]);
     else {
-      const overview = await api.series(this.id, { fields: RUN_FIELDS, ...span });
+      const overview = await api.series(this.id, { fields, ...span });
       open = first ? overview.layers.slice(-1) : [];
       answers = [overview, await detail(open)];
     }

@@ -41,7 +41,7 @@ export function mount(root, { ids }) {
   const state = { layer: null, pre: false, timer: null, last: 0, cost: 0, range: null };
   const chips = h("div", { class: "chips" });
   const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; loadAll(state.range); } });
-  const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; redraw(); } });
+  const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; loadAll(state.range); } });
   const lineEls = Object.fromEntries(LINE_PANELS.map(([key]) => [key, h("div", { class: "plot small", dataset: { panel: `compare-${key}` } })]));
   const heatRow = h("div", { class: "side-by-side" });
   const satRow = h("div", { class: "side-by-side" });
@@ -64,6 +64,7 @@ export function mount(root, { ids }) {
     points: CAP,
     layerFields: LAYER_FIELDS,
     openLayers: () => (state.layer ? [state.layer] : []),
+    overview: () => [state.pre ? "sat_pre" : "sat"],
     onRun: (run) => { r.run = run; renderChips(); },
     onUpdate: () => schedule(),
     onError: (err) => (err.status === 404 ? missing(r.id) : errors.append(errorBox(`Run ${r.id}`, err.message))),

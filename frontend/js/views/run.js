@@ -55,6 +55,7 @@ export function mount(root, { id }) {
 
   const feed = new RunFeed(id, {
     openLayers: () => (rows ? [...rows.open] : []),
+    overview: () => [saturation.METRICS[metric].key], // the other metrics load when picked
     onRun: (r) => {
       run = r;
       if (sat === null && r.config?.activation) loadSaturation(r.config.activation);
@@ -90,7 +91,9 @@ export function mount(root, { id }) {
     b.addEventListener("click", () => {
       metric = key;
       for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === key));
-      saturation.draw(el.overview, feed.cols, metric, { sat });
+      const loaded = feed.cols.layerNames.every((n) => feed.cols.layers[n].max[saturation.METRICS[key].key].length === feed.cols.step.length);
+      if (loaded) saturation.draw(el.overview, feed.cols, metric, { sat });
+      else zoomTo(feed.range); // its reload redraws
     });
     el.toggle.append(b);
   }
