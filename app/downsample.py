@@ -78,6 +78,8 @@ def frame_indices(loss: np.ndarray, x: np.ndarray, points: int, keep: np.ndarray
     frames), which no budget drops."""
     budget = max(MIN_POINTS, points - len(keep))
     chosen = line_indices(x, loss, budget, forced=keep)
+    if len(chosen) < min(points, len(x)):  # picks and forced frames overlapped: top up once
+        chosen = line_indices(x, loss, budget + points - len(chosen), forced=keep)
     if not np.isfinite(loss).any():  # no loss to follow (diverged at once): evenly spread
         chosen = np.union1d(chosen, bucket_starts(len(x), budget))
     return chosen
