@@ -14,6 +14,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from normcore import config as C
+
 
 class NormScopeError(Exception):
     """Base: a request the service cannot fulfil, with the status that says why."""
@@ -120,10 +122,46 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
 
 
+# RunConfig's own bounds (normcore.config): a 422 at one of these is a server limit exceeded.
+_LIBRARY_BOUNDS = {
+    "steps": C.MAX_STEPS,
+    "width": C.MAX_WIDTH,
+    "depth": C.MAX_DEPTH,
+    "batch_size": C.MAX_BATCH,
+}
+
+
+def limit_message(name: str, value: Any, limit: int) -> str:
+    """The one message for a value above a server limit (the form shows the same limit)."""
+    return f"{name} {value} is above this server's limit of {limit} (NORMSCOPE_MAX_{name.upper()})"
+
+
+def _one_voice(error: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    """A pydantic error as the server says it: its own limit where it has one (pydantic's
+    bound is the library's, looser), without pydantic's "Value error, " prefix."""
+    loc, value = error.get("loc", ()), error.get("input")
+    name = loc[-1] if loc and loc[0] == "body" else None
+    bound = (error.get("ctx") or {}).get("le")
+    if name in limits and bound is not None and bound == _LIBRARY_BOUNDS.get(name):
+        return {
+            **error,
+            "msg": limit_message(name, value, limits[name]),
+            "ctx": {"le": limits[name]},
+        }
+    msg = error.get("msg", "")
+    if isinstance(msg, str) and msg.startswith("Value error, "):
+        return {**error, "msg": msg.removeprefix("Value error, ")}
+    return error
+
+
 async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's own 422 shape, made safe for non-finite inputs."""
+    """FastAPI's own 422 shape in the server's words (`_one_voice`), safe for non-finite
+    inputs."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
+    settings = getattr(request.app.state, "settings", None)
+    limits = settings.limits() if settings is not None else {}
+    errors = [_one_voice(e, limits) for e in exc.errors()]
+    return JSONResponse({"detail": json_safe(jsonable_encoder(errors))}, 422)
 
 
 def install(app: FastAPI) -> None:

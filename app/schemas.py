@@ -43,12 +43,13 @@ class RunList(BaseModel):
 
 
 class FramesPage(BaseModel):
-    """Frames of a run, downsampled to at most max_points (first and last always kept)."""
+    """Frames of a run, downsampled to about max_points: the loss's extremes, every evaluation,
+    status frame, the first and the last kept (app/series.frame_selection)."""
 
     data: list[dict[str, Any]]
     count: int  # frames in `data`
     total: int  # frames with seq >= since_seq in the store
-    dropped: int  # total - count: left out by downsampling (evenly spread)
+    dropped: int  # total - count: left out by downsampling (app/downsample.py)
     first_seq: int | None
     last_seq: int | None
 
@@ -120,6 +121,9 @@ class Catalog(BaseModel):
     sweep_presets: list[SweepPreset] = []
     sweep_metrics: dict[str, str] = {}  # name -> what it measures
     max_sweep_cells: int = 0
+    # per activation: {"rule": "abs_above" | "at_or_below", "at": x}, what counts as saturated
+    saturation: dict[str, dict[str, Any]] = {}
+    help: dict[str, str] = {}  # what each RunConfig field means (normcore.config.FIELD_HELP)
 
 
 class Health(BaseModel):

@@ -10,6 +10,7 @@ thread; WAL lets them read while the recorder writes.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from app import frame_columns
+from app.frame_columns import Columns
 from normcore.frames import ACTIVE, TERMINAL
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -106,7 +113,8 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._db().executescript(_SCHEMA)  # runs in its own transaction
+        self._db().executescript(_SCHEMA + frame_columns.SCHEMA)  # its own transaction
+        self._columns = frame_columns.Reader()
         self._migrate()
 
     def _migrate(self) -> None:
@@ -200,7 +208,9 @@ class Store:
 
     # -- the recorder's batched writes -------------------------------------------------------
     def apply(self, ops: Iterable[Op]) -> set[str]:
-        """Apply operations in one transaction; return the ids whose status changed."""
+        """Apply operations in one transaction; return the ids whose status changed. Then
+        write the columns of the chunks of frames these made final (app/frame_columns.py)."""
+        ops = list(ops)
         changed: set[str] = set()
         with self._tx() as db:
             for op in ops:
@@ -220,6 +230,11 @@ class Store:
                         (op.status, op.error, op.at, op.run_id, *ACTIVE),
                     )
                     changed.update([op.run_id] if cur.rowcount else [])
+        for run_id in dict.fromkeys(op.run_id for op in ops if not isinstance(op, Start)):
+            try:
+                frame_columns.seal(self._db(), run_id)  # after the commit: writers wait less
+            except Exception:  # columns are derived: frames are stored, reads parse them
+                log.exception("cannot write the columns of run %s", run_id)
         return changed
 
     @staticmethod
@@ -267,6 +282,34 @@ class Store:
         while rows := self.read_frames(run_id, after, page):
             yield from rows
             after = rows[-1][0]
+
+    def read_columns(
+        self,
+        run_id: str,
+        from_step: int,
+        to_step: int,
+        layer_keys: dict[str, list[str]],
+        run_keys: list[str],
+    ) -> Columns:
+        """Columns of the frames with from_step <= step <= to_step (app/frame_columns.py)."""
+        return self._columns.read(self._db(), run_id, from_step, to_step, layer_keys, run_keys)
+
+    def frames_at(self, run_id: str, seqs: np.ndarray) -> list[tuple[int, bytes]]:
+        """The stored frames with these seqs, in seq order."""
+        rows: list[tuple[int, bytes]] = []
+        values = [int(s) for s in seqs]
+        for i in range(0, len(values), 500):  # SQLite's bound-variable limit
+            part = values[i : i + 500]
+            rows += (
+                self._db()
+                .execute(
+                    f"SELECT seq, data FROM frames WHERE run_id = ? AND seq IN "
+                    f"({','.join('?' * len(part))})",
+                    (run_id, *part),
+                )
+                .fetchall()
+            )
+        return sorted(rows)
 
     def sample_frames(
         self, run_id: str, since_seq: int, max_points: int

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
+import serve  # bench/serve.py: run as a script, bench/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,35 +58,11 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
     (data_dir / "stamp").mkdir(parents=True)
     (data_dir / "stamp" / "sitecustomize.py").write_text(STAMP)
     env = {
-        **os.environ,
         "NORMSCOPE_DATA_DIR": str(data_dir),
         "NORMSCOPE_MAX_JOBS": "1",
         "PYTHONPATH": os.pathsep.join([str(data_dir / "stamp"), str(ROOT)]),
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+    return serve.start(ROOT, port, env)
 
 
 async def viewer(

@@ -270,6 +270,7 @@ class Client:
             activation=activation,
             optimizer=optimizer,
             every=every,
+            steps=steps,
             bins=bins,
             on_frames=run.send,
             on_close=run.end,

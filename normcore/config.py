@@ -29,6 +29,35 @@ INITS = ("default", "gaussian")  # PyTorch's default, or N(0, init_std) (the BN 
 CELLS = ("elman", "lstm")
 DEVICES = ("auto", "cpu", "cuda")
 
+# What each field means: the one text for `normscope run --help`, the catalog and the form.
+FIELD_HELP = {
+    "model": "the network",
+    "depth": "hidden layers (conv blocks for convnet)",
+    "width": "units per hidden layer (channels for convnet)",
+    "activation": "the nonlinearity; sets what counts as saturated",
+    "norm": "the normalization",
+    "affine": "the norm's own scale g and shift b",
+    "groups": "group norm only; must divide width",
+    "placement": "norm before the activation (BN paper) or after it",
+    "init": "initial weights: PyTorch's default, or N(0, init_std) (the BN paper)",
+    "init_std": "std of N(0, std) when init is gaussian",
+    "cell": "rnn only",
+    "dataset": "the data set",
+    "batch_order": "how batches are drawn",
+    "batch_size": "examples per step",
+    "optimizer": "the optimizer",
+    "lr": "learning rate",
+    "momentum": "optimizer 'momentum' only",
+    "steps": "optimizer steps to train",
+    "clip": "gradient-norm clipping; empty = off",
+    "probe_every": "probe every k-th step",
+    "hist_bins": "histogram bins per layer",
+    "eval_every": "held-out evaluation every n steps",
+    "ics": "Santurkar et al.'s ICS measure (extra passes)",
+    "seed": "random seed",
+    "device": "auto: CUDA when available, else CPU",
+}
+
 NORM_ALIASES = {
     "bn": "batch",
     "ln": "layer",
@@ -75,6 +104,26 @@ def _named(known: tuple[str, ...], what: str, aliases: dict[str, str] | None = N
         return canonical(value, known, what, aliases)
 
     return field_validator(what, mode="before")(classmethod(check))
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The named fields and their choices, in catalog order."""
+    return {
+        "model": MODELS,
+        "activation": ACTIVATIONS,
+        "norm": NORM_NAMES,
+        "placement": PLACEMENTS,
+        "init": INITS,
+        "cell": CELLS,
+        "dataset": DATASETS,
+        "batch_order": BATCH_ORDERS,
+        "optimizer": OPTIMIZERS,
+        "device": DEVICES,
+    }
+
+
+# Fields that change what is measured, not what is trained: left out of labels.
+OBSERVATION = ("steps", "probe_every", "hist_bins", "eval_every", "ics", "device")
 
 
 class RunConfig(BaseModel):
@@ -182,6 +231,15 @@ class RunConfig(BaseModel):
         return value
 
     def label(self) -> str:
-        """A short human label: 'batch · mlp 3×100 sigmoid · digits'."""
+        """A short human label: 'batch · mlp 3×100 sigmoid · digits', then every field that
+        changes what is trained and differs from the defaults ('init gaussian · init_std 1'),
+        so two runs that learn differently never share a label."""
         net = f"{self.model} {self.depth}×{self.width} {self.activation}"
-        return f"{self.norm} · {net} · {self.dataset}"
+        shown = {"norm", "model", "depth", "width", "activation", "dataset", *OBSERVATION}
+        defaults = type(self).model_validate({})
+        extra = [
+            f"{name} {value}"
+            for name in type(self).model_fields
+            if name not in shown and (value := getattr(self, name)) != getattr(defaults, name)
+        ]
+        return " · ".join([self.norm, net, self.dataset, *extra])

@@ -60,7 +60,8 @@ class Watch:
     and ``on_frames`` (each batch read at a flush), or, with none of them, into ``frames``;
     ``on_close(completed)`` is called once all are sent (``normcore.client.Client.watch``
     uses the last two to send them to a server). ``activation`` (sigmoid, tanh, relu,
-    gelu) sets what counts as saturated and the histogram's least range. ``optimizer`` gives
+    gelu) sets what counts as saturated and the histogram's least range. ``steps`` (optional,
+    the planned length) has the last step probed whatever ``every``. ``optimizer`` gives
     the lr in each frame and lets ‖Δw‖ be taken right after its step (without it: at the end
     of ``step()``).
     """
@@ -72,6 +73,7 @@ class Watch:
         activation: str,
         optimizer: torch.optim.Optimizer | None = None,
         every: int = 1,
+        steps: int = 0,
         bins: int = 64,
         out: str | Path | None = None,
         on_frame: Callable[[Frame], None] | None = None,
@@ -84,6 +86,11 @@ class Watch:
             )
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: a whole number of steps >= 1, not {every!r}")
+        if not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps: the planned steps, a whole number >= 0, not {steps!r}")
+        # The planned last step is probed too (as normcore.train does): a run of 1,500 steps
+        # probed every 2nd ends at step 1,500, not 1,499, and its progress fills.
+        self.planned = steps
         points = layer_points(layers)
         self.device = points[0].weight.device
         self.every, self.optimizer = every, optimizer
@@ -124,7 +131,7 @@ class Watch:
         if self._phase == "closed":
             raise RuntimeError("this Watch is closed")
         self.steps += 1
-        probing = (self.steps - 1) % self.every == 0
+        probing = (self.steps - 1) % self.every == 0 or self.steps == self.planned
         if probing:
             for probe in self.probes:
                 probe.arm()

@@ -12,6 +12,7 @@ from normcore import config as C
 from normcore.claims.figure1 import FIGURE_1_NET
 from normcore.frames import ACTIVE, TERMINAL
 from normcore.norms import norm_catalog
+from normcore.probe.stats import DEAD_AT_ZERO, SAT_THRESHOLD
 from normcore.sweep import METRICS, SWEEP_PRESETS
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
@@ -127,4 +128,16 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         sweep_presets=[SweepPreset(id=k, **v) for k, v in SWEEP_PRESETS.items()],
         sweep_metrics=METRICS,
         max_sweep_cells=settings.max_sweep_cells,
+        saturation=saturation_rules(),
+        help=C.FIELD_HELP,
     )
+
+
+def saturation_rules() -> dict[str, dict[str, Any]]:
+    """What counts as saturated for each activation (normcore.stats, the one source): the
+    charts draw these lines and say the rule."""
+    rules: dict[str, dict[str, Any]] = {
+        act: {"rule": "abs_above", "at": at} for act, at in SAT_THRESHOLD.items()
+    }
+    rules.update({act: {"rule": "at_or_below", "at": 0.0} for act in DEAD_AT_ZERO})
+    return rules

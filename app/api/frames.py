@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
+from app import series
 from app.api.params import RunId
 from app.deps import HubDep, SettingsDep, StoreDep
 from app.errors import FieldError
@@ -34,6 +35,32 @@ def read_frames(
     names = [n.strip() for n in layers.split(",") if n.strip()] if layers is not None else None
     page = service.frames_page(store, run_id, since_seq, max_points, names)
     return Response(page, media_type="application/json")  # stored JSON, not re-serialized
+
+
+@router.get("/{run_id}/series")
+def read_series(
+    run_id: RunId,
+    store: StoreDep,
+    fields: Annotated[
+        str, Query(max_length=4000, description="comma-separated: " + ", ".join(series.FIELDS))
+    ] = "loss,acc,eval",
+    layers: Annotated[
+        str | None, Query(max_length=4000, description="comma-separated; default: every layer")
+    ] = None,
+    from_step: Annotated[int, Query(ge=0, le=series.MAX_STEP)] = 0,
+    to_step: Annotated[int, Query(ge=0, le=series.MAX_STEP)] = series.MAX_STEP,
+    points: Annotated[
+        int, Query(ge=series.POINTS_RANGE[0], le=series.POINTS_RANGE[1])
+    ] = series.DEFAULT_POINTS,
+) -> Response:
+    """Just the requested fields over a step range, as columns, about `points` per series:
+    line series by MinMaxLTTB with every extreme exact, every evaluation, heatmaps
+    (`hist`: counts summed; `max:<key>`: bucket maximum) on shared step buckets."""
+    names = series.parse_list(fields) or []
+    page = service.series_page(
+        store, run_id, names, series.parse_list(layers), from_step, to_step, points
+    )
+    return Response(page, media_type="application/json")
 
 
 def _stored_run(run_id: RunId, store: StoreDep) -> dict[str, Any]:

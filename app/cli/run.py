@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from app.cli.sources import add_server_option
-from normcore.config import RunConfig
+from normcore.config import FIELD_HELP, RunConfig, choices
 
 EXIT_INVALID = 2  # argparse's own status for bad usage
 
@@ -27,23 +27,19 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         description="Train headless: a progress bar on stderr, then a summary table. Exit "
         "status 0 completed, 1 diverged, 2 invalid options.",
     )
+    named = choices()  # the catalog's source: help says what the form and the API offer
     for name, field in RunConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        default = f" (default: {field.default})"
+        said = FIELD_HELP.get(name, name)
+        if name in named:
+            said += f": {', '.join(named[name])}"
+        text = f"{said} (default: {field.default})"
         if field.annotation is bool:
             p.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=(field.description or name) + default,
+                flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
             )
         else:  # a string: RunConfig parses it, so its error names the field
-            p.add_argument(
-                flag,
-                metavar=name.upper(),
-                default=argparse.SUPPRESS,
-                help=(field.description or name) + default,
-            )
+            p.add_argument(flag, metavar=name.upper(), default=argparse.SUPPRESS, help=text)
     p.add_argument("--out", metavar="FRAMES.jsonl", help="write every frame as a JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_server_option(p)  # --server URL: train on a remote NormScope (run_remote below)

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import RunNotFound
+from app.frame_columns import Columns, from_frames
 from app.reports import figures as F
 from app.reports.figures import PALETTE, RunFrames
-from app.store import frame_text, spread
+from app.series import frame_selection
+from app.services.runs import sample_frames
+from app.store import frame_text
 from normcore.frames import summarize
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
@@ -41,7 +44,7 @@ def from_store(
         run = store.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        rows, _total = store.sample_frames(run_id, 0, max_points)
+        rows, _total = sample_frames(store, run_id, 0, max_points)
         out.append((run, [json.loads(frame_text(blob)) for _seq, blob in rows]))
     return out
 
@@ -81,8 +84,24 @@ def from_files(paths: Iterable[Path], max_points: int = DEFAULT_MAX_POINTS) -> l
             final=final,
             config={"file": str(path), "frames": len(frames)},
         )
-        out.append((run, [frames[i] for i in spread(len(frames), max_points)]))
+        seqs, _ = frame_selection(_columns(frames), 0, max_points)
+        kept = set(seqs.tolist())
+        out.append((run, [f for i, f in enumerate(frames) if i in kept]))
     return out
+
+
+def _columns(frames: list[dict[str, Any]]) -> Columns:
+    """Columns of frames read from a file, numbered by position (a file's seqs may repeat)."""
+    arrays = from_frames([{**f, "seq": i} for i, f in enumerate(frames)])
+    return Columns(
+        seq=arrays["seq"],
+        step=arrays["step"],
+        status=arrays["status"],
+        run={"loss": arrays["loss"]},
+        evals=arrays["eval"],
+        has_eval=arrays["has_eval"],
+        names=[],
+    )
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from app.errors import FieldError, RunConflict, RunNotFound
+from app import series
+from app.errors import FieldError, RunConflict, RunNotFound, limit_message
 from app.jobs.base import Executor
 from app.live import Hub
 from app.settings import Settings
@@ -29,8 +30,7 @@ def check_limits(config: RunConfig, settings: Settings) -> None:
         if value > limit:
             raise FieldError(
                 ("body", name),
-                f"{name} {value} is above this server's limit of {limit} "
-                f"(NORMSCOPE_MAX_{name.upper()})",
+                limit_message(name, value, limit),
                 value,
                 kind="less_than_equal",
             )
@@ -87,12 +87,58 @@ def delete_run(store: Store, executor: Executor, run_id: str, wait_s: float) -> 
     store.delete_run(run_id)
 
 
+def sample_frames(
+    store: Store, run_id: str, since_seq: int, max_points: int
+) -> tuple[list[tuple[int, bytes]], int]:
+    """Frames from since_seq on, downsampled faithfully (app/series.frame_selection): every
+    evaluation and status frame, the first and the last, and the loss's extremes kept."""
+    cols = store.read_columns(run_id, 0, series.MAX_STEP, {}, ["loss"])
+    seqs, total = series.frame_selection(cols, since_seq, max_points)
+    return store.frames_at(run_id, seqs), total
+
+
+def series_page(
+    store: Store,
+    run_id: str,
+    fields: list[str],
+    layers: list[str] | None,
+    from_step: int,
+    to_step: int,
+    points: int,
+) -> str:
+    """The /series JSON: the requested fields over the step range, about `points` each."""
+    series.check_fields(fields)
+    series.check_range(from_step, to_step)
+    get_run(store, run_id)
+    known = _layer_names(store, run_id)
+    if layers is not None:
+        series.check_layers(layers, known)
+    names = known if layers is None else layers
+    layer_keys, run_keys = series.wanted_keys(fields, names)
+    cols = store.read_columns(run_id, from_step, to_step, layer_keys, run_keys)
+    total = len(cols)
+    answer = series.series(cols, fields, names, points, from_step, to_step, total)
+    answer["layers"] = known
+    return series.dumps(answer)
+
+
+def _layer_names(store: Store, run_id: str) -> list[str]:
+    """The run's layers, from its first and newest frames (a layer may appear late)."""
+    run = get_run(store, run_id)
+    rows = store.read_frames(run_id, -1, 1) + store.read_frames(run_id, run["last_seq"] - 1, 1)
+    names: list[str] = []
+    for _, blob in rows:
+        frame = json.loads(frame_text(blob))
+        names += [la["name"] for la in frame.get("layers", []) if la["name"] not in names]
+    return names
+
+
 def frames_page(
     store: Store, run_id: str, since_seq: int, max_points: int, layers: list[str] | None
 ) -> str:
     """The FramesPage JSON, assembled from the stored wire text (no parse unless filtering)."""
     get_run(store, run_id)
-    rows, total = store.sample_frames(run_id, since_seq, max_points)
+    rows, total = sample_frames(store, run_id, since_seq, max_points)
     texts = [frame_text(blob) for _, blob in rows]
     if layers is not None and texts:
         texts = _only_layers(texts, layers)

@@ -144,8 +144,7 @@ class SweepService:
     def _new_run(
         self, sweep_id: str, point: int, seed: int, config: dict[str, Any], values: dict
     ) -> str:
-        label = RunConfig.model_validate(config).label()
-        label += " · " + ", ".join(f"{k}={v}" for k, v in values.items()) + f" · seed {seed}"
+        label = RunConfig.model_validate(config).label()  # names every field off default
         run = self.store.create_run(config, label)
         with self.store.transaction() as db:
             db.execute(

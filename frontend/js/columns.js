@@ -1,5 +1,12 @@
 // Columns: the browser's copy of a run's frames, stored column-wise (one array per metric).
 //
+// Every line series has its own x (steps): the server's /series downsamples each series on
+// its own (MinMaxLTTB keeps its extremes, app/downsample.py), so `xs[key]` holds the steps of
+// `cols[key]` and `layer.xs[key]` those of `layer[key]`. Heatmaps sit on bucket grids:
+// `cols.step` for the layers x steps overview (its values `layer.max[key]`, each bucket's
+// maximum) and `layer.hx` for a layer's distribution (`layer.density`). Live frames append one
+// point to every series and one column to every grid.
+//
 // Why columns: Plotly wants arrays per trace, and extendTraces wants "the new points of each
 // trace". Keeping frames column-wise makes both a slice, and lets the store stay bounded: the
 // server downsamples the history, and a live run that outgrows `cap` points is thinned here
@@ -18,6 +25,9 @@ const LAYER_KEYS = [
   "w1_first", "nonfinite",
 ];
 const EVAL_KEYS = ["loss", "acc", "loss_batch", "acc_batch"];
+const RUN_KEYS = ["loss", "acc", "lr"];
+// The overview's metrics: kept per bucket as the maximum (see app/downsample.py).
+export const MAX_KEYS = ["sat", "sat_pre", "w1_first", "grad_norm"];
 const TERMINAL_FRAME = new Set(["completed", "diverged"]);
 
 /** An empty store. `cap` bounds the points per series. */
@@ -25,7 +35,7 @@ export function emptyColumns(cap = DEFAULT_CAP) {
   return {
     cap, stride: 1, sinceKept: 0, lastSeq: -1, lastStep: 0, status: null, device: null,
     stepsPerS: null,
-    step: [], seq: [], loss: [], acc: [], lr: [],
+    step: [], seq: [], loss: [], acc: [], lr: [], xs: { loss: [], acc: [], lr: [] },
     evals: { step: [], loss: [], acc: [], loss_batch: [], acc_batch: [] },
     hasEvalBatch: false,
     layerNames: [], layers: {},
@@ -56,23 +66,34 @@ export function densityColumn(hist) {
 }
 
 function newLayer(name, hist) {
-  const layer = { name, lo: hist?.lo ?? 0, hi: hist?.hi ?? 1, centers: [], density: [] };
+  const layer = { name, lo: hist?.lo ?? 0, hi: hist?.hi ?? 1, centers: [], density: [], hx: [], xs: {}, max: {} };
   layer.centers = hist ? binCenters(hist) : [];
-  for (const k of LAYER_KEYS) layer[k] = [];
+  for (const k of LAYER_KEYS) {
+    layer[k] = [];
+    layer.xs[k] = [];
+  }
+  for (const k of MAX_KEYS) layer.max[k] = [];
   return layer;
 }
 
 function pushFrame(cols, frame) {
   cols.step.push(frame.step);
   cols.seq.push(frame.seq);
-  cols.loss.push(frame.loss ?? null);
-  cols.acc.push(frame.acc ?? null);
-  cols.lr.push(frame.lr ?? null);
+  for (const k of RUN_KEYS) {
+    cols[k].push(frame[k] ?? null);
+    cols.xs[k].push(frame.step);
+  }
   const byName = new Map((frame.layers ?? []).map((l) => [l.name, l]));
   for (const name of cols.layerNames) {
     const src = byName.get(name);
     const layer = cols.layers[name];
-    for (const k of LAYER_KEYS) layer[k].push(src?.[k] ?? null);
+    for (const k of LAYER_KEYS) {
+      layer[k].push(src?.[k] ?? null);
+      layer.xs[k].push(frame.step);
+    }
+    for (const k of MAX_KEYS) layer.max[k].push(src?.[k] ?? null);
+    if (src?.hist && !layer.centers.length) Object.assign(layer, { lo: src.hist.lo, hi: src.hist.hi, centers: binCenters(src.hist) });
+    layer.hx.push(frame.step);
     layer.density.push(src?.hist ? densityColumn(src.hist) : layer.centers.map(() => null));
   }
 }
@@ -96,8 +117,14 @@ function registerLayers(cols, frame) {
     // A layer that appears late gets nulls for the steps before it: all series stay aligned.
     for (const name of cols.layerNames) {
       const layer = cols.layers[name];
-      while (layer.density.length < cols.step.length) {
-        for (const k of LAYER_KEYS) layer[k].push(null);
+      while (layer.max.sat.length < cols.step.length) {
+        const i = layer.max.sat.length;
+        for (const k of MAX_KEYS) layer.max[k].push(null);
+        for (const k of LAYER_KEYS) {
+          layer[k].push(null);
+          layer.xs[k].push(cols.step[i]);
+        }
+        layer.hx.push(cols.step[i]);
         layer.density.push(layer.centers.map(() => null));
       }
     }
@@ -171,15 +198,34 @@ const pick = (arr, idx) => idx.map((i) => arr[i]);
 /** Halve the series while they exceed the cap; returns true when anything was dropped. */
 export function thin(cols) {
   let changed = false;
+  // Each series and grid is halved on its own: after a /series load their lengths differ.
+  const halve = (owner, k, xs) => {
+    if (owner[k].length <= cols.cap) return false;
+    const idx = halfIndices(owner[k].length);
+    owner[k] = pick(owner[k], idx);
+    if (xs) xs[k] = pick(xs[k], idx);
+    return true;
+  };
   while (cols.step.length > cols.cap) {
     const idx = halfIndices(cols.step.length);
-    for (const k of ["step", "seq", "loss", "acc", "lr"]) cols[k] = pick(cols[k], idx);
+    for (const k of ["step", "seq"]) cols[k] = pick(cols[k], idx);
     for (const name of cols.layerNames) {
-      const layer = cols.layers[name];
-      for (const k of [...LAYER_KEYS, "density"]) layer[k] = pick(layer[k], idx);
+      const max = cols.layers[name].max;
+      for (const k of MAX_KEYS) max[k] = pick(max[k], idx);
     }
     cols.stride *= 2;
     changed = true;
+  }
+  for (const k of RUN_KEYS) while (halve(cols, k, cols.xs)) changed = true;
+  for (const name of cols.layerNames) {
+    const layer = cols.layers[name];
+    for (const k of LAYER_KEYS) while (halve(layer, k, layer.xs)) changed = true;
+    while (layer.density.length > cols.cap) {
+      const idx = halfIndices(layer.density.length);
+      layer.density = pick(layer.density, idx);
+      layer.hx = pick(layer.hx, idx);
+      changed = true;
+    }
   }
   while (cols.evals.step.length > cols.cap) {
     const idx = halfIndices(cols.evals.step.length);
@@ -193,4 +239,60 @@ export function thin(cols) {
 export function latest(series) {
   for (let i = series.length - 1; i >= 0; i--) if (series[i] != null) return series[i];
   return null;
+}
+
+/**
+ * Columns from /series answers (app/series.py) over one step range: `answers` may split the
+ * fields (the overview's bucket maxima of every layer in one, an open layer's lines and
+ * histogram in another); each layer's distribution keeps its own bucket grid.
+ */
+export function fromSeries(answers, cap = DEFAULT_CAP) {
+  const cols = emptyColumns(cap);
+  const nonNull = (a) => a.some((v) => v != null);
+  for (const ans of answers) {
+    if (!ans) continue;
+    const last = ans.last;
+    if (last && last.seq > cols.lastSeq) {
+      Object.assign(cols, { lastSeq: last.seq, lastStep: last.step, status: last.status ?? cols.status });
+      cols.device = last.device ?? cols.device;
+      cols.stepsPerS = last.steps_per_s ?? cols.stepsPerS;
+    }
+    for (const name of ans.layers ?? []) {
+      if (!(name in cols.layers)) {
+        cols.layers[name] = newLayer(name, null);
+        cols.layerNames.push(name);
+      }
+    }
+    for (const [k, line] of Object.entries(ans.run ?? {})) {
+      if (!RUN_KEYS.includes(k)) continue;
+      cols[k] = line.y;
+      cols.xs[k] = line.step;
+    }
+    if (ans.eval) {
+      cols.evals = ans.eval;
+      cols.hasEvalBatch = nonNull(ans.eval.loss_batch);
+    }
+    const grid = ans.heat?.step ?? [];
+    for (const [name, data] of Object.entries(ans.layer ?? {})) {
+      const layer = cols.layers[name];
+      for (const [k, v] of Object.entries(data)) {
+        if (k === "hist") {
+          const bins = v.counts[0] ? v.counts[0].length - 2 : 0;
+          Object.assign(layer, { lo: v.lo, hi: v.hi, centers: binCenters({ lo: v.lo, hi: v.hi, counts: new Array(bins) }) });
+          layer.hx = grid.slice();
+          layer.density = v.counts.map((row) => densityColumn({ under: row[0], counts: row.slice(1, -1), over: row.at(-1) }));
+        } else if (k.startsWith("max:")) {
+          layer.max[k.slice(4)] = v;
+          if (cols.step.length !== grid.length) {
+            cols.step = grid.slice();
+            cols.seq = grid.map(() => null);
+          }
+        } else if (LAYER_KEYS.includes(k)) {
+          layer[k] = v.y;
+          layer.xs[k] = v.step;
+        }
+      }
+    }
+  }
+  return cols;
 }

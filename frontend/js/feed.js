@@ -1,9 +1,20 @@
-// RunFeed: one run's data in the browser. Loads the (server-downsampled) history, then follows
-// the live stream, and hands the views a delta at most every `interval` ms on an animation
-// frame: several updates a second however fast frames arrive, never a redraw per frame.
+// RunFeed: one run's data in the browser. Loads the history as columns from /series (just the
+// fields the view draws, downsampled on the server so every extreme and evaluation stays),
+// re-loads a step range at full detail when the view zooms, follows the live stream, and hands
+// the views a delta at most every `interval` ms on an animation frame: several updates a
+// second however fast frames arrive, never a redraw per frame.
 
 import { api, isTerminal } from "./api.js";
-import { addFrames, emptyColumns } from "./columns.js";
+import { addFrames, emptyColumns, fromSeries, MAX_KEYS } from "./columns.js";
+
+// Always loaded: the curves and every evaluation; with them the bucket maxima of every layer
+// for the overview metrics the view shows (`overview()`, e.g. ["sat"]: one of MAX_KEYS).
+export const RUN_FIELDS = ["loss", "acc", "eval"];
+// Loaded for the layers a view opens (its rows, Compare's picked layer).
+export const LAYER_FIELDS = [
+  "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm", "update_ratio",
+  "g_mean", "g_std", "b_mean", "b_std", "w1_prev", "w1_first", "nonfinite", "hist",
+];
 
 export class RunFeed {
   /**
@@ -11,8 +22,14 @@ export class RunFeed {
    * onUpdate(delta): new points; delta.reshape asks for a full redraw.
    * onConnection(state): "live" | "reconnecting" | "closed".
    */
-  constructor(id, { cap = 1000, interval = 200, onRun, onUpdate, onConnection, onError } = {}) {
-    Object.assign(this, { id, cap, interval, onRun, onUpdate, onConnection, onError });
+  constructor(id, {
+    cap = 1000, points = 800, interval = 200, layerFields = LAYER_FIELDS, openLayers,
+    overview = () => MAX_KEYS,
+    onRun, onUpdate, onConnection, onError,
+  } = {}) {
+    Object.assign(this, { id, cap, points, interval, layerFields, openLayers, overview, onRun, onUpdate, onConnection, onError });
+    this.range = null; // [from, to] steps while zoomed; null: the whole run
+    this.loads = 0;
     this.baseInterval = interval;
     this.cols = emptyColumns(cap);
     this.run = null;
@@ -27,16 +44,43 @@ export class RunFeed {
     try {
       this.run = await api.run(this.id);
       this.onRun?.(this.run);
-      const page = await api.frames(this.id, { maxPoints: this.cap });
+      await this.load(null, true);
       if (this.stopped) return;
-      this.dropped = page.dropped ?? 0;
-      const delta = addFrames(this.cols, page.data ?? []);
-      this.onUpdate?.({ ...delta, reshape: true });
       if (!isTerminal(this.run.status)) this.connect();
       else this.onConnection?.("closed");
     } catch (err) {
       if (!this.stopped) this.onError?.(err);
     }
+  }
+
+  /**
+   * Load a step range (null: the whole run) as columns and redraw. With `first`, and no layer
+   * open yet, the top layer's detail comes along (the views open it by default).
+   */
+  async load(range, first = false) {
+    this.range = range;
+    const token = ++this.loads;
+    const span = { points: this.points, fromStep: range?.[0], toStep: range?.[1] };
+    let open = this.openLayers?.() ?? [];
+    const detail = (names) => (names.length && this.layerFields.length
+      ? api.series(this.id, { fields: this.layerFields, layers: names, ...span }) : null);
+    const fields = [...RUN_FIELDS, ...this.overview().map((k) => `max:${k}`)];
+    let answers;
+    if (open.length) answers = await Promise.all([api.series(this.id, { fields, ...span }), detail(open)]);
+    else {
+      const overview = await api.series(this.id, { fields, ...span });
+      open = first ? overview.layers.slice(-1) : [];
+      answers = [overview, await detail(open)];
+    }
+    if (token !== this.loads || this.stopped) return;
+    const fresh = fromSeries(answers, this.cap);
+    // A zoomed range ends before the newest frame: live frames already seen stay skipped.
+    fresh.lastSeq = Math.max(fresh.lastSeq, this.cols.lastSeq);
+    fresh.lastStep = Math.max(fresh.lastStep, this.cols.lastStep);
+    for (const k of ["status", "device", "stepsPerS"]) fresh[k] = this.cols[k] ?? fresh[k];
+    for (const k of Object.keys(this.cols)) delete this.cols[k];
+    Object.assign(this.cols, fresh); // in place: the views hold this object
+    this.onUpdate?.({ ...emptyColumns(this.cap), reshape: true });
   }
 
   connect() {

@@ -31,7 +31,9 @@ export function configSummary(c) {
   const net = `${c.model} ${c.depth}×${c.width} ${c.activation}`;
   const norm = c.norm === "none" ? "no norm" : `${c.norm}${c.affine === false ? " (no g,b)" : ""}`;
   const order = c.batch_order && c.batch_order !== "shuffled" ? ` ${c.batch_order}` : "";
-  return `${norm} · ${net} · ${c.dataset}${order} · bs ${c.batch_size} · ${c.optimizer} lr ${c.lr}`;
+  // init changes what a deep sigmoid net learns (chance vs 100 %): always said when not default
+  const init = c.init && c.init !== "default" ? ` · init ${c.init}${c.init === "gaussian" ? ` std ${c.init_std}` : ""}` : "";
+  return `${norm} · ${net}${init} · ${c.dataset}${order} · bs ${c.batch_size} · ${c.optimizer} lr ${c.lr}`;
 }
 
 /** A number for humans: 3 significant digits, thousands grouped, "–" for null. */

@@ -26,21 +26,6 @@ export const GROUPS = [
   ["Probing and run", ["probe_every", "hist_bins", "eval_every", "ics", "seed", "device"]],
 ];
 
-export const HELP = {
-  depth: "hidden layers (conv blocks for convnet)",
-  width: "units per hidden layer (channels for convnet)",
-  affine: "the norm's own scale g and shift b",
-  placement: "norm before the activation (BN paper) or after it",
-  groups: "group norm only; must divide width",
-  init_std: "std of N(0, std) when init is gaussian",
-  cell: "rnn only",
-  momentum: "optimizer 'momentum' only",
-  clip: "gradient-norm clipping; empty = off",
-  probe_every: "probe every k-th step",
-  eval_every: "held-out evaluation every n steps",
-  ics: "Santurkar et al.'s ICS measure (extra passes)",
-};
-
 /** Every field of the form, grouped: known groups first, unknown new fields in "Other". */
 export function groupedFields(defaults) {
   const known = new Set(GROUPS.flatMap(([, fs]) => fs));

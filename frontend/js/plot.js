@@ -72,6 +72,14 @@ export function stepMarker(step) {
   return [{ type: "line", xref: "x", yref: "paper", x0: step, x1: step, y0: 0, y1: 1, line: { color: "#D55E00", width: 1, dash: "dot" } }];
 }
 
+/** Dashed horizontal lines at values of y (the saturation threshold); they do not widen the axis. */
+export function levelLines(values = []) {
+  return values.map((y) => ({
+    type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: y, y1: y,
+    line: { color: "#D55E00", width: 1, dash: "dash" },
+  }));
+}
+
 export function purge(el) {
   if (el?.data) Plotly().purge(el);
 }
@@ -79,4 +87,18 @@ export function purge(el) {
 /** Resize the charts inside a container that just became visible (an opened layer row). */
 export function resizeAll(root) {
   for (const el of root.querySelectorAll(".js-plotly-plot")) Plotly().Plots.resize(el);
+}
+
+/**
+ * Call `onRange([from, to] | null)` when the user zooms, pans or resets the step axis of a
+ * chart, `delay` ms after the last such event (a drag fires many), as plotly-resampler does.
+ */
+export function onStepZoom(el, onRange, stepRange, delay = 250) {
+  let timer = null;
+  el.on("plotly_relayout", (ev) => {
+    const range = stepRange(ev);
+    if (range === undefined) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => onRange(range), delay);
+  });
 }

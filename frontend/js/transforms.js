@@ -28,9 +28,9 @@ export function lossTraces(cols) {
   const evalMode = { mode: "lines+markers", marker: { size: 4 } };
   const batchVisible = cols.hasEvalBatch ? true : "legendonly";
   return [
-    line("train loss", cols.step, cols.loss, OKABE_ITO[0]),
+    line("train loss", cols.xs.loss, cols.loss, OKABE_ITO[0]),
     line("held-out loss", ev.step, ev.loss, OKABE_ITO[0], { ...evalMode, line: { color: OKABE_ITO[0], dash: "dash", width: 1.6 } }),
-    line("train acc", cols.step, cols.acc, OKABE_ITO[1], { yaxis: "y2" }),
+    line("train acc", cols.xs.acc, cols.acc, OKABE_ITO[1], { yaxis: "y2" }),
     line("held-out acc", ev.step, ev.acc, OKABE_ITO[1], { ...evalMode, yaxis: "y2", line: { color: OKABE_ITO[1], dash: "dash", width: 1.6 } }),
     // Norms with running statistics: the same held-out split with batch statistics. The gap
     // to "held-out acc" is what breaks BN at small or one-class batches.
@@ -43,7 +43,7 @@ export function lossTraces(cols) {
 export function heatmapTraces(cols, name) {
   const layer = cols.layers[name];
   return [{
-    type: "heatmap", name, x: cols.step, y: layer.centers, z: layer.density, transpose: true,
+    type: "heatmap", name, x: layer.hx, y: layer.centers, z: layer.density, transpose: true,
     colorscale: "Viridis", zmin: Math.log10(DENSITY_FLOOR), zmax: 0, zsmooth: false,
     colorbar: {
       thickness: 10, len: 0.9, outlinewidth: 0,
@@ -58,9 +58,9 @@ export function percentileTraces(cols, name, color = OKABE_ITO[0], label = "") {
   const layer = cols.layers[name];
   const p = label ? `${label} ` : "";
   return [
-    line(`${p}p85`, cols.step, layer.p85, color, { line: { color, width: 0.8 }, showlegend: false, legendgroup: p }),
-    line(`${p}p15–p85`, cols.step, layer.p15, color, { line: { color, width: 0.8 }, fill: "tonexty", fillcolor: withAlpha(color, 0.18), legendgroup: p }),
-    line(`${p}median`, cols.step, layer.p50, color, { line: { color, width: 2 }, legendgroup: p }),
+    line(`${p}p85`, layer.xs.p85, layer.p85, color, { line: { color, width: 0.8 }, showlegend: false, legendgroup: p }),
+    line(`${p}p15–p85`, layer.xs.p15, layer.p15, color, { line: { color, width: 0.8 }, fill: "tonexty", fillcolor: withAlpha(color, 0.18), legendgroup: p }),
+    line(`${p}median`, layer.xs.p50, layer.p50, color, { line: { color, width: 2 }, legendgroup: p }),
   ];
 }
 
@@ -68,9 +68,9 @@ export function percentileTraces(cols, name, color = OKABE_ITO[0], label = "") {
 export function gradTraces(cols, name) {
   const layer = cols.layers[name];
   return [
-    line("‖∇W‖", cols.step, layer.grad_norm, OKABE_ITO[0]),
-    line("‖∇act‖", cols.step, layer.act_grad_norm, OKABE_ITO[1]),
-    line("‖ΔW‖/‖W‖", cols.step, layer.update_ratio, OKABE_ITO[2], { line: { color: OKABE_ITO[2], width: 1.2, dash: "dot" } }),
+    line("‖∇W‖", layer.xs.grad_norm, layer.grad_norm, OKABE_ITO[0]),
+    line("‖∇act‖", layer.xs.act_grad_norm, layer.act_grad_norm, OKABE_ITO[1]),
+    line("‖ΔW‖/‖W‖", layer.xs.update_ratio, layer.update_ratio, OKABE_ITO[2], { line: { color: OKABE_ITO[2], width: 1.2, dash: "dot" } }),
   ];
 }
 
@@ -78,10 +78,10 @@ export function gradTraces(cols, name) {
 export function gbTraces(cols, name) {
   const layer = cols.layers[name];
   return [
-    line("g mean", cols.step, layer.g_mean, OKABE_ITO[0]),
-    line("g std", cols.step, layer.g_std, OKABE_ITO[0], { line: { color: OKABE_ITO[0], width: 1.2, dash: "dot" } }),
-    line("b mean", cols.step, layer.b_mean, OKABE_ITO[1]),
-    line("b std", cols.step, layer.b_std, OKABE_ITO[1], { line: { color: OKABE_ITO[1], width: 1.2, dash: "dot" } }),
+    line("g mean", layer.xs.g_mean, layer.g_mean, OKABE_ITO[0]),
+    line("g std", layer.xs.g_std, layer.g_std, OKABE_ITO[0], { line: { color: OKABE_ITO[0], width: 1.2, dash: "dot" } }),
+    line("b mean", layer.xs.b_mean, layer.b_mean, OKABE_ITO[1]),
+    line("b std", layer.xs.b_std, layer.b_std, OKABE_ITO[1], { line: { color: OKABE_ITO[1], width: 1.2, dash: "dot" } }),
   ];
 }
 
@@ -89,8 +89,8 @@ export function gbTraces(cols, name) {
 export function driftTraces(cols, name) {
   const layer = cols.layers[name];
   return [
-    line("W1 to previous", cols.step, layer.w1_prev, OKABE_ITO[2]),
-    line("W1 to first", cols.step, layer.w1_first, OKABE_ITO[3]),
+    line("W1 to previous", layer.xs.w1_prev, layer.w1_prev, OKABE_ITO[2]),
+    line("W1 to first", layer.xs.w1_first, layer.w1_first, OKABE_ITO[3]),
   ];
 }
 
@@ -104,12 +104,16 @@ export const OVERVIEW_METRICS = {
 
 const log10OrNull = (v) => (v != null && v > 0 ? Math.log10(v) : null);
 
-/** Layers × steps heatmap of one metric; z columns are steps (transpose) so it can extend. */
+/**
+ * Layers × steps heatmap of one metric, each cell its bucket's maximum (the server's
+ * aggregation, so one saturated step is not averaged away); z columns are steps (transpose)
+ * so it can extend.
+ */
 export function overviewTraces(cols, metric = "sat") {
   const m = OVERVIEW_METRICS[metric];
   const z = cols.step.map((_, i) =>
     cols.layerNames.map((n) => {
-      const v = cols.layers[n][m.key][i];
+      const v = cols.layers[n].max[m.key][i];
       return m.log ? log10OrNull(v) : v ?? null;
     }),
   );
@@ -147,7 +151,7 @@ export function compareRunTraces(runs, key) {
   return runs.map(({ cols, label, color }) => {
     const [x, y] = key.startsWith("eval.")
       ? [cols.evals.step, cols.evals[key.slice(5)]]
-      : [cols.step, cols[key]];
+      : [cols.xs[key], cols[key]];
     const extra = key.startsWith("eval.") ? { mode: "lines+markers", marker: { size: 4 } } : {};
     return line(label, x, y, color, extra);
   });
@@ -157,15 +161,35 @@ export function compareRunTraces(runs, key) {
 export function compareLayerTraces(runs, name, key) {
   return runs.map(({ cols, label, color }) => {
     const layer = cols.layers[name];
-    return line(label, layer ? cols.step : [], layer ? layer[key] : [], color);
+    return line(label, layer ? layer.xs[key] : [], layer ? layer[key] : [], color);
   });
 }
 
-/** Percentile bands of one layer, one band per run. */
+/**
+ * Percentiles of one layer, per run: the median solid, p15 and p85 as thin dotted outlines.
+ * No fills: four overlapping translucent bands mix into grey.
+ */
 export function comparePercentileTraces(runs, name) {
-  return runs.flatMap(({ cols, label, color }) =>
-    cols.layers[name] ? percentileTraces(cols, name, color, label) : [],
-  );
+  return runs.flatMap(({ cols, label, color }) => {
+    const layer = cols.layers[name];
+    if (!layer) return [];
+    const edge = { line: { color, width: 0.9, dash: "dot" }, showlegend: false, legendgroup: label };
+    return [
+      line(`${label} p85`, layer.xs.p85, layer.p85, color, edge),
+      line(`${label} p15`, layer.xs.p15, layer.p15, color, edge),
+      line(`${label} median (p15, p85 dotted)`, layer.xs.p50, layer.p50, color, { line: { color, width: 2 }, legendgroup: label }),
+    ];
+  });
+}
+
+/** The norm's g (solid) and b (dashed) means per run; runs without g and b draw nothing. */
+export function compareGbTraces(runs, name) {
+  const has = runs.filter(({ cols }) => cols.layers[name] && hasValues(cols.layers[name].g_mean));
+  const g = compareLayerTraces(has, name, "g_mean").map((t) => ({ ...t, name: `${t.name} g`, legendgroup: t.name }));
+  const b = compareLayerTraces(has, name, "b_mean").map((t) => ({
+    ...t, name: `${t.name} b`, legendgroup: t.name, line: { ...t.line, dash: "dash" },
+  }));
+  return [...g, ...b];
 }
 
 /**
@@ -186,3 +210,49 @@ export function sharedRange(runs, name) {
  * them, instead of every digit; it re-chooses as extendTraces widens the range.
  */
 export const LOG_AXIS = { type: "log", nticks: 3, exponentformat: "power" };
+
+/**
+ * The step range a Plotly relayout event asks for: [from, to] (whole steps, widened to the
+ * steps that contain the edges) on a zoom or pan of the x axis, null on a reset (autorange),
+ * undefined when the event does not touch the x axis (a y zoom, a resize).
+ */
+export function stepRange(ev) {
+  if (!ev) return undefined;
+  if (ev["xaxis.autorange"] || ev.autosize) return ev["xaxis.autorange"] ? null : undefined;
+  const a = ev["xaxis.range[0]"] ?? ev["xaxis.range"]?.[0];
+  const b = ev["xaxis.range[1]"] ?? ev["xaxis.range"]?.[1];
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return undefined;
+  return [Math.max(0, Math.floor(Math.min(a, b))), Math.ceil(Math.max(a, b))];
+}
+
+/**
+ * What counts as saturated for a run's activation (the catalog's `saturation`, from
+ * normcore.stats): the values to draw as lines on a distribution and the rule in words.
+ */
+export function saturationMarks(rule) {
+  if (!rule) return { lines: [], text: "" };
+  if (rule.rule === "abs_above") return { lines: [-rule.at, rule.at], text: `saturated: |x| > ${rule.at}` };
+  return { lines: [rule.at], text: `saturated (dead): x ≤ ${rule.at}` };
+}
+
+/**
+ * The y range of a distribution heatmap's occupied rows (any step with a share above the
+ * floor), a row of margin each side; null when nothing is occupied. A layer that fills 8 of
+ * 64 bins then fills the chart, and its drift shows.
+ */
+export function occupiedRange(layer) {
+  const floor = Math.log10(DENSITY_FLOOR);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const col of layer.density) {
+    for (let i = 0; i < col.length; i++) {
+      if (col[i] != null && col[i] > floor) {
+        if (i < lo) lo = i;
+        if (i > hi) hi = i;
+      }
+    }
+  }
+  if (lo > hi || layer.centers.length < 2) return null;
+  const w = layer.centers[1] - layer.centers[0];
+  return [layer.centers[Math.max(0, lo - 1)] - w / 2, layer.centers[Math.min(layer.centers.length - 1, hi + 1)] + w / 2];
+}

@@ -105,12 +105,16 @@ def test_completed_run_reads_back_with_metrics(client, done_run):
     assert listed["count"] >= len(listed["data"])
 
 
-def test_frames_are_downsampled_keeping_first_and_last(client, done_run):
+def test_frames_are_downsampled_keeping_first_last_and_evaluations(client, done_run):
     response = client.get(f"/api/runs/{done_run['id']}/frames", params={"max_points": 10})
     assert response.status_code == 200
     page = response.json()
     seqs = [f["seq"] for f in page["data"]]
-    assert page["count"] == len(seqs) == 10 and page["total"] == 120 and page["dropped"] == 110
+    every = client.get(f"/api/runs/{done_run['id']}/frames").json()["data"]
+    evals = [f["seq"] for f in every if f["eval"]]
+    assert set(evals) <= set(seqs), "no budget drops an evaluation"
+    assert page["count"] == len(seqs) and 10 <= len(seqs) <= 10 + len(evals)
+    assert page["total"] == 120 and page["dropped"] == 120 - len(seqs)
     assert (seqs[0], seqs[-1]) == (0, 119) == (page["first_seq"], page["last_seq"])
     page = client.get(f"/api/runs/{done_run['id']}/frames", params={"since_seq": 100}).json()
     assert [f["seq"] for f in page["data"]] == list(range(100, 120)) and page["dropped"] == 0

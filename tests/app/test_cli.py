@@ -101,6 +101,16 @@ def test_every_run_config_field_is_a_kebab_case_flag():
     assert vars(parser.parse_args(["run", "--no-affine"]))["affine"] is False
 
 
+def test_run_help_says_what_each_field_means_and_lists_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--norm NORM the normalization: none, batch, layer, weight, cosine, group" in text
+    assert "--init INIT initial weights: PyTorch's default, or N(0, init_std)" in text
+    assert "--lr LR learning rate (default: 0.1)" in text
+    assert not re.search(r"--(\w+) \w+ \1 \(default", text), "a flag's name as its own help"
+
+
 def test_an_unknown_subcommand_or_flag_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         main(["run", "--bogus", "1"])

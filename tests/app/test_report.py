@@ -186,7 +186,8 @@ def test_cli_report_of_frames_files_draws_a_watched_model_beside_a_stored_run(
     ]
     assert own_map["data"][0]["y"] == ["fc1", "fc2"]
     steps = own_map["data"][0]["x"]
-    assert len(steps) == 400 and (steps[0], steps[-1]) == (1, 900), "thinned, ends kept"
+    # thinned to about 400 (evaluations and the loss's extremes kept on top), ends kept
+    assert 380 <= len(steps) <= 420 and (steps[0], steps[-1]) == (1, 900), len(steps)
     assert "completed" in html and "own.jsonl" in html
 
     # a bad file names itself and its line; files and run ids do not mix

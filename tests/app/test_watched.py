@@ -53,11 +53,12 @@ def test_a_watched_model_trains_in_its_own_loop_and_the_server_streams_and_store
         own.train(watch, 300)
     reader.join(timeout=60)
     run = client.run(run_id)
+    # every 2nd step and the planned last one: the run ends at its last step, progress full
     assert (run["status"], run["step"], run["steps"], run["frame_count"]) == (
         "completed",
-        299,
         300,
-        150,
+        300,
+        151,
     )
     assert run["label"] == "my MLP" and run["device"] == "cpu" and run["final"]["acc"] is not None
     assert run["config"] == {
@@ -68,8 +69,8 @@ def test_a_watched_model_trains_in_its_own_loop_and_the_server_streams_and_store
         "steps": 300,
     }
     frames = stored_frames(client._http, run_id)
-    assert [f["seq"] for f in frames] == list(range(150)) and frames[-1]["status"] == "completed"
-    assert [[layer["name"] for layer in f["layers"]] for f in frames] == [LAYERS] * 150
+    assert [f["seq"] for f in frames] == list(range(151)) and frames[-1]["status"] == "completed"
+    assert [[layer["name"] for layer in f["layers"]] for f in frames] == [LAYERS] * 151
     streamed = [e["data"] for e in events if e["event"] == "frame"]
     assert streamed == frames and events[-1]["data"]["status"] == "completed"
 

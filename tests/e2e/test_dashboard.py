@@ -235,7 +235,12 @@ def test_reload_finished_run_draws_everything_from_the_store(
     dash.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 6)
     h1.locator("[data-panel=heatmap] .main-svg").first.wait_for()
     assert h1.get_attribute("open") is not None
-    assert dash.points("[data-panel=heatmap][data-layer=h1]") == finished_run["frame_count"]
+    # a layer opened for the first time loads its detail (/series) and then draws it
+    dash.page.wait_for_function(
+        "(n) => { const el = document.querySelector('[data-panel=heatmap][data-layer=h1]');"
+        " return el && el.data && el.data[0].x.length === n; }",
+        arg=finished_run["frame_count"],
+    )
     dash.assert_clean()
 
 

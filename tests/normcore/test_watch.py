@@ -130,6 +130,17 @@ def test_watch_writes_json_lines_and_calls_back_with_the_same_frames(tmp_path):
     assert json.loads(lines[-1])["status"] == "completed" and watch.frames == []
 
 
+def test_the_planned_last_step_is_probed_whatever_every():
+    model, layers, x, y = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Watch(layers, activation="relu", optimizer=opt, every=2, steps=10) as watch:
+        train(model, watch, opt, x, y, steps=10)
+    assert [f["step"] for f in watch.frames] == [1, 3, 5, 7, 9, 10]  # the run ends at 10
+    assert watch.frames[-1]["status"] == "completed"
+    with pytest.raises(ValueError, match="steps: the planned steps"):
+        Watch(layers, activation="relu", steps=-1)
+
+
 def test_a_step_that_raises_leaves_no_row_and_the_next_is_probed():
     model, layers, x, y = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

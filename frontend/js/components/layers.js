@@ -13,6 +13,7 @@ import * as gradnorm from "../panels/gradnorm.js";
 import * as heatmap from "../panels/heatmap.js";
 import * as percentiles from "../panels/percentiles.js";
 import * as P from "../plot.js";
+import { stepRange } from "../transforms.js";
 
 const PANELS = [
   ["heatmap", heatmap, "wide"],
@@ -23,12 +24,15 @@ const PANELS = [
 ];
 
 export class LayerRows {
-  constructor(container, cols) {
+  /** onOpen(name): a row was opened; onZoom(range): a step axis was zoomed (plot.onStepZoom). */
+  constructor(container, cols, { onOpen, onZoom } = {}) {
+    Object.assign(this, { onOpen, onZoom });
     this.container = container;
     this.cols = cols;
     this.rows = new Map(); // name -> {details, summary, plots: {panel: el}}
     this.open = new Set();
     this.step = null; // the step picked in the overview, marked on every chart
+    this.sat = null; // the activation's saturation marks (transforms.saturationMarks)
     this.names = [];
   }
 
@@ -74,9 +78,11 @@ export class LayerRows {
       if (details.open) {
         this.open.add(name);
         this.drawLayer(name);
+        this.onOpen?.(name);
       } else {
         this.open.delete(name);
         Object.values(plots).forEach(P.purge);
+        for (const plot of Object.values(plots)) plot.zoomHooked = false; // purge drops listeners
       }
     });
     this.rows.set(name, { details, summary, plots });
@@ -86,7 +92,14 @@ export class LayerRows {
   drawLayer(name) {
     const row = this.rows.get(name);
     if (!row || !this.cols.layers[name]) return;
-    for (const [key, panel] of PANELS) panel.draw(row.plots[key], this.cols, name, { step: this.step });
+    for (const [key, panel] of PANELS) {
+      const plot = row.plots[key];
+      panel.draw(plot, this.cols, name, { step: this.step, sat: this.sat });
+      if (this.onZoom && !plot.zoomHooked) {
+        P.onStepZoom(plot, this.onZoom, stepRange);
+        plot.zoomHooked = true;
+      }
+    }
   }
 
   /** Open a layer (from a click in the overview), mark the step, bring it into view. */
@@ -105,12 +118,15 @@ export class LayerRows {
     for (const [name, row] of this.rows) {
       const l = this.cols.layers[name];
       if (!l) continue;
+      // A closed row has no line detail loaded: its overview value (the newest bucket's
+      // maximum) stands in, so every row still says something.
+      const last = (k) => latest(l[k]) ?? (l.max[k] ? latest(l.max[k]) : null);
       const bad = latest(l.nonfinite);
       row.summary.textContent = [
-        `saturation ${fmt(latest(l.sat))} (before norm ${fmt(latest(l.sat_pre))})`,
+        `saturation ${fmt(last("sat"))} (before norm ${fmt(last("sat_pre"))})`,
         `median ${fmt(latest(l.p50))}`,
-        `‖∇W‖ ${fmt(latest(l.grad_norm))}`,
-        `drift ${fmt(latest(l.w1_first))}`,
+        `‖∇W‖ ${fmt(last("grad_norm"))}`,
+        `drift ${fmt(last("w1_first"))}`,
         bad ? `${bad} non-finite` : "",
       ].filter(Boolean).join(" · ");
     }

@@ -6,7 +6,8 @@ import { driftTraces, extendPayload } from "../transforms.js";
 
 export function draw(el, cols, name, { step } = {}) {
   return P.draw(el, driftTraces(cols, name), P.layout(`${name}: drift (W1)`, {
-    yaxis: { rangemode: "tozero", automargin: true },
+    // W1 between two distributions of the activation input is in the input's own units.
+    yaxis: { title: { text: "W1 (input units)" }, rangemode: "tozero", automargin: true },
     shapes: P.stepMarker(step),
   }));
 }

@@ -3,15 +3,19 @@
 // outside the dotted edge lines hold the under- and overflow.
 
 import * as P from "../plot.js";
-import { extendPayload, HEATMAP_KEYS, heatmapTraces } from "../transforms.js";
+import { extendPayload, HEATMAP_KEYS, heatmapTraces, occupiedRange } from "../transforms.js";
 
-/** `yrange` / `xrange` let Compare put several runs on the same axes. */
-export function draw(el, cols, name, { step, title, yrange, xrange } = {}) {
+/**
+ * `yrange` / `xrange` let Compare put several runs on the same axes; otherwise the y range is
+ * the occupied rows. `sat` (transforms.saturationMarks) draws the saturation threshold.
+ */
+export function draw(el, cols, name, { step, title, yrange, xrange, sat } = {}) {
   const layer = cols.layers[name];
-  return P.draw(el, heatmapTraces(cols, name), P.layout(title ?? `${name}: distribution over steps`, {
+  const rule = sat?.text ? ` · ${sat.text} (dashed)` : "";
+  return P.draw(el, heatmapTraces(cols, name), P.layout(title ?? `${name}: distribution over steps${rule}`, {
     xaxis: { title: { text: "step", standoff: 4 }, range: xrange, automargin: true },
-    yaxis: { title: { text: "activation input" }, range: yrange ?? edges(layer), zeroline: false, automargin: true },
-    shapes: [...P.stepMarker(step), ...binEdges(layer)],
+    yaxis: { title: { text: "activation input" }, range: yrange ?? occupiedRange(layer) ?? edges(layer), zeroline: false, automargin: true },
+    shapes: [...P.stepMarker(step), ...binEdges(layer), ...P.levelLines(sat?.lines)],
     annotations: cols.step.length ? [] : P.note("waiting for the first frame…"),
   }));
 }

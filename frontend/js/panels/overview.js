@@ -11,9 +11,12 @@ export function height(nLayers) {
   return Math.max(240, Math.min(520, 90 + 22 * nLayers));
 }
 
-export function draw(el, cols, metric = "sat", { title, xrange } = {}) {
+/** `sat` (transforms.saturationMarks) puts the rule in the colour bar's title. */
+export function draw(el, cols, metric = "sat", { title, xrange, sat } = {}) {
   el.style.height = `${height(cols.layerNames.length)}px`;
-  return P.draw(el, overviewTraces(cols, metric), P.layout(title ?? `layers × steps: ${OVERVIEW_METRICS[metric].label}`, {
+  const traces = overviewTraces(cols, metric);
+  if (sat?.text && metric.startsWith("sat")) traces[0].colorbar = { ...traces[0].colorbar, title: { text: sat.text.replace(": ", "<br>"), side: "right", font: { size: 10 } } };
+  return P.draw(el, traces, P.layout(title ?? `layers × steps: ${OVERVIEW_METRICS[metric].label}`, {
     xaxis: { title: { text: "step", standoff: 4 }, range: xrange, automargin: true },
     yaxis: { autorange: "reversed", type: "category", automargin: true, ticks: "" },
     annotations: cols.step.length ? [] : P.note("waiting for the first frame…"),

@@ -3,9 +3,10 @@
 import * as P from "../plot.js";
 import { extendPayload, percentileTraces } from "../transforms.js";
 
-export function draw(el, cols, name, { step } = {}) {
-  return P.draw(el, percentileTraces(cols, name), P.layout(`${name}: 15 / 50 / 85th percentile`, {
-    shapes: P.stepMarker(step),
+export function draw(el, cols, name, { step, sat } = {}) {
+  const rule = sat?.text ? ` · ${sat.text} (dashed)` : "";
+  return P.draw(el, percentileTraces(cols, name), P.layout(`${name}: 15 / 50 / 85th percentile${rule}`, {
+    shapes: [...P.stepMarker(step), ...P.levelLines(sat?.lines)],
   }));
 }
 

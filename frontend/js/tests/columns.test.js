@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addFrames, binCenters, DENSITY_FLOOR, densityColumn, emptyColumns, halfIndices, latest,
+  addFrames, binCenters, DENSITY_FLOOR, densityColumn, emptyColumns, fromSeries, halfIndices, latest,
 } from "../columns.js";
 import { frame, frames } from "./sample.js";
 
@@ -132,4 +132,49 @@ test("half indices keep the first and the last", () => {
 test("latest skips trailing nulls", () => {
   assert.equal(latest([1, 2, null]), 2);
   assert.equal(latest([null]), null);
+});
+
+// A /series answer as app/series.py writes it: each line series on its own steps, the
+// overview's bucket maxima on the shared grid, a layer's histogram counts summed per bucket.
+const answer = {
+  layers: ["h1", "h2"], count: 6, total: 6,
+  last: { seq: 5, step: 60, status: "completed", device: "cpu", steps_per_s: 900 },
+  run: { loss: { step: [10, 30, 60], y: [2, 9.5, 0.5] } },
+  eval: { step: [10, 60], loss: [2.1, 0.6], acc: [0.1, 0.9], loss_batch: [null, null], acc_batch: [null, null] },
+  heat: { step: [10, 40], step_to: [30, 60] },
+  layer: {
+    h1: { "max:sat": [0.2, 0.9] },
+    h2: {
+      "max:sat": [0.1, 0.3], sat: { step: [10, 20, 60], y: [0.1, 0.3, 0.2] },
+      hist: { lo: -1, hi: 1, counts: [[1, 2, 3, 4], [0, 10, 0, 0]] },
+    },
+  },
+};
+
+test("a /series answer becomes columns with per-series steps and bucket grids", () => {
+  const cols = fromSeries([answer]);
+  assert.deepEqual(cols.layerNames, ["h1", "h2"]);
+  assert.deepEqual(cols.xs.loss, [10, 30, 60]);
+  assert.deepEqual(cols.loss, [2, 9.5, 0.5]);
+  assert.deepEqual(cols.evals.step, [10, 60]);
+  assert.deepEqual(cols.step, [10, 40]);
+  assert.deepEqual(cols.layers.h1.max.sat, [0.2, 0.9]);
+  assert.deepEqual(cols.layers.h2.xs.sat, [10, 20, 60]);
+  assert.deepEqual(cols.layers.h2.hx, [10, 40]);
+  assert.equal(cols.layers.h2.centers.length, 4); // 2 bins + under + over
+  assert.equal(cols.layers.h2.density[1][1], 0); // all 10 values in the first bin: log10(1)
+  assert.equal(cols.lastSeq, 5);
+  assert.equal(cols.status, "completed");
+});
+
+test("live frames after a /series load extend every series and grid", () => {
+  const cols = fromSeries([answer]);
+  const delta = addFrames(cols, [{ ...frame(6, { names: ["h1", "h2"] }), step: 70 }]);
+  assert.deepEqual(cols.xs.loss, [10, 30, 60, 70]);
+  assert.deepEqual(cols.layers.h2.xs.sat.at(-1), 70);
+  assert.deepEqual(cols.step, [10, 40, 70]);
+  assert.equal(cols.layers.h1.max.sat.length, 3);
+  assert.deepEqual(delta.xs.loss, [70]);
+  const frameOnly = addFrames(fromSeries([answer]), [frame(1)]);
+  assert.equal(frameOnly.step.length, 0, "frames a loaded range already holds are skipped");
 });

@@ -68,6 +68,8 @@ test("irrelevant fields depend on the config", () => {
 test("summaries and numbers read well", () => {
   const s = configSummary({ ...defaults, norm: "batch", batch_size: 2, optimizer: "sgd", dataset: "digits", batch_order: "one_class" });
   assert.equal(s, "batch · mlp 3×100 sigmoid · digits one_class · bs 2 · sgd lr 0.1");
+  const g = configSummary({ ...defaults, init: "gaussian", init_std: 1 });
+  assert.match(g, /sigmoid · init gaussian std 1 · /);
   assert.equal(fmt(12345), "12,345");
   assert.equal(fmt(0.123456), "0.123");
   assert.equal(fmt(0.0000123), "1.23e-5");

@@ -3,9 +3,9 @@ import { test } from "node:test";
 
 import { addFrames, emptyColumns } from "../columns.js";
 import {
-  comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
+  compareGbTraces, comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
   gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, lossTraces, overviewTraces,
-  percentileTraces, sharedRange, withAlpha,
+  occupiedRange, percentileTraces, saturationMarks, sharedRange, stepRange, withAlpha,
 } from "../transforms.js";
 import { frame, frames } from "./sample.js";
 
@@ -100,7 +100,7 @@ test("overview: layers × steps, saturation on a fixed 0..1 scale", () => {
 
 test("overview of gradient norms is log10, and non-positive values are gaps", () => {
   const cols = build(3);
-  cols.layers.h1.grad_norm[0] = 0;
+  cols.layers.h1.max.grad_norm[0] = 0; // the overview draws bucket maxima
   const [o] = overviewTraces(cols, "grad_norm");
   assert.equal(o.z[0][0], null);
   assert.equal(o.z[1][0], -1);
@@ -131,6 +131,15 @@ test("compare: one trace per run with the run's colour and label", () => {
   assert.equal(compareRunTraces(runs, "eval.acc")[0].y.length, 3);
   assert.equal(comparePercentileTraces(runs, "h1").length, 6);
   assert.equal(comparePercentileTraces(runs, "h9").length, 0);
+  assert.ok(comparePercentileTraces(runs, "h1").every((t) => !t.fill), "outlines, no grey mush");
+});
+
+test("compare g/b: runs without g and b get no legend entries", () => {
+  const runs = [
+    { cols: build(3, { g: false }), label: "no norm", color: "#0072B2" },
+    { cols: build(3), label: "batch", color: "#D55E00" },
+  ];
+  assert.deepEqual(compareGbTraces(runs, "h1").map((t) => t.name), ["batch g", "batch b"]);
 });
 
 test("shared range covers every run's edges", () => {
@@ -146,3 +155,26 @@ test("colours are valid CSS rgba", () => {
   assert.equal(withAlpha("#D55E00", 0.5), "rgba(213, 94, 0, 0.5)");
 });
 
+
+test("a zoom or pan on the step axis asks for its range; a reset for the whole run", () => {
+  assert.deepEqual(stepRange({ "xaxis.range[0]": 10.4, "xaxis.range[1]": 99.2 }), [10, 100]);
+  assert.deepEqual(stepRange({ "xaxis.range": [-5, 20.5] }), [0, 21]);
+  assert.equal(stepRange({ "xaxis.autorange": true }), null);
+  assert.equal(stepRange({ "yaxis.range[0]": 1, "yaxis.range[1]": 2 }), undefined);
+  assert.equal(stepRange({ autosize: true }), undefined);
+});
+
+test("saturation marks follow the activation's rule", () => {
+  assert.deepEqual(saturationMarks({ rule: "abs_above", at: 4.356 }), { lines: [-4.356, 4.356], text: "saturated: |x| > 4.356" });
+  assert.deepEqual(saturationMarks({ rule: "at_or_below", at: 0 }).lines, [0]);
+  assert.deepEqual(saturationMarks(undefined), { lines: [], text: "" });
+});
+
+test("a distribution's y range covers its occupied rows, a row of margin each side", () => {
+  const cols = emptyColumns();
+  addFrames(cols, frames(3)); // 8 bins on [-4, 4]: one bin holds 30, the others 10
+  assert.deepEqual(occupiedRange(cols.layers.h1), [-5, 5]); // every row occupied
+  const layer = { centers: [-1.5, -0.5, 0.5, 1.5], density: [[-4, -1, -4, -4], [-4, -4, 0, -4]] };
+  assert.deepEqual(occupiedRange(layer), [-2, 2]);
+  assert.equal(occupiedRange({ centers: [0, 1], density: [[-4, -4]] }), null);
+});

@@ -10,9 +10,10 @@ import { href } from "../router.js";
 
 const POLL_MS = 1500;
 
-function verdictBadge(verdict) {
+/** The verdict, or why there is none: a claim that is running has not "not run yet". */
+function verdictBadge(verdict, running = false) {
   return h("span", { class: `badge verdict ${verdictClass(verdict)}`, dataset: { verdict: verdict ?? "" } },
-    verdict ?? "not run yet");
+    verdict ?? (running ? "verdict when it ends" : "not run yet"));
 }
 
 function when(t) {
@@ -60,7 +61,7 @@ function mountList(root) {
     return h("tr", { dataset: { claim: c.id } },
       h("td", {}, h("a", { href: href.claim(c.id), class: "claim-id" }, c.id)),
       h("td", {}, h("a", { href: href.claim(c.id) }, c.title), h("div", { class: "muted claim-text" }, c.claim)),
-      h("td", {}, verdictBadge(latest?.verdict)),
+      h("td", {}, verdictBadge(latest?.verdict, ACTIVE.has(latest?.status))),
       h("td", {}, latest ? [badge(latest.status), h("div", { class: "muted" }, `${latest.quick ? "quick" : "full"} · ${when(latest.created_at)}`)] : h("span", { class: "muted" }, "—")),
       h("td", {}, h("div", { class: "actions" },
         h("button", { type: "button", disabled: active, onclick: async () => { await start(c.id); load(); } }, active ? "Running…" : "Run (quick)"))));
@@ -139,7 +140,7 @@ function mountClaim(root, id) {
       h("div", { class: "run-line" },
         h("a", { href: href.claims(), class: "muted" }, "← Claims"),
         h("h2", { class: "run-title" }, `${c.id} · ${c.title}`),
-        verdictBadge(c.result?.verdict),
+        verdictBadge(c.result?.verdict, active),
         h("div", { class: "actions" },
           h("button", { type: "button", class: "primary", disabled: active, onclick: () => start(true) }, "Run (quick)"),
           h("button", { type: "button", disabled: active, onclick: () => start(false) }, "Run (full)"))),

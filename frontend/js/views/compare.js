@@ -11,11 +11,13 @@ import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
-  compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
-  sharedRange,
+  compareGbTraces, compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
+  sharedRange, stepRange,
 } from "../transforms.js";
 
 const CAP = 600; // points per run: four runs stay light
+// What Compare's panels draw of the picked layer (RunFeed loads the rest for every run).
+const LAYER_FIELDS = ["p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "w1_first", "g_mean", "b_mean", "hist"];
 const REDRAW_MS = 400;
 
 const LINE_PANELS = [
@@ -26,17 +28,9 @@ const LINE_PANELS = [
   ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
   ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: LOG_AXIS }],
   ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
-  ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => gbCompare(runs, l), {}],
+  ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => compareGbTraces(runs, l), {}],
 ];
 const LAYER_PANELS = new Set(["percentiles", "sat", "grad", "drift", "gb"]);
-
-function gbCompare(runs, layer) {
-  const g = compareLayerTraces(runs, layer, "g_mean").map((t) => ({ ...t, name: `${t.name} g`, legendgroup: t.name }));
-  const b = compareLayerTraces(runs, layer, "b_mean").map((t) => ({
-    ...t, name: `${t.name} b`, legendgroup: t.name, line: { ...t.line, dash: "dash" },
-  }));
-  return [...g, ...b];
-}
 
 export function mount(root, { ids }) {
   if (ids.length < 2 || ids.length > 4) {
@@ -44,10 +38,10 @@ export function mount(root, { ids }) {
       h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
     return { destroy() {} };
   }
-  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0 };
+  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0, range: null };
   const chips = h("div", { class: "chips" });
-  const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; redraw(); } });
-  const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; redraw(); } });
+  const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; loadAll(state.range); } });
+  const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; loadAll(state.range); } });
   const lineEls = Object.fromEntries(LINE_PANELS.map(([key]) => [key, h("div", { class: "plot small", dataset: { panel: `compare-${key}` } })]));
   const heatRow = h("div", { class: "side-by-side" });
   const satRow = h("div", { class: "side-by-side" });
@@ -67,9 +61,13 @@ export function mount(root, { ids }) {
   const runs = ids.map((id, i) => ({ id, color: RUN_COLORS[i], label: id, run: null, heat: null, sat: null }));
   const feeds = runs.map((r) => new RunFeed(r.id, {
     cap: CAP,
+    points: CAP,
+    layerFields: LAYER_FIELDS,
+    openLayers: () => (state.layer ? [state.layer] : []),
+    overview: () => [state.pre ? "sat_pre" : "sat"],
     onRun: (run) => { r.run = run; renderChips(); },
     onUpdate: () => schedule(),
-    onError: (err) => errors.append(errorBox(`Run ${r.id}`, err.message)),
+    onError: (err) => (err.status === 404 ? missing(r.id) : errors.append(errorBox(`Run ${r.id}`, err.message))),
   }));
   runs.forEach((r, i) => {
     r.cols = feeds[i].cols;
@@ -78,6 +76,23 @@ export function mount(root, { ids }) {
     heatRow.append(r.heat);
     satRow.append(r.sat);
   });
+
+  /** A run that does not exist: no page of empty panels, just what is wrong and a way on. */
+  const absent = new Set();
+  function missing(id) {
+    absent.add(id);
+    feeds.forEach((f) => f.stop());
+    clearTimeout(state.timer);
+    root.querySelectorAll(".js-plotly-plot").forEach(P.purge);
+    fill(root, errorBox("Cannot compare these runs", `No run ${[...absent].map((x) => `"${x}"`).join(", ")} on this server.`,
+      h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
+  }
+
+  /** Load a step range (null: whole runs) for every run: a zoom on any chart, or a new layer. */
+  function loadAll(range) {
+    state.range = range;
+    for (const f of feeds) f.load(range).catch((err) => errors.append(errorBox(`Run ${f.id}`, err.message)));
+  }
 
   function renderChips() {
     const known = runs.every((r) => r.run);
@@ -125,11 +140,12 @@ export function mount(root, { ids }) {
     syncLayers();
     const l = state.layer;
     const waiting = runs.every((r) => !r.cols.step.length);
-    const maxStep = Math.max(1, ...runs.map((r) => r.cols.step.at(-1) ?? 0));
-    const xaxis = { title: { text: "step", standoff: 4 }, range: [0, maxStep], automargin: true };
+    const maxStep = Math.max(1, ...runs.map((r) => r.cols.lastStep ?? 0));
+    const xrange = state.range ?? [0, maxStep];
+    const xaxis = { title: { text: "step", standoff: 4 }, range: xrange, automargin: true };
     for (const [key, title, build, extra] of LINE_PANELS) {
       const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
-      const t = !LAYER_PANELS.has(key) ? title : `${l ?? ""}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
+      const t = !LAYER_PANELS.has(key) || !l ? title : `${l}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
       P.draw(lineEls[key], traces, P.layout(t, {
         xaxis,
         yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
@@ -139,11 +155,11 @@ export function mount(root, { ids }) {
     const range = l ? sharedRange(runs, l) : null;
     for (const r of runs) {
       if (l && r.cols.layers[l]) {
-        heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange: [0, maxStep] });
+        heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange });
       } else P.draw(r.heat, [], empty(r));
       if (r.cols.step.length) {
         const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
-        overview.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
+        overview.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange });
       } else P.draw(r.sat, [], empty(r));
     }
   }
@@ -153,6 +169,7 @@ export function mount(root, { ids }) {
   });
 
   redraw();
+  for (const chart of root.querySelectorAll(".plot")) P.onStepZoom(chart, loadAll, stepRange);
   feeds.forEach((f) => f.start());
   return {
     destroy() {

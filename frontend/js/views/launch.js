@@ -6,7 +6,7 @@ import { api } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
 import { configSummary } from "../format.js";
 import {
-  choicesOf, fieldErrors, fieldKind, groupedFields, HELP, irrelevantFields, LIMITS, toConfig,
+  choicesOf, fieldErrors, fieldKind, groupedFields, irrelevantFields, LIMITS, toConfig,
 } from "../forms.js";
 import { href } from "../router.js";
 import { parseValues } from "../sweep_grid.js";
@@ -60,7 +60,7 @@ function render(root, catalog) {
     inputs[name] = input;
     errorEls[name] = h("div", { class: "field-error", id: `e-${name}`, role: "alert" });
     const help = name === "norm" ? normNote : h("small", { class: "help", id: `h-${name}` },
-      [HELP[name], catalog.limits?.[LIMITS[name]] ? `max ${catalog.limits[LIMITS[name]]}` : ""].filter(Boolean).join("; "));
+      [catalog.help?.[name], catalog.limits?.[LIMITS[name]] ? `max ${catalog.limits[LIMITS[name]]}` : ""].filter(Boolean).join("; "));
     input.setAttribute("aria-describedby", `${help.id} e-${name}`);
     input.addEventListener("input", () => { clearError(name); refresh(); });
     input.addEventListener("change", () => { clearError(name); refresh(); });

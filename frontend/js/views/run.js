@@ -1,6 +1,8 @@
 // The run view: header (status, progress, steps/s, device), loss/accuracy, the layers × steps
 // overview (click a cell to open that layer at that step) and the foldable layer rows.
-// History from /frames, then live frames from the stream, drawn with extendTraces.
+// History from /series (columns of just what is drawn), then live frames from the stream,
+// drawn with extendTraces. A zoom or pan on any step axis loads that range in detail for
+// every chart (debounced); a reset (double click) loads the whole run again.
 
 import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
@@ -10,6 +12,7 @@ import * as loss from "../panels/loss.js";
 import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
+import { saturationMarks, stepRange } from "../transforms.js";
 import { LayerRows } from "../components/layers.js";
 
 export function mount(root, { id }) {
@@ -31,6 +34,7 @@ export function mount(root, { id }) {
   };
   let metric = "sat";
   let run = null;
+  let sat = null; // what counts as saturated for this run's activation (from the catalog)
 
   const header = h("section", { class: "run-head card" },
     h("div", { class: "run-line" }, el.title, el.status, el.device, el.conn),
@@ -50,8 +54,11 @@ export function mount(root, { id }) {
       el.layers));
 
   const feed = new RunFeed(id, {
+    openLayers: () => (rows ? [...rows.open] : []),
+    overview: () => [overview.METRICS[metric].key], // the other metrics load when picked
     onRun: (r) => {
       run = r;
+      if (sat === null && r.config?.activation) loadSaturation(r.config.activation);
       renderHeader();
     },
     onUpdate: (delta) => {
@@ -72,22 +79,40 @@ export function mount(root, { id }) {
         h("p", {}, h("a", { href: href.runs() }, "All runs"), " · ", h("a", { href: href.launch() }, "Launch a run"))));
     },
   });
-  const rows = new LayerRows(el.layers, feed.cols);
+  const zoomTo = (range) => feed.load(range).catch((err) => fill(el.error, errorBox("Cannot load that range", err.message)));
+  const rows = new LayerRows(el.layers, feed.cols, {
+    onZoom: zoomTo,
+    // A layer opened for the first time has no detail yet: load it for the range shown.
+    onOpen: (name) => !feed.cols.layers[name]?.hx.length && zoomTo(feed.range),
+  });
 
   for (const [key, m] of Object.entries(overview.METRICS)) {
     const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": String(key === metric) }, m.label);
     b.addEventListener("click", () => {
       metric = key;
       for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === key));
-      overview.draw(el.overview, feed.cols, metric);
+      const loaded = feed.cols.layerNames.every((n) => feed.cols.layers[n].max[overview.METRICS[key].key].length === feed.cols.step.length);
+      if (loaded) overview.draw(el.overview, feed.cols, metric, { sat });
+      else zoomTo(feed.range); // its reload redraws
     });
     el.toggle.append(b);
   }
 
   function drawAll() {
     loss.draw(el.loss, feed.cols);
-    overview.draw(el.overview, feed.cols, metric);
+    overview.draw(el.overview, feed.cols, metric, { sat });
     rows.draw();
+  }
+
+  async function loadSaturation(activation) {
+    sat = saturationMarks(undefined); // asked once
+    try {
+      sat = saturationMarks((await api.catalog()).saturation?.[activation]);
+      rows.sat = sat;
+      drawAll();
+    } catch {
+      // without the catalog the charts just lack the threshold lines
+    }
   }
 
   function renderProgress() {
@@ -150,6 +175,7 @@ export function mount(root, { id }) {
 
   drawAll();
   overview.onPick(el.overview, (name, step) => rows.reveal(name, step)); // after the first draw
+  for (const chart of [el.loss, el.overview]) P.onStepZoom(chart, zoomTo, stepRange);
   feed.start();
 
   return {
