@@ -2,7 +2,8 @@
 one error body all of them share ({"detail": message} or FastAPI's list of field errors).
 
 Which operation gives which status follows from what it does, so the rules are few:
-every /api operation answers 401 without the token; one with a body answers 400 (a body that
+every /api operation answers 401 without the token (when the server has one: without, the
+document asks for none); one with a body answers 400 (a body that
 is not JSON), 413 (above the body limit) and 422; one that names a run or claim answers 404;
 cancelling, deleting and appending frames answer 409 when the run's state forbids it; starting
 a run answers 429 when the queue is full.
@@ -71,11 +72,11 @@ QUEUED = {
 }
 
 
-def statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
+def statuses(method: str, path: str, operation: dict[str, Any], auth: bool) -> set[int]:
     """The error statuses of one operation (the module doc's rules)."""
     if not path.startswith("/api"):
         return set()
-    codes = {401}
+    codes = {401} if auth else set()
     if "requestBody" in operation:
         codes |= {400, 413, 422}
     if operation.get("parameters"):
@@ -102,9 +103,10 @@ def methods_of(app: FastAPI, path: str) -> list[str]:
     return []
 
 
-def install(app: FastAPI, limits: dict[str, int]) -> None:
+def install(app: FastAPI, limits: dict[str, int], auth: bool) -> None:
     """``app.openapi()`` builds the document with every error answer and this server's
-    limits on a run's config (``Settings.limits``) as maxima (once, then cached)."""
+    limits on a run's config (``Settings.limits``) as maxima (once, then cached). Without a
+    token (``auth`` false) no operation asks for one: the document says no bearer, no 401."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -122,12 +124,16 @@ def install(app: FastAPI, limits: dict[str, int]) -> None:
                     fields[name]["maximum"] = min(fields[name].get("maximum", limit), limit)
             for path, item in doc.get("paths", {}).items():
                 for method, operation in item.items():
+                    if not auth:
+                        operation.pop("security", None)
                     answers = operation.setdefault("responses", {})
-                    for code in sorted(statuses(method, path, operation)):
+                    for code in sorted(statuses(method, path, operation, auth)):
                         content = {"application/json": {"schema": {"$ref": ERROR_REF}}}
                         if code == 413:  # Starlette's body limit answers before any route
                             content["text/plain"] = {"schema": {"type": "string"}}
                         answers[str(code)] = {"description": REASONS[code], "content": content}
+            if not auth:
+                doc["components"].pop("securitySchemes", None)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -55,7 +55,9 @@ def create_app(
     app.add_middleware(TokenGate)
     app.include_router(health.router)
     app.include_router(api_router)
-    contract.install(app, settings.limits())  # the OpenAPI document with every error answer
+    contract.install(
+        app, settings.limits(), auth=settings.token is not None
+    )  # the OpenAPI document with every error answer
     if (settings.frontend_dir / "index.html").is_file():
         app.frontend("/", directory=settings.frontend_dir)
     return app

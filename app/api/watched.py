@@ -23,7 +23,7 @@ def create_watched_run(spec: WatchedRunIn, store: StoreDep) -> Run:
 @router.post("/{run_id}/frames")
 def append_frames(
     run_id: RunId,
-    frames: Annotated[list[FrameIn], Body(min_length=1, max_length=10_000)],
+    frames: Annotated[list[FrameIn], Body(min_length=1, max_length=1_000)],
     store: StoreDep,
     hub: HubDep,
 ) -> Run:
