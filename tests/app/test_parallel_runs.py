@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 
 from app.jobs.threads import available_cores, run_cores
-from tests.app.conftest import LONG_RUN, create, wait_until
+from tests.utils.runs import create, wait_until
+from tests.utils.server import LONG_RUN
 
 
 def jobs_when(client: httpx.Client, ready: Any, timeout: float = 600) -> dict[str, Any]:

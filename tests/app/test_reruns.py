@@ -3,7 +3,8 @@ for runs that ended interrupted, failed or cancelled; a 409 that says why for an
 
 from __future__ import annotations
 
-from tests.app.conftest import LONG_RUN, create, wait_until
+from tests.utils.runs import create, wait_until
+from tests.utils.server import LONG_RUN
 
 
 def test_rerun_of_an_interrupted_run_is_a_new_run_with_its_config(start_server):

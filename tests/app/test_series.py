@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app import service
+from app.services import runs as service
 from app.store import Store
 from tests.utils.synthetic import store_run
 

@@ -7,10 +7,9 @@ import math
 import pytest
 from torch import nn
 
-from normcore import fashion
 from normcore.config import DATASETS, RunConfig
 from normcore.cost import INPUT_SHAPES, N_CLASSES, flops_per_step
-from normcore.data import load_dataset
+from normcore.data import fashion, load_dataset
 from normcore.models import build_model
 
 
