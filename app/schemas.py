@@ -171,5 +171,6 @@ class FrameIn(BaseModel):
     lr: Number = None
     steps_per_s: Number = None
     eval: dict[str, Number] | None = None
+    val: dict[str, Number] | None = None  # the validation split's evaluation (normcore.frames)
     ics: list[dict[str, Any]] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]

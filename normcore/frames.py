@@ -14,6 +14,9 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
       "eval": null | {"loss", "acc",         # held-out split, model in eval mode
                       "loss_batch", "acc_batch"},  # same, batch statistics (norms with
                                                    # running stats only, else null)
+      "val": null | {...},    # the same evaluation of the validation split (carved from the
+                              # training data, config.val_fraction > 0; else always null):
+                              # what learning rates are tuned on, never the test split
       "ics": null | [{"name", "l2", "cos"}],  # Santurkar et al., when config.ics
       "layers": [{
         "name": "h1",

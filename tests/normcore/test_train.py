@@ -6,11 +6,12 @@ import warnings
 import pytest
 import torch
 
+from normcore.config import RunConfig
 from normcore.frames import STATUSES, decode, encode, to_json
 from normcore.probes import Probe
 from normcore.train import resolve_device, run
 
-FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s",
+FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s", "val",
               "eval", "ics", "layers"}  # fmt: skip
 LAYER_KEYS = {"name", "hist", "nonfinite", "mean", "std", "p15", "p50", "p85", "sat", "sat_pre",
               "grad_norm", "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std",
@@ -215,3 +216,20 @@ def test_a_gpu_run_syncs_the_host_only_when_it_flushes_frames(cfg, device, monke
             syncs.append(where)
     assert "flush" in record
     assert syncs.count("step") == 0, f"{syncs.count('step')} syncs inside steps"
+
+
+def test_a_validation_split_is_evaluated_beside_the_test_split():
+    cfg = RunConfig(dataset="digits", depth=2, width=16, steps=40, probe_every=10, eval_every=20,
+                    lr=0.5, val_fraction=0.2, device="cpu", hist_bins=8)  # fmt: skip
+    frames = list(run(cfg))
+    both = [f for f in frames if f["eval"] is not None]
+    assert [f["step"] for f in both] == [1, 21, 40]
+    assert all(f["val"] is not None for f in both)
+    assert all(f["val"] is None for f in frames if f["eval"] is None)
+    assert set(both[-1]["val"]) == set(both[-1]["eval"])
+    assert 0.0 <= both[-1]["val"]["acc"] <= 1.0 and both[-1]["val"]["loss"] > 0
+    # the same weights on different samples: the two evaluations differ
+    assert both[-1]["val"]["loss"] != both[-1]["eval"]["loss"]
+    # without the split, frames say so with null
+    plain = list(run(cfg.model_copy(update={"val_fraction": 0.0})))
+    assert all(f["val"] is None for f in plain)
