@@ -154,6 +154,9 @@ class LayerIn(BaseModel):
     b_std: Number = None
     w1_prev: Number = None
     w1_first: Number = None
+    sat_graded: Number = None  # 1 - mean slope / peak slope (normcore.stats)
+    out_mean: Number = None  # mean and spread of the activation's outputs
+    out_std: Number = None
 
 
 class FrameIn(BaseModel):

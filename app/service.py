@@ -125,7 +125,7 @@ EVAL_COLUMNS = ("eval_loss", "eval_acc", "eval_loss_batch", "eval_acc_batch")
 LAYER_COLUMNS = (
     "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "nonfinite", "grad_norm",
     "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std",
-    "w1_prev", "w1_first", "under", "over",
+    "w1_prev", "w1_first", "sat_graded", "out_mean", "out_std", "under", "over",
 )  # fmt: skip
 
 

@@ -384,7 +384,7 @@ class Probe:
             return []
         hist, scal, glob = self.ring.read()
         steps, display = layer_frames(self.names, self.edges, hist, scal, self.n, self.bins,
-                                      self.first, self.prev)  # fmt: skip
+                                      self.first, self.prev, self.activation)  # fmt: skip
         if self.first is None:
             self.first = display[0]
         self.prev = display[-1]

@@ -15,7 +15,8 @@ FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "s
               "eval", "ics", "layers"}  # fmt: skip
 LAYER_KEYS = {"name", "hist", "nonfinite", "mean", "std", "p15", "p50", "p85", "sat", "sat_pre",
               "grad_norm", "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std",
-              "b_mean", "b_std", "w1_prev", "w1_first"}  # fmt: skip
+              "b_mean", "b_std", "w1_prev", "w1_first", "sat_graded", "out_mean",
+              "out_std"}  # fmt: skip
 # The BN paper's Figure 1 setting, shortened: 3×100 sigmoid MLP, batch 60, "small random
 # Gaussian" init; lr 1.0 so the network without BN learns too (held-out acc ~0.9 at 300 steps).
 FIG1 = dict(model="mlp", depth=3, width=100, activation="sigmoid", dataset="digits",
