@@ -128,8 +128,9 @@ def run_experiment(exp: Experiment, *, quick: bool = True, runner: Runner | None
     arms = exp.configs(quick)
     frames: dict[str, list[Frame]] = {}
     records = []
-    for arm, config in arms.items():
-        result = runner(arm, config)
+    many = getattr(runner, "map", None)  # a runner that trains many arms at once
+    results = many(list(arms.items())) if many else [runner(a, c) for a, c in arms.items()]
+    for (arm, config), result in zip(arms.items(), results, strict=True):
         frames[arm] = result.frames
         records.append(
             {
