@@ -120,8 +120,9 @@ class LocalRunner:
 def run_experiment(exp: Experiment, *, quick: bool = True, runner: Runner | None = None):
     """Run every arm, measure, judge: the claim result as JSON-ready data.
 
-    {id, title, claim, experiment, criterion, verdict, checks, numbers, series, run_configs,
-    quick, duration_s}. Raises Cancelled when the runner was told to stop.
+    {id, title, claim, experiment, criterion, verdict, checks, numbers, regimes, series,
+    run_configs, quick, duration_s}; regimes is None for claims not yet on the protocol.
+    Raises Cancelled when the runner was told to stop.
     """
     runner = runner or LocalRunner()
     start = time.perf_counter()
@@ -154,6 +155,7 @@ def run_experiment(exp: Experiment, *, quick: bool = True, runner: Runner | None
             "verdict": judged["verdict"],
             "checks": judged["checks"],
             "numbers": judged["numbers"],
+            "regimes": judged.get("regimes"),  # protocol claims: the regime map's cells
             "series": series,
             "run_configs": records,
             "quick": quick,

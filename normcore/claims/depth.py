@@ -1,4 +1,4 @@
-"""C1, C2, ICS, the BN paper's Figure 1 and C3: what happens to layer inputs with depth.
+"""C1 and ICS: what happens to layer inputs with depth (C2 moved to saturation.py).
 
 Each experiment is (a) a few RunConfigs, (b) a measurement from their frames to numbers,
 (c) a pure verdict from those numbers (see checks.py for the rules every verdict follows).
@@ -13,7 +13,6 @@ from normcore.claims.checks import (
     ICS_COS_TOL,
     ICS_L2_TOL,
     RANK_MIN,
-    SAT_MARGIN,
     Numbers,
     check,
     combine,
@@ -24,7 +23,6 @@ from normcore.claims.checks import (
     lower,
 )
 from normcore.claims.measures import (
-    final_saturation,
     ics_means,
     layer_values,
     mean,
@@ -59,27 +57,6 @@ def verdict_c1(n: Numbers) -> dict[str, Any]:
     return combine(criterion, checks, n)
 
 
-def verdict_c2(n: Numbers) -> dict[str, Any]:
-    """numbers: sat_none, sat_batch — saturated fraction per hidden layer, end of training."""
-    checks = [
-        grows_with_depth("saturation grows with depth without a norm", n["sat_none"], "saturation"),
-        lower(
-            "BN reduces the deepest layer's saturation",
-            last(n["sat_batch"]),
-            last(n["sat_none"]),
-            "saturation with BN",
-            "without",
-            SAT_MARGIN,
-        ),
-    ]
-    criterion = (
-        "Without a norm, the saturated fraction at the end of training rises with depth "
-        f"(Spearman > {RANK_MIN}); with BN the deepest hidden layer is at least {SAT_MARGIN:g} "
-        "less saturated than without."
-    )
-    return combine(criterion, checks, n)
-
-
 def verdict_ics(n: Numbers) -> dict[str, Any]:
     """numbers: l2_{none,batch}, cos_{none,batch}: Santurkar's ICS, mean over layers."""
     l2_none, l2_bn, cos_none, cos_bn = n["l2_none"], n["l2_batch"], n["cos_none"], n["cos_batch"]
@@ -109,7 +86,7 @@ def verdict_ics(n: Numbers) -> dict[str, Any]:
 
 
 def deep_arms(quick: bool) -> dict[str, RunConfig]:
-    """C1, C2 and ICS share these runs: a deep sigmoid MLP with and without BN.
+    """C1 and ICS share these runs: a deep sigmoid MLP with and without BN.
 
     PyTorch's default init is Glorot & Bengio's (2010) "standard" U(-1/sqrt(n), 1/sqrt(n)),
     the setting in which they saw deep sigmoid nets' top layer saturate; SGD with momentum 0.9.
@@ -135,7 +112,7 @@ def _layer_over_time(frames, key: str, layer: int, name: str) -> dict[str, Any]:
 
 def _by_depth(frames: dict[str, list[Frame]], per_layer, prefix: str,
               by_depth: tuple[str, str], key: str, deepest: tuple[str, str]):  # fmt: skip
-    """C1 and C2 share a shape: a per-layer measure for each arm (numbers and a plot by
+    """C1's shape: a per-layer measure for each arm (numbers and a plot by
     depth) plus the deepest layer's `key` over time."""
     by_arm = {arm: per_layer(frames[arm]) for arm in ("none", "batch")}
     numbers = {f"{prefix}_{arm}": value for arm, value in by_arm.items()}
@@ -152,12 +129,6 @@ def measure_c1(frames: dict[str, list[Frame]], quick: bool):
     return _by_depth(frames, relative_drift, "drift",
                      ("Input drift by depth (W1 to first probe / first std)", "drift"),
                      "w1_first", deepest)  # fmt: skip
-
-
-def measure_c2(frames: dict[str, list[Frame]], quick: bool):
-    return _by_depth(frames, final_saturation, "sat",
-                     ("Saturated fraction by depth, end of training", "saturated"),
-                     "sat", ("Deepest layer: saturated fraction", "saturated"))  # fmt: skip
 
 
 def measure_ics(frames: dict[str, list[Frame]], quick: bool):
@@ -197,22 +168,6 @@ C1 = Experiment(
     configs=deep_arms,
     measure=measure_c1,
     verdict=verdict_c1,
-)
-
-C2 = Experiment(
-    id="C2",
-    title="Higher layers saturate; BN keeps them in the active range",
-    claim=(
-        "Changes in low layers, amplified through depth, push higher-layer inputs into the "
-        "saturation region of the activation, which stops learning early. BN reduces it."
-    ),
-    experiment=(
-        "The C1 runs. Per hidden layer: the fraction of sigmoid inputs with |x| > 4.356 "
-        "(derivative below 5% of its peak), over the last quarter of training."
-    ),
-    configs=deep_arms,
-    measure=measure_c2,
-    verdict=verdict_c2,
 )
 
 ICS = Experiment(

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from normcore import claims
-from normcore.claims import batches, checks, cosine, depth, figure1, measures, scale
+from normcore.claims import batches, checks, cosine, depth, figure1, measures, saturation, scale
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -34,11 +34,30 @@ def test_c1_reproduced_then_flips_when_bn_and_none_exchanged():
     assert depth.verdict_c1(swapped)["verdict"] == "not reproduced"
 
 
-def test_c2_mixed_when_saturation_does_not_grow_with_depth():
-    n = {"sat_none": [0.5, 0.4, 0.3], "sat_batch": [0.0, 0.0, 0.0]}
-    result = depth.verdict_c2(n)
-    assert result["verdict"] == "mixed"
-    assert [c["passed"] for c in result["checks"]] == [False, True]
+def _c2_cell(regime, excess, gain, published=False):
+    return {"regime": regime, "published": published, "top_excess": excess, "gain": gain,
+            "top_moves": [0.1] * len(excess)}  # fmt: skip
+
+
+def test_c2_holds_where_the_top_saturates_and_learning_stalls_and_flips_when_swapped():
+    cells = [
+        _c2_cell("published", [0.70, 0.68, 0.71], [0.00, 0.01, 0.00], published=True),
+        _c2_cell("depth 2", [0.25, 0.30, 0.28], [0.45, 0.50, 0.47]),
+        _c2_cell("tanh", [-0.4, -0.5, -0.45], [0.6, 0.6, 0.62]),
+    ]
+    result = saturation.verdict_c2({"cells": cells})
+    assert result["verdict"] == "reproduced"
+    assert [c["verdict"] for c in result["regimes"]] == ["holds", "fails", "fails"]
+    # the top layer's and the gain's numbers exchanged with depth 2's: the published cell fails
+    swapped = [{**cells[0], "top_excess": cells[2]["top_excess"], "gain": cells[1]["gain"]}]
+    assert saturation.verdict_c2({"cells": swapped})["verdict"] == "not reproduced"
+
+
+def test_c2_reads_no_difference_within_two_standard_errors_and_unmeasured_when_frozen():
+    noisy = _c2_cell("published", [0.3, -0.3, 0.05], [0.0, 0.0, 0.01], published=True)
+    assert saturation.verdict_c2({"cells": [noisy]})["verdict"] == "no difference measured"
+    frozen = {**_c2_cell("published", [0.7, 0.7], [0.0, 0.0], True), "top_moves": [0.1, 1e-9]}
+    assert saturation.verdict_c2({"cells": [frozen]})["verdict"] == "unmeasured"
 
 
 def test_fig1_flips_when_bn_and_none_exchanged():
@@ -202,8 +221,12 @@ def test_unknown_claim_names_the_known_ones():
 # --- every claim, quick mode, for real --------------------------------------------------------
 
 RESULT_KEYS = {"id", "title", "claim", "experiment", "criterion", "verdict", "checks",
-               "numbers", "series", "run_configs", "quick", "duration_s"}  # fmt: skip
+               "numbers", "regimes", "series", "run_configs", "quick", "duration_s"}  # fmt: skip
 VERDICTS = {"reproduced", "mixed", "not reproduced"}
+# claims on the protocol (normcore.claims.protocol) read their published cell
+PROTOCOL_VERDICTS = {"reproduced", "not reproduced", "no difference measured",
+                     "degenerate baseline", "unmeasured"}  # fmt: skip
+PROTOCOL = {"C2"}
 
 
 @pytest.fixture(scope="module")
@@ -219,12 +242,17 @@ def test_every_claim_runs_in_quick_mode(quick_results, claim_id):
     result = quick_results[claim_id]
     exp = claims.get_claim(claim_id)
     assert set(result) == RESULT_KEYS
-    assert result["verdict"] in VERDICTS
+    assert result["verdict"] in (PROTOCOL_VERDICTS if claim_id in PROTOCOL else VERDICTS)
+    if claim_id in PROTOCOL:  # a regime map: seeds, lrs and a verdict per cell
+        assert result["regimes"] and any(c["published"] for c in result["regimes"])
+        for cell in result["regimes"]:
+            assert len(cell["seeds"]) >= 2 and cell["lr"] > 0 and cell["verdict"]
     # the stored verdict is what the verdict function says about the stored numbers
     assert exp.verdict(result["numbers"])["verdict"] == result["verdict"]
     assert [r["arm"] for r in result["run_configs"]] == list(exp.configs(True))
     assert all(r["status"] in ("completed", "diverged") for r in result["run_configs"])
-    assert all(r["config"]["steps"] <= 500 for r in result["run_configs"])
+    most = 1500 if claim_id in PROTOCOL else 500
+    assert all(r["config"]["steps"] <= most for r in result["run_configs"])
     assert json.loads(json.dumps(result, allow_nan=False)) == result
     for figure in result["series"]:
         assert figure["traces"] and all(len(t["x"]) == len(t["y"]) for t in figure["traces"])
@@ -240,7 +268,7 @@ def test_quick_mode_is_repeatable(quick_results):
 def test_full_mode_arms_are_valid_and_larger_than_quick():
     quick = {c["id"]: c["arms"] for c in claims.claim_catalog(quick=True)}
     for full in claims.claim_catalog(quick=False):
-        assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in ("C4", "C8")
+        assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in ("C2", "C4", "C8")
         for arm, config in full["arms"].items():
             small = quick[full["id"]].get(arm)
             assert small is None or config["steps"] > small["steps"], (full["id"], arm)
