@@ -98,7 +98,8 @@ def gain_until(frames: list[Frame], until: int) -> float | None:
 
 def verdict_c2(n: Numbers) -> dict[str, Any]:
     """numbers["cells"]: [{regime, published, top_excess: [per seed], gain: [per seed],
-    top_moves: [per seed]}]; adds each cell's comparisons and verdict."""
+    top_moves: [per seed]}]; adds each cell's comparisons, effects and verdict (the regime
+    map's cell: {regime, published, seeds, lr, effects: [{name, value, se, needs}], verdict})."""
     cells, checks = [], []
     for cell in n["cells"]:
         k = len(cell["top_excess"])
@@ -114,7 +115,13 @@ def verdict_c2(n: Numbers) -> dict[str, Any]:
             verdict = P.HOLDS
         else:
             verdict = next(v for v in parts if v != P.HOLDS)
-        cells.append({**cell, "excess": excess, "stall": stall, "verdict": verdict})
+        effects = [  # what the regime map shows in the cell: mean ± standard error over seeds
+            {"name": "top excess", "value": excess["a"], "se": excess["se"], "needs": "> 0"},
+            {"name": "validation gain", "value": stall["b"], "se": stall["se"],
+             "needs": f"< {P.TRAIN_GAIN:g}"},
+        ]  # fmt: skip
+        cells.append({**cell, "excess": excess, "stall": stall, "effects": effects,
+                      "verdict": verdict})  # fmt: skip
         checks.append(check(
             f"{cell['regime']}: the top layer saturates first and learning stops",
             verdict == P.HOLDS,
