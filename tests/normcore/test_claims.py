@@ -12,7 +12,17 @@ import pytest
 from scipy.stats import spearmanr
 
 from normcore import claims
-from normcore.claims import batches, checks, cosine, depth, figure1, measures, saturation, scale
+from normcore.claims import (
+    batches,
+    checks,
+    cosine,
+    depth,
+    figure1,
+    ics_protocol,
+    measures,
+    saturation,
+    scale,
+)
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -79,11 +89,32 @@ def test_c3_flips_when_affine_on_and_off_exchanged():
     assert figure1.verdict_c3(swapped)["verdict"] == "not reproduced"
 
 
-def test_ics_flips_when_bn_and_none_exchanged():
-    n = {"l2_none": 1.0, "l2_batch": 3.0, "cos_none": 0.9, "cos_batch": 0.6}
-    assert depth.verdict_ics(n)["verdict"] == "reproduced"
-    swapped = {"l2_none": 3.0, "l2_batch": 1.0, "cos_none": 0.6, "cos_batch": 0.9}
-    assert depth.verdict_ics(swapped)["verdict"] == "not reproduced"
+def _ics_cell(rel_batch, rel_none, none_ok=True):
+    ok = {"ok": True, "reasons": []}
+    bad = {"ok": False, "reasons": ["it does not train"]}
+    return {"regime": "relu", "published": True, "lr": {"none": 0.3, "batch": 0.3},
+            "rel": {"batch": rel_batch, "none": rel_none},
+            "baseline": {"none": ok if none_ok else bad, "batch": ok}}  # fmt: skip
+
+
+def test_ics_holds_when_bn_raises_relative_ics_and_flips_when_swapped():
+    cell = _ics_cell([0.30, 0.32, 0.31], [0.10, 0.11, 0.12])
+    assert ics_protocol.verdict_ics({"cells": [cell]})["verdict"] == "reproduced"
+    swapped = _ics_cell(cell["rel"]["none"], cell["rel"]["batch"])
+    assert ics_protocol.verdict_ics({"cells": [swapped]})["verdict"] == "not reproduced"
+
+
+def test_ics_reports_a_degenerate_baseline_instead_of_a_verdict():
+    cell = _ics_cell([0.30, 0.32, 0.31], [1e-6, 1e-6, 1e-6], none_ok=False)
+    result = ics_protocol.verdict_ics({"cells": [cell]})
+    assert result["verdict"] == "degenerate baseline"
+    assert "does not train" in result["checks"][0]["detail"]
+
+
+def test_relative_ics_divides_by_the_gradient_norm_and_skips_the_first_layer():
+    frame = {"ics": [{"l2": 9.0}, {"l2": 0.2}, {"l2": 0.6}],
+             "layers": [{"grad_norm": 1.0}, {"grad_norm": 2.0}, {"grad_norm": 3.0}]}  # fmt: skip
+    assert ics_protocol.relative_ics([frame, {"ics": None, "layers": []}]) == pytest.approx(0.15)
 
 
 def _c4_numbers(bn_small: float, gn_small: float, bn_one_class: float) -> dict:
@@ -226,7 +257,7 @@ VERDICTS = {"reproduced", "mixed", "not reproduced"}
 # claims on the protocol (normcore.claims.protocol) read their published cell
 PROTOCOL_VERDICTS = {"reproduced", "not reproduced", "no difference measured",
                      "degenerate baseline", "unmeasured"}  # fmt: skip
-PROTOCOL = {"C2"}
+PROTOCOL = {"C2", "ICS"}
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +299,12 @@ def test_quick_mode_is_repeatable(quick_results):
 def test_full_mode_arms_are_valid_and_larger_than_quick():
     quick = {c["id"]: c["arms"] for c in claims.claim_catalog(quick=True)}
     for full in claims.claim_catalog(quick=False):
-        assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in ("C2", "C4", "C8")
+        assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in (
+            "C2",
+            "C4",
+            "C8",
+            "ICS",
+        )
         for arm, config in full["arms"].items():
             small = quick[full["id"]].get(arm)
             assert small is None or config["steps"] > small["steps"], (full["id"], arm)
