@@ -187,6 +187,23 @@ def test_c8_counts_each_part_of_the_claim():
     assert scale.verdict_c8(broken)["verdict"] == "not reproduced"
 
 
+def test_c8_predicts_the_eps_deviation_and_fails_when_the_prediction_is_not_met():
+    """BN at lambda 0.1 deviates 1.19 % because eps is no longer small against lambda^2 var:
+    predicted, that passes; the same deviation unpredicted (or the prediction swapped onto
+    another norm) fails."""
+    law = {k: {"0.1": 1e-16, "1": 0.0, "10": 1e-16} for k in scale.FOUR}
+    law["batch"] = {"0.1": 0.0118676, "1": 0.0, "10": 5.2e-6}
+    predicted = {k: dict.fromkeys(("0.1", "1", "10"), 0.0) for k in scale.FOUR}
+    predicted["batch"] = {"0.1": 0.0118676, "1": 0.0, "10": 5.2e-6}
+    n = {"weight_rescale": {k: _cell(1e-7) for k in scale.FOUR}, "grad_law": law,
+         "grad_law_predicted": predicted, "max_lr": {"none": 1.0, "batch": 10.0}}  # fmt: skip
+    assert scale.verdict_c8(n)["verdict"] == "reproduced"
+    swapped = {**n, "grad_law_predicted": {**predicted, "batch": predicted["layer"],
+                                           "layer": predicted["batch"]}}  # fmt: skip
+    result = scale.verdict_c8(swapped)
+    assert result["verdict"] == "mixed" and not result["checks"][1]["passed"]
+
+
 def test_c9_flips_when_wn_and_ln_exchanged():
     table = {"batch": _cell(1e-7), "layer": _cell(1e-7), "cosine": _cell(1e-7), "weight": _cell(2)}
     assert scale.verdict_c9({"data_rescale": table})["verdict"] == "reproduced"
