@@ -24,6 +24,10 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
         "nonfinite": 0,                      # NaN/inf values, outside the histogram
         "mean", "std", "p15", "p50", "p85",  # of the activation's input (finite values)
         "sat", "sat_pre",                    # saturated fraction after / before the norm
+                                             # (strict cut: slope below 5 % of its peak)
+        "sat_graded",                        # 1 - mean slope / peak slope (normcore.stats)
+        "out_mean", "out_std",               # of the activation's outputs (sigmoid, tanh;
+                                             # None for relu, gelu)
         "grad_norm", "act_grad_norm", "weight_norm", "update_ratio",
         "g_mean", "g_std", "b_mean", "b_std",  # the norm's own g, b (None without them)
         "w1_prev", "w1_first",               # Wasserstein-1 to the previous / first probe
