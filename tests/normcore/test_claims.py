@@ -20,6 +20,7 @@ from normcore.claims import (
     figure1,
     ics_protocol,
     measures,
+    rnn_protocol,
     saturation,
     scale,
 )
@@ -142,11 +143,23 @@ def test_c4_follows_wu_and_he_direction_and_flips_when_bn_and_gn_exchanged():
     assert [c["passed"] for c in result["checks"]] == [False, True]
 
 
-def test_c5_flips_when_bn_and_ln_exchanged():
-    n = {"acc": {"batch": {"4": 0.5, "32": 0.7}, "layer": {"4": 0.8, "32": 0.85}}}
-    assert batches.verdict_c5(n)["verdict"] == "reproduced"
-    swapped = {"acc": {"batch": n["acc"]["layer"], "layer": n["acc"]["batch"]}}
-    assert batches.verdict_c5(swapped)["verdict"] == "not reproduced"
+def _c5_cell(layer, batch, none=(0.9, 0.91, 0.92), batch_ok=True):
+    ok = {"ok": True, "reasons": []}
+    bad = {"ok": False, "reasons": ["it does not train"]}
+    return {"regime": "batch 4", "published": True, "lr": {"none": 0.3, "batch": 0.3, "layer": 0.3},
+            "acc": {"layer": list(layer), "batch": list(batch), "none": list(none)},
+            "baseline": {"none": ok, "batch": ok if batch_ok else bad, "layer": ok}}  # fmt: skip
+
+
+def test_c5_holds_when_ln_beats_bn_beyond_two_se_and_flips_when_swapped():
+    cell = _c5_cell((0.90, 0.92, 0.91), (0.60, 0.62, 0.65))
+    assert rnn_protocol.verdict_c5({"cells": [cell]})["verdict"] == "reproduced"
+    swapped = _c5_cell(cell["acc"]["batch"], cell["acc"]["layer"])
+    assert rnn_protocol.verdict_c5({"cells": [swapped]})["verdict"] == "not reproduced"
+    close = _c5_cell((0.90, 0.80, 0.85), (0.86, 0.84, 0.85))
+    assert rnn_protocol.verdict_c5({"cells": [close]})["verdict"] == "no difference measured"
+    frozen = _c5_cell((0.90, 0.92, 0.91), (0.25, 0.25, 0.25), batch_ok=False)
+    assert rnn_protocol.verdict_c5({"cells": [frozen]})["verdict"] == "degenerate baseline"
 
 
 def test_c6_flips_when_wn_and_bn_exchanged():
@@ -274,7 +287,7 @@ VERDICTS = {"reproduced", "mixed", "not reproduced"}
 # claims on the protocol (normcore.claims.protocol) read their published cell
 PROTOCOL_VERDICTS = {"reproduced", "not reproduced", "no difference measured",
                      "degenerate baseline", "unmeasured"}  # fmt: skip
-PROTOCOL = {"C2", "ICS"}
+PROTOCOL = {"C2", "C5", "ICS"}
 
 
 @pytest.fixture(scope="module")
@@ -321,6 +334,7 @@ def test_full_mode_arms_are_valid_and_larger_than_quick():
         assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in (
             "C2",
             "C4",
+            "C5",
             "C8",
             "ICS",
         )
