@@ -118,15 +118,9 @@ def measure_ics(frames: dict[str, list[Frame]], quick: bool):
     for regime in regimes(quick):
         lr, rel, base, cos = {}, {}, {}, {}
         for arm in ARMS:
-            tuned = P.tune(frames, regime, arm, seeds(quick), grid(quick))
-            lr[arm] = tuned["lr"]
-            rel[arm] = [relative_ics(r) for r in tuned["runs"]]
-            cos[arm] = [mean(ics_means(r)[1][1:]) for r in tuned["runs"]]
-            checks = [P.baseline_check(P.first_val(r), P.final_val(r), P.layer_movement(r))
-                      for r in tuned["runs"]]  # fmt: skip
-            base[arm] = {"ok": all(c["ok"] for c in checks),
-                         "reasons": sorted({x for c in checks for x in c["reasons"]}),
-                         "val_by_lr": tuned["val_by_lr"]}  # fmt: skip
+            got = P.tuned_arm(frames, regime, arm, seeds(quick), grid(quick), relative_ics)
+            lr[arm], rel[arm], base[arm] = got["lr"], got["values"], got["baseline"]
+            cos[arm] = [mean(ics_means(r)[1][1:]) for r in got["runs"]]
         cells.append({"regime": regime, "published": regime == CLOSEST, "matched": False,
                       "seeds": list(seeds(quick)), "lr": lr, "rel": rel, "cos": cos,
                       "baseline": base})  # fmt: skip

@@ -20,7 +20,7 @@ a RunConfig with a key ``regime|arm|lr|seed`` so the measurement can find them a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from normcore.claims.checks import finite, fmt
@@ -201,3 +201,17 @@ def tune(frames: Mapping[str, Sequence[Any]], regime: str, arm: str, seeds: Sequ
     chosen = select_lr(scores)
     lr = chosen["lr"] if chosen["lr"] is not None else grid[0]
     return {**chosen, "runs": [frames[key(regime, arm, lr, s)] for s in seeds]}
+
+
+def tuned_arm(frames: Mapping[str, Sequence[Any]], regime: str, arm: str, seeds: Sequence[int],
+              grid: Sequence[float], value: Callable[[Any], Any]) -> dict[str, Any]:  # fmt: skip
+    """An arm in a regime, tuned: {lr, values: value(run) per seed at the chosen lr,
+    baseline: {ok, reasons, val_by_lr} (degenerate when any seed's run is), runs}."""
+    tuned = tune(frames, regime, arm, seeds, grid)
+    checks = [baseline_check(first_val(r), final_val(r), layer_movement(r))
+              for r in tuned["runs"]]  # fmt: skip
+    baseline = {"ok": all(c["ok"] for c in checks),
+                "reasons": sorted({x for c in checks for x in c["reasons"]}),
+                "val_by_lr": tuned["val_by_lr"]}  # fmt: skip
+    values = [value(r) for r in tuned["runs"]]
+    return {"lr": tuned["lr"], "values": values, "baseline": baseline, "runs": tuned["runs"]}

@@ -101,14 +101,8 @@ def measure_c5(frames: dict[str, list[Frame]], quick: bool):
     for regime in regimes(quick):
         lr, acc, base = {}, {}, {}
         for arm in ARMS:
-            tuned = P.tune(frames, regime, arm, seeds(quick), grid(quick))
-            lr[arm] = tuned["lr"]
-            acc[arm] = [final_eval(r) for r in tuned["runs"]]
-            checks = [P.baseline_check(P.first_val(r), P.final_val(r), P.layer_movement(r))
-                      for r in tuned["runs"]]  # fmt: skip
-            base[arm] = {"ok": all(c["ok"] for c in checks),
-                         "reasons": sorted({x for c in checks for x in c["reasons"]}),
-                         "val_by_lr": tuned["val_by_lr"]}  # fmt: skip
+            got = P.tuned_arm(frames, regime, arm, seeds(quick), grid(quick), final_eval)
+            lr[arm], acc[arm], base[arm] = got["lr"], got["values"], got["baseline"]
         cells.append({"regime": regime, "published": regime == smallest, "matched": False,
                       "seeds": list(seeds(quick)), "lr": lr, "acc": acc,
                       "baseline": base})  # fmt: skip
