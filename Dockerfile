@@ -3,6 +3,7 @@
 #   docker build -t normscope .                      # CPU torch (default, ~1 GB smaller)
 #   docker build -t normscope:cuda \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+#   docker build -t normscope:ray --build-arg EXTRAS="[ray]" .  # for a Ray cluster
 #
 # Two stages: the build stage holds pip's work (wheels, build backends) so the runtime stage
 # carries only the virtual environment and the project's source.
@@ -32,7 +33,9 @@ COPY pyproject.toml README.md ./
 COPY normcore ./normcore
 COPY app ./app
 COPY frontend ./frontend
-RUN pip install -e .
+# EXTRAS="[ray]" adds Ray for the cluster profile of docker-compose.yml (a head and workers).
+ARG EXTRAS=""
+RUN pip install -e ".${EXTRAS}"
 
 
 FROM ${PYTHON_IMAGE} AS runtime

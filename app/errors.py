@@ -42,6 +42,23 @@ class RunConflict(NormScopeError):
     status_code = 409
 
 
+class SweepNotFound(NormScopeError):
+    status_code = 404
+
+    def __init__(self, sweep_id: str):
+        super().__init__(f"sweep {sweep_id!r} not found")
+
+
+class ClaimNotFound(NormScopeError):
+    status_code = 404
+
+
+class ClaimConflict(NormScopeError):
+    """The claim is already running: one claim run at a time per claim."""
+
+    status_code = 409
+
+
 class QueueFull(NormScopeError):
     status_code = 429
 

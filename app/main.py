@@ -6,49 +6,43 @@ Run it with `normscope serve`, or `uvicorn --factory app.main:create_app`.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
 
-from app import errors
+from app import contract, errors
 from app.api import api_router, health
 from app.jobs import make_executor
-from app.jobs.recorder import Recorder
+from app.jobs.base import Executor, Sink
 from app.live import Hub
+from app.services.engine import start_engine
 from app.settings import Settings
-from app.store import Store
-
-log = logging.getLogger("normscope")
+from app.token_gate import TokenGate
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app for these settings (from NORMSCOPE_* variables when None)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    make_executor: Callable[[Settings, Sink], Executor] = make_executor,
+) -> FastAPI:
+    """The ASGI app for these settings (from NORMSCOPE_* variables when None). Tests of the
+    API that need no training pass an executor that trains nothing (tests/utils/fakes.py)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.db_path)
-        left = store.mark_interrupted("the server stopped while the run was active")
-        if left:
-            log.warning("marked %d runs interrupted: %s", len(left), ", ".join(left))
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        recorder = Recorder(store, hub.publish_threadsafe)
-        recorder.start()
-        executor = make_executor(settings, recorder)
-        executor.start()
-        app.state.settings, app.state.store = settings, store
-        app.state.hub, app.state.executor, app.state.recorder = hub, executor, recorder
+        engine = start_engine(settings, hub.publish_threadsafe, make_executor=make_executor)
+        app.state.settings, app.state.hub, app.state.store = settings, hub, engine.store
+        app.state.executor, app.state.recorder = engine.executor, engine.recorder
+        app.state.claims, app.state.sweeps = engine.claims, engine.sweeps
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(executor.stop)  # running runs -> interrupted
-            await anyio.to_thread.run_sync(recorder.stop)
-            store.mark_interrupted("the server stopped before the run started")
-            store.close()
+            await anyio.to_thread.run_sync(engine.stop)
 
     app = FastAPI(
         title="NormScope",
@@ -58,8 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings  # also before start-up, for dependency overrides in tests
     errors.install(app)
+    app.add_middleware(TokenGate)
     app.include_router(health.router)
     app.include_router(api_router)
+    contract.install(app, settings.limits())  # the OpenAPI document with every error answer
     if (settings.frontend_dir / "index.html").is_file():
         app.frontend("/", directory=settings.frontend_dir)
     return app

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-RunStatus = Literal[
-    "queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"
-]
+from normcore.frames import RunStatus
 
 
 class FinalMetrics(BaseModel):
@@ -59,6 +57,7 @@ class Job(BaseModel):
     pid: int | None
     slot: int
     started_at: float
+    node: str | None = None  # where it runs, on a Ray cluster (the node's address)
 
 
 class JobList(BaseModel):
@@ -79,6 +78,23 @@ class Preset(BaseModel):
     runs: list[dict[str, Any]]  # partial RunConfigs over the defaults; two or more: Compare
 
 
+class Statuses(BaseModel):
+    """A run's statuses (normcore.frames): active ones change again, terminal ones never."""
+
+    active: list[str]
+    terminal: list[str]
+
+
+class SweepPreset(BaseModel):
+    id: str
+    title: str
+    description: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: int
+    metric: str
+
+
 class Catalog(BaseModel):
     norms: list[dict[str, Any]]
     models: list[str]
@@ -93,6 +109,10 @@ class Catalog(BaseModel):
     limits: dict[str, int]
     defaults: dict[str, Any]
     presets: list[Preset]
+    statuses: Statuses
+    sweep_presets: list[SweepPreset] = []
+    sweep_metrics: dict[str, str] = {}  # name -> what it measures
+    max_sweep_cells: int = 0
 
 
 class Health(BaseModel):
@@ -117,16 +137,45 @@ class WatchedRunIn(BaseModel):
     label: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     activation: Literal["sigmoid", "tanh", "relu", "gelu"]
     layers: Annotated[list[Name], Field(min_length=1, max_length=256)]
-    every: int = Field(1, ge=1, le=1_000_000)  # probing every n steps
-    steps: int = Field(0, ge=0, le=10**12)  # the planned steps, 0: open-ended
+    every: int = Field(1, ge=1, le=1_000_000, strict=True)  # probing every n steps
+    steps: int = Field(0, ge=0, le=10**12, strict=True)  # the planned steps, 0: open-ended
 
 
 class HistIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     lo: Finite
-    hi: Finite
+    hi: Finite = Field(description="above lo")
     counts: Annotated[list[Count | None], Field(min_length=1, max_length=4096)]
     under: Count | None = 0
     over: Count | None = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistIn:
+        if not self.lo < self.hi:
+            raise ValueError(f"hist: lo ({self.lo}) must be below hi ({self.hi})")
+        return self
+
+
+class EvalIn(BaseModel):
+    """A frame's held-out evaluation (normcore.frames): these keys only, each optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: Number = None
+    acc: Number = None
+    loss_batch: Number = None  # norms with running statistics: with batch statistics
+    acc_batch: Number = None
+
+
+class IcsIn(BaseModel):
+    """One layer's internal covariate shift (normcore.drift.ics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    l2: Number = None
+    cos: Number = None
 
 
 class LayerIn(BaseModel):
@@ -154,7 +203,7 @@ class LayerIn(BaseModel):
     b_std: Number = None
     w1_prev: Number = None
     w1_first: Number = None
-    sat_graded: Number = None  # 1 - mean slope / peak slope (normcore.stats)
+    sat_graded: Number = None  # 1 - mean slope / peak slope (normcore.probe.stats)
     out_mean: Number = None  # mean and spread of the activation's outputs
     out_std: Number = None
 
@@ -173,7 +222,119 @@ class FrameIn(BaseModel):
     acc: Number = None
     lr: Number = None
     steps_per_s: Number = None
-    eval: dict[str, Number] | None = None
-    val: dict[str, Number] | None = None  # the validation split's evaluation (normcore.frames)
-    ics: list[dict[str, Any]] | None = None
+    eval: EvalIn | None = None
+    val: EvalIn | None = None  # the validation split's evaluation (normcore.frames)
+    ics: Annotated[list[IcsIn], Field(max_length=256)] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+ClaimRunStatus = Literal["queued", "running", "completed", "failed", "interrupted"]
+Verdict = Literal["reproduced", "mixed", "not reproduced"]
+
+
+class ClaimRun(BaseModel):
+    """One execution of a claim's experiment; `result` once it completed."""
+
+    id: str
+    claim_id: str
+    quick: bool
+    status: ClaimRunStatus
+    verdict: Verdict | None = None
+    error: str | None = None
+    run_ids: list[str]  # the stored runs of its arms (GET /api/runs/{id})
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    # {id, title, claim, experiment, criterion, verdict, checks, numbers, series,
+    #  run_configs: [{arm, label, config, run_id, status, frames}], quick, duration_s}
+    result: dict[str, Any] | None = None
+
+
+class Claim(BaseModel):
+    id: str
+    title: str
+    claim: str
+    experiment: str
+    latest: ClaimRun | None = None  # the newest claim run, whatever its status
+
+
+class ClaimDetail(Claim):
+    arms: dict[str, dict[str, Any]]  # the quick mode's RunConfigs by arm name
+    result: ClaimRun | None = None  # the newest completed claim run, with its result
+    history: list[ClaimRun]  # newest first, without results
+
+
+class ClaimList(BaseModel):
+    data: list[Claim]
+    count: int
+
+
+class ClaimRunRequest(BaseModel):
+    # quick: < 1 min on 2 CPU cores; full: larger nets, longer runs (strict: 0 is no bool)
+    quick: bool = Field(True, strict=True)
+
+
+# -- sweeps: a grid of runs over config fields, with seeds --------------------------------------
+class SweepIn(BaseModel):
+    """A sweep: the base config, a grid (field -> values) over any RunConfig field, seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: dict[str, Any] = Field(default_factory=dict, description="a partial RunConfig")
+    grid: Annotated[
+        dict[str, Annotated[list[Any], Field(min_length=1, max_length=1000)]],
+        Field(min_length=1, max_length=16),
+    ]
+    seeds: int = Field(1, ge=1, le=100, description="seeds base.seed, base.seed + 1, ...")
+    metric: str = Field(
+        "eval_acc", description="eval_acc | eval_loss | loss | sat_last | drift_mean"
+    )
+    skip_invalid: bool = Field(False, description="skip invalid cells instead of a 422")
+
+
+class SweepCell(BaseModel):
+    point: int  # index of the grid point (the grid's product, first field slowest)
+    values: dict[str, Any]
+    seed: int
+    run_id: str
+    status: RunStatus
+    metric: float | None = None  # set once the run has ended with a result
+    ended: bool = False  # the run has ended and its metric (if any) has been read
+
+
+class SweepPoint(BaseModel):
+    point: int
+    values: dict[str, Any]
+    per_seed: list[float | None]
+    n: int  # seeds with a value
+    mean: float | None = None
+    std: float | None = None  # sample std over seeds (None below two)
+
+
+class SkippedCell(BaseModel):
+    point: int
+    values: dict[str, Any]
+    field: str
+    message: str
+
+
+class Sweep(BaseModel):
+    id: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: int
+    metric: str
+    created_at: float
+    status: Literal["queued", "running", "completed", "cancelled", "interrupted"]
+    cells_total: int
+    cells_done: int
+    skipped: list[SkippedCell]
+    cells: list[SweepCell] | None = None
+    summary: list[SweepPoint] | None = None
+
+
+class SweepList(BaseModel):
+    data: list[Sweep]
+    count: int

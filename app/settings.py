@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     max_width: int = Field(default=1024, ge=1, le=MAX_WIDTH)
     max_depth: int = Field(default=MAX_DEPTH, ge=1, le=MAX_DEPTH)
     max_batch_size: int = Field(default=1024, ge=1, le=MAX_BATCH)
+    max_sweep_cells: int = Field(default=1000, ge=1, le=100_000)  # grid points × seeds
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # a RunConfig is well under 1 KB
     token: SecretStr | None = None  # when set, /api and the stream need Bearer <token>
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "diverged", "failed", "cancelled", "interrupted")
-STATUSES = ACTIVE + TERMINAL
+from normcore.frames import ACTIVE, TERMINAL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -113,8 +111,9 @@ class Store:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                                 check_same_thread=False)  # fmt: skip
+            db = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
             db.execute("PRAGMA foreign_keys=ON")
@@ -125,6 +124,10 @@ class Store:
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db())
+
+    # Services that keep tables of their own in this file (sweeps) use these.
+    db = _db
+    transaction = _tx
 
     def close(self) -> None:
         with self._lock:
@@ -173,8 +176,10 @@ class Store:
         watched run (its own loop trains it, elsewhere) goes on: its frames may still come."""
         own = "json_extract(config, '$.model') IS NOT 'own'"
         with self._tx() as db:
-            ids = [r[0] for r in db.execute(
-                f"SELECT id FROM runs WHERE status IN (?, ?) AND {own}", ACTIVE)]  # fmt: skip
+            ids = [
+                r[0]
+                for r in db.execute(f"SELECT id FROM runs WHERE status IN (?, ?) AND {own}", ACTIVE)
+            ]
             db.execute(
                 "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
                 f"WHERE status IN (?, ?) AND {own}",
@@ -223,9 +228,15 @@ class Store:
         db.execute(
             "UPDATE runs SET frame_count = frame_count + ?, last_seq = MAX(last_seq, ?), "
             "step = ?, device = COALESCE(?, device), final = ? WHERE id = ?",
-            (cur.rowcount, op.rows[-1][0], int(s.get("step") or 0), s.get("device"),
-             json.dumps(final), op.run_id),
-        )  # fmt: skip
+            (
+                cur.rowcount,
+                op.rows[-1][0],
+                int(s.get("step") or 0),
+                s.get("device"),
+                json.dumps(final),
+                op.run_id,
+            ),
+        )
 
     # -- frames ----------------------------------------------------------------------------
     def read_frames(self, run_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:

@@ -3,7 +3,7 @@
 Variants, timed in one process with interleaved rounds (the order rotates every round, so a
 noisy neighbour slows all of them alike; the median round is reported):
   bare       forward, backward, SGD step
-  probe@1    the same with every probe on, every step (normcore.probes.Probe, frames built)
+  probe@1    the same with every probe on, every step (normcore.probe.probe.Probe, frames built)
   probe@10   probing every 10th step
   watch@1    every step through normcore.watch.Watch, as a model of one's own is probed:
              forward hooks on the linear and norm modules, one Probe per layer, frames built
@@ -20,6 +20,10 @@ On CUDA it also counts host syncs (torch.cuda.set_sync_debug_mode) in an untimed
 It prints the size of one encoded frame (normcore.frames.encode).
 
     nice python bench/probe_overhead.py --device cpu --width 1024 --depth 8 --batch 256
+
+``--path`` picks the probe's CPU path: ``in-hooks`` (the compiled kernels in the hooks, the
+default), ``after-backward`` (the kernels at collect, on the copies the hooks took) or
+``torch`` (a CPU without numba: torch's batch at collect, on the copies).
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from normcore.config import RunConfig
-from normcore.frames import encode
+from normcore.frames import PROBE_ROWS, encode
 from normcore.models import build_model
-from normcore.probes import Probe
-from normcore.train import PROBE_ROWS, resolve_device
+from normcore.probe import kernels
+from normcore.probe.probe import Probe
+from normcore.train import resolve_device
 from normcore.watch import Watch
 
 
@@ -52,8 +57,20 @@ def make_step(args, device, variant: str):
     x = torch.randn(args.batch, args.width, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     every = {"probe@1": 1, "probe@10": 10}.get(variant, 0)
-    probe = Probe(model.probe_points(), activation=cfg.activation, bins=args.bins,
-                  rows=PROBE_ROWS, device=device, optimizer=opt) if every else None  # fmt: skip
+    probe = (
+        Probe(
+            model.probe_points(),
+            activation=cfg.activation,
+            bins=args.bins,
+            rows=PROBE_ROWS,
+            device=device,
+            optimizer=opt,
+        )
+        if every
+        else None
+    )
+    if probe is not None:
+        probe.in_hooks = args.path == "in-hooks"
     writer, acts = None, []
     if variant == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
@@ -64,7 +81,7 @@ def make_step(args, device, variant: str):
     points = model.probe_points()
     state = {"n": 0}
     if variant == "watch@1":
-        return _watched_step(model, cfg, opt, x, y, args.bins), None, lambda: None
+        return _watched_step(model, cfg, opt, x, y, args), None, lambda: None
 
     def step() -> bool:
         """One step; True when it flushed the probe's ring buffer (the one host sync)."""
@@ -101,11 +118,18 @@ def make_step(args, device, variant: str):
     return step, probe, settle
 
 
-def _watched_step(model, cfg, opt, x, y, bins: int):
+def _watched_step(model, cfg, opt, x, y, args):
     """A step of one's own loop around a Watch of the model's blocks (frames discarded)."""
     layers = {f"h{i + 1}": (b.linear, b.norm) for i, b in enumerate(model.blocks)}
-    watch = Watch(layers, activation=cfg.activation, optimizer=opt, bins=bins,
-                  on_frame=lambda frame: None)  # fmt: skip
+    watch = Watch(
+        layers,
+        activation=cfg.activation,
+        optimizer=opt,
+        bins=args.bins,
+        on_frame=lambda frame: None,
+    )
+    for probe in watch.probes:
+        probe.in_hooks = args.path == "in-hooks"
 
     def step() -> bool:
         with watch.step():
@@ -131,6 +155,22 @@ def timed(step, n: int, device) -> tuple[float, float]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3
+
+
+def copy_cost(args, device, reps: int = 200) -> float:
+    """µs of process CPU time to copy one layer's output into a probe's staging row, as the
+    deferred paths do in the hook (median of 20 rounds of ``reps`` copies)."""
+    t = torch.randn(args.batch, args.width, device=device)
+    rows = torch.empty(2, t.numel(), device=device)
+    samples = []
+    for _ in range(20):
+        c = time.process_time()
+        for _ in range(reps):
+            rows[1].view(t.shape).copy_(t)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        samples.append((time.process_time() - c) / reps * 1e6)
+    return statistics.median(samples)
 
 
 def count_syncs(step, n: int) -> tuple[float, int]:
@@ -183,9 +223,15 @@ def measure(steps: dict, variants: list[str], args, device, rounds: int | None =
         """Median over rounds of variant / bare in the same round: drifting load cancels."""
         return statistics.median(a / b for a, b in zip(t, base, strict=True))
 
-    return {v: {"ms": statistics.median(wall[v]), "ratio": paired(wall[v], wall["bare"]),
-                "cpu_ms": statistics.median(cpu[v]), "cpu_ratio": paired(cpu[v], cpu["bare"])}
-            for v in variants}  # fmt: skip
+    return {
+        v: {
+            "ms": statistics.median(wall[v]),
+            "ratio": paired(wall[v], wall["bare"]),
+            "cpu_ms": statistics.median(cpu[v]),
+            "cpu_ratio": paired(cpu[v], cpu["bare"]),
+        }
+        for v in variants
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -199,6 +245,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bins", type=int, default=64)
     ap.add_argument("--norm", default="batch")
     ap.add_argument("--activation", default="tanh")
+    ap.add_argument("--path", default="in-hooks", choices=["in-hooks", "after-backward", "torch"])
+    ap.add_argument("--no-tensorboard", action="store_true", help="skip its variant")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", metavar="FILE", help="write {variant: {ms, ratio, ...}} here")
     ap.add_argument(
@@ -208,11 +256,14 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.path == "torch":
+        kernels.AVAILABLE = False  # read when each probe builds its statistics
     variants = ["bare", "probe@1", "probe@10", "watch@1"]
     try:
         import tensorboard  # noqa: F401
 
-        variants.append("tensorboard")
+        if not args.no_tensorboard:
+            variants.append("tensorboard")
     except ImportError:
         print("tensorboard is not installed: skipping its variant")
     steps = {v: make_step(args, device, v) for v in variants}
@@ -237,27 +288,49 @@ def main(argv: list[str] | None = None) -> dict:
     probe.flush()
     step()  # one more probed step, its frame built by hand as normcore.train does
     layers, loss, acc, _ = probe.flush()[-1]
-    frame = dict(seq=0, step=1, time=time.time(), status="running", device=device.type,
-                 loss=loss, acc=acc, lr=0.01, steps_per_s=1.0, eval=None, ics=None,
-                 layers=layers)  # fmt: skip
+    frame = dict(
+        seq=0,
+        step=1,
+        time=time.time(),
+        status="running",
+        device=device.type,
+        loss=loss,
+        acc=acc,
+        lr=0.01,
+        steps_per_s=1.0,
+        eval=None,
+        ics=None,
+        layers=layers,
+    )
     size = len(encode(frame))
-    print(f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
-          f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  "
-          f"{args.rounds} rounds × {args.steps} steps, median")  # fmt: skip
+    print(
+        f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
+        f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  {args.path}  "
+        f"{args.rounds} rounds × {args.steps} steps, median"
+    )
     syncs = "  syncs/step (+ in flushes)" if device.type == "cuda" else ""
     print(f"{'variant':<12} {'ms/step':>9} {'× bare':>8} {'cpu ms':>9} {'× bare':>8}{syncs}")
     for v, row in result.items():
         syncs = ""
         if "syncs_per_step" in row:
             syncs = f"  {row['syncs_per_step']:.3f} (+{row['syncs_in_flushes']})"
-        print(f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f} {row['cpu_ms']:>9.2f} "
-              f"{row['cpu_ratio']:>8.3f}{syncs}")  # fmt: skip
+        print(
+            f"{v:<12} {row['ms']:>9.2f} {row['ratio']:>8.3f} {row['cpu_ms']:>9.2f} "
+            f"{row['cpu_ratio']:>8.3f}{syncs}"
+        )
     print(f"bytes per frame ({args.depth} layers, {args.bins} bins, encoded): {size}")
+    print(
+        f"staging copy of one layer at hook time (deferred paths; in-place ops after it): "
+        f"{copy_cost(args, device):.1f} µs CPU per layer ({args.batch}×{args.width} float32)"
+    )
     if device.type == "cuda":
         graphs = (probe._record_graph, probe._finish_graph)
-        print("probe@1 CUDA graphs (statistics, finish): "
-              + ", ".join(f"{g.replays} replayed, {g.eager} eager, {g.captures} captured"
-                          for g in graphs))  # fmt: skip
+        print(
+            "probe@1 CUDA graphs (statistics, finish): "
+            + ", ".join(
+                f"{g.replays} replayed, {g.eager} eager, {g.captures} captured" for g in graphs
+            )
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({**result, "bytes_per_frame": size}, fh, indent=1)

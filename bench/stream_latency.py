@@ -56,13 +56,29 @@ END_RE = re.compile(rb'event: status\ndata: [^\n]*"status":"(?!queued|running)')
 def start_server(data_dir: Path, port: int) -> subprocess.Popen:
     (data_dir / "stamp").mkdir(parents=True)
     (data_dir / "stamp" / "sitecustomize.py").write_text(STAMP)
-    env = {**os.environ, "NORMSCOPE_DATA_DIR": str(data_dir), "NORMSCOPE_MAX_JOBS": "1",
-           "PYTHONPATH": os.pathsep.join([str(data_dir / "stamp"), str(ROOT)])}  # fmt: skip
+    env = {
+        **os.environ,
+        "NORMSCOPE_DATA_DIR": str(data_dir),
+        "NORMSCOPE_MAX_JOBS": "1",
+        "PYTHONPATH": os.pathsep.join([str(data_dir / "stamp"), str(ROOT)]),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "app.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -78,8 +94,10 @@ async def viewer(
     """Follow one run's stream to its final status, recording each frame's latency (ms) from
     its yield and from its probe, and when the first frame arrived (time.time())."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())  # fmt: skip
+    writer.write(
+        f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
     buffer = b""
     while True:
         data = await reader.read(1 << 16)
@@ -119,8 +137,10 @@ async def one_run(client: httpx.AsyncClient, port: int, config: dict, viewers: i
     latencies: list[float] = []
     firsts: list[float] = []
     probed: list[float] = []
-    tasks = [asyncio.create_task(viewer(port, run["id"], latencies, firsts, probed))
-             for _ in range(viewers)]  # fmt: skip
+    tasks = [
+        asyncio.create_task(viewer(port, run["id"], latencies, firsts, probed))
+        for _ in range(viewers)
+    ]
     while (done := (await client.get(f"/api/runs/{run['id']}")).json())["status"] in (
         "queued",
         "running",
@@ -143,8 +163,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def bench(args: argparse.Namespace, port: int, pid: int) -> dict:
-    config = {"depth": args.depth, "width": args.width, "dataset": args.dataset,
-              "steps": args.steps, "probe_every": 1, "device": args.device}  # fmt: skip
+    config = {
+        "depth": args.depth,
+        "width": args.width,
+        "dataset": args.dataset,
+        "steps": args.steps,
+        "probe_every": 1,
+        "device": args.device,
+    }
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
         await one_run(client, port, {**config, "steps": 200}, 1, pid)  # warm the worker pool
         lat: dict[int, list[float]] = {1: [], args.viewers: []}
@@ -158,8 +184,11 @@ async def bench(args: argparse.Namespace, port: int, pid: int) -> dict:
                 from_probe[n].extend(probed)
                 if first is not None:
                     first_frame.append(first)
-                print(f"round {round_} viewers {n:2d}: {rate:8.1f} steps/s, {len(got)} frame "
-                      f"arrivals, server CPU {server_cpu:.2f} s", file=sys.stderr)  # fmt: skip
+                print(
+                    f"round {round_} viewers {n:2d}: {rate:8.1f} steps/s, {len(got)} frame "
+                    f"arrivals, server CPU {server_cpu:.2f} s",
+                    file=sys.stderr,
+                )
                 cpu[n].append(server_cpu)
                 if n:
                     lat[n].extend(got)

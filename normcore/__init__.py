@@ -12,9 +12,16 @@ from normcore.data import Dataset, batch_indices, load_dataset
 from normcore.drift import ics, jensen_shannon, wasserstein1
 from normcore.frames import Frame, decode, encode, to_json
 from normcore.models import build_model
-from normcore.norms import NORMS, NormSpec, get_norm_layer, make_conv2d, make_linear, norm_catalog
-from normcore.probes import Probe
-from normcore.taps import ProbePoint, Tap
+from normcore.norms import (
+    NORMS,
+    NormSpec,
+    create_norm_layer,
+    make_conv2d,
+    make_linear,
+    norm_catalog,
+)
+from normcore.probe.probe import Probe
+from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import resolve_device, run
 
 
@@ -41,9 +48,9 @@ __all__ = [
     "__version__",
     "batch_indices",
     "build_model",
+    "create_norm_layer",
     "decode",
     "encode",
-    "get_norm_layer",
     "ics",
     "jensen_shannon",
     "load_dataset",

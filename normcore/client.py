@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from normcore.config import RunConfig
-from normcore.frames import to_json
+from normcore.frames import TERMINAL, to_json
 
 if TYPE_CHECKING:
     from normcore.watch import Watch
 
-TERMINAL = frozenset({"completed", "diverged", "failed", "cancelled", "interrupted"})
 
-
-class NormScopeError(RuntimeError):
+class ApiError(RuntimeError):
     """An error response of the server: the HTTP status and the server's `detail`."""
 
     def __init__(self, status: int, detail: Any, url: str = ""):
@@ -106,15 +104,15 @@ class _WatchedRun:
         self.pending.extend(frames)
         try:
             self.client.append_frames(self.id, self.pending)
-        except NormScopeError as exc:
+        except ApiError as exc:
             if not (exc.status == 429 or exc.status >= 500):  # ended (409), or never (413, 422)
                 self.ended, self.pending = True, []
                 raise
-            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc}", stacklevel=2)
         except self.client._httpx.TransportError as exc:
-            warnings.warn(f"{len(self.pending)} frames wait for the next send: {exc!r}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{len(self.pending)} frames wait for the next send: {exc!r}", stacklevel=2
+            )
         else:
             self.pending = []
 
@@ -130,7 +128,7 @@ class _WatchedRun:
             try:
                 if self.client.run(self.id)["status"] not in TERMINAL:
                     self.client.cancel(self.id)
-            except (NormScopeError, self.client._httpx.HTTPError) as exc:
+            except (ApiError, self.client._httpx.HTTPError) as exc:
                 warnings.warn(f"run {self.id} may stay running: {exc!r}", stacklevel=2)
 
 
@@ -205,22 +203,80 @@ class Client:
     def delete(self, run_id: str) -> None:
         self._request("DELETE", f"/api/runs/{run_id}")
 
+    # --- sweeps -----------------------------------------------------------------------------
+    def create_sweep(
+        self,
+        base: RunConfig | dict | None = None,
+        *,
+        grid: Mapping[str, list],
+        seeds: int = 1,
+        metric: str = "eval_acc",
+        skip_invalid: bool = False,
+    ) -> dict:
+        """Start a sweep: `base` × `grid` (field -> values) × `seeds`; every cell validated
+        by the server first (a 422 names the cell and the field)."""
+        if isinstance(base, RunConfig):
+            base = base.model_dump()
+        body = {
+            "base": base or {},
+            "grid": dict(grid),
+            "seeds": seeds,
+            "metric": metric,
+            "skip_invalid": skip_invalid,
+        }
+        return self._json("POST", "/api/sweeps", json=body)
+
+    def sweep(self, sweep_id: str) -> dict:
+        """A sweep with its cells and its summary (mean ± std over seeds per grid point)."""
+        return self._json("GET", f"/api/sweeps/{sweep_id}")
+
+    def sweeps(self) -> list[dict]:
+        return self._json("GET", "/api/sweeps")["data"]
+
+    def cancel_sweep(self, sweep_id: str) -> dict:
+        return self._json("POST", f"/api/sweeps/{sweep_id}/cancel")
+
+    def resume_sweep(self, sweep_id: str) -> dict:
+        return self._json("POST", f"/api/sweeps/{sweep_id}/resume")
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        self._request("DELETE", f"/api/sweeps/{sweep_id}")
+
+    def sweep_csv(self, sweep_id: str) -> str:
+        return self._request("GET", f"/api/sweeps/{sweep_id}/summary.csv").text
+
     # --- runs of a model of one's own (normcore.watch) ---------------------------------------
-    def watch(self, layers: Mapping[str, Any], *, label: str, activation: str,
-              optimizer: Any = None, every: int = 1, bins: int = 64,
-              steps: int = 0) -> Watch:  # fmt: skip
+    def watch(
+        self,
+        layers: Mapping[str, Any],
+        *,
+        label: str,
+        activation: str,
+        optimizer: Any = None,
+        every: int = 1,
+        bins: int = 64,
+        steps: int = 0,
+    ) -> Watch:
         """A ``normcore.watch.Watch`` whose frames go to a new run on this server, drawn
         live like any run. ``steps`` (optional) is the planned length, for the progress bar.
         Its run ends with the Watch: ``completed`` (or ``diverged``) from the last frame, or
         ``cancelled`` when the loop raised. The dashboard's Cancel stops the loop: the next
-        batch of frames raises NormScopeError (409) in it."""
+        batch of frames raises ApiError (409) in it."""
         from normcore.watch import Watch
 
         run = _WatchedRun(self)  # the Watch first: it checks the layers before the run exists
-        watch = Watch(layers, activation=activation, optimizer=optimizer, every=every,
-                      bins=bins, on_frames=run.send, on_close=run.end)  # fmt: skip
-        spec = dict(label=label, activation=activation, layers=list(layers), every=every,
-                    steps=steps)  # fmt: skip
+        watch = Watch(
+            layers,
+            activation=activation,
+            optimizer=optimizer,
+            every=every,
+            bins=bins,
+            on_frames=run.send,
+            on_close=run.end,
+        )
+        spec = dict(
+            label=label, activation=activation, layers=list(layers), every=every, steps=steps
+        )
         try:
             run.id = watch.run_id = self._json("POST", "/api/runs/watched", json=spec)["id"]
         except BaseException:
@@ -245,16 +301,23 @@ class Client:
         """One request; a batch above the server's body limit (413) goes in halves."""
         body = "[" + ",".join(texts) + "]"
         try:
-            return self._json("POST", f"/api/runs/{run_id}/frames", content=body,
-                              headers={"content-type": "application/json"})  # fmt: skip
-        except NormScopeError as exc:
+            return self._json(
+                "POST",
+                f"/api/runs/{run_id}/frames",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+        except ApiError as exc:
             if exc.status != 413:
                 raise
             if len(texts) == 1:  # no smaller batch can help
-                raise NormScopeError(413, f"one frame is {len(body):,} bytes, above the "
-                                     "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
-                                     "there, or watch fewer layers or bins",
-                                     exc.url) from None  # fmt: skip
+                raise ApiError(
+                    413,
+                    f"one frame is {len(body):,} bytes, above the "
+                    "server's body limit: raise NORMSCOPE_MAX_BODY_BYTES "
+                    "there, or watch fewer layers or bins",
+                    exc.url,
+                ) from None
         half = len(texts) // 2
         self._post_frames(run_id, texts[:half])
         return self._post_frames(run_id, texts[half:])
@@ -376,4 +439,4 @@ class Client:
             detail = response.json().get("detail", response.text)
         except (ValueError, AttributeError):
             detail = response.text
-        raise NormScopeError(response.status_code, detail, str(response.url))
+        raise ApiError(response.status_code, detail, str(response.url))

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 # Canonical names, in the order the catalog shows them.
-NORMS = ("none", "batch", "layer", "weight", "cosine", "group", "instance", "rms")
+NORM_NAMES = ("none", "batch", "layer", "weight", "cosine", "group", "instance", "rms")
 MODELS = ("mlp", "convnet", "rnn")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
 DATASETS = ("digits", "fashion", "spirals", "moons", "circles", "xor", "blobs", "sequence")
@@ -70,6 +70,8 @@ def canonical(
 
 def _named(known: tuple[str, ...], what: str, aliases: dict[str, str] | None = None):
     def check(cls, value: str) -> str:
+        if not isinstance(value, str):  # (null would read as "none")
+            raise ValueError(f"{what} takes a name, one of {', '.join(known)}; not {value!r}")
         return canonical(value, known, what, aliases)
 
     return field_validator(what, mode="before")(classmethod(check))
@@ -86,7 +88,7 @@ class RunConfig(BaseModel):
     width: int = Field(100, ge=1, le=MAX_WIDTH)  # units per hidden layer (channels for convnet)
     activation: str = "sigmoid"
     norm: str = "none"
-    affine: bool = True  # the norm's second shift/scale g, b (seed C3)
+    affine: bool = Field(True, strict=True)  # the norm's second shift/scale g, b (seed C3)
     placement: str = "before"  # norm before the activation (BN paper) or after it
     groups: int = Field(4, ge=1)  # group norm's number of groups; must divide width
     init: str = "default"
@@ -109,14 +111,14 @@ class RunConfig(BaseModel):
     probe_every: int = Field(1, ge=1, le=100_000)  # probe every k-th step
     hist_bins: int = Field(64, ge=4, le=512)
     eval_every: int = Field(100, ge=1, le=MAX_STEPS)  # held-out eval every n steps, and at the end
-    ics: bool = False  # Santurkar et al.'s ICS measure; costs extra passes
+    ics: bool = Field(False, strict=True)  # Santurkar et al.'s ICS measure; costs extra passes
     # reproducibility and placement
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: str = "auto"  # auto = CUDA when available, else CPU
 
     _model = _named(MODELS, "model")
     _activation = _named(ACTIVATIONS, "activation")
-    _norm = _named(NORMS, "norm", NORM_ALIASES)
+    _norm = _named(NORM_NAMES, "norm", NORM_ALIASES)
     _placement = _named(PLACEMENTS, "placement")
     _init = _named(INITS, "init")
     _cell = _named(CELLS, "cell")

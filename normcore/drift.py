@@ -1,6 +1,6 @@
 """Distances between a layer's distributions over steps, and Santurkar et al.'s ICS measure.
 
-Histograms here are on fixed bins (normcore.stats): counts in slots [under, bins..., over]
+Histograms here are on fixed bins (normcore.probe.stats): counts in slots [under, bins..., over]
 with equal width ``w``. Under/over mass is placed one bin outside the edges, so when mass
 leaves the edges W1 is a lower bound of the true distance. Both functions take numpy arrays
 or torch tensors of shape (..., slots) and reduce the last axis; an empty histogram (no

@@ -7,7 +7,7 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
       "seq": 12,              # monotonic per run, from 0; the SSE event id
       "step": 120,            # optimizer steps taken when the frame was probed
       "time": 1764130000.1,   # unix wall time
-      "status": "running",    # "running" | "completed" | "diverged" (the last frame says)
+      "status": "running",    # FRAME_STATUSES: "running" | "completed" | "diverged"
       "device": "cpu",
       "loss": 0.41, "acc": 0.88, "lr": 0.1,  # training batch (None where non-finite)
       "steps_per_s": 812.0,
@@ -25,7 +25,7 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
         "mean", "std", "p15", "p50", "p85",  # of the activation's input (finite values)
         "sat", "sat_pre",                    # saturated fraction after / before the norm
                                              # (strict cut: slope below 5 % of its peak)
-        "sat_graded",                        # 1 - mean slope / peak slope (normcore.stats)
+        "sat_graded",                        # 1 - mean slope / peak slope (normcore.probe.stats)
         "out_mean", "out_std",               # of the activation's outputs (sigmoid, tanh;
                                              # None for relu, gelu)
         "grad_norm", "act_grad_norm", "weight_norm", "update_ratio",
@@ -37,6 +37,11 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
 Histogram edges are fixed per layer for the whole run: `bins` equal bins on [lo, hi]. Any
 float may be None: a diverged layer is reported, never raised on.
 
+A frame is built by ``make_frame`` only (the trainer and ``Watch`` both call it). A *run* has
+its own status (``RunStatus``: the store's, the API's, the client's and, through the catalog,
+the dashboard's): ``ACTIVE`` while queued or running, then one of ``TERMINAL``. This module is
+the one home of that vocabulary, as TensorBoard's ``metadata.py`` is for its writer and plugin.
+
 `encode` / `decode` are the compact storage form: floats kept to 5 significant digits, JSON
 without spaces, zlib. An 8-layer, 64-bin frame encodes to well under 2.5 KB.
 """
@@ -46,14 +51,88 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from typing import Any
+from typing import Any, Literal, get_args
 
 Frame = dict[str, Any]
 
-STATUSES = ("running", "completed", "diverged")
+# A frame's status: the last frame of a run says how the trainer ended it.
+FRAME_STATUSES = ("running", "completed", "diverged")
 
+# A run's status. Queued and running are active; every other one is final (terminal).
+RunStatus = Literal[
+    "queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"
+]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+ACTIVE = ("queued", "running")
+TERMINAL = tuple(s for s in RUN_STATUSES if s not in ACTIVE)
+
+# When frames leave the device: every PROBE_ROWS probed steps (the rows the probe buffers on the
+# device between host syncs), or sooner so a live view sees new frames at least every
+# FLUSH_SECONDS (steps permitting).
+PROBE_ROWS = 32
+FLUSH_SECONDS = 0.5
 
 EXACT_KEYS = frozenset({"time"})  # unix seconds need all their digits
+
+
+def make_frame(
+    *,
+    seq: int,
+    step: int,
+    time: float,
+    status: str,
+    device: str,
+    loss: float | None,
+    acc: float | None,
+    lr: float | None,
+    steps_per_s: float,
+    layers: list[dict[str, Any]],
+    eval: dict[str, Any] | None = None,
+    val: dict[str, Any] | None = None,
+    ics: list[dict[str, Any]] | None = None,
+) -> Frame:
+    """One frame, with every key the contract above names (the trainer's and Watch's alike)."""
+    return dict(
+        seq=seq,
+        step=step,
+        time=time,
+        status=status,
+        device=device,
+        loss=loss,
+        acc=acc,
+        lr=lr,
+        steps_per_s=steps_per_s,
+        eval=eval,
+        val=val,
+        ics=ics,
+        layers=layers,
+    )
+
+
+class StepRate:
+    """Steps per second between consecutive frames, from each frame's step and clock
+    (``time.perf_counter``); the first is measured from the start of the run."""
+
+    def __init__(self, clock: float):
+        self.step, self.clock = 0, clock
+
+    def __call__(self, step: int, clock: float) -> float:
+        rate = (step - self.step) / max(clock - self.clock, 1e-9)
+        self.step, self.clock = step, clock
+        return rate
+
+
+def summarize(frame: Frame, summary: dict[str, Any]) -> None:
+    """A run's latest metrics, updated in place from its next frame (the store's summary, the
+    report's final row); held-out ones persist between evaluations."""
+    summary.update(
+        step=frame.get("step"),
+        device=frame.get("device"),
+        loss=frame.get("loss"),
+        acc=frame.get("acc"),
+    )
+    if frame.get("eval"):
+        summary.update(eval_loss=frame["eval"].get("loss"), eval_acc=frame["eval"].get("acc"))
 
 
 def clean(value: Any, digits: int = 5) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from normcore.norms import NORMS, get_norm_layer, make_linear, resolve
+from normcore.norms import NORMS, create_norm_layer, make_linear, resolve
 
 TRANSFORMS = (
     "weight_matrix_rescaling",
@@ -69,7 +69,7 @@ class _Probe:
             self.norm: nn.Module = nn.Identity()
         else:
             self.linear = nn.Linear(IN, OUT, bias=False).double()
-            self.norm = get_norm_layer(self.name, OUT, affine=False, groups=GROUPS).double()
+            self.norm = create_norm_layer(self.name, OUT, affine=False, groups=GROUPS).double()
         self.norm.train()  # batch statistics: what training sees and what Table 1 is about
 
     @property

@@ -19,12 +19,15 @@ import torch
 from torch import nn
 
 from normcore.config import RunConfig
-from normcore.norms import get_norm_layer, make_conv2d, make_linear, resolve
-from normcore.taps import ProbePoint, Tap
+from normcore.norms import create_norm_layer, make_conv2d, make_linear, resolve
+from normcore.probe.taps import ProbePoint, Tap
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU,
-}  # fmt: skip
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+}
 
 
 def trained_weight(layer: nn.Module) -> nn.Parameter:
@@ -75,12 +78,14 @@ class MLP(_Probed):
         super().__init__()
         self.norm_name = cfg.norm
         self.blocks = nn.ModuleList(
-            Block(make_linear(cfg.norm, n_in if i == 0 else cfg.width, cfg.width,
-                              affine=cfg.affine),
-                  get_norm_layer(cfg.norm, cfg.width, affine=cfg.affine, groups=cfg.groups),
-                  cfg.activation, cfg.placement)
+            Block(
+                make_linear(cfg.norm, n_in if i == 0 else cfg.width, cfg.width, affine=cfg.affine),
+                create_norm_layer(cfg.norm, cfg.width, affine=cfg.affine, groups=cfg.groups),
+                cfg.activation,
+                cfg.placement,
+            )
             for i in range(cfg.depth)
-        )  # fmt: skip
+        )
         self.head = nn.Linear(cfg.width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,12 +105,16 @@ class ConvNet(_Probed):
         self.norm_name, self.in_shape = cfg.norm, in_shape
         c = cfg.width
         self.blocks = nn.ModuleList(
-            Block(make_conv2d(cfg.norm, in_shape[0] if i == 0 else c, c, 3, padding=1,
-                              affine=cfg.affine),
-                  get_norm_layer(cfg.norm, c, dims=2, affine=cfg.affine, groups=cfg.groups),
-                  cfg.activation, cfg.placement)
+            Block(
+                make_conv2d(
+                    cfg.norm, in_shape[0] if i == 0 else c, c, 3, padding=1, affine=cfg.affine
+                ),
+                create_norm_layer(cfg.norm, c, dims=2, affine=cfg.affine, groups=cfg.groups),
+                cfg.activation,
+                cfg.placement,
+            )
             for i in range(cfg.depth)
-        )  # fmt: skip
+        )
         self.head = nn.Linear(c, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +139,7 @@ class RecurrentLayer(nn.Module):
         self.lstm, self.width, self.placement = cfg.cell == "lstm", cfg.width, cfg.placement
         gates = 4 * cfg.width if self.lstm else cfg.width
         self.linear = make_linear(cfg.norm, n_in + cfg.width, gates, affine=cfg.affine)
-        self.norm = get_norm_layer(cfg.norm, gates, affine=cfg.affine, groups=cfg.groups)
+        self.norm = create_norm_layer(cfg.norm, gates, affine=cfg.affine, groups=cfg.groups)
         self.act = ACTIVATIONS[cfg.activation]()
         self.pre, self.act_in = Tap(), Tap()
 
@@ -174,9 +183,16 @@ class RNN(_Probed):
     def probe_points(self) -> list[ProbePoint]:
         in_linear = resolve(self.norm_name).in_linear
         layers = cast(list[RecurrentLayer], list(self.blocks))
-        return [ProbePoint(f"h{i + 1}", b.pre, b.act_in, trained_weight(b.linear),
-                           b.linear if in_linear else b.norm)
-                for i, b in enumerate(layers)]  # fmt: skip
+        return [
+            ProbePoint(
+                f"h{i + 1}",
+                b.pre,
+                b.act_in,
+                trained_weight(b.linear),
+                b.linear if in_linear else b.norm,
+            )
+            for i, b in enumerate(layers)
+        ]
 
 
 @torch.no_grad()

@@ -1,12 +1,13 @@
 """The normalization registry: canonical name -> NormSpec (factory + the seed's properties).
 
-Like timm's ``get_norm_layer``: a name ("Batch_Norm", "BN", "batch") or a layer class goes in,
-an ``nn.Module`` comes out, and an unknown name raises ``ValueError`` listing the known ones.
+Like timm's ``create_norm_layer``: a name ("Batch_Norm", "BN", "batch") or a layer class goes
+in, an ``nn.Module`` comes out, and an unknown name raises ``ValueError`` listing the known ones
+(timm's ``get_norm_layer`` returns a class instead; here ``resolve`` returns the NormSpec).
 
 Two kinds of norm live here. Most (batch, layer, group, instance, rms) sit between a linear map
-and its activation: ``get_norm_layer`` builds them. Weight norm and cosine norm change the
+and its activation: ``create_norm_layer`` builds them. Weight norm and cosine norm change the
 linear map itself (Salimans & Kingma 2016; Luo et al. 2017), so ``make_linear`` /
-``make_conv2d`` build the layer that computes the pre-activation and ``get_norm_layer`` returns
+``make_conv2d`` build the layer that computes the pre-activation and ``create_norm_layer`` returns
 ``nn.Identity`` for them.
 
 ``affine`` switches the "second shift and scale" g, b (seed C3) on or off:
@@ -30,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from normcore.config import NORM_ALIASES, canonical
-from normcore.config import NORMS as NORM_NAMES
+from normcore.config import NORM_ALIASES, NORM_NAMES, canonical
 
 # Cosine norm divides by sqrt(||x||² + eps): smooth at x = 0, so a dead input gives cos = 0 and a
 # bounded gradient (1/sqrt(eps)) instead of NaN or F.normalize's 1/eps. Exact above ||x|| ~ 1e-3.
@@ -181,33 +181,97 @@ _PROPERTY_KEYS = (
     "suits_small_batch",
     "running_stats",  # keeps running mean/var for evaluation (train/eval gap)
 )
-# name: (title, one-line note from the seed, factory, the properties above as 0/1)
-_TABLE: dict[str, tuple[str, str, Callable[..., nn.Module], tuple[int, ...]]] = {
-    "none": ("No normalization", "The baseline: ICS and saturation left alone (C1, C2).",
-             _identity, (0, 1, 0, 0, 0, 1, 1, 0)),
-    "batch": ("Batch norm", "Large, well-shuffled, similar mini-batches; unsuited to RNNs and "
-              "dynamic networks (C4).", _batch, (1, 0, 1, 1, 1, 0, 0, 1)),
-    "layer": ("Layer norm", "Per sample, no batch statistics: small batches, RNNs; one "
-              "transform for the whole layer (C5).", _layer, (0, 1, 1, 1, 1, 1, 1, 0)),
-    "weight": ("Weight norm", "w = g·v/‖v‖ uses no data statistics: weight- but not "
-               "data-scale invariant (C6, C8, C9).", _identity, (0, 1, 1, 0, 1, 1, 1, 0)),
-    "cosine": ("Cosine norm", "cos(w, x) replaces w·x: bounded, but the dot product's scale "
-               "is lost (C7).", _identity, (0, 1, 1, 1, 1, 1, 1, 0)),
-    "group": ("Group norm", "Per sample over groups of channels: no batch-size dependence "
-              "(Wu & He 2018).", _group, (0, 1, 1, 1, 1, 1, 1, 0)),
-    "instance": ("Instance norm", "Per sample and channel over positions; on a [B, C] RNN "
-                 "step it is layer norm.", _instance, (0, 1, 1, 1, 1, 0, 1, 0)),
-    "rms": ("RMS norm", "Layer norm without re-centering: divide by the RMS, gain only "
-            "(Zhang & Sennrich 2019).", _rms, (0, 1, 1, 1, 1, 1, 1, 0)),
-}  # fmt: skip
+
+# Layer norm's properties, which most per-sample norms share (the others name how they differ).
+_LIKE_LAYER_NORM = {
+    "per_sample",
+    "weight_scale_invariant",
+    "data_scale_invariant",
+    "has_affine",
+    "suits_rnn",
+    "suits_small_batch",
+}
+
+
+def _spec(name: str, title: str, note: str, factory: Callable[..., nn.Module], has: set[str]):
+    """One registry entry; ``has``: the properties above that the norm has."""
+    assert has <= set(_PROPERTY_KEYS), f"{name}: unknown properties {has - set(_PROPERTY_KEYS)}"
+    properties = {key: key in has for key in _PROPERTY_KEYS}
+    return NormSpec(name, title, note, properties, factory, in_linear=name in ("weight", "cosine"))
+
+
 NORMS: dict[str, NormSpec] = {
-    name: NormSpec(
-        name, title, note, dict(zip(_PROPERTY_KEYS, map(bool, flags), strict=True)), factory,
-        in_linear=name in ("weight", "cosine"),
+    spec.name: spec
+    for spec in (
+        _spec(
+            "none",
+            "No normalization",
+            "The baseline: ICS and saturation left alone (C1, C2).",
+            _identity,
+            has={"per_sample", "suits_rnn", "suits_small_batch"},
+        ),
+        _spec(
+            "batch",
+            "Batch norm",
+            "Large, well-shuffled, similar mini-batches; unsuited to RNNs "
+            "and dynamic networks (C4).",
+            _batch,
+            has={
+                "batch_stats",
+                "weight_scale_invariant",
+                "data_scale_invariant",
+                "has_affine",
+                "running_stats",
+            },
+        ),
+        _spec(
+            "layer",
+            "Layer norm",
+            "Per sample, no batch statistics: small batches, RNNs; one "
+            "transform for the whole layer (C5).",
+            _layer,
+            has=_LIKE_LAYER_NORM,
+        ),
+        _spec(
+            "weight",
+            "Weight norm",
+            "w = g·v/‖v‖ uses no data statistics: weight- but not "
+            "data-scale invariant (C6, C8, C9).",
+            _identity,
+            has=_LIKE_LAYER_NORM - {"data_scale_invariant"},
+        ),
+        _spec(
+            "cosine",
+            "Cosine norm",
+            "cos(w, x) replaces w·x: bounded, but the dot product's scale is lost (C7).",
+            _identity,
+            has=_LIKE_LAYER_NORM,
+        ),
+        _spec(
+            "group",
+            "Group norm",
+            "Per sample over groups of channels: no batch-size dependence (Wu & He 2018).",
+            _group,
+            has=_LIKE_LAYER_NORM,
+        ),
+        _spec(
+            "instance",
+            "Instance norm",
+            "Per sample and channel over positions; on a [B, C] RNN step it is layer norm.",
+            _instance,
+            has=_LIKE_LAYER_NORM - {"suits_rnn"},
+        ),
+        _spec(
+            "rms",
+            "RMS norm",
+            "Layer norm without re-centering: divide by the RMS, gain only "
+            "(Zhang & Sennrich 2019).",
+            _rms,
+            has=_LIKE_LAYER_NORM,
+        ),
     )
-    for name, (title, note, factory, flags) in _TABLE.items()
-}  # fmt: skip
-assert tuple(NORMS) == NORM_NAMES, "the registry and normcore.config.NORMS must agree"
+}
+assert tuple(NORMS) == NORM_NAMES, "the registry and normcore.config.NORM_NAMES must agree"
 
 # Layer classes accepted in place of a name (timm accepts both).
 _CLASS_NAMES: dict[type, str] = {
@@ -240,7 +304,7 @@ def resolve(name_or_class: str | type | NormSpec) -> NormSpec:
     return NORMS[canonical(name_or_class, NORM_NAMES, "norm", NORM_ALIASES)]
 
 
-def get_norm_layer(
+def create_norm_layer(
     name_or_class: str | type | NormSpec,
     num_features: int,
     *,

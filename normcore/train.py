@@ -29,16 +29,14 @@ from torch import nn
 from normcore.config import RunConfig
 from normcore.data import batch_indices, load_dataset
 from normcore.drift import ics as ics_measure
-from normcore.frames import Frame
+from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
 from normcore.models import build_model
 from normcore.norms import NORMS
-from normcore.probes import Probe
+from normcore.probe.probe import Probe
 
-FLUSH_SECONDS = 0.5  # a live view sees new frames at least this often (steps permitting)
-PROBE_ROWS = 32
 # A loss this many times the uniform guess's (log K) has exploded: sigmoid and tanh nets at
 # absurd learning rates saturate and keep a huge but finite loss instead of reaching inf.
-EXPLODED_LOSS = 100.0  # probed steps buffered on the device between host syncs
+EXPLODED_LOSS = 100.0
 
 
 def _num(value: torch.Tensor | None) -> float | None:
@@ -63,8 +61,9 @@ def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             batch_stats: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, batch_stats: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out (loss, accuracy) as device tensors. ``batch_stats``: normalize each batch of
     ``batch_size`` with its own statistics (train mode), running statistics left untouched."""
     saved = [b.clone() for b in model.buffers()]
@@ -83,16 +82,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return torch.stack(losses).sum() / n, torch.stack(hits).sum() / n
 
 
-def held_out(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             running_stats: bool) -> dict[str, torch.Tensor | None]:  # fmt: skip
+def held_out(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, running_stats: bool
+) -> dict[str, torch.Tensor | None]:
     """The frame's ``eval``: eval mode, and batch-statistics mode for norms with running stats."""
     loss, acc = evaluate(model, x, y, batch_size)
     loss_b, acc_b = evaluate(model, x, y, batch_size, True) if running_stats else (None, None)
     return dict(loss=loss, acc=acc, loss_batch=loss_b, acc_batch=acc_b)
 
 
-def run(config: RunConfig | dict[str, Any], *,
-        should_stop: Callable[[], bool] | None = None) -> Iterator[Frame]:  # fmt: skip
+def run(
+    config: RunConfig | dict[str, Any], *, should_stop: Callable[[], bool] | None = None
+) -> Iterator[Frame]:
     """Train ``config``; yield a frame every ``probe_every`` steps and a final one."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
     device = resolve_device(cfg.device)
@@ -100,12 +101,20 @@ def run(config: RunConfig | dict[str, Any], *,
     data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
-    probe = Probe(model.probe_points(), activation=cfg.activation, bins=cfg.hist_bins,
-                  rows=PROBE_ROWS, device=device, optimizer=optimizer)  # fmt: skip
+    probe = Probe(
+        model.probe_points(),
+        activation=cfg.activation,
+        bins=cfg.hist_bins,
+        rows=PROBE_ROWS,
+        device=device,
+        optimizer=optimizer,
+    )
     batches = batch_indices(data, cfg.batch_order, cfg.batch_size, cfg.seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
-    val = None if data.val_x is None else (data.val_x.to(device), data.val_y.to(device))
+    val = None
+    if data.val_x is not None and data.val_y is not None:
+        val = (data.val_x.to(device), data.val_y.to(device))
     # fixed input tensors: every step copies its batch into these (static shapes)
     idx = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
     pinned = device.type == "cuda"
@@ -118,28 +127,36 @@ def run(config: RunConfig | dict[str, Any], *,
     meta: list[dict[str, Any]] = []  # host side of each probed row, in order
     seq, last_eval, force_probe = 0, 0, False
     last_flush = start = time.perf_counter()
-    last_frame = (0, start)
+    rate = StepRate(start)
 
     def emit(final: bool) -> Iterator[Frame]:
         """Flush the probe (one host sync) and turn its rows into frames."""
-        nonlocal seq, last_flush, force_probe, last_frame
+        nonlocal seq, last_flush, force_probe
         rows, last_flush = probe.flush(), time.perf_counter()
         diverged = bool(bad)
         for info, (layers, loss_v, acc_v, ics_v) in zip(meta, rows, strict=True):
-            step, t = info["step"], info["clock"]
-            rate = (step - last_frame[0]) / max(t - last_frame[1], 1e-9)
-            last_frame = (step, t)
+            step = info["step"]
             status = "running"
             if not loss_v <= loss_limit:  # NaN, inf or exploded
                 status = "diverged"
             elif info is meta[-1] and (final or info["forced"]):
                 status = "diverged" if diverged else "completed" if final else "running"
             ev, va = info["eval"], info["val"]
-            frame = dict(seq=seq, step=step, time=info["time"], status=status,
-                         device=device.type, loss=loss_v, acc=acc_v, lr=info["lr"],
-                         steps_per_s=rate, eval=ev and {k: _num(v) for k, v in ev.items()},
-                         val=va and {k: _num(v) for k, v in va.items()},
-                         ics=ics_v, layers=layers)  # fmt: skip
+            frame = make_frame(
+                seq=seq,
+                step=step,
+                time=info["time"],
+                status=status,
+                device=device.type,
+                loss=loss_v,
+                acc=acc_v,
+                lr=info["lr"],
+                steps_per_s=rate(step, info["clock"]),
+                eval=ev and {k: _num(v) for k, v in ev.items()},
+                val=va and {k: _num(v) for k, v in va.items()},
+                ics=ics_v,
+                layers=layers,
+            )
             seq += 1
             yield frame
             if status == "diverged":
@@ -175,8 +192,10 @@ def run(config: RunConfig | dict[str, Any], *,
         loss.backward()
         measure_ics = probing and cfg.ics
         if measure_ics:
-            grads = [torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
-                     for w in probe.weights]  # fmt: skip
+            grads = [
+                torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
+                for w in probe.weights
+            ]
             old = [p.detach().clone() for p in model.parameters()]
         # probe (device only; the raw gradients, before clipping)
         if probing:
@@ -188,8 +207,9 @@ def run(config: RunConfig | dict[str, Any], *,
         if probing:
             ics = None
             if measure_ics:
-                ics = ics_measure(model, blocks, probe.weights, grads, old,
-                                  lambda: F.cross_entropy(model(x), y))  # fmt: skip
+                ics = ics_measure(
+                    model, blocks, probe.weights, grads, old, lambda: F.cross_entropy(model(x), y)
+                )
             probe.after_step(ics)
             ev = va = None
             if step == 1 or step // cfg.eval_every > last_eval or step == cfg.steps:
@@ -197,12 +217,22 @@ def run(config: RunConfig | dict[str, Any], *,
                 ev = held_out(model, test_x, test_y, cfg.batch_size, running_stats)
                 if val is not None:
                     va = held_out(model, *val, cfg.batch_size, running_stats)
-            meta.append(dict(step=step, time=time.time(), clock=time.perf_counter(), lr=lr,
-                             eval=ev, val=va, forced=force_probe))  # fmt: skip
+            meta.append(
+                dict(
+                    step=step,
+                    time=time.time(),
+                    clock=time.perf_counter(),
+                    lr=lr,
+                    eval=ev,
+                    val=va,
+                    forced=force_probe,
+                )
+            )
         # emit
         last = step == cfg.steps
-        if probing and (last or force_probe or probe.full()
-                        or time.perf_counter() - last_flush > FLUSH_SECONDS):  # fmt: skip
+        if probing and (
+            last or force_probe or probe.full() or time.perf_counter() - last_flush > FLUSH_SECONDS
+        ):
             for frame in emit(final=last):
                 yield frame
                 if frame["status"] == "diverged":

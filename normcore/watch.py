@@ -20,7 +20,7 @@ are the trainer's (normcore.frames), so `normscope report frames.jsonl` draws th
 dashboard's tools read them; there is no held-out evaluation (``eval`` is None).
 
 Layers may differ in shape (a ConvNet, a tapering MLP): each has a Probe of its own
-(normcore.probes), and a frame gathers their rows. Nothing is read on the host between
+(normcore.probe.probe), and a frame gathers their rows. Nothing is read on the host between
 flushes, as in the trainer; a batch size that changes between probed steps is an error
 naming both sizes (probe fixed-size batches: drop the last partial one).
 """
@@ -28,7 +28,9 @@ naming both sizes (probe fixed-size batches: drop the last partial one).
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,27 +41,16 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from normcore.frames import Frame, to_json
-from normcore.models import trained_weight
-from normcore.probes import Probe
-from normcore.stats import ACT_RANGE
-from normcore.taps import ProbePoint
-from normcore.train import FLUSH_SECONDS, PROBE_ROWS
-
-LayerSpec = nn.Module | tuple[nn.Module, nn.Module]
-
-
-def probe_point(name: str, spec: LayerSpec) -> ProbePoint:
-    """A `ProbePoint` of one watched layer: `linear` or `(linear, norm)`."""
-    linear, norm = spec if isinstance(spec, tuple) else (spec, None)
-    if not isinstance(linear, nn.Module) or not isinstance(norm, nn.Module | None):
-        raise TypeError(f"layer {name!r}: a module or a (linear, norm) pair of modules, "
-                        f"not {spec!r}")  # fmt: skip
-    try:
-        weight = trained_weight(linear)
-    except AttributeError:
-        raise TypeError(f"layer {name!r}: {type(linear).__name__} has no weight") from None
-    return ProbePoint(name, linear, norm or linear, weight, norm or linear)
+from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame, to_json
+from normcore.probe.probe import Probe
+from normcore.probe.stats import ACT_RANGE
+from normcore.watch_layers import (
+    LayerFilter,
+    LayerSpec,
+    guess_activation,
+    layer_points,
+    pick_layers,
+)
 
 
 class Watch:
@@ -74,28 +65,42 @@ class Watch:
     of ``step()``).
     """
 
-    def __init__(self, layers: Mapping[str, LayerSpec], *, activation: str,
-                 optimizer: torch.optim.Optimizer | None = None, every: int = 1,
-                 bins: int = 64, out: str | Path | None = None,
-                 on_frame: Callable[[Frame], None] | None = None,
-                 on_frames: Callable[[list[Frame]], object] | None = None,
-                 on_close: Callable[[bool], None] | None = None) -> None:  # fmt: skip
-        if not layers:
-            raise ValueError("layers: name at least one layer to watch")
+    def __init__(
+        self,
+        layers: Mapping[str, LayerSpec],
+        *,
+        activation: str,
+        optimizer: torch.optim.Optimizer | None = None,
+        every: int = 1,
+        bins: int = 64,
+        out: str | Path | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
+        on_frames: Callable[[list[Frame]], object] | None = None,
+        on_close: Callable[[bool], None] | None = None,
+    ) -> None:
         if activation not in ACT_RANGE:
-            raise ValueError(f"activation: one of {', '.join(sorted(ACT_RANGE))}; "
-                             f"not {activation!r}")  # fmt: skip
+            raise ValueError(
+                f"activation: one of {', '.join(sorted(ACT_RANGE))}; not {activation!r}"
+            )
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: a whole number of steps >= 1, not {every!r}")
-        points = [probe_point(name, spec) for name, spec in layers.items()]
+        points = layer_points(layers)
         self.device = points[0].weight.device
         self.every, self.optimizer = every, optimizer
         self.frames: list[Frame] = []
         self._file: IO[str] | None = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115
         # the probes' hooks last: nothing that can fail comes after them
-        self.probes = [Probe([p], activation=activation, bins=bins, rows=PROBE_ROWS,
-                             device=self.device, optimizer=optimizer)
-                       for p in points]  # fmt: skip
+        self.probes = [
+            Probe(
+                [p],
+                activation=activation,
+                bins=bins,
+                rows=PROBE_ROWS,
+                device=self.device,
+                optimizer=optimizer,
+            )
+            for p in points
+        ]
         each = [s for s in (self._write if out else None, on_frame) if s is not None]
         self._sinks: list[Callable[[list[Frame]], object]] = [
             *(partial(_each, sink) for sink in each),
@@ -110,7 +115,7 @@ class Watch:
         self._held: Frame | None = None  # the last frame: the final one says how the run ended
         self._seq, self._last_flush = 0, time.perf_counter()
         self._diverged = False  # a non-finite loss was seen: the run ends diverged
-        self._last_rate = (0, self._last_flush)
+        self._rate = StepRate(self._last_flush)
 
     @contextmanager
     def step(self) -> Iterator[bool]:
@@ -144,25 +149,36 @@ class Watch:
         if self._phase == "measured":
             self._finish()
         self._phase = "idle"
-        if probing and (self.probes[0].full()
-                        or time.perf_counter() - self._last_flush > FLUSH_SECONDS):  # fmt: skip
+        if probing and (
+            self.probes[0].full() or time.perf_counter() - self._last_flush > FLUSH_SECONDS
+        ):
             self._emit()
 
     @torch.no_grad()
-    def measure(self, loss: torch.Tensor, logits: torch.Tensor | None = None,
-                targets: torch.Tensor | None = None) -> None:  # fmt: skip
+    def measure(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> None:
         """After backward, before the optimizer step: this step's statistics (a no-op on a step
         that is not probed). ``logits`` (B, K) and ``targets`` (B,) give the batch accuracy."""
         if self._phase != "armed":
             if self._phase == "measured":
                 raise RuntimeError(f"measure() was called twice in step {self.steps}")
             return
-        if logits is not None and (logits.dim() != 2 or targets is None or targets.dim() != 1
-                                   or targets.is_floating_point()
-                                   or len(targets) != len(logits)):  # fmt: skip
+        if logits is not None and (
+            logits.dim() != 2
+            or targets is None
+            or targets.dim() != 1
+            or targets.is_floating_point()
+            or len(targets) != len(logits)
+        ):
             shapes = (tuple(logits.shape), None if targets is None else tuple(targets.shape))
-            raise ValueError(f"logits, targets: (batch, classes) scores and (batch,) class "
-                             f"indices for the accuracy, not shapes {shapes}")  # fmt: skip
+            raise ValueError(
+                f"logits, targets: (batch, classes) scores and (batch,) class "
+                f"indices for the accuracy, not shapes {shapes}"
+            )
         collected: list[Probe] = []
         try:
             for probe in self.probes:
@@ -173,8 +189,7 @@ class Watch:
                 probe.drop_row()
             raise
         lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else None
-        self._meta.append(dict(step=self.steps, time=time.time(), clock=time.perf_counter(),
-                               lr=lr))  # fmt: skip
+        self._meta.append(dict(step=self.steps, time=time.time(), clock=time.perf_counter(), lr=lr))
         self._phase = "measured"
 
     def _stepped(self, *_: Any) -> None:
@@ -194,13 +209,19 @@ class Watch:
         for info, *layer_rows in zip(self._meta, *rows, strict=True):
             layers = [row[0][0] for row in layer_rows]
             _, loss, acc, _ = layer_rows[0]
-            last_step, last_clock = self._last_rate
-            rate = (info["step"] - last_step) / max(info["clock"] - last_clock, 1e-9)
-            self._last_rate = (info["step"], info["clock"])
             self._diverged |= not math.isfinite(loss)
-            frame = dict(seq=self._seq, step=info["step"], time=info["time"], status="running",
-                         device=self.device.type, loss=loss, acc=acc, lr=info["lr"],
-                         steps_per_s=rate, eval=None, ics=None, layers=layers)  # fmt: skip
+            frame = make_frame(
+                seq=self._seq,
+                step=info["step"],
+                time=info["time"],
+                status="running",
+                device=self.device.type,
+                loss=loss,
+                acc=acc,
+                lr=info["lr"],
+                steps_per_s=self._rate(info["step"], info["clock"]),
+                layers=layers,
+            )
             self._seq += 1
             if self._held is not None:
                 ready.append(self._held)
@@ -256,6 +277,36 @@ class Watch:
             self.close(completed=False)
         except Exception as exc:  # the loop's own error is the one to see
             warnings.warn(f"closing the Watch after an error failed too: {exc!r}", stacklevel=2)
+
+
+def watch(
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    layers: LayerFilter | None = None,
+    activation: str | None = None,
+    **options: Any,
+) -> Watch:
+    """A Watch of a whole model in one line: every Linear and conv (each with the norm after
+    it, where there is one), every recurrent and attention module, named by module path
+    (normcore.watch_layers.pick_layers); ``layers`` narrows them (paths, or a predicate
+    ``(path, module) -> bool``). ``activation`` defaults to the model's most common one.
+    Other options as ``Watch``'s."""
+    chosen = pick_layers(model, layers)
+    return Watch(
+        chosen, activation=activation or guess_activation(model), optimizer=optimizer, **options
+    )
+
+
+class _CallableModule(types.ModuleType):
+    """``normcore.watch(model, ...)`` calls ``watch`` while ``normcore.watch.Watch`` stays
+    importable: the module itself is callable."""
+
+    def __call__(self, model: nn.Module, **options: Any) -> Watch:
+        return watch(model, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 def _each(sink: Callable[[Frame], None], frames: list[Frame]) -> None:

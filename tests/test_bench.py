@@ -12,10 +12,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_probe_overhead_bench_measures_every_variant(tmp_path):
     out = tmp_path / "bench.json"
-    args = ["--device", "cpu", "--width", "16", "--depth", "2", "--batch", "8",
-            "--steps", "2", "--rounds", "1", "--json", str(out)]  # fmt: skip
-    result = subprocess.run([sys.executable, ROOT / "bench" / "probe_overhead.py", *args],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    args = [
+        "--device",
+        "cpu",
+        "--width",
+        "16",
+        "--depth",
+        "2",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+        "--json",
+        str(out),
+    ]
+    result = subprocess.run(
+        [sys.executable, ROOT / "bench" / "probe_overhead.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     table = json.loads(out.read_text())
     for variant in ("bare", "probe@1", "probe@10", "watch@1"):
@@ -23,3 +41,19 @@ def test_probe_overhead_bench_measures_every_variant(tmp_path):
         assert variant in result.stdout
     assert table["bare"]["ratio"] == 1.0
     assert 0 < table["bytes_per_frame"] <= 2500
+
+
+def test_sweep_bench_measures_scheduling_and_throughput(tmp_path):
+    out = tmp_path / "sweep.json"
+    args = ["--cells", "2", "--steps", "5", "--json", str(out)]
+    result = subprocess.run(
+        [sys.executable, ROOT / "bench" / "sweep_overhead.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    table = json.loads(out.read_text())
+    assert table["scheduling"]["cells"] == 2 and table["scheduling"]["wall_s"] > 0
+    assert table["throughput"]["cells"] == 8 and table["throughput"]["ratio"] > 0
+    assert "per cell" in result.stdout and "2×2×2" in result.stdout

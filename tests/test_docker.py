@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from app.exposure import OpenBindRefused, check_bind, is_loopback
-from normcore.client import Client, NormScopeError
+from normcore.client import ApiError, Client
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -92,11 +92,14 @@ def test_compose_declares_volume_token_and_gpu_profile():
     assert "NORMSCOPE_TOKEN=" in (ROOT / ".env.example").read_text()
 
 
-@pytest.mark.skipif(not shutil.which("docker-compose"), reason="Debian's docker-compose absent")
-def test_docker_compose_config_accepts_both_profiles(tmp_path):
+def test_docker_compose_config_accepts_every_profile(tmp_path):
+    assert shutil.which("docker-compose"), "Debian's docker-compose is missing: run .ci/test"
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    for extra in ([], ["--profile", "gpu"]):
+    # docker-compose 1.29 (Debian's) lists every service whatever the profiles.
+    services = ["normscope", "normscope-gpu", "ray-head", "ray-worker"]
+    for profiles in ((), ("gpu",), ("ray",)):
+        extra = [arg for p in profiles for arg in ("--profile", p)]
         result = subprocess.run(
             ["docker-compose", *extra, "config", "--services"],
             cwd=tmp_path,
@@ -104,7 +107,15 @@ def test_docker_compose_config_accepts_both_profiles(tmp_path):
             text=True,
         )
         assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["normscope", "normscope-gpu"]
+        assert sorted(result.stdout.split()) == services, profiles
+
+
+def test_compose_ray_profile_runs_the_server_on_the_head_with_token_auth():
+    text = COMPOSE.read_text()
+    assert 'profiles: ["ray"]' in text and 'EXTRAS: "[ray]"' in text
+    assert "NORMSCOPE_EXECUTOR: ray" in text and "RAY_ADDRESS: ray-head:6379" in text
+    assert text.count("RAY_AUTH_MODE: token") == 2 and "--address=ray-head:6379" in text
+    assert "RAY_AUTH_TOKEN=" in (ROOT / ".env.example").read_text()
 
 
 def entrypoint_env(tmp_path: Path, token: str | None) -> dict[str, str]:
@@ -148,7 +159,7 @@ def test_entrypoint_serves_healthz_and_trains_a_short_run(tmp_path):
             time.sleep(0.3)
         # 0.0.0.0 accepts the loopback address; the API needs the token.
         with Client(f"http://127.0.0.1:{port}", token="wrong") as anonymous:
-            with pytest.raises(NormScopeError) as denied:
+            with pytest.raises(ApiError) as denied:
                 anonymous.runs()
             assert denied.value.status == 401
         with Client(f"http://127.0.0.1:{port}", token=token) as client:
@@ -182,10 +193,19 @@ def test_entrypoint_without_token_refuses_to_bind_all_interfaces(tmp_path, token
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("[::1]", True),
-     ("localhost", True), ("0.0.0.0", False), ("::", False), ("", False),
-     ("192.168.1.20", False), ("example.org", False)],
-)  # fmt: skip
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.20", False),
+        ("example.org", False),
+    ],
+)
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
 

@@ -7,27 +7,34 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.deps import SettingsDep
-from app.schemas import Catalog, Preset
+from app.schemas import Catalog, Preset, Statuses, SweepPreset
 from normcore import config as C
+from normcore.claims.figure1 import FIGURE_1_NET
+from normcore.frames import ACTIVE, TERMINAL
 from normcore.norms import norm_catalog
+from normcore.sweep import METRICS, SWEEP_PRESETS
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
-# The BN paper's Figure 1 network: 3 hidden layers of 100 sigmoid units, batch 60,
-# small random Gaussian initial weights.
-_FIGURE_1: dict[str, Any] = {
-    "model": "mlp", "depth": 3, "width": 100, "activation": "sigmoid", "init": "gaussian",
-    "init_std": 0.1, "dataset": "digits", "batch_size": 60, "lr": 0.5, "steps": 3000,
-}  # fmt: skip
+_FIGURE_1: dict[str, Any] = {**FIGURE_1_NET, "steps": 3000}  # the BN paper's Figure 1 net
 # No norm, the standard init U(-1/sqrt(n), 1/sqrt(n)), plain SGD 0.1: Glorot & Bengio's nets
 _PLAIN_SIGMOID: dict[str, Any] = {
-    "model": "mlp", "activation": "sigmoid", "norm": "none", "init": "default",
-    "optimizer": "sgd", "lr": 0.1,
-}  # fmt: skip
+    "model": "mlp",
+    "activation": "sigmoid",
+    "norm": "none",
+    "init": "default",
+    "optimizer": "sgd",
+    "lr": 0.1,
+}
 _SMALL_BATCH: dict[str, Any] = {
-    "model": "mlp", "depth": 3, "width": 64, "activation": "relu", "dataset": "digits",
-    "steps": 2000, "lr": 0.05,
-}  # fmt: skip
+    "model": "mlp",
+    "depth": 3,
+    "width": 64,
+    "activation": "relu",
+    "dataset": "digits",
+    "steps": 2000,
+    "lr": 0.05,
+}
 
 PRESETS = [
     Preset(
@@ -57,7 +64,7 @@ PRESETS = [
                 "eval_every": 500,
             }
         ],
-    ),  # fmt: skip
+    ),
     Preset(
         id="deep-sigmoid-vanishing-gradients",
         title="10 sigmoid layers: vanishing gradients without saturation",
@@ -66,7 +73,7 @@ PRESETS = [
         "(each sigmoid layer scales the gradient by its slope, at most 1/4, times small "
         "weights), no layer saturates, and accuracy stays at chance.",
         runs=[{**_PLAIN_SIGMOID, "depth": 10, "width": 100, "dataset": "digits", "steps": 2000}],
-    ),  # fmt: skip
+    ),
     Preset(
         id="bn-batch-2-vs-ln",
         title="BN at batch size 2 vs LN",
@@ -75,7 +82,7 @@ PRESETS = [
         runs=[
             {**_SMALL_BATCH, "norm": "batch", "batch_size": 2},
             {**_SMALL_BATCH, "norm": "layer", "batch_size": 2},
-        ],  # fmt: skip
+        ],
     ),
     Preset(
         id="bn-one-class-vs-ln",
@@ -86,7 +93,7 @@ PRESETS = [
             {**_SMALL_BATCH, "norm": "batch", "batch_size": 32, "batch_order": "one_class"},
             {**_SMALL_BATCH, "norm": "layer", "batch_size": 32, "batch_order": "one_class"},
         ],
-    ),  # fmt: skip
+    ),
     Preset(
         id="bn-affine",
         title="BN with and without its second shift/scale (g, b)",
@@ -95,7 +102,7 @@ PRESETS = [
         runs=[
             {**_FIGURE_1, "norm": "batch", "affine": False},
             {**_FIGURE_1, "norm": "batch", "affine": True},
-        ],  # fmt: skip
+        ],
     ),
     Preset(
         id="none-bn-ln-rms",
@@ -113,7 +120,7 @@ PRESETS = [
                 "norm": norm,
             }
             for norm in ("none", "batch", "layer", "rms")
-        ],  # fmt: skip
+        ],
     ),
 ]
 
@@ -136,4 +143,8 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         limits=settings.limits(),
         defaults=C.RunConfig.model_validate({}).model_dump(),
         presets=PRESETS,
+        statuses=Statuses(active=list(ACTIVE), terminal=list(TERMINAL)),
+        sweep_presets=[SweepPreset(id=k, **v) for k, v in SWEEP_PRESETS.items()],
+        sweep_metrics=METRICS,
+        max_sweep_cells=settings.max_sweep_cells,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -9,12 +11,12 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from app import service
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import HubDep, SettingsDep, StoreDep
 from app.errors import FieldError
 from app.live import follow
 from app.schemas import FramesPage
+from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["frames"])
 
@@ -39,7 +41,8 @@ def _stored_run(run_id: RunId, store: StoreDep) -> dict[str, Any]:
 
 
 def _resume_after(
-    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    # str, not str | None: the document then says "a seq" rather than "a seq or null"
+    last_event_id: Annotated[str, Header(max_length=32, pattern=r"^-?[0-9]{1,18}$")] = None,  # type: ignore[assignment]
     since_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> int:
     """The seq after which to resume. A reconnect's Last-Event-ID wins; a first connection
@@ -78,20 +81,54 @@ async def stream_events(
     # stalled client that disconnects is a plain cancellation (FastAPI 0.165's keep-alive
     # task logs BrokenResourceError then). Dependencies above already gave unknown runs 404.
     stream = follow(store, hub, run["id"], after, settings.keepalive_s)
-    return EventSourceResponse(stream, headers={"Cache-Control": "no-cache",
-                                                "X-Accel-Buffering": "no"})  # fmt: skip
+    return EventSourceResponse(
+        stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+def _tensorboard(store: Any, run_id: str) -> Response:
+    from app.tensorboard_export import write_events
+
+    frames = (json.loads(line) for line in service.export_jsonl(store, run_id))
+    with tempfile.TemporaryDirectory(prefix="normscope-tb-") as directory:
+        try:
+            data = write_events(frames, directory).read_bytes()
+        except RuntimeError as exc:  # the tensorboard package is missing here
+            raise FieldError(("query", "format"), str(exc), "tensorboard") from None
+    name = f"events.out.tfevents.{run_id}.normscope"
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 class _Csv(StreamingResponse):
     media_type = "text/csv"
 
 
-@router.get("/{run_id}/export", response_class=_Csv)
+_EXPORT_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": {},
+            "application/x-ndjson": {},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "CSV, JSON lines (format=jsonl), or a TensorBoard event file "
+        "(format=tensorboard: put it in a log directory)",
+    }
+}
+
+
+@router.get("/{run_id}/export", response_class=_Csv, responses=_EXPORT_DOC)
 def export_run(
-    run_id: RunId, store: StoreDep, format: Literal["csv", "jsonl"] = "jsonl"
-) -> StreamingResponse:
-    """Every stored frame as JSON lines or CSV (one row per frame and layer), streamed."""
+    run_id: RunId, store: StoreDep, format: Literal["csv", "jsonl", "tensorboard"] = "jsonl"
+) -> Response:
+    """Every stored frame as JSON lines or CSV (one row per frame and layer), streamed; or as
+    a TensorBoard event file (scalars and per-layer histograms, app.tensorboard_export)."""
     service.get_run(store, run_id)
+    if format == "tensorboard":
+        return _tensorboard(store, run_id)
     lines: Iterator[str] = (service.export_csv if format == "csv" else service.export_jsonl)(
         store, run_id
     )

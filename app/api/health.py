@@ -35,5 +35,6 @@ def read_health(settings: SettingsDep) -> Health:
 @router.get("/vendor/plotly.min.js", include_in_schema=False)
 def read_plotly() -> FileResponse:
     """plotly.js from the installed plotly package: no CDN, works offline."""
-    return FileResponse(PLOTLY_JS, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+    return FileResponse(
+        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -7,14 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import StoreDep
 from app.errors import FieldError
-from app.report import from_store, render_report
+from app.reports.html import from_store, render_report
 
 router = APIRouter(tags=["reports"])
 
 MAX_COMPARED = 8  # runs in one comparison: each adds a column of panels and ~100 KB
+
+
+# 1 to MAX_COMPARED comma-separated ids, none blank (the check below, as a schema can say it)
+IDS = rf"^\s*[^,\s][^,]*(,\s*[^,\s][^,]*){{0,{MAX_COMPARED - 1}}}$"
 
 
 def _html(html: str, name: str) -> HTMLResponse:
@@ -32,7 +36,9 @@ def read_run_report(run_id: RunId, store: StoreDep) -> HTMLResponse:
 @router.get("/report.html", response_class=HTMLResponse)
 def read_comparison_report(
     store: StoreDep,
-    ids: Annotated[str, Query(max_length=1000, description="run ids, comma-separated")],
+    ids: Annotated[
+        str, Query(max_length=1000, pattern=IDS, description="run ids, comma-separated")
+    ],
 ) -> HTMLResponse:
     """Several runs compared on shared axes: ?ids=a,b,c (at most 8)."""
     run_ids = list(dict.fromkeys(i.strip() for i in ids.split(",") if i.strip()))

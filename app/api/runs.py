@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 
-from app import service
+from app.api.params import RunId
 from app.deps import ExecutorDep, HubDep, SettingsDep, StoreDep
 from app.schemas import Run, RunList, RunStatus
+from app.services import runs as service
 from normcore.config import RunConfig
 
 router = APIRouter(prefix="/runs", tags=["runs"])
-
-RunId = Annotated[str, Path(min_length=1, max_length=64, description="the run's id")]
 
 
 @router.get("")

@@ -1,4 +1,4 @@
-"""Runs of a model of one's own: create one, send its frames (app/watched.py)."""
+"""Runs of a model of one's own: create one, send its frames (app/services/watched.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, status
 
-from app import watched
-from app.api.runs import RunId
+from app.api.params import RunId
 from app.deps import HubDep, StoreDep
 from app.schemas import FrameIn, Run, WatchedRunIn
+from app.services import watched
 
 router = APIRouter(prefix="/runs", tags=["watched runs"])
 

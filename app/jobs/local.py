@@ -48,8 +48,12 @@ class LocalExecutor(JobQueue):
     """Runs jobs in worker processes on this machine; thread-safe."""
 
     def __init__(self, settings: Settings, sink: Sink):
-        super().__init__(sink, slots=settings.job_slots(), queue_length=settings.queue_length,
-                         retry_after_s=settings.retry_after_s)  # fmt: skip
+        super().__init__(
+            sink,
+            slots=settings.job_slots(),
+            queue_length=settings.queue_length,
+            retry_after_s=settings.retry_after_s,
+        )
         self.warm = settings.warm_workers
         self.grace_s = settings.cancel_grace_s
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and locks
@@ -91,19 +95,29 @@ class LocalExecutor(JobQueue):
         """Running jobs, the queue, capacity: for /api/jobs and the tests that kill workers."""
         with self._lock:
             jobs = [
-                {"run_id": j.run_id, "pid": j.worker.process.pid, "slot": j.slot,
-                 "started_at": j.started_at}
+                {
+                    "run_id": j.run_id,
+                    "pid": j.worker.process.pid,
+                    "slot": j.slot,
+                    "started_at": j.started_at,
+                }
                 for j in self._jobs.values()
-            ]  # fmt: skip
-            return {"data": jobs, "count": len(jobs), "queued": [r for r, _ in self._queue],
-                    "slots": self.slots, "queue_length": self.queue_length,
-                    "warm_workers": len(self._spares)}  # fmt: skip
+            ]
+            return {
+                "data": jobs,
+                "count": len(jobs),
+                "queued": [r for r, _ in self._queue],
+                "slots": self.slots,
+                "queue_length": self.queue_length,
+                "warm_workers": len(self._spares),
+            }
 
     # -- internals (called with the lock held) -----------------------------------------------
     def _spawn(self) -> _Worker:
         ours, theirs = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=worker_main, args=(theirs,), daemon=True,
-                                    name="normscope-worker")  # fmt: skip
+        process = self._ctx.Process(
+            target=worker_main, args=(theirs,), daemon=True, name="normscope-worker"
+        )
         process.start()
         theirs.close()  # only the child holds its end: its death is our EOF
         return _Worker(process, ours)
@@ -127,8 +141,9 @@ class LocalExecutor(JobQueue):
         job = _Job(run_id, slot, worker)
         self._jobs[run_id] = job
         self.sink.started(run_id)
-        job.thread = threading.Thread(target=self._follow, args=(job,), daemon=True,
-                                      name=f"job-{run_id}")  # fmt: skip
+        job.thread = threading.Thread(
+            target=self._follow, args=(job,), daemon=True, name=f"job-{run_id}"
+        )
         job.thread.start()
         self._fill_spares()
 

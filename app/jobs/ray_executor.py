@@ -1,7 +1,7 @@
 """The Ray executor: the local executor's jobs on a Ray cluster, for sweeps one machine can't hold.
 
 Each run is one Ray actor (`_RunActor`, threaded) that trains with the local worker's own job
-function (`app.jobs.worker._train`) and encodes frames with its `_encode`/`summarize`, so the
+function (`app.jobs.job.train`) and encodes frames with `app.jobs.job.encode`, so the
 store gets exactly what a local worker would send. Frames come back by long polling: one pump
 thread on the server keeps a single `take()` call outstanding per run and `ray.wait`s on all of
 them; `take()` answers as soon as frames are there (or after `_POLL_S`) with everything that
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.jobs.base import JobQueue, Sink
-from app.jobs.worker import _encode, _train, summarize
+from app.jobs.job import encode, train
 from app.settings import Settings
+from normcore.frames import summarize
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ class _RunActor:
     """One run on a Ray worker: training in a thread, frames drained by `take()`."""
 
     def __init__(self, config: dict[str, Any], threads: int):
+        import ray
         import torch
 
         torch.set_num_threads(threads)
+        self._node = ray.util.get_node_ip_address()  # the node this run trains on
         self._stop = threading.Event()
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._summary: dict[str, Any] = {}
@@ -56,7 +59,7 @@ class _RunActor:
         threading.Thread(target=self._train, args=(config,), daemon=True).start()
 
     def _train(self, config: dict[str, Any]) -> None:
-        self._result = _train(config, self._stop, self._outbox)  # never raises
+        self._result = train(config, self._stop, self._outbox)  # never raises
         self._outbox.put(_END)
 
     def take(self, wait_s: float) -> dict[str, Any]:
@@ -74,8 +77,13 @@ class _RunActor:
         for frame in frames:
             summarize(frame, self._summary)
         done = self._result if items and items[-1] is _END else None
-        return {"pid": os.getpid(), "frames": [_encode(f) for f in frames],
-                "summary": clean(self._summary), "done": done}  # fmt: skip
+        return {
+            "pid": os.getpid(),
+            "node": self._node,
+            "frames": [encode(f) for f in frames],
+            "summary": clean(self._summary),
+            "done": done,
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,6 +97,7 @@ class _Job:
     take: Any  # the outstanding take() ObjectRef
     started_at: float
     pid: int | None = None
+    node: str | None = None  # the Ray node's address, once the actor answered
     cancelling: bool = False
 
 
@@ -97,9 +106,12 @@ class RayExecutor(JobQueue):
 
     def __init__(self, settings: Settings, sink: Sink):
         # max_jobs unset: the cluster's CPUs, known after start()
-        super().__init__(sink, slots=settings.max_jobs or 1,
-                         queue_length=settings.queue_length,
-                         retry_after_s=settings.retry_after_s)  # fmt: skip
+        super().__init__(
+            sink,
+            slots=settings.max_jobs or 1,
+            queue_length=settings.queue_length,
+            retry_after_s=settings.retry_after_s,
+        )
         self._auto_slots = settings.max_jobs is None
         self.grace_s = settings.cancel_grace_s
         self.threads = settings.worker_threads or 1  # many small runs: one core each
@@ -154,7 +166,13 @@ class RayExecutor(JobQueue):
         """Running jobs (pid: the actor's process, once it answered), the queue, capacity."""
         with self._lock:
             jobs = [
-                {"run_id": j.run_id, "pid": j.pid, "slot": j.slot, "started_at": j.started_at}
+                {
+                    "run_id": j.run_id,
+                    "pid": j.pid,
+                    "slot": j.slot,
+                    "started_at": j.started_at,
+                    "node": j.node,
+                }
                 for j in self._jobs.values()
             ]
             return {
@@ -164,7 +182,7 @@ class RayExecutor(JobQueue):
                 "slots": self.slots,
                 "queue_length": self.queue_length,
                 "warm_workers": 0,
-            }  # fmt: skip  (Ray keeps its own worker pool)
+            }  # Ray keeps its own worker pool
 
     # -- internals -----------------------------------------------------------------------------
     def _launch(self, run_id: str, config: dict[str, Any]) -> None:
@@ -174,9 +192,11 @@ class RayExecutor(JobQueue):
         # torch's reason instead of waiting forever for a GPU that will never come.
         wants_gpu = config.get("device", "auto") in ("auto", "cuda") and self._cluster_gpus >= 1
         actor = self._actor_class.options(
-            num_cpus=self.threads, num_gpus=1 if wants_gpu else 0, max_concurrency=4,
+            num_cpus=self.threads,
+            num_gpus=1 if wants_gpu else 0,
+            max_concurrency=4,
             name=f"normscope-{run_id}",
-        ).remote(config, self.threads)  # fmt: skip
+        ).remote(config, self.threads)
         job = _Job(run_id, slot, actor, actor.take.remote(_POLL_S), time.time())
         self._jobs[run_id] = job
         self.sink.started(run_id)
@@ -214,7 +234,7 @@ class RayExecutor(JobQueue):
         except Exception as exc:  # take() itself raised: report it, the run cannot go on
             self._end(job, "failed", f"the Ray task failed: {exc}"[:_MAX_ERROR])
             return
-        job.pid = answer["pid"]
+        job.pid, job.node = answer["pid"], answer["node"]
         if answer["frames"]:
             self.sink.frames(job.run_id, answer["frames"], answer["summary"])
         if answer["done"] is not None:

@@ -3,7 +3,7 @@
 Life of a worker (started with the spawn method by the local executor):
 1. import torch and the trainer while idle, so a new run does not pay for the import;
 2. wait on its pipe for ("run", run_id, config, env) — or for EOF / None: exit;
-3. train with `normcore.train.run`, handing frames to a sender thread that encodes them
+3. train (`app.jobs.job.train`), handing frames to a sender thread that encodes them
    (wire JSON + compressed blob, so the server does no per-frame work) and sends whatever
    piled up as one message; a listener thread turns a "cancel" message into should_stop;
 4. send ("done", status, error) and exit.
@@ -15,15 +15,13 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import traceback
-import zlib
 from multiprocessing.connection import Connection
 from typing import Any
 
-from normcore.frames import clean, to_json
+from app.jobs.job import encode, train
+from normcore.frames import clean, summarize
 
 _END = object()
-_MAX_ERROR = 2000
 
 
 def main(conn: Connection) -> None:
@@ -47,7 +45,7 @@ def main(conn: Connection) -> None:
     threading.Thread(target=_listen, args=(conn, stop), daemon=True).start()
     sender = threading.Thread(target=_send, args=(conn, outbox), daemon=True)
     sender.start()
-    status, error = _train(config, stop, outbox)
+    status, error = train(config, stop, outbox)
     outbox.put(_END)
     sender.join()
     _send_or_exit(conn, ("done", status, error))
@@ -78,35 +76,6 @@ def _warm_up() -> None:
         pass
 
 
-def _train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQueue) -> tuple:
-    """Run the trainer; return (status, error). Never raises."""
-    from normcore.config import RunConfig
-    from normcore.train import run
-
-    last: dict[str, Any] = {}
-    try:
-        for frame in run(RunConfig.model_validate(config), should_stop=stop.is_set):
-            outbox.put(frame)
-            last = frame
-    except BaseException as exc:  # MemoryError, CUDA OOM, a bug: the run fails, with why
-        return "failed", _describe(exc)
-    status = last.get("status")
-    finished = status == "diverged" or (
-        status == "completed" and last.get("step") == config["steps"]
-    )
-    if stop.is_set() and not finished:
-        return "cancelled", None
-    if status not in ("completed", "diverged"):
-        return "failed", f"the trainer ended without a final frame (last status {status!r})"
-    return status, None
-
-
-def _describe(exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    at = f" (at {os.path.basename(where[0].filename)}:{where[0].lineno})" if where else ""
-    return f"{type(exc).__name__}: {exc}{at}"[:_MAX_ERROR]
-
-
 def _listen(conn: Connection, stop: threading.Event) -> None:
     try:
         while True:
@@ -129,29 +98,12 @@ def _send(conn: Connection, outbox: queue.SimpleQueue) -> None:
         done = items[-1] is _END
         frames = [f for f in items if f is not _END]
         if frames:
-            wire = [_encode(f) for f in frames]
+            wire = [encode(f) for f in frames]
             for frame in frames:
                 summarize(frame, summary)
             _send_or_exit(conn, ("frames", wire, clean(summary)))
         if done:
             return
-
-
-def _encode(frame: dict[str, Any]) -> tuple[int, int, str, bytes]:
-    """(seq, step, wire JSON, stored blob): the blob is `normcore.frames.encode(frame)`,
-    computed from the same text instead of serializing twice."""
-    text = to_json(frame)
-    return int(frame["seq"]), int(frame.get("step") or 0), text, zlib.compress(text.encode(), 6)
-
-
-def summarize(frame: dict[str, Any], summary: dict[str, Any]) -> None:
-    """The run's latest metrics; held-out ones persist between evaluations."""
-    summary.update(
-        step=frame.get("step"), device=frame.get("device"),
-        loss=frame.get("loss"), acc=frame.get("acc"),
-    )  # fmt: skip
-    if frame.get("eval"):
-        summary.update(eval_loss=frame["eval"].get("loss"), eval_acc=frame["eval"].get("acc"))
 
 
 def _send_or_exit(conn: Connection, message: tuple) -> None:

@@ -68,11 +68,32 @@ async function request(path, { method = "GET", body } = {}) {
   return data;
 }
 
+// Run statuses come from the catalog (their one home is normcore/frames.py), loaded before the
+// first response that carries a status, so isActive / isTerminal can answer synchronously.
+const statuses = { active: new Set(), terminal: new Set() };
+let statusesLoaded = null;
+
+function withStatuses(load) {
+  statusesLoaded ??= request("/api/catalog").then((c) => {
+    for (const s of c.statuses.active) statuses.active.add(s);
+    for (const s of c.statuses.terminal) statuses.terminal.add(s);
+  }).catch((err) => {
+    statusesLoaded = null; // a failed load (no token yet, server down) is retried next time
+    throw err;
+  });
+  return statusesLoaded.then(load);
+}
+
+/** The run (or claim run) is queued or running. */
+export const isActive = (status) => statuses.active.has(status);
+/** The run has ended: its status will not change again. */
+export const isTerminal = (status) => statuses.terminal.has(status);
+
 export const api = {
   health: () => request("/healthz"),
   catalog: () => request("/api/catalog"),
-  runs: (status) => request(`/api/runs${query({ status })}`),
-  run: (id) => request(`/api/runs/${enc(id)}`),
+  runs: (status) => withStatuses(() => request(`/api/runs${query({ status })}`)),
+  run: (id) => withStatuses(() => request(`/api/runs/${enc(id)}`)),
   createRun: (config) => request("/api/runs", { method: "POST", body: config }),
   cancelRun: (id) => request(`/api/runs/${enc(id)}/cancel`, { method: "POST" }),
   deleteRun: (id) => request(`/api/runs/${enc(id)}`, { method: "DELETE" }),
@@ -87,9 +108,18 @@ export const api = {
   events: (id, sinceSeq) =>
     new EventSource(`/api/runs/${enc(id)}/events${query({ token: getToken(), since_seq: sinceSeq > 0 ? sinceSeq : undefined })}`),
 
-  claims: () => request("/api/claims"),
-  claim: (id) => request(`/api/claims/${enc(id)}`),
+  claims: () => withStatuses(() => request("/api/claims")),
+  claim: (id) => withStatuses(() => request(`/api/claims/${enc(id)}`)),
   runClaim: (id, quick = true) => request(`/api/claims/${enc(id)}/run`, { method: "POST", body: { quick } }),
+
+  sweeps: () => request("/api/sweeps"),
+  sweep: (id) => request(`/api/sweeps/${enc(id)}`),
+  createSweep: (body) => request("/api/sweeps", { method: "POST", body }),
+  cancelSweep: (id) => request(`/api/sweeps/${enc(id)}/cancel`, { method: "POST" }),
+  resumeSweep: (id) => request(`/api/sweeps/${enc(id)}/resume`, { method: "POST" }),
+  deleteSweep: (id) => request(`/api/sweeps/${enc(id)}`, { method: "DELETE" }),
+  sweepEvents: (id) => new EventSource(`/api/sweeps/${enc(id)}/events${query({ token: getToken() })}`),
+  sweepCsvUrl: (id) => `/api/sweeps/${enc(id)}/summary.csv`,
 
   exportUrl: (id, format) => `/api/runs/${enc(id)}/export${query({ format })}`,
   // A new tab cannot send a header; the server takes ?token= on GET requests.
@@ -106,5 +136,3 @@ export const api = {
     setTimeout(() => URL.revokeObjectURL(blob), 10_000);
   },
 };
-
-export const TERMINAL = new Set(["completed", "diverged", "failed", "cancelled", "interrupted"]);

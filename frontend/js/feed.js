@@ -2,7 +2,7 @@
 // the live stream, and hands the views a delta at most every `interval` ms on an animation
 // frame: several updates a second however fast frames arrive, never a redraw per frame.
 
-import { api, TERMINAL } from "./api.js";
+import { api, isTerminal } from "./api.js";
 import { addFrames, emptyColumns } from "./columns.js";
 
 export class RunFeed {
@@ -32,7 +32,7 @@ export class RunFeed {
       this.dropped = page.dropped ?? 0;
       const delta = addFrames(this.cols, page.data ?? []);
       this.onUpdate?.({ ...delta, reshape: true });
-      if (!TERMINAL.has(this.run.status)) this.connect();
+      if (!isTerminal(this.run.status)) this.connect();
       else this.onConnection?.("closed");
     } catch (err) {
       if (!this.stopped) this.onError?.(err);
@@ -52,7 +52,7 @@ export class RunFeed {
     });
     es.addEventListener("status", (ev) => {
       this.run = JSON.parse(ev.data);
-      if (TERMINAL.has(this.run.status)) {
+      if (isTerminal(this.run.status)) {
         // The server ends the stream here; closing stops EventSource from reconnecting.
         es.close();
         this.flush();

@@ -1,5 +1,6 @@
 // Pure helpers of the launch form: which input each RunConfig field gets, how typed values are
-// read back, how FastAPI's 422 details map onto fields, and short run summaries.
+// read back, and how FastAPI's 422 details map onto fields. How runs read in the run views
+// (summaries, step counts, numbers) is in format.js.
 //
 // The form is generated from /api/catalog (its `defaults` list every RunConfig field), so a
 // field added to RunConfig shows up without a frontend change; these tables only refine it.
@@ -10,8 +11,6 @@ export const CHOICES = {
   init: "inits", cell: "cells", dataset: "datasets", batch_order: "batch_orders",
   optimizer: "optimizers", device: "devices",
 };
-// The catalog has no list of devices; RunConfig's DEVICES.
-export const FALLBACK_CHOICES = { devices: ["auto", "cpu", "cuda"] };
 // JSON cannot tell 1.0 from 1, so float fields are named.
 export const FLOAT_FIELDS = new Set(["lr", "momentum", "init_std", "clip"]);
 // Fields whose default is null (off) and that take a number when set.
@@ -53,7 +52,7 @@ export function groupedFields(defaults) {
 
 /** The input kind of a field: select | bool | int | float | optional | text. */
 export function fieldKind(name, defaults, catalog) {
-  if (CHOICES[name] && (catalog[CHOICES[name]] || FALLBACK_CHOICES[CHOICES[name]])) return "select";
+  if (CHOICES[name] && catalog[CHOICES[name]]) return "select";
   const d = defaults[name];
   if (typeof d === "boolean") return "bool";
   if (OPTIONAL_FIELDS.has(name) || d === null) return "optional";
@@ -63,7 +62,7 @@ export function fieldKind(name, defaults, catalog) {
 
 /** The choices of a select: [{value, label, note}] (norms carry their one-line note). */
 export function choicesOf(name, catalog) {
-  const list = catalog[CHOICES[name]] ?? FALLBACK_CHOICES[CHOICES[name]] ?? [];
+  const list = catalog[CHOICES[name]] ?? [];
   return list.map((c) =>
     typeof c === "string"
       ? { value: c, label: c, note: "" }
@@ -115,54 +114,4 @@ export function irrelevantFields(config) {
   if (config.optimizer !== "momentum") off.add("momentum");
   if (config.norm === "none") ["affine", "placement"].forEach((f) => off.add(f));
   return off;
-}
-
-/** A run of a model of one's own (normcore.watch): its own loop trains it, not the server. */
-export const isWatched = (c) => c?.model === "own";
-
-/** '3 / 2,000 steps', or '3 steps' for a watched run of no planned length. */
-export function stepsText(step, steps) {
-  return steps ? `${fmt(step)} / ${fmt(steps)} steps` : `${fmt(step)} steps`;
-}
-
-/** The layers a watched run names: 'conv, fc1, fc2', the first few of many. */
-function layerList(names = [], shown = 4) {
-  const more = names.length > shown ? `, … (${names.length})` : "";
-  return names.slice(0, shown).join(", ") + more;
-}
-
-/**
- * 'batch · mlp 3×100 sigmoid · digits · bs 60 · sgd lr 0.1', or for a watched run
- * 'own model · conv, fc1, fc2 · relu · every 5 steps'.
- */
-export function configSummary(c) {
-  if (!c) return "";
-  if (isWatched(c)) {
-    return `own model · ${layerList(c.layers)} · ${c.activation} · every ${fmt(c.probe_every)} steps`;
-  }
-  const net = `${c.model} ${c.depth}×${c.width} ${c.activation}`;
-  const norm = c.norm === "none" ? "no norm" : `${c.norm}${c.affine === false ? " (no g,b)" : ""}`;
-  const order = c.batch_order && c.batch_order !== "shuffled" ? ` ${c.batch_order}` : "";
-  return `${norm} · ${net} · ${c.dataset}${order} · bs ${c.batch_size} · ${c.optimizer} lr ${c.lr}`;
-}
-
-/** A number for humans: 3 significant digits, thousands grouped, "–" for null. */
-export function fmt(v, digits = 3) {
-  if (v == null || !Number.isFinite(v)) return "–";
-  if (Number.isInteger(v) && Math.abs(v) < 1e7) return v.toLocaleString("en-US");
-  const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(digits - 1);
-  return String(Number(v.toPrecision(digits)));
-}
-
-/**
- * Short labels that tell runs apart: the config fields that differ between them
- * ("batch · batch_size 2" vs "layer · batch_size 60"); the norm always leads.
- */
-export function distinguishingLabels(configs) {
-  if (!configs.length) return [];
-  const keys = Object.keys(configs[0]).filter(
-    (k) => k !== "norm" && configs.some((c) => JSON.stringify(c[k]) !== JSON.stringify(configs[0][k])),
-  );
-  return configs.map((c) => [c.norm === "none" ? "no norm" : c.norm, ...keys.map((k) => `${k} ${c[k]}`)].join(" · "));
 }

@@ -9,8 +9,11 @@ import * as compare from "./views/compare.js";
 import * as launch from "./views/launch.js";
 import * as run from "./views/run.js";
 import * as runs from "./views/runs.js";
+import * as sweep from "./views/sweep.js";
+import * as sweeps from "./views/sweeps.js";
 
-const VIEWS = { launch, run, compare, runs, claims };
+const VIEWS = { launch, run, compare, runs, claims, sweeps, sweep };
+const NAV_OF = { sweep: "sweeps" }; // the nav entry a view belongs to, where it has another name
 const root = document.getElementById("view");
 const banner = document.getElementById("banner");
 let current = null;
@@ -26,7 +29,7 @@ function route() {
   const r = parse(location.hash);
   document.title = "NormScope";
   for (const a of document.querySelectorAll("nav a")) {
-    a.toggleAttribute("aria-current", a.dataset.view === r.view);
+    a.toggleAttribute("aria-current", a.dataset.view === (NAV_OF[r.view] ?? r.view));
   }
   current = (VIEWS[r.view]?.mount ?? ((el) => notFound(el, r)))(root, r);
 }

@@ -1,10 +1,13 @@
-// A tiny hash router: #/launch, #/runs, #/run/<id>, #/compare/<id>,<id>[,...]. Hash URLs reload
+// A tiny hash router: #/launch, #/runs, #/run/<id>, #/compare/<id>,<id>[,...], #/sweeps,
+// #/sweep/<id>. Hash URLs reload
 // and share without any server-side routing.
 
 const ROUTES = [
   [/^#\/run\/([^/?#]+)$/, (m) => ({ view: "run", id: decodeURIComponent(m[1]) })],
   [/^#\/compare\/([^/?#]*)$/, (m) => ({ view: "compare", ids: m[1].split(",").map(decodeURIComponent).filter(Boolean) })],
   [/^#\/runs\/?$/, () => ({ view: "runs" })],
+  [/^#\/sweeps\/?$/, () => ({ view: "sweeps" })],
+  [/^#\/sweep\/([^/?#]+)$/, (m) => ({ view: "sweep", id: decodeURIComponent(m[1]) })],
   [/^#\/claims(?:\/([^/?#]+))?\/?$/, (m) => ({ view: "claims", id: m[1] ? decodeURIComponent(m[1]) : null })],
   [/^(#\/?(launch\/?)?)?$/, () => ({ view: "launch" })],
 ];
@@ -24,5 +27,7 @@ export const href = {
   claims: () => "#/claims",
   claim: (id) => `#/claims/${encodeURIComponent(id)}`,
   run: (id) => `#/run/${encodeURIComponent(id)}`,
+  sweeps: () => "#/sweeps",
+  sweep: (id) => `#/sweep/${encodeURIComponent(id)}`,
   compare: (ids) => `#/compare/${ids.map(encodeURIComponent).join(",")}`,
 };

@@ -62,9 +62,15 @@ def arm_config(quick: bool, **kw: Any) -> RunConfig:
     numbers on every machine); full arms use any device.
     """
     fixed: dict[str, Any] = dict(
-        model="mlp", activation="sigmoid", dataset="digits", batch_size=60, optimizer="sgd",
-        seed=0, device="cpu" if quick else "auto", hist_bins=32 if quick else 64,
-    )  # fmt: skip
+        model="mlp",
+        activation="sigmoid",
+        dataset="digits",
+        batch_size=60,
+        optimizer="sgd",
+        seed=0,
+        device="cpu" if quick else "auto",
+        hist_bins=32 if quick else 64,
+    )
     return RunConfig(**{**fixed, **kw})
 
 

@@ -127,9 +127,16 @@ def norm_net(quick: bool, norm: str, batch_size: int, order: str = "shuffled") -
     if not quick:
         size = dict(depth=4, width=64, steps=3000, probe_every=100, eval_every=500)
     return arm_config(
-        quick, norm=norm, activation="relu", batch_size=batch_size, batch_order=order,
-        optimizer="momentum", lr=0.02, groups=4, **size,
-    )  # fmt: skip
+        quick,
+        norm=norm,
+        activation="relu",
+        batch_size=batch_size,
+        batch_order=order,
+        optimizer="momentum",
+        lr=0.02,
+        groups=4,
+        **size,
+    )
 
 
 ORDER_BATCH = 16  # batch size of the shuffled vs one-class comparison
@@ -157,17 +164,33 @@ def measure_c4(frames: dict[str, list[Frame]], quick: bool):
         for n in NORM_NET_NORMS
     }
     numbers = {"acc_by_batch": by_batch, "acc_by_order": by_order, "wu_he": WU_HE}
-    error = [trace(n, list(row), [None if v is None else 100 * (1 - v) for v in row.values()])
-             for n, row in by_batch.items()]  # fmt: skip
-    published = [trace(f"{n} (Wu & He, ImageNet)", WU_HE["images_per_gpu"], e, dash="dot")
-                 for n, e in WU_HE["error"].items()]  # fmt: skip
+    error = [
+        trace(n, list(row), [None if v is None else 100 * (1 - v) for v in row.values()])
+        for n, row in by_batch.items()
+    ]
+    published = [
+        trace(f"{n} (Wu & He, ImageNet)", WU_HE["images_per_gpu"], e, dash="dot")
+        for n, e in WU_HE["error"].items()
+    ]
     series = [
-        plot("Held-out error (eval mode) by batch size", "batch size", "error %",
-             error + published, log_x=True),
-        plot(f"Shuffled vs one-class batches (batch {ORDER_BATCH})", "norm", "accuracy",
-             [trace(o, list(by_order), [r[o] for r in by_order.values()])
-              for o in ("shuffled", "one_class")], kind="bar"),
-    ]  # fmt: skip
+        plot(
+            "Held-out error (eval mode) by batch size",
+            "batch size",
+            "error %",
+            error + published,
+            log_x=True,
+        ),
+        plot(
+            f"Shuffled vs one-class batches (batch {ORDER_BATCH})",
+            "norm",
+            "accuracy",
+            [
+                trace(o, list(by_order), [r[o] for r in by_order.values()])
+                for o in ("shuffled", "one_class")
+            ],
+            kind="bar",
+        ),
+    ]
     return numbers, series
 
 
@@ -207,13 +230,24 @@ def measure_c6(frames: dict[str, list[Frame]], quick: bool):
     shuffled = {n: final_eval(frames[f"{n}/shuffled"]) for n in C6_NORMS}
     numbers = {"batch_dependence": dependence, "acc_one_class": acc, "acc_shuffled": shuffled}
     series = [
-        plot(f"Held-out accuracy, batch {ORDER_BATCH}", "norm", "accuracy",
-             [trace("shuffled", list(shuffled), list(shuffled.values())),
-              trace("one class per batch", list(acc), list(acc.values()))], kind="bar"),
-        plot("Change of one sample's output when its batch-mates change", "norm",
-             "max |change|", [trace("dependence", list(dependence), list(dependence.values()))],
-             kind="bar"),
-    ]  # fmt: skip
+        plot(
+            f"Held-out accuracy, batch {ORDER_BATCH}",
+            "norm",
+            "accuracy",
+            [
+                trace("shuffled", list(shuffled), list(shuffled.values())),
+                trace("one class per batch", list(acc), list(acc.values())),
+            ],
+            kind="bar",
+        ),
+        plot(
+            "Change of one sample's output when its batch-mates change",
+            "norm",
+            "max |change|",
+            [trace("dependence", list(dependence), list(dependence.values()))],
+            kind="bar",
+        ),
+    ]
     return numbers, series
 
 

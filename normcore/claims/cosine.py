@@ -102,8 +102,10 @@ def cosine_bound(config: RunConfig, scales: tuple[float, ...] = (1e-3, 1.0, 1e3)
     model = build_model(config, data.input_shape, data.n_classes).double().eval()
     seen: list[float] = []
     blocks: list[Any] = list(model.blocks)
-    hooks = [b.act_in.register_forward_hook(lambda m, i, o: seen.append(float(o.abs().max())))
-             for b in blocks]  # fmt: skip
+    hooks = [
+        b.act_in.register_forward_hook(lambda m, i, o: seen.append(float(o.abs().max())))
+        for b in blocks
+    ]
     weights = [b.linear.weight for b in blocks]
     originals = [w.clone() for w in weights]
     for ws in scales:
@@ -129,11 +131,21 @@ def measure_c7(frames: dict[str, list[Frame]], quick: bool):
         "mass_outside_unit": outside,
     }
     series = [
-        plot("Held-out accuracy, same network", "norm", "accuracy",
-             [trace("accuracy", list(acc), list(acc.values()))], kind="bar"),
-        plot("Activation inputs beyond +-1 during training", "norm", "fraction",
-             [trace("outside [-1, 1]", list(outside), list(outside.values()))], kind="bar"),
-    ]  # fmt: skip
+        plot(
+            "Held-out accuracy, same network",
+            "norm",
+            "accuracy",
+            [trace("accuracy", list(acc), list(acc.values()))],
+            kind="bar",
+        ),
+        plot(
+            "Activation inputs beyond +-1 during training",
+            "norm",
+            "fraction",
+            [trace("outside [-1, 1]", list(outside), list(outside.values()))],
+            kind="bar",
+        ),
+    ]
     return numbers, series
 
 

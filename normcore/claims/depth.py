@@ -78,25 +78,40 @@ def _layer_over_time(frames, key: str, layer: int, name: str) -> dict[str, Any]:
     return trace(name, steps(frames), values[layer] if values else [])
 
 
-def _by_depth(frames: dict[str, list[Frame]], per_layer, prefix: str,
-              by_depth: tuple[str, str], key: str, deepest: tuple[str, str]):  # fmt: skip
+def _by_depth(
+    frames: dict[str, list[Frame]],
+    per_layer,
+    prefix: str,
+    by_depth: tuple[str, str],
+    key: str,
+    deepest: tuple[str, str],
+):
     """C1's shape: a per-layer measure for each arm (numbers and a plot by
     depth) plus the deepest layer's `key` over time."""
     by_arm = {arm: per_layer(frames[arm]) for arm in ("none", "batch")}
     numbers = {f"{prefix}_{arm}": value for arm, value in by_arm.items()}
     series = [
         _per_layer_plot(*by_depth, by_arm),
-        plot(deepest[0], "step", deepest[1],
-             [_layer_over_time(frames[a], key, -1, a) for a in ("none", "batch")]),
-    ]  # fmt: skip
+        plot(
+            deepest[0],
+            "step",
+            deepest[1],
+            [_layer_over_time(frames[a], key, -1, a) for a in ("none", "batch")],
+        ),
+    ]
     return numbers, series
 
 
 def measure_c1(frames: dict[str, list[Frame]], quick: bool):
     deepest = ("Deepest layer: W1 distance to its first histogram", "W1")
-    return _by_depth(frames, relative_drift, "drift",
-                     ("Input drift by depth (W1 to first probe / first std)", "drift"),
-                     "w1_first", deepest)  # fmt: skip
+    return _by_depth(
+        frames,
+        relative_drift,
+        "drift",
+        ("Input drift by depth (W1 to first probe / first std)", "drift"),
+        "w1_first",
+        deepest,
+    )
 
 
 C1 = Experiment(

@@ -80,14 +80,27 @@ def verdict_c3(n: Numbers) -> dict[str, Any]:
 
 # --- (a) arms and (b) measurements ------------------------------------------------------
 
+# The BN paper's Figure 1 network: 3 hidden layers of 100 sigmoid units, batch 60, small random
+# Gaussian initial weights (digits for MNIST). The dashboard's Figure 1 preset uses it too.
+FIGURE_1_NET: dict[str, Any] = {
+    "model": "mlp",
+    "depth": 3,
+    "width": 100,
+    "activation": "sigmoid",
+    "init": "gaussian",
+    "init_std": 0.1,
+    "dataset": "digits",
+    "batch_size": 60,
+    "lr": 0.5,
+}
+
 
 def _fig1(quick: bool, **kw: Any) -> RunConfig:
     """The BN paper's net: 3 x 100 sigmoid, batch 60, small Gaussian init (digits for MNIST)."""
     size = dict(steps=500, probe_every=10, eval_every=50)
     if not quick:
         size = dict(steps=5000, probe_every=50, eval_every=250)
-    return arm_config(quick, depth=3, width=100, init="gaussian", init_std=0.1, lr=0.5,
-                      **size, **kw)  # fmt: skip
+    return arm_config(quick, **{**FIGURE_1_NET, **size, **kw})
 
 
 def fig1_arms(quick: bool) -> dict[str, RunConfig]:
@@ -115,13 +128,19 @@ def measure_fig1(frames: dict[str, list[Frame]], quick: bool):
         for q in ("p15", "p50", "p85"):
             values = layer_values(frames[arm], q)
             dash = "solid" if q == "p50" else "dot"
-            bands.append(trace(arm, steps(frames[arm]), values[-1] if values else [], group=arm,
-                               label=q, dash=dash))  # fmt: skip
+            bands.append(
+                trace(
+                    arm,
+                    steps(frames[arm]),
+                    values[-1] if values else [],
+                    group=arm,
+                    label=q,
+                    dash=dash,
+                )
+            )
     series = [
         _acc_curves(frames),
-        plot(
-            "Last hidden layer: 15/50/85th percentiles of the sigmoid input", "step", "x", bands
-        ),  # fmt: skip
+        plot("Last hidden layer: 15/50/85th percentiles of the sigmoid input", "step", "x", bands),
     ]
     return numbers, series
 

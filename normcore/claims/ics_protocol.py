@@ -31,8 +31,10 @@ from normcore.claims.measures import ics_means, mean, plot, trace
 from normcore.frames import Frame
 
 CLOSEST = "relu, depth 4 (closest to the published)"
-NOT_MATCHED = ("Santurkar et al. used VGG on CIFAR-10 and 25-layer deep linear networks; "
-               "here a ReLU MLP on digits: the published setting is not matched")  # fmt: skip
+NOT_MATCHED = (
+    "Santurkar et al. used VGG on CIFAR-10 and 25-layer deep linear networks; "
+    "here a ReLU MLP on digits: the published setting is not matched"
+)
 ARMS = ("none", "batch")
 
 
@@ -84,24 +86,39 @@ def verdict_ics(n: Numbers) -> dict[str, Any]:
     cells, checks = [], []
     for cell in n["cells"]:
         effect = P.compare(cell["rel"]["batch"], cell["rel"]["none"])
-        both = {"ok": all(b["ok"] for b in cell["baseline"].values()),
-                "reasons": [f"{arm}: {r}" for arm, b in cell["baseline"].items()
-                            for r in b["reasons"]]}  # fmt: skip
+        both: dict[str, Any] = {
+            "ok": all(b["ok"] for b in cell["baseline"].values()),
+            "reasons": [f"{arm}: {r}" for arm, b in cell["baseline"].items() for r in b["reasons"]],
+        }
         verdict = P.cell_verdict(effect, "a > b", both)
         effects = [
-            {"name": "relative ICS, BN - none", "value": effect["diff"], "se": effect["se"],
-             "needs": "> 0 (fails if < 0)"},
+            {
+                "name": "relative ICS, BN - none",
+                "value": effect["diff"],
+                "se": effect["se"],
+                "needs": "> 0 (fails if < 0)",
+            },
             {"name": "relative ICS, none", "value": effect["b"], "se": None},
-        ]  # fmt: skip
-        cells.append({**cell, "effect": effect, "effects": effects, "verdict": verdict,
-                      "degenerate": both["reasons"]})  # fmt: skip
-        detail = (f"{verdict}: ||G - G'|| / ||G|| with BN {fmt(effect['a'])}, without "
-                  f"{fmt(effect['b'])}, difference {fmt(effect['diff'])} ± {fmt(effect['se'])}; "
-                  f"lr {cell['lr']}")  # fmt: skip
+        ]
+        cells.append(
+            {
+                **cell,
+                "effect": effect,
+                "effects": effects,
+                "verdict": verdict,
+                "degenerate": both["reasons"],
+            }
+        )
+        detail = (
+            f"{verdict}: ||G - G'|| / ||G|| with BN {fmt(effect['a'])}, without "
+            f"{fmt(effect['b'])}, difference {fmt(effect['diff'])} ± {fmt(effect['se'])}; "
+            f"lr {cell['lr']}"
+        )
         if both["reasons"]:
             detail += "; " + "; ".join(both["reasons"])
-        checks.append(check(f"{cell['regime']}: BN does not reduce ICS", verdict == P.HOLDS,
-                            detail))  # fmt: skip
+        checks.append(
+            check(f"{cell['regime']}: BN does not reduce ICS", verdict == P.HOLDS, detail)
+        )
     criterion = (
         "Per regime, each arm's lr tuned on validation, both arms training: BN's relative ICS "
         "(mean ||G - G'|| / ||G|| over probes and hidden layers after the first) is above no "
@@ -109,8 +126,13 @@ def verdict_ics(n: Numbers) -> dict[str, Any]:
         "(no difference measured). " + NOT_MATCHED + "."
     )
     verdict = P.summarize_cells(cells)
-    return {"verdict": verdict, "criterion": criterion, "checks": checks,
-            "numbers": {**n, "cells": cells}, "regimes": cells}  # fmt: skip
+    return {
+        "verdict": verdict,
+        "criterion": criterion,
+        "checks": checks,
+        "numbers": {**n, "cells": cells},
+        "regimes": cells,
+    }
 
 
 def measure_ics(frames: dict[str, list[Frame]], quick: bool):
@@ -121,15 +143,29 @@ def measure_ics(frames: dict[str, list[Frame]], quick: bool):
             got = P.tuned_arm(frames, regime, arm, seeds(quick), grid(quick), relative_ics)
             lr[arm], rel[arm], base[arm] = got["lr"], got["values"], got["baseline"]
             cos[arm] = [mean(ics_means(r)[1][1:]) for r in got["runs"]]
-        cells.append({"regime": regime, "published": regime == CLOSEST, "matched": False,
-                      "seeds": list(seeds(quick)), "lr": lr, "rel": rel, "cos": cos,
-                      "baseline": base})  # fmt: skip
+        cells.append(
+            {
+                "regime": regime,
+                "published": regime == CLOSEST,
+                "matched": False,
+                "seeds": list(seeds(quick)),
+                "lr": lr,
+                "rel": rel,
+                "cos": cos,
+                "baseline": base,
+            }
+        )
         bars.append((regime, {arm: mean(rel[arm]) for arm in ARMS}))
     series = [
-        plot("Relative ICS ||G - G'|| / ||G|| (mean over seeds, lr tuned per arm)", "regime",
-             "relative ICS", [trace(arm, [r for r, _ in bars], [v[arm] for _, v in bars])
-                              for arm in ARMS], log_y=True, kind="bar"),
-    ]  # fmt: skip
+        plot(
+            "Relative ICS ||G - G'|| / ||G|| (mean over seeds, lr tuned per arm)",
+            "regime",
+            "relative ICS",
+            [trace(arm, [r for r, _ in bars], [v[arm] for _, v in bars]) for arm in ARMS],
+            log_y=True,
+            kind="bar",
+        ),
+    ]
     return {"cells": cells, "not_matched": NOT_MATCHED}, series
 
 

@@ -137,8 +137,15 @@ def plot(
     kind: str = "line",
 ) -> Plot:
     """kind: "line" (x numeric) or "bar" (x categories)."""
-    return dict(title=title, x_label=x_label, y_label=y_label, log_x=log_x, log_y=log_y,
-                kind=kind, traces=traces)  # fmt: skip
+    return dict(
+        title=title,
+        x_label=x_label,
+        y_label=y_label,
+        log_x=log_x,
+        log_y=log_y,
+        kind=kind,
+        traces=traces,
+    )
 
 
 def trace(name: str, x: Sequence[Any], y: Sequence[Any], **extra: Any) -> dict[str, Any]:

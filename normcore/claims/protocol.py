@@ -100,13 +100,16 @@ def baseline_check(val_first: Any, val_last: Any, movement: Sequence[Any]) -> di
     if gain is None:
         reasons.append("its validation accuracy was not measured")
     elif gain < TRAIN_GAIN:
-        reasons.append(f"it does not train (validation accuracy +{fmt(gain)}, "
-                       f"needs +{TRAIN_GAIN:g})")  # fmt: skip
+        reasons.append(
+            f"it does not train (validation accuracy +{fmt(gain)}, needs +{TRAIN_GAIN:g})"
+        )
     still = [i + 1 for i, m in enumerate(movement) if not finite(m) or m < MOVE_MIN]
     if still:
         worst = min((m for m in movement if finite(m)), default=None)
-        reasons.append(f"layers {still} do not move (weights travel {fmt(worst)} of their "
-                       f"norm at least, needs {MOVE_MIN:g})")  # fmt: skip
+        reasons.append(
+            f"layers {still} do not move (weights travel {fmt(worst)} of their "
+            f"norm at least, needs {MOVE_MIN:g})"
+        )
     return {"ok": not reasons, "gain": gain, "movement": list(movement), "reasons": reasons}
 
 
@@ -194,8 +197,13 @@ def first_val(frames: Sequence[Mapping[str, Any]], key_: str = "acc") -> Any:
     return vals[0] if vals else None
 
 
-def tune(frames: Mapping[str, Sequence[Any]], regime: str, arm: str, seeds: Sequence[int],
-         grid: Sequence[float]) -> dict[str, Any]:  # fmt: skip
+def tune(
+    frames: Mapping[str, Sequence[Any]],
+    regime: str,
+    arm: str,
+    seeds: Sequence[int],
+    grid: Sequence[float],
+) -> dict[str, Any]:
     """Pick the arm's lr in a regime on validation; its runs, one per seed, come with it."""
     scores = {lr: [final_val(frames[key(regime, arm, lr, s)]) for s in seeds] for lr in grid}
     chosen = select_lr(scores)
@@ -203,15 +211,22 @@ def tune(frames: Mapping[str, Sequence[Any]], regime: str, arm: str, seeds: Sequ
     return {**chosen, "runs": [frames[key(regime, arm, lr, s)] for s in seeds]}
 
 
-def tuned_arm(frames: Mapping[str, Sequence[Any]], regime: str, arm: str, seeds: Sequence[int],
-              grid: Sequence[float], value: Callable[[Any], Any]) -> dict[str, Any]:  # fmt: skip
+def tuned_arm(
+    frames: Mapping[str, Sequence[Any]],
+    regime: str,
+    arm: str,
+    seeds: Sequence[int],
+    grid: Sequence[float],
+    value: Callable[[Any], Any],
+) -> dict[str, Any]:
     """An arm in a regime, tuned: {lr, values: value(run) per seed at the chosen lr,
     baseline: {ok, reasons, val_by_lr} (degenerate when any seed's run is), runs}."""
     tuned = tune(frames, regime, arm, seeds, grid)
-    checks = [baseline_check(first_val(r), final_val(r), layer_movement(r))
-              for r in tuned["runs"]]  # fmt: skip
-    baseline = {"ok": all(c["ok"] for c in checks),
-                "reasons": sorted({x for c in checks for x in c["reasons"]}),
-                "val_by_lr": tuned["val_by_lr"]}  # fmt: skip
+    checks = [baseline_check(first_val(r), final_val(r), layer_movement(r)) for r in tuned["runs"]]
+    baseline = {
+        "ok": all(c["ok"] for c in checks),
+        "reasons": sorted({x for c in checks for x in c["reasons"]}),
+        "val_by_lr": tuned["val_by_lr"],
+    }
     values = [value(r) for r in tuned["runs"]]
     return {"lr": tuned["lr"], "values": values, "baseline": baseline, "runs": tuned["runs"]}

@@ -27,8 +27,10 @@ from normcore.claims.measures import final_eval, mean, plot, trace
 from normcore.frames import Frame
 
 ARMS = ("none", "batch", "layer")
-MISSING = ("not tested here: per-time-step BN statistics, varying sequence lengths, longer "
-           "test sequences, separate input and recurrent norms")  # fmt: skip
+MISSING = (
+    "not tested here: per-time-step BN statistics, varying sequence lengths, longer "
+    "test sequences, separate input and recurrent norms"
+)
 
 
 def batch_sizes(quick: bool) -> tuple[int, ...]:
@@ -52,8 +54,7 @@ def c5_arms(quick: bool):
     size = dict(width=32, steps=300, probe_every=50, eval_every=300)
     if not quick:
         size = dict(width=64, steps=3000, probe_every=100, eval_every=500)
-    base = arm_config(quick, model="rnn", dataset="sequence", activation="tanh", depth=1,
-                      **size)  # fmt: skip
+    base = arm_config(quick, model="rnn", dataset="sequence", activation="tanh", depth=1, **size)
     arms = {n: base.model_copy(update={"norm": n}) for n in ARMS}
     return P.sweep_configs(arms, regimes(quick), seeds(quick), grid(quick))
 
@@ -67,49 +68,81 @@ def verdict_c5(n: Numbers) -> dict[str, Any]:
         versus_none = P.compare(cell["acc"]["none"], cell["acc"]["batch"])
         judged = {a: cell["baseline"][a] for a in ("batch", "layer")}
         reasons = [f"{a}: {r}" for a, b in judged.items() for r in b["reasons"]]
-        both = {"ok": all(b["ok"] for b in judged.values()), "reasons": reasons}
+        both: dict[str, Any] = {"ok": all(b["ok"] for b in judged.values()), "reasons": reasons}
         verdict = P.cell_verdict(effect, "a > b", both)
         effects = [
-            {"name": "test acc, LN - BN", "value": effect["diff"], "se": effect["se"],
-             "needs": "> 0"},
-            {"name": "test acc, none - BN", "value": versus_none["diff"],
-             "se": versus_none["se"]},
-        ]  # fmt: skip
-        cells.append({**cell, "effect": effect, "versus_none": versus_none,
-                      "effects": effects, "verdict": verdict})  # fmt: skip
+            {
+                "name": "test acc, LN - BN",
+                "value": effect["diff"],
+                "se": effect["se"],
+                "needs": "> 0",
+            },
+            {"name": "test acc, none - BN", "value": versus_none["diff"], "se": versus_none["se"]},
+        ]
+        cells.append(
+            {
+                **cell,
+                "effect": effect,
+                "versus_none": versus_none,
+                "effects": effects,
+                "verdict": verdict,
+            }
+        )
         detail = (
             f"{verdict}: LN - BN {fmt(effect['diff'])} ± {fmt(effect['se'])}, none - BN "
             f"{fmt(versus_none['diff'])} ± {fmt(versus_none['se'])}; lr {cell['lr']}"
         )
         if both["reasons"]:
             detail += "; " + "; ".join(both["reasons"])
-        checks.append(check(f"{cell['regime']}: LN beats BN on the RNN", verdict == P.HOLDS,
-                            detail))  # fmt: skip
+        checks.append(
+            check(f"{cell['regime']}: LN beats BN on the RNN", verdict == P.HOLDS, detail)
+        )
     criterion = (
         "Per batch size, each arm's lr tuned on validation: LN's held-out test accuracy on "
         "the sequence task exceeds BN's beyond two standard errors over seeds (holds), BN's "
         "exceeds LN's (fails), or neither (no difference measured); BN and LN must both "
         f"train. The verdict is the smallest batch's cell. {MISSING}."
     )
-    return {"verdict": P.summarize_cells(cells), "criterion": criterion, "checks": checks,
-            "numbers": {**n, "cells": cells}, "regimes": cells}  # fmt: skip
+    return {
+        "verdict": P.summarize_cells(cells),
+        "criterion": criterion,
+        "checks": checks,
+        "numbers": {**n, "cells": cells},
+        "regimes": cells,
+    }
 
 
 def measure_c5(frames: dict[str, list[Frame]], quick: bool):
-    cells = []
+    cells: list[dict[str, Any]] = []
     smallest = f"batch {batch_sizes(quick)[0]}"
     for regime in regimes(quick):
         lr, acc, base = {}, {}, {}
         for arm in ARMS:
             got = P.tuned_arm(frames, regime, arm, seeds(quick), grid(quick), final_eval)
             lr[arm], acc[arm], base[arm] = got["lr"], got["values"], got["baseline"]
-        cells.append({"regime": regime, "published": regime == smallest, "matched": False,
-                      "seeds": list(seeds(quick)), "lr": lr, "acc": acc,
-                      "baseline": base})  # fmt: skip
-    traces = [trace(arm, list(batch_sizes(quick)), [mean(c["acc"][arm]) for c in cells])
-              for arm in ARMS]  # fmt: skip
-    series = [plot("RNN test accuracy by batch size (lr tuned per arm, mean over seeds)",
-                   "batch size", "accuracy", traces, log_x=True)]  # fmt: skip
+        cells.append(
+            {
+                "regime": regime,
+                "published": regime == smallest,
+                "matched": False,
+                "seeds": list(seeds(quick)),
+                "lr": lr,
+                "acc": acc,
+                "baseline": base,
+            }
+        )
+    traces = [
+        trace(arm, list(batch_sizes(quick)), [mean(c["acc"][arm]) for c in cells]) for arm in ARMS
+    ]
+    series = [
+        plot(
+            "RNN test accuracy by batch size (lr tuned per arm, mean over seeds)",
+            "batch size",
+            "accuracy",
+            traces,
+            log_x=True,
+        )
+    ]
     return {"cells": cells, "missing": MISSING}, series
 
 

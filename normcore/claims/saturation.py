@@ -64,9 +64,20 @@ def c2_arms(quick: bool):
     size = dict(steps=1500, probe_every=50, eval_every=1500)
     if not quick:
         size = dict(steps=12000, probe_every=100, eval_every=1500)
-    glorot = arm_config(quick, model="mlp", depth=4, width=300, activation="sigmoid",
-                        dataset="fashion", batch_size=10, optimizer="sgd", lr=0.1,
-                        init="default", hist_bins=32, **size)  # fmt: skip
+    glorot = arm_config(
+        quick,
+        model="mlp",
+        depth=4,
+        width=300,
+        activation="sigmoid",
+        dataset="fashion",
+        batch_size=10,
+        optimizer="sgd",
+        lr=0.1,
+        init="default",
+        hist_bins=32,
+        **size,
+    )
     return P.sweep_configs({"none": glorot}, regimes(quick), seeds(quick), grid=None)
 
 
@@ -117,18 +128,25 @@ def verdict_c2(n: Numbers) -> dict[str, Any]:
             verdict = next(v for v in parts if v != P.HOLDS)
         effects = [  # what the regime map shows in the cell: mean ± standard error over seeds
             {"name": "top excess", "value": excess["a"], "se": excess["se"], "needs": "> 0"},
-            {"name": "validation gain", "value": stall["b"], "se": stall["se"],
-             "needs": f"< {P.TRAIN_GAIN:g}"},
-        ]  # fmt: skip
-        cells.append({**cell, "excess": excess, "stall": stall, "effects": effects,
-                      "verdict": verdict})  # fmt: skip
-        checks.append(check(
-            f"{cell['regime']}: the top layer saturates first and learning stops",
-            verdict == P.HOLDS,
-            f"{verdict}: top excess {fmt(excess['a'])} ± {fmt(excess['se'])} (> 0 needed), "
-            f"validation gain {fmt(stall['b'])} ± {fmt(stall['se'])} (< {P.TRAIN_GAIN:g} "
-            f"needed), {sum(moving)}/{len(moving)} seeds' top layers move",
-        ))  # fmt: skip
+            {
+                "name": "validation gain",
+                "value": stall["b"],
+                "se": stall["se"],
+                "needs": f"< {P.TRAIN_GAIN:g}",
+            },
+        ]
+        cells.append(
+            {**cell, "excess": excess, "stall": stall, "effects": effects, "verdict": verdict}
+        )
+        checks.append(
+            check(
+                f"{cell['regime']}: the top layer saturates first and learning stops",
+                verdict == P.HOLDS,
+                f"{verdict}: top excess {fmt(excess['a'])} ± {fmt(excess['se'])} (> 0 needed), "
+                f"validation gain {fmt(stall['b'])} ± {fmt(stall['se'])} (< {P.TRAIN_GAIN:g} "
+                f"needed), {sum(moving)}/{len(moving)} seeds' top layers move",
+            )
+        )
     verdict = P.summarize_cells(cells)
     criterion = (
         "Per regime, over seeds: the top hidden layer's graded saturation (1 - mean slope / "
@@ -137,8 +155,13 @@ def verdict_c2(n: Numbers) -> dict[str, Any]:
         f"{P.TRAIN_GAIN:g} over that window beyond two standard errors. The verdict is the "
         "published cell's (Glorot & Bengio's setting); the other cells map where it holds."
     )
-    return {"verdict": verdict, "criterion": criterion, "checks": checks,
-            "numbers": {**n, "cells": cells}, "regimes": cells}  # fmt: skip
+    return {
+        "verdict": verdict,
+        "criterion": criterion,
+        "checks": checks,
+        "numbers": {**n, "cells": cells},
+        "regimes": cells,
+    }
 
 
 def measure_c2(frames: dict[str, list[Frame]], quick: bool):
@@ -146,40 +169,57 @@ def measure_c2(frames: dict[str, list[Frame]], quick: bool):
     cells = []
     for regime in regimes(quick):
         runs = [frames[P.key(regime, "none", 0.1, s)] for s in seeds(quick)]
-        cells.append({
-            "regime": regime,
-            "published": regime == PUBLISHED,
-            "arm": "none",
-            "lr": 0.1,
-            "seeds": list(seeds(quick)),
-            "top_excess": [top_excess(r, until) for r in runs],
-            "gain": [gain_until(r, until) for r in runs],
-            "top_moves": [(P.layer_movement(r) or [None])[-1] for r in runs],
-            "final_test_acc": [(r[-1].get("eval") or {}).get("acc") for r in runs],
-            "window": until,
-        })  # fmt: skip
+        cells.append(
+            {
+                "regime": regime,
+                "published": regime == PUBLISHED,
+                "arm": "none",
+                "lr": 0.1,
+                "seeds": list(seeds(quick)),
+                "top_excess": [top_excess(r, until) for r in runs],
+                "gain": [gain_until(r, until) for r in runs],
+                "top_moves": [(P.layer_movement(r) or [None])[-1] for r in runs],
+                "final_test_acc": [(r[-1].get("eval") or {}).get("acc") for r in runs],
+                "window": until,
+            }
+        )
     first = frames[P.key(PUBLISHED, "none", 0.1, seeds(quick)[0])]
     out_mean, out_std = layer_values(first, "out_mean"), layer_values(first, "out_std")
     fig2 = []
     for i, (m, s) in enumerate(zip(out_mean, out_std, strict=True)):
-        fig2.append(trace(f"h{i + 1}", steps(first), m,
-                          error=[v if v is not None else 0 for v in s]))  # fmt: skip
+        fig2.append(
+            trace(f"h{i + 1}", steps(first), m, error=[v if v is not None else 0 for v in s])
+        )
     top = []
     for regime in regimes(quick):
         run0 = frames[P.key(regime, "none", 0.1, seeds(quick)[0])]
         graded = layer_values(run0, "sat_graded")
         top.append(trace(regime, steps(run0), graded[-1] if graded else []))
-    acc = [trace(regime, [f["step"] for f in probed(fr) if f.get("val")],
-                 [f["val"]["acc"] for f in probed(fr) if f.get("val")])
-           for regime in regimes(quick)
-           for fr in [frames[P.key(regime, "none", 0.1, seeds(quick)[0])]]]  # fmt: skip
+    acc = [
+        trace(
+            regime,
+            [f["step"] for f in probed(fr) if f.get("val")],
+            [f["val"]["acc"] for f in probed(fr) if f.get("val")],
+        )
+        for regime in regimes(quick)
+        for fr in [frames[P.key(regime, "none", 0.1, seeds(quick)[0])]]
+    ]
     series = [
-        plot("Glorot & Bengio Fig. 2: mean (± spread) of each layer's sigmoid outputs, "
-             "published setting", "step", "mean output", fig2),
-        plot("Top hidden layer's graded saturation (1 - mean slope / peak)", "step",
-             "graded saturation", top),
+        plot(
+            "Glorot & Bengio Fig. 2: mean (± spread) of each layer's sigmoid outputs, "
+            "published setting",
+            "step",
+            "mean output",
+            fig2,
+        ),
+        plot(
+            "Top hidden layer's graded saturation (1 - mean slope / peak)",
+            "step",
+            "graded saturation",
+            top,
+        ),
         plot("Validation accuracy", "step", "accuracy", acc),
-    ]  # fmt: skip
+    ]
     return {"cells": cells}, series
 
 

@@ -215,8 +215,11 @@ def gradient_law(config: RunConfig) -> dict[str, dict[str, float]]:
     measured = {f"{lam:g}": abs(lam * grad_norm(lam) - ref) / ref for lam in LAMBDAS}
     grad_norm(1.0)  # the weights back at W
     if eps0 is None:
-        return {"measured": measured, "predicted": dict.fromkeys(measured, 0.0),
-                "eps_over_var": dict.fromkeys(measured, 0.0)}  # fmt: skip
+        return {
+            "measured": measured,
+            "predicted": dict.fromkeys(measured, 0.0),
+            "eps_over_var": dict.fromkeys(measured, 0.0),
+        }
     predicted = {f"{lam:g}": abs(grad_with_eps(eps0 / lam**2) - ref) / ref for lam in LAMBDAS}
     with torch.no_grad():
         z = linear(model.blocks[0](x))  # the second layer's pre-activation, (B, H)
@@ -227,8 +230,11 @@ def gradient_law(config: RunConfig) -> dict[str, dict[str, float]]:
 
 
 def _by_norm(rows: list[dict[str, Any]], transform: str) -> dict[str, dict[str, Any]]:
-    return {r["norm"]: {"deviation": r["max_deviation"], "tol": r["tolerance"]}
-            for r in rows if r["transform"] == transform}  # fmt: skip
+    return {
+        r["norm"]: {"deviation": r["max_deviation"], "tol": r["tolerance"]}
+        for r in rows
+        if r["transform"] == transform
+    }
 
 
 def max_trained_lr(frames: dict[str, list[Frame]], norm: str, quick: bool):
@@ -255,14 +261,22 @@ def measure_c8(frames: dict[str, list[Frame]], quick: bool):
         "trains_acc": TRAINS_ACC,
     }
     series = [
-        plot("Held-out accuracy by learning rate (plain SGD)", "learning rate", "accuracy",
-             [trace(n, lr_grid(quick), list(a.values())) for n, a in lr_acc.items()],
-             log_x=True),
-        plot("Gradient law: |lambda ||grad at lambda W|| - ||grad at W||| / ||grad at W||",
-             "lambda", "relative deviation",
-             [trace(n, LAMBDAS, [max(v, 1e-17) for v in d.values()]) for n, d in law.items()],
-             log_x=True, log_y=True),
-    ]  # fmt: skip
+        plot(
+            "Held-out accuracy by learning rate (plain SGD)",
+            "learning rate",
+            "accuracy",
+            [trace(n, lr_grid(quick), list(a.values())) for n, a in lr_acc.items()],
+            log_x=True,
+        ),
+        plot(
+            "Gradient law: |lambda ||grad at lambda W|| - ||grad at W||| / ||grad at W||",
+            "lambda",
+            "relative deviation",
+            [trace(n, LAMBDAS, [max(v, 1e-17) for v in d.values()]) for n, d in law.items()],
+            log_x=True,
+            log_y=True,
+        ),
+    ]
     return numbers, series
 
 
@@ -273,9 +287,10 @@ def measure_c9(frames: dict[str, list[Frame]], quick: bool):
     table: dict[str, dict[str, Any]] = {}
     for r in rows:
         table.setdefault(r["norm"], {})[r["transform"]] = {
-            "invariant": r["invariant"], "deviation": r["max_deviation"],
+            "invariant": r["invariant"],
+            "deviation": r["max_deviation"],
             "published": r["published"],
-        }  # fmt: skip
+        }
     numbers = {
         "data_rescale": _by_norm(rows, "data_rescaling"),
         "table": table,
@@ -284,13 +299,22 @@ def measure_c9(frames: dict[str, list[Frame]], quick: bool):
         "lambdas": list(invariance.LAMBDAS),
     }
     series = [
-        plot("Relative output change under re-scaling (tolerance 1e-3)", "norm",
-             "max relative deviation",
-             [trace(t.replace("_", " "), list(table),
-                    [max(table[n][t]["deviation"], 1e-17) for n in table])
-              for t in ("data_rescaling", "weight_matrix_rescaling")],
-             log_y=True, kind="bar"),
-    ]  # fmt: skip
+        plot(
+            "Relative output change under re-scaling (tolerance 1e-3)",
+            "norm",
+            "max relative deviation",
+            [
+                trace(
+                    t.replace("_", " "),
+                    list(table),
+                    [max(table[n][t]["deviation"], 1e-17) for n in table],
+                )
+                for t in ("data_rescaling", "weight_matrix_rescaling")
+            ],
+            log_y=True,
+            kind="bar",
+        ),
+    ]
     return numbers, series
 
 

@@ -1,5 +1,6 @@
-"""The REST API against a real server: bad input is a 4xx naming the field, never a 500;
-unknown ids are 404s; runs complete and can be read, filtered, exported, cancelled, deleted."""
+"""The REST API against a real server: invalid queries of stored runs are 4xx naming the
+parameter; runs complete and can be read, filtered, exported, cancelled, deleted. Bad bodies and
+unknown ids are tested in-process (test_api_validation.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 from app.api.catalog import PRESETS
 from normcore.config import RunConfig
-from tests.app.conftest import LONG_RUN, create, stored_frames, wait_until
+from tests.utils.runs import create, field_error, stored_frames, wait_until
+from tests.utils.server import LONG_RUN
 
 
 @pytest.fixture(scope="module")
@@ -26,73 +28,6 @@ def done_run(client):
     """One completed small run, shared by the read-only tests of this module."""
     run = create(client, steps=120, eval_every=40)
     return wait_until(client, run["id"])
-
-
-def _field_error(response, *loc):
-    assert 400 <= response.status_code < 500, response.text
-    detail = response.json()["detail"]
-    assert isinstance(detail, list), detail
-    assert any(tuple(d["loc"][-len(loc) :]) == loc for d in detail), detail
-    return " ".join(d["msg"] for d in detail)
-
-
-@pytest.mark.parametrize(
-    ("body", "field", "words"),
-    [
-        ({"norm": "bn2"}, "norm", "unknown"),
-        ({"norm": "batch", "batch_size": 1}, "batch_size", "variance"),
-        ({"lr": 0}, "lr", "greater than"),
-        ({"lr": -1}, "lr", "greater than"),
-        ({"steps": LONG_RUN + 1}, "steps", "limit"),  # the server's limit, below RunConfig's
-        ({"width": 1025}, "width", "limit"),
-        ({"batch_size": 1025}, "batch_size", "limit"),
-        ({"depth": 0}, "depth", "greater than"),
-        ({"dataset": "mnist-ish"}, "dataset", "unknown"),
-        ({"steps": "many"}, "steps", "integer"),
-        ({"steps": True}, "steps", "not true"),  # JSON's true is not 1
-        ({"lr": False}, "lr", "not false"),
-        ({"clip": True}, "clip", "not true"),
-        ({"colour": "red"}, "colour", "Extra inputs"),
-        ({"norm": "instance", "model": "mlp"}, "norm", "positions"),
-    ],
-)
-def test_create_run_rejects_invalid_config_naming_the_field(client, body, field, words):
-    before = client.get("/api/runs").json()["count"]
-    response = client.post("/api/runs", json=body)
-    assert response.status_code == 422
-    assert words in _field_error(response, field)
-    assert client.get("/api/runs").json()["count"] == before, "nothing was created"
-
-
-@pytest.mark.parametrize("payload", ["{not json", "[1, 2]", '"a string"', ""])
-def test_create_run_rejects_malformed_bodies(client, payload):
-    response = client.post(
-        "/api/runs", content=payload, headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][0] == "body"
-
-
-@pytest.mark.parametrize(
-    ("raw", "field", "echoed"),
-    [
-        ('{"lr": NaN}', "lr", "nan"),  # Python's json parses these; strict JSON cannot echo them
-        ('{"lr": Infinity}', "lr", "inf"),
-        ('{"clip": -Infinity}', "clip", "-inf"),
-        ('{"norm": "\\ud800"}', "norm", "\\ud800"),  # a lone surrogate: not encodable as UTF-8
-    ],
-)
-def test_create_run_rejects_unencodable_values_naming_the_field(client, raw, field, echoed):
-    response = client.post("/api/runs", content=raw, headers={"content-type": "application/json"})
-    assert response.status_code == 422, response.text
-    _field_error(response, field)
-    assert response.json()["detail"][0]["input"] == echoed
-
-
-def test_create_run_rejects_a_body_over_the_size_limit(client):
-    body = json.dumps({"norm": "layer", "padding": "x" * 70_000})  # limit: 64 KiB
-    response = client.post("/api/runs", content=body, headers={"content-type": "application/json"})
-    assert response.status_code == 413
 
 
 @pytest.mark.parametrize(
@@ -114,7 +49,7 @@ def test_invalid_query_parameters_are_422_naming_the_parameter(
 ):
     response = client.get(path.format(id=done_run["id"]), params=params)
     assert response.status_code == 422
-    _field_error(response, field)
+    field_error(response, field)
 
 
 @pytest.mark.parametrize("last_event_id", ["abc", "1e3", str(2**64)])
@@ -123,24 +58,7 @@ def test_invalid_last_event_id_is_422(client, done_run, last_event_id):
         f"/api/runs/{done_run['id']}/events", headers={"Last-Event-ID": last_event_id}
     )
     assert response.status_code == 422
-    _field_error(response, "last-event-id")
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/api/runs/nope"),
-        ("POST", "/api/runs/nope/cancel"),
-        ("DELETE", "/api/runs/nope"),
-        ("GET", "/api/runs/nope/frames"),
-        ("GET", "/api/runs/nope/events"),
-        ("GET", "/api/runs/nope/export"),
-    ],
-)
-def test_unknown_run_is_404_naming_the_id(client, method, path):
-    response = client.request(method, path)
-    assert response.status_code == 404
-    assert "'nope'" in response.json()["detail"]
+    field_error(response, "last-event-id")
 
 
 def test_health_and_vendored_plotly(client):
@@ -162,6 +80,10 @@ def test_catalog_lists_choices_limits_and_valid_presets(client):
     assert all("suits_small_batch" in n["properties"] for n in catalog["norms"])
     assert catalog["limits"] == {"steps": LONG_RUN, "width": 1024, "depth": 32, "batch_size": 1024}
     assert catalog["defaults"] == RunConfig().model_dump()
+    assert catalog["statuses"] == {
+        "active": ["queued", "running"],
+        "terminal": ["completed", "diverged", "failed", "cancelled", "interrupted"],
+    }  # the dashboard reads these
     assert len(catalog["presets"]) >= 4
     titles = " | ".join(p["title"] for p in catalog["presets"])
     for words in ("Figure 1", "saturation", "batch size 2", "one-class"):

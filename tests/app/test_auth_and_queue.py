@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.app.conftest import LONG_RUN, SMALL, create, follow, wait_until
-from tests.utils.server import LiveServer, sse_events
+from tests.utils.runs import SMALL, create, follow, wait_until
+from tests.utils.server import LONG_RUN, LiveServer, sse_events
 
 TOKEN = "s3cret-token"
 

@@ -97,8 +97,9 @@ def test_cli_claims_exits_zero_whatever_the_verdicts(tmp_path, capsys):
     assert [r["id"] for r in results] == ["C3", "C9"]  # the catalog's order
     for r in results:
         assert r["verdict"] in VERDICTS
-        assert any(line.split()[:2] == [r["id"], r["verdict"].split()[0]]
-                   for line in printed.splitlines())  # fmt: skip
+        assert any(
+            line.split()[:2] == [r["id"], r["verdict"].split()[0]] for line in printed.splitlines()
+        )
 
 
 def test_cli_claims_unknown_id_exits_two(capsys):

@@ -7,7 +7,8 @@ import re
 import pytest
 import torch
 
-from app.cli import ProgressBar, build_parser, main
+from app.cli import build_parser, main
+from app.cli.run import ProgressBar
 from normcore.config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -15,10 +16,33 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_run_trains_prints_a_summary_and_writes_frames(tmp_path, capsys):
     out = tmp_path / "frames.jsonl"
-    argv = ["run", "--norm", "batch", "--model", "mlp", "--depth", "3", "--width", "20",
-            "--activation", "sigmoid", "--dataset", "digits", "--batch-size", "30",
-            "--lr", "0.1", "--steps", "30", "--probe-every", "10", "--device", "cpu",
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "run",
+        "--norm",
+        "batch",
+        "--model",
+        "mlp",
+        "--depth",
+        "3",
+        "--width",
+        "20",
+        "--activation",
+        "sigmoid",
+        "--dataset",
+        "digits",
+        "--batch-size",
+        "30",
+        "--lr",
+        "0.1",
+        "--steps",
+        "30",
+        "--probe-every",
+        "10",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "30/30" in captured.err  # the progress bar, on stderr
@@ -90,8 +114,18 @@ def test_run_on_a_missing_gpu_exits_2_naming_the_device(capsys):
 
 
 def test_a_diverged_run_exits_1_after_its_summary(capsys):
-    argv = ["run", "--activation", "relu", "--lr", "1000", "--steps", "50", "--device", "cpu",
-            "--quiet"]  # fmt: skip
+    argv = [
+        "run",
+        "--activation",
+        "relu",
+        "--lr",
+        "1000",
+        "--steps",
+        "50",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(argv) == 1
     assert "diverged at step" in capsys.readouterr().out
 

@@ -14,9 +14,14 @@ from tests.utils.server import ROOT, free_port
 
 
 def _serve(*flags: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "serve", *flags], cwd=ROOT,
-                            env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", *flags],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_serve_answers_on_the_given_port_with_the_given_data_dir(tmp_path):

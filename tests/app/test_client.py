@@ -18,7 +18,7 @@ import threading
 import httpx
 import pytest
 
-from normcore.client import Client, NormScopeError, parse_sse
+from normcore.client import ApiError, Client, parse_sse
 from tests.utils.server import ROOT
 from tests.utils.tcp_proxy import TcpProxy
 
@@ -74,7 +74,7 @@ def test_client_health_catalog_and_norms(server):
 
 def test_client_rejects_a_bad_config_naming_the_field(server):
     with Client(server.url, token=server.token) as client:
-        with pytest.raises(NormScopeError) as err:
+        with pytest.raises(ApiError) as err:
             client.create_run(norm="batch", batch_size=1)
     assert err.value.status == 422
     assert "batch_size" in str(err.value.detail)
@@ -82,7 +82,7 @@ def test_client_rejects_a_bad_config_naming_the_field(server):
 
 def test_client_unknown_run_is_a_404(server):
     with Client(server.url, token=server.token) as client:
-        with pytest.raises(NormScopeError) as err:
+        with pytest.raises(ApiError) as err:
             client.run("no-such-run")
     assert err.value.status == 404
 
@@ -175,7 +175,7 @@ def test_client_sends_the_token_to_api_and_stream(start_server, monkeypatch):
     monkeypatch.delenv("NORMSCOPE_TOKEN", raising=False)
     with Client(secured.url) as anonymous:
         assert anonymous.health()["status"] == "ok"  # /healthz is open for probes
-        with pytest.raises(NormScopeError) as err:
+        with pytest.raises(ApiError) as err:
             anonymous.norms()
         assert err.value.status == 401
     monkeypatch.setenv("NORMSCOPE_TOKEN", "s3cret-token")  # the default token source
@@ -226,8 +226,9 @@ def test_cli_export_local_and_remote_agree(server, finished, tmp_path):
     local = normscope("export", run["id"], "-f", "csv", NORMSCOPE_DATA_DIR=str(server.data_dir))
     assert local.returncode == 0, local.stderr
     remote_file = tmp_path / "run.csv"
-    remote = normscope("export", run["id"], "-f", "csv", "-o", str(remote_file),
-                       "--server", server.url)  # fmt: skip
+    remote = normscope(
+        "export", run["id"], "-f", "csv", "-o", str(remote_file), "--server", server.url
+    )
     assert remote.returncode == 0, remote.stderr
     assert local.stdout == api == remote_file.read_text()
 
@@ -241,9 +242,14 @@ def test_cli_export_into_a_closed_pipe_exits_quietly(server, finished):
     """`normscope export RUN | head` must not end in a BrokenPipeError traceback."""
     run, _ = finished
     env = {**os.environ, "NORMSCOPE_DATA_DIR": str(server.data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "export", run["id"]], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "export", run["id"]],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()  # the reader is gone before the first write, as `head` after its lines
     stderr = proc.communicate(timeout=180)[1]
     assert proc.returncode == 141, stderr

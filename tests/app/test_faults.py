@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.app.conftest import LONG_RUN, create, follow, stored_frames, wait_until
+from tests.utils.runs import create, follow, stored_frames, wait_until
+from tests.utils.server import LONG_RUN
 
 
 def test_sigkill_of_the_worker_fails_the_run_and_the_server_carries_on(server):

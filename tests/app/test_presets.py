@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from app.api.catalog import PRESETS
-from normcore import fashion
 from normcore.claims.measures import band_movement, eval_auc, final_eval
+from normcore.data import fashion
 from normcore.train import run
 
 BY_ID = {p.id: p for p in PRESETS}
@@ -17,8 +17,10 @@ BY_ID = {p.id: p for p in PRESETS}
 
 def frames_of(preset_id: str, **brief: Any) -> list[list[dict]]:
     """Each run of the preset, on the CPU, with `brief` overriding its length."""
-    return [list(run({**cfg, "device": "cpu", "hist_bins": 32, **brief}))
-            for cfg in BY_ID[preset_id].runs]  # fmt: skip
+    return [
+        list(run({**cfg, "device": "cpu", "hist_bins": 32, **brief}))
+        for cfg in BY_ID[preset_id].runs
+    ]
 
 
 def test_every_preset_is_checked_here():
@@ -41,8 +43,9 @@ def test_preset_deep_sigmoid_saturation():
 
 
 def test_preset_deep_sigmoid_vanishing_gradients():
-    (frames,) = frames_of("deep-sigmoid-vanishing-gradients", steps=100, probe_every=25,
-                          eval_every=100)  # fmt: skip
+    (frames,) = frames_of(
+        "deep-sigmoid-vanishing-gradients", steps=100, probe_every=25, eval_every=100
+    )
     for f in frames:
         grads = [layer["grad_norm"] for layer in f["layers"]]
         assert grads[0] < 1e-5 * grads[-1]

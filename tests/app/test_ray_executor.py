@@ -20,9 +20,9 @@ from app.jobs.ray_executor import RayExecutor
 from app.jobs.recorder import Recorder
 from app.settings import Settings
 from app.store import Store
-from normcore.frames import decode
-from tests.app.conftest import LONG_RUN, SMALL, TERMINAL, create, stored_frames, wait_until
-from tests.utils.server import LiveServer
+from normcore.frames import TERMINAL, decode
+from tests.utils.runs import SMALL, create, stored_frames, wait_until
+from tests.utils.server import LONG_RUN, LiveServer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,8 +40,9 @@ class Harness:
         self.store = Store(data_dir / "runs.db")
         self.recorder = Recorder(self.store, lambda *_: None)
         self.recorder.start()
-        self.executor = RayExecutor(Settings(executor="ray", data_dir=data_dir, **settings),
-                                    self.recorder)  # fmt: skip
+        self.executor = RayExecutor(
+            Settings(executor="ray", data_dir=data_dir, **settings), self.recorder
+        )
         self.executor.start()
 
     def submit(self, **config: Any) -> str:
@@ -74,8 +75,12 @@ def harness(tmp_path) -> Iterator[Harness]:
 
 
 def test_run_through_the_api_on_ray_completes_with_every_frame_in_seq_order(local_ray, tmp_path):
-    env = {"NORMSCOPE_EXECUTOR": "ray", "RAY_ADDRESS": local_ray, "NORMSCOPE_MAX_JOBS": "2",
-           "NORMSCOPE_QUEUE_LENGTH": "2"}  # fmt: skip
+    env = {
+        "NORMSCOPE_EXECUTOR": "ray",
+        "RAY_ADDRESS": local_ray,
+        "NORMSCOPE_MAX_JOBS": "2",
+        "NORMSCOPE_QUEUE_LENGTH": "2",
+    }
     server = LiveServer(tmp_path / "server", env).start()  # a second driver on the cluster
     try:
         with server.client() as client:

@@ -15,7 +15,7 @@ import subprocess
 import httpx
 import pytest
 
-from app.report import render_report
+from app.reports.html import render_report
 from normcore.client import Client
 
 SMALL = {"width": 16, "depth": 3, "probe_every": 2, "eval_every": 10, "steps": 40}
@@ -169,8 +169,9 @@ def test_cli_report_of_frames_files_draws_a_watched_model_beside_a_stored_run(
     with Watch(model.layers, activation="tanh", optimizer=model.opt, out=own) as watch:
         model.train(watch, 900)  # more frames than a report keeps (400)
     stored = tmp_path / "stored.jsonl"
-    result = cli("export", runs[1][0]["id"], "-o", str(stored),
-                 NORMSCOPE_DATA_DIR=str(server.data_dir))  # fmt: skip
+    result = cli(
+        "export", runs[1][0]["id"], "-o", str(stored), NORMSCOPE_DATA_DIR=str(server.data_dir)
+    )
     assert result.returncode == 0, result.stderr
 
     out = tmp_path / "files.html"
@@ -199,7 +200,8 @@ def test_cli_report_of_frames_files_draws_a_watched_model_beside_a_stored_run(
 
 @pytest.mark.e2e
 def test_report_renders_offline_in_chromium(runs, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright  # the dev extra installs it
+
     path = tmp_path / "report.html"
     path.write_text(render_report(runs))
     count = len(figures_of(path.read_text()))

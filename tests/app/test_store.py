@@ -27,8 +27,15 @@ def _new_run(store: Store, **config) -> str:
 
 
 def _frame(seq: int) -> dict:
-    return {"seq": seq, "step": seq + 1, "status": "running", "loss": 1.0 / (seq + 1),
-            "acc": 0.5, "eval": None, "layers": [{"name": "h1", "mean": float(seq)}]}  # fmt: skip
+    return {
+        "seq": seq,
+        "step": seq + 1,
+        "status": "running",
+        "loss": 1.0 / (seq + 1),
+        "acc": 0.5,
+        "eval": None,
+        "layers": [{"name": "h1", "mean": float(seq)}],
+    }
 
 
 def _rows(seqs) -> list[tuple[int, int, bytes]]:
@@ -69,8 +76,14 @@ def test_an_ended_run_keeps_its_status(store):
 
 def test_startup_marks_running_and_queued_runs_interrupted_and_keeps_frames(store):
     running, queued, done = _new_run(store), _new_run(store), _new_run(store)
-    store.apply([Start(running, 1.0), Frames(running, _rows(range(5)), {"step": 5}),
-                 Start(done, 1.0), Finish(done, "completed", None, 2.0)])  # fmt: skip
+    store.apply(
+        [
+            Start(running, 1.0),
+            Frames(running, _rows(range(5)), {"step": 5}),
+            Start(done, 1.0),
+            Finish(done, "completed", None, 2.0),
+        ]
+    )
     assert sorted(store.mark_interrupted("server restarted")) == sorted([running, queued])
     assert store.get_run(running)["status"] == "interrupted"
     assert store.get_run(running)["error"] == "server restarted"
@@ -135,8 +148,9 @@ def test_recorder_batches_many_frames_into_few_transactions(store):
     recorder.started(run_id)
     for seq in range(2000):  # one frame per call: the worst case a worker could send
         text = to_json(_frame(seq))
-        recorder.frames(run_id, [(seq, seq + 1, text, zlib.compress(text.encode()))],
-                        {"step": seq + 1})  # fmt: skip
+        recorder.frames(
+            run_id, [(seq, seq + 1, text, zlib.compress(text.encode()))], {"step": seq + 1}
+        )
     recorder.finished(run_id, "completed")
     assert done.wait(10)
     recorder.stop()

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.app.conftest import LONG_RUN, create, follow, stored_frames, wait_until
-from tests.utils.server import sse_events
+from tests.utils.runs import create, follow, stored_frames, wait_until
+from tests.utils.server import LONG_RUN, sse_events
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,10 @@ def test_a_client_that_never_reads_slows_neither_the_run_nor_other_clients(clien
     runs = [create(client, steps=800, hist_bins=256, depth=3) for _ in range(2)]
     stuck = [_stuck_reader(server.url, f"/api/runs/{runs[1]['id']}/events") for _ in range(3)]
     results: list[dict] = [{}, {}]
-    readers = [threading.Thread(target=_follow_timed, args=(client, run["id"], out))
-               for run, out in zip(runs, results, strict=True)]  # fmt: skip
+    readers = [
+        threading.Thread(target=_follow_timed, args=(client, run["id"], out))
+        for run, out in zip(runs, results, strict=True)
+    ]
     try:
         for reader in readers:
             reader.start()

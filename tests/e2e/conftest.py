@@ -13,24 +13,39 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from normcore.frames import TERMINAL
+
 # the session server (two warm workers: a preset starts two runs at once) and the factory
 from tests.utils.server import LiveServer, server, start_server  # noqa: F401  (fixtures)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]  # fmt: skip
-TERMINAL = {"completed", "diverged", "failed", "cancelled", "interrupted"}
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
 
 # Small runs for a shared 2-core machine; probing every other step keeps the charts growing.
-SMALL: dict[str, Any] = {"depth": 3, "width": 32, "activation": "sigmoid", "steps": 300,
-                         "probe_every": 2, "eval_every": 50, "hist_bins": 48}  # fmt: skip
+SMALL: dict[str, Any] = {
+    "depth": 3,
+    "width": 32,
+    "activation": "sigmoid",
+    "steps": 300,
+    "probe_every": 2,
+    "eval_every": 50,
+    "hist_bins": 48,
+}
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.fail("Debian's chromium is not installed: run .ci/test (it installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -92,10 +107,11 @@ class Dashboard:
         assert not errors, errors
         origin = urlsplit(self.base)
         foreign = [
-            u for u in self.requests
+            u
+            for u in self.requests
             if not u.startswith(("data:", "blob:"))
             and (urlsplit(u).hostname, urlsplit(u).port) != (origin.hostname, origin.port)
-        ]  # fmt: skip
+        ]
         assert not foreign, foreign
 
 

@@ -68,8 +68,15 @@ def assert_every_frame_drawn(dash: Dashboard, server: Any, run_id: str, chart: s
 
 
 # No norm and N(0, 1) weights: the sigmoid units saturate, so the saturation map has colour.
-SATURATING = {**SMALL, "norm": "none", "init": "gaussian", "init_std": 1.0, "lr": 0.5,
-              "probe_every": 5, "eval_every": 100}  # fmt: skip
+SATURATING = {
+    **SMALL,
+    "norm": "none",
+    "init": "gaussian",
+    "init_std": 1.0,
+    "lr": 0.5,
+    "probe_every": 5,
+    "eval_every": 100,
+}
 TOP = "[data-panel=heatmap][data-layer=h3]"  # the top layer's row is open by default
 
 
@@ -307,8 +314,9 @@ def test_a_watched_model_of_ones_own_is_drawn_live_like_any_run(dash: Dashboard,
 
     own = tapering_mlp()
     with Client(server.url, token=server.token) as client:
-        watch = client.watch(own.layers, label="my tapering MLP", activation="tanh",
-                             optimizer=own.opt, every=2)  # fmt: skip
+        watch = client.watch(
+            own.layers, label="my tapering MLP", activation="tanh", optimizer=own.opt, every=2
+        )
         own.train(watch, 130)  # 65 probed steps: a full device ring (32) at least was flushed
         sent = client.run(watch.run_id)["frame_count"]
         assert sent >= 31  # all but the last frame of a flush (it waits to say how it ends)

@@ -8,14 +8,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 JS = Path(__file__).resolve().parents[2] / "frontend" / "js"
 NODE = shutil.which("node")
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed (apt-get install nodejs)")
 def test_frontend_transforms_pass_node_test_runner():
+    assert NODE, "node is not installed: run .ci/test (it installs Debian's nodejs)"
     files = sorted(str(p.relative_to(JS)) for p in (JS / "tests").glob("*.test.js"))
     assert files, "no frontend tests found"
     proc = subprocess.run(

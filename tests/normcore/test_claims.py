@@ -46,8 +46,13 @@ def test_c1_reproduced_then_flips_when_bn_and_none_exchanged():
 
 
 def _c2_cell(regime, excess, gain, published=False):
-    return {"regime": regime, "published": published, "top_excess": excess, "gain": gain,
-            "top_moves": [0.1] * len(excess)}  # fmt: skip
+    return {
+        "regime": regime,
+        "published": published,
+        "top_excess": excess,
+        "gain": gain,
+        "top_moves": [0.1] * len(excess),
+    }
 
 
 def test_c2_holds_where_the_top_saturates_and_learning_stalls_and_flips_when_swapped():
@@ -93,9 +98,13 @@ def test_c3_flips_when_affine_on_and_off_exchanged():
 def _ics_cell(rel_batch, rel_none, none_ok=True):
     ok = {"ok": True, "reasons": []}
     bad = {"ok": False, "reasons": ["it does not train"]}
-    return {"regime": "relu", "published": True, "lr": {"none": 0.3, "batch": 0.3},
-            "rel": {"batch": rel_batch, "none": rel_none},
-            "baseline": {"none": ok if none_ok else bad, "batch": ok}}  # fmt: skip
+    return {
+        "regime": "relu",
+        "published": True,
+        "lr": {"none": 0.3, "batch": 0.3},
+        "rel": {"batch": rel_batch, "none": rel_none},
+        "baseline": {"none": ok if none_ok else bad, "batch": ok},
+    }
 
 
 def test_ics_holds_when_bn_raises_relative_ics_and_flips_when_swapped():
@@ -113,8 +122,10 @@ def test_ics_reports_a_degenerate_baseline_instead_of_a_verdict():
 
 
 def test_relative_ics_divides_by_the_gradient_norm_and_skips_the_first_layer():
-    frame = {"ics": [{"l2": 9.0}, {"l2": 0.2}, {"l2": 0.6}],
-             "layers": [{"grad_norm": 1.0}, {"grad_norm": 2.0}, {"grad_norm": 3.0}]}  # fmt: skip
+    frame = {
+        "ics": [{"l2": 9.0}, {"l2": 0.2}, {"l2": 0.6}],
+        "layers": [{"grad_norm": 1.0}, {"grad_norm": 2.0}, {"grad_norm": 3.0}],
+    }
     assert ics_protocol.relative_ics([frame, {"ics": None, "layers": []}]) == pytest.approx(0.15)
 
 
@@ -146,9 +157,13 @@ def test_c4_follows_wu_and_he_direction_and_flips_when_bn_and_gn_exchanged():
 def _c5_cell(layer, batch, none=(0.9, 0.91, 0.92), batch_ok=True):
     ok = {"ok": True, "reasons": []}
     bad = {"ok": False, "reasons": ["it does not train"]}
-    return {"regime": "batch 4", "published": True, "lr": {"none": 0.3, "batch": 0.3, "layer": 0.3},
-            "acc": {"layer": list(layer), "batch": list(batch), "none": list(none)},
-            "baseline": {"none": ok, "batch": ok if batch_ok else bad, "layer": ok}}  # fmt: skip
+    return {
+        "regime": "batch 4",
+        "published": True,
+        "lr": {"none": 0.3, "batch": 0.3, "layer": 0.3},
+        "acc": {"layer": list(layer), "batch": list(batch), "none": list(none)},
+        "baseline": {"none": ok, "batch": ok if batch_ok else bad, "layer": ok},
+    }
 
 
 def test_c5_holds_when_ln_beats_bn_beyond_two_se_and_flips_when_swapped():
@@ -208,11 +223,21 @@ def test_c8_predicts_the_eps_deviation_and_fails_when_the_prediction_is_not_met(
     law["batch"] = {"0.1": 0.0118676, "1": 0.0, "10": 5.2e-6}
     predicted = {k: dict.fromkeys(("0.1", "1", "10"), 0.0) for k in scale.FOUR}
     predicted["batch"] = {"0.1": 0.0118676, "1": 0.0, "10": 5.2e-6}
-    n = {"weight_rescale": {k: _cell(1e-7) for k in scale.FOUR}, "grad_law": law,
-         "grad_law_predicted": predicted, "max_lr": {"none": 1.0, "batch": 10.0}}  # fmt: skip
+    n = {
+        "weight_rescale": {k: _cell(1e-7) for k in scale.FOUR},
+        "grad_law": law,
+        "grad_law_predicted": predicted,
+        "max_lr": {"none": 1.0, "batch": 10.0},
+    }
     assert scale.verdict_c8(n)["verdict"] == "reproduced"
-    swapped = {**n, "grad_law_predicted": {**predicted, "batch": predicted["layer"],
-                                           "layer": predicted["batch"]}}  # fmt: skip
+    swapped = {
+        **n,
+        "grad_law_predicted": {
+            **predicted,
+            "batch": predicted["layer"],
+            "layer": predicted["batch"],
+        },
+    }
     result = scale.verdict_c8(swapped)
     assert result["verdict"] == "mixed" and not result["checks"][1]["passed"]
 
@@ -240,13 +265,22 @@ def _frame(step: int, layers: list[dict], status: str = "running", acc=None) -> 
 
 
 def _layer(std=1.0, w1=0.0, p=(-1.0, 0.0, 1.0), sat=0.0) -> dict:
-    return {"name": "h", "std": std, "w1_first": w1, "p15": p[0], "p50": p[1], "p85": p[2],
-            "sat": sat}  # fmt: skip
+    return {
+        "name": "h",
+        "std": std,
+        "w1_first": w1,
+        "p15": p[0],
+        "p50": p[1],
+        "p85": p[2],
+        "sat": sat,
+    }
 
 
 def test_relative_drift_is_in_units_of_the_first_std():
-    frames = [_frame(s, [_layer(std=2.0 if s == 0 else 9.0, w1=w)]) for s, w in
-              enumerate([0.0, 0.0, 1.0, 3.0])]  # fmt: skip
+    frames = [
+        _frame(s, [_layer(std=2.0 if s == 0 else 9.0, w1=w)])
+        for s, w in enumerate([0.0, 0.0, 1.0, 3.0])
+    ]
     # second half of the probes: W1 1 and 3, mean 2, over the first std 2
     assert measures.relative_drift(frames) == [pytest.approx(1.0)]
 
@@ -281,12 +315,30 @@ def test_unknown_claim_names_the_known_ones():
 
 # --- every claim, quick mode, for real --------------------------------------------------------
 
-RESULT_KEYS = {"id", "title", "claim", "experiment", "criterion", "verdict", "checks",
-               "numbers", "regimes", "series", "run_configs", "quick", "duration_s"}  # fmt: skip
+RESULT_KEYS = {
+    "id",
+    "title",
+    "claim",
+    "experiment",
+    "criterion",
+    "verdict",
+    "checks",
+    "numbers",
+    "regimes",
+    "series",
+    "run_configs",
+    "quick",
+    "duration_s",
+}
 VERDICTS = {"reproduced", "mixed", "not reproduced"}
 # claims on the protocol (normcore.claims.protocol) read their published cell
-PROTOCOL_VERDICTS = {"reproduced", "not reproduced", "no difference measured",
-                     "degenerate baseline", "unmeasured"}  # fmt: skip
+PROTOCOL_VERDICTS = {
+    "reproduced",
+    "not reproduced",
+    "no difference measured",
+    "degenerate baseline",
+    "unmeasured",
+}
 PROTOCOL = {"C2", "C5", "ICS"}
 
 

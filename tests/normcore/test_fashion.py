@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from normcore import fashion
 from normcore.config import RunConfig
-from normcore.data import load_dataset
+from normcore.data import fashion, load_dataset
 from normcore.models import build_model
 
 

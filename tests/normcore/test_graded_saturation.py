@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from normcore import kernels
-from normcore.stats import FIELDS, FINE, STAT_FIELDS, LayerStats, choose_edges, layer_frames
+from normcore.probe import kernels
+from normcore.probe.stats import FIELDS, FINE, STAT_FIELDS, LayerStats, choose_edges, layer_frames
 
 BINS = 16
 # |d/dx f'(x)/max f'|: sigmoid's is max |tanh(x/2) sech^2(x/2)| / 1 = 0.385, tanh's twice that
@@ -33,13 +33,24 @@ def frame_layers(x: np.ndarray, activation: str, kernel: bool, edges=None):
     hist, cols = stats([[torch.from_numpy(row.copy())] for row in x], None)
     scal = np.full((len(x), len(FIELDS)), np.nan)
     scal[:, : len(STAT_FIELDS)] = cols.numpy()
-    ((layers,), _) = layer_frames([f"h{i}" for i in range(len(x))], edges, hist.numpy()[None],
-                                  scal[None], n, BINS, None, None, activation)  # fmt: skip
+    ((layers,), _) = layer_frames(
+        [f"h{i}" for i in range(len(x))],
+        edges,
+        hist.numpy()[None],
+        scal[None],
+        n,
+        BINS,
+        None,
+        None,
+        activation,
+    )
     return layers, edges
 
 
-PATHS = [False, pytest.param(True, marks=pytest.mark.skipif(not kernels.AVAILABLE,
-                                                            reason="numba missing"))]  # fmt: skip
+PATHS = [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(not kernels.AVAILABLE, reason="numba missing")),
+]
 
 
 @pytest.mark.parametrize("kernel", PATHS, ids=["torch-batch", "kernel"])
@@ -47,8 +58,14 @@ PATHS = [False, pytest.param(True, marks=pytest.mark.skipif(not kernels.AVAILABL
 def test_graded_saturation_and_outputs_match_numpy_within_the_stated_bound(activation, kernel):
     rng = np.random.default_rng(3)
     n = 3000
-    x = np.stack([rng.normal(0, 0.5, n), rng.normal(-3, 0.3, n), rng.normal(0, 4, n),
-                  rng.uniform(-12, 12, n)]).astype(np.float32)  # fmt: skip
+    x = np.stack(
+        [
+            rng.normal(0, 0.5, n),
+            rng.normal(-3, 0.3, n),
+            rng.normal(0, 4, n),
+            rng.uniform(-12, 12, n),
+        ]
+    ).astype(np.float32)
     layers, edges = frame_layers(x, activation, kernel)
     for i, layer in enumerate(layers):
         lost, mean, std = exact(x[i], activation)

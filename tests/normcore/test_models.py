@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from normcore.config import NORMS, RunConfig
+from normcore.config import NORM_NAMES, RunConfig
 from normcore.models import ConvNet, RecurrentLayer, build_model
 from normcore.norms import norm_affine
 
@@ -26,13 +26,21 @@ def capture(model) -> dict[str, list[torch.Tensor]]:
     return seen
 
 
-CASES = [(m, n) for m in ("mlp", "convnet", "rnn") for n in NORMS if (m, n) != ("mlp", "instance")]
+CASES = [
+    (m, n) for m in ("mlp", "convnet", "rnn") for n in NORM_NAMES if (m, n) != ("mlp", "instance")
+]
 
 
 @pytest.mark.parametrize(("model", "norm"), CASES)
 def test_every_model_and_norm_builds_runs_and_exposes_probe_points(model, norm):
-    cfg = RunConfig(model=model, norm=norm, depth=2, width=8, groups=2,
-                    dataset="sequence" if model == "rnn" else "digits")  # fmt: skip
+    cfg = RunConfig(
+        model=model,
+        norm=norm,
+        depth=2,
+        width=8,
+        groups=2,
+        dataset="sequence" if model == "rnn" else "digits",
+    )
     x, shape = sample(cfg)
     net = build_model(cfg, shape, 5)
     seen = capture(net)
@@ -106,8 +114,9 @@ def test_convnet_keeps_the_map_size_and_takes_flat_digits():
 
 
 def test_lstm_taps_read_the_candidate_gate_before_and_after_the_norm():
-    cfg = RunConfig(model="rnn", dataset="sequence", cell="lstm", norm="layer", width=6,
-                    depth=1, affine=False)  # fmt: skip
+    cfg = RunConfig(
+        model="rnn", dataset="sequence", cell="lstm", norm="layer", width=6, depth=1, affine=False
+    )
     net = build_model(cfg, (4, 3), 2)
     layer = net.blocks[0]
     assert isinstance(layer, RecurrentLayer) and layer.linear.out_features == 24

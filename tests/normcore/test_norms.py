@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from normcore.config import NORMS as CONFIG_NORMS
+from normcore.config import NORM_NAMES
 from normcore.norms import (
     NORMS,
-    get_norm_layer,
+    create_norm_layer,
     make_conv2d,
     make_linear,
     norm_affine,
@@ -63,7 +63,7 @@ def test_norm_layer_matches_float64_reference(name: str, dims: int) -> None:
     gen = torch.Generator().manual_seed(1)
     shape = (6, 8) if dims == 1 else (6, 8, 3, 4)
     x = torch.randn(shape, generator=gen, dtype=torch.float64) * 3 + 2
-    layer = get_norm_layer(name, 8, dims=dims, groups=4).double().train()
+    layer = create_norm_layer(name, 8, dims=dims, groups=4).double().train()
     _randomize_affine(layer, gen)
     g, b = norm_affine(layer)
     want = _reference(name, x.numpy(), groups=4)
@@ -77,12 +77,12 @@ def test_norm_layer_matches_float64_reference(name: str, dims: int) -> None:
 
 def test_instance_norm_normalizes_each_channel_over_positions() -> None:
     x = torch.randn(4, 5, 7, dtype=torch.float64)
-    got = get_norm_layer("instance", 5, affine=False).double()(x)
+    got = create_norm_layer("instance", 5, affine=False).double()(x)
     torch.testing.assert_close(got, torch.from_numpy(_standardize(x.numpy(), (2,), LN_EPS)))
 
 
 def test_batch_norm_updates_running_stats_with_momentum_one_tenth() -> None:
-    layer = get_norm_layer("batch", 3).double()
+    layer = create_norm_layer("batch", 3).double()
     x = torch.randn(50, 3, dtype=torch.float64) + 4
     layer(x)
     torch.testing.assert_close(layer.running_mean, 0.1 * x.mean(0))
@@ -172,7 +172,7 @@ def test_cosine_norm_of_a_zero_input_is_zero_with_a_finite_gradient() -> None:
 @pytest.mark.parametrize("name", list(NORMS))
 def test_affine_flag_controls_the_second_scale_and_shift(name: str) -> None:
     spec = NORMS[name]
-    build = make_linear if spec.in_linear else get_norm_layer
+    build = make_linear if spec.in_linear else create_norm_layer
     on = build(name, 8, 8) if spec.in_linear else build(name, 8)
     off = build(name, 8, 8, affine=False) if spec.in_linear else build(name, 8, affine=False)
     assert (norm_affine(on)[0] is not None) == spec.properties["has_affine"]
@@ -181,41 +181,55 @@ def test_affine_flag_controls_the_second_scale_and_shift(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("spelling", "name"),
-    [("Batch_Norm", "batch"), ("BN", "batch"), ("LayerNorm", "layer"), ("RMSNorm", "rms"),
-     ("gn", "group"), ("weight-norm", "weight"), ("Identity", "none"), ("cosine", "cosine")],
-)  # fmt: skip
+    [
+        ("Batch_Norm", "batch"),
+        ("BN", "batch"),
+        ("LayerNorm", "layer"),
+        ("RMSNorm", "rms"),
+        ("gn", "group"),
+        ("weight-norm", "weight"),
+        ("Identity", "none"),
+        ("cosine", "cosine"),
+    ],
+)
 def test_names_are_normalized(spelling: str, name: str) -> None:
     assert resolve(spelling).name == name
 
 
 @pytest.mark.parametrize(
     ("cls", "name"),
-    [(nn.BatchNorm2d, "batch"), (nn.LayerNorm, "layer"), (nn.GroupNorm, "group"),
-     (nn.RMSNorm, "rms"), (nn.InstanceNorm2d, "instance"), (nn.Identity, "none")],
-)  # fmt: skip
+    [
+        (nn.BatchNorm2d, "batch"),
+        (nn.LayerNorm, "layer"),
+        (nn.GroupNorm, "group"),
+        (nn.RMSNorm, "rms"),
+        (nn.InstanceNorm2d, "instance"),
+        (nn.Identity, "none"),
+    ],
+)
 def test_layer_classes_are_accepted_in_place_of_names(cls: type, name: str) -> None:
     assert resolve(cls).name == name
-    assert isinstance(get_norm_layer(cls, 4), nn.Module)
+    assert isinstance(create_norm_layer(cls, 4), nn.Module)
 
 
 def test_unknown_norm_name_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="norm 'bn2' is unknown; known: none, batch, layer"):
-        get_norm_layer("bn2", 4)
+        create_norm_layer("bn2", 4)
 
 
 def test_unknown_norm_class_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="norm class 'Linear' is unknown; known: .*BatchNorm1d"):
-        get_norm_layer(nn.Linear, 4)
+        create_norm_layer(nn.Linear, 4)
 
 
 def test_group_count_must_divide_features() -> None:
     with pytest.raises(ValueError, match="groups 3 must divide num_features 8"):
-        get_norm_layer("group", 8, groups=3)
+        create_norm_layer("group", 8, groups=3)
 
 
 def test_catalog_is_json_ready_and_in_canonical_order() -> None:
     catalog = json.loads(json.dumps(norm_catalog()))
-    assert [entry["name"] for entry in catalog] == list(CONFIG_NORMS)
+    assert [entry["name"] for entry in catalog] == list(NORM_NAMES)
     for entry in catalog:
         assert set(entry["properties"]) == set(NORMS["batch"].properties)
         assert entry["note"] and "\n" not in entry["note"]

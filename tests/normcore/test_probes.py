@@ -1,6 +1,6 @@
 """Every probe statistic against an independent float64 numpy recomputation.
 
-The device path (normcore.stats.LayerStats + layer_frames, normcore.probes.Probe) is compared
+The device path (normcore.probe: stats.LayerStats + layer_frames, probe.Probe) is compared
 on fresh random inputs, including a layer with NaN, one with ±inf, a constant one, an all-NaN
 one and one whose values fall outside its fixed edges.
 """
@@ -15,13 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normcore import kernels
-from normcore import stats as stats_module
 from normcore.config import RunConfig
 from normcore.models import build_model
 from normcore.norms import norm_affine
-from normcore.probes import Probe
-from normcore.stats import (
+from normcore.probe import kernels
+from normcore.probe import stats as stats_module
+from normcore.probe.probe import Probe
+from normcore.probe.stats import (
     ACT_RANGE,
     FIELDS,
     FINE,
@@ -31,7 +31,7 @@ from normcore.stats import (
     choose_edges,
     layer_frames,
 )
-from normcore.taps import ProbePoint, Tap
+from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import run
 
 BINS = 16
@@ -82,14 +82,23 @@ def percentile_bound(v: np.ndarray, q: float, lo: float, hi: float, vmin: float,
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
 @pytest.mark.parametrize(
     ("kernel", "parts", "hooks", "threads"),
-    [(False, 2, False, 1), *(pytest.param(*p, marks=NUMBA) for p in [
-        (True, 1, False, 1), (True, 2, False, 1), (True, 2, True, 1), (True, 1, True, 3)])],
-    ids=["torch-batch", "kernel", "kernel-time-steps", "kernel-piece-by-piece",
-         "kernel-3-threads"],
-)  # fmt: skip
+    [
+        (False, 2, False, 1),
+        *(
+            pytest.param(*p, marks=NUMBA)
+            for p in [
+                (True, 1, False, 1),
+                (True, 2, False, 1),
+                (True, 2, True, 1),
+                (True, 1, True, 3),
+            ]
+        ),
+    ],
+    ids=["torch-batch", "kernel", "kernel-time-steps", "kernel-piece-by-piece", "kernel-3-threads"],
+)
 def test_layer_stats_match_float64_numpy(
     activation, kernel, parts, hooks, threads, device, monkeypatch
-):  # fmt: skip
+):
     """A GPU batches every layer into one set of torch kernels (histc); a CPU runs compiled
     kernels layer by layer, piece by piece from the hooks (an RNN's time steps: two halves
     here), and with more threads a layer in parts, one per thread. Every path must give the
@@ -171,8 +180,9 @@ def test_layer_stats_match_float64_numpy(
 def test_saturation_counts_values_just_beside_the_threshold(activation):
     """Values 1e-4 on either side of ±t land on the right side, in the over slot too."""
     t = SAT_THRESHOLD[activation]
-    x = np.array([t - 1e-4, t + 1e-4, -t + 1e-4, -t - 1e-4, 0.0, 3 * t, -3 * t, 50.0] * 4,
-                 dtype=np.float32)  # fmt: skip
+    x = np.array(
+        [t - 1e-4, t + 1e-4, -t + 1e-4, -t - 1e-4, 0.0, 3 * t, -3 * t, 50.0] * 4, dtype=np.float32
+    )
     edges = choose_edges(np.array([-t]), np.array([t]), activation)
     stats = LayerStats(edges, len(x), BINS, activation, "cpu")
     assert edges[0, 1] < 50.0  # 50 is in the over slot
@@ -226,9 +236,7 @@ OPTIMIZERS = {
     [pytest.param(True, False, marks=NUMBA), (False, False), (False, True)],
     ids=["in-hooks", "batched", "staged"],
 )
-def test_probe_matches_numpy_over_training_steps(
-    optimizer, norm, eager, staged, device
-):  # fmt: skip
+def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, staged, device):
     """Six probed steps: the first sets the edges (batched); on a CPU, layers that fill the
     cache alone (here: a tiny cache) are measured in the hooks after that; on a GPU the later
     steps replay CUDA graphs. Plain SGD and momentum take ‖Δw‖ = lr·‖d‖ from the optimizer,
@@ -262,17 +270,33 @@ def test_probe_matches_numpy_over_training_steps(
     for _ in range(6):
         seen["act"].clear()
         seen["pre"].clear()
-        loss, logits, (before, affine) = probed_step(model, probe, opt, x, y, lambda: (
-            [numpy64(p.weight) for p in points],
-            [[None if t is None else numpy64(t) for t in norm_affine(p.affine)] for p in points],
-        ))  # fmt: skip
-        expected.append(dict(loss=loss.item(), acc=(logits.argmax(1) == y).double().mean().item(),
-                             act=[numpy64(a) for a in seen["act"]],
-                             act_grad=[numpy64(a.grad) for a in seen["act"]],
-                             pre=[numpy64(p) for p in seen["pre"]],
-                             grad=[numpy64(p.weight.grad) for p in points],
-                             before=before, after=[numpy64(p.weight) for p in points],
-                             affine=affine))  # fmt: skip
+        loss, logits, (before, affine) = probed_step(
+            model,
+            probe,
+            opt,
+            x,
+            y,
+            lambda: (
+                [numpy64(p.weight) for p in points],
+                [
+                    [None if t is None else numpy64(t) for t in norm_affine(p.affine)]
+                    for p in points
+                ],
+            ),
+        )
+        expected.append(
+            dict(
+                loss=loss.item(),
+                acc=(logits.argmax(1) == y).double().mean().item(),
+                act=[numpy64(a) for a in seen["act"]],
+                act_grad=[numpy64(a.grad) for a in seen["act"]],
+                pre=[numpy64(p) for p in seen["pre"]],
+                grad=[numpy64(p.weight.grad) for p in points],
+                before=before,
+                after=[numpy64(p.weight) for p in points],
+                affine=affine,
+            )
+        )
     assert probe.eager == eager  # CPU: steps 2 to 6 ran in the hooks, or all batched
     assert probe.staged == staged == ("loss" in probe._inputs)  # staged steps 2 to 6
     if device.type == "cuda":  # the staged statistics replay a captured CUDA graph
@@ -378,8 +402,10 @@ def test_probe_reads_any_module_through_forward_hooks():
         if own_modules:
             for block in model.blocks:
                 block.pre, block.act_in = torch.nn.Identity(), torch.nn.Identity()
-            points = [ProbePoint(p.name, b.pre, b.act_in, p.weight, p.affine)
-                      for p, b in zip(points, model.blocks, strict=True)]  # fmt: skip
+            points = [
+                ProbePoint(p.name, b.pre, b.act_in, p.weight, p.affine)
+                for p, b in zip(points, model.blocks, strict=True)
+            ]
         assert all(isinstance(p.act, Tap) for p in points) != own_modules
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         probe = Probe(points, activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
@@ -427,12 +453,13 @@ def test_without_numba_a_cpu_probe_measures_the_same_with_torch():
     script = (
         "import sys, json; sys.modules['numba'] = None\n"  # import numba -> ImportError
         "import torch; torch.set_num_threads(1)\n"  # as here (one_thread): the same sums
-        "from normcore import kernels; from normcore.train import run\n"
+        "from normcore.probe import kernels; from normcore.train import run\n"
         "assert not kernels.AVAILABLE\n"
         "print(json.dumps(list(run(dict(norm='batch', steps=6, probe_every=2, device='cpu')))))"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     without = json.loads(done.stdout)
     with_numba = list(run(dict(norm="batch", steps=6, probe_every=2, device="cpu")))
@@ -463,9 +490,7 @@ def test_a_layer_of_another_dtype_is_measured_as_its_float32_values(dtype, kerne
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize(
-    "path", [pytest.param("in-hooks", marks=NUMBA), "batched", "staged"]
-)  # fmt: skip
+@pytest.mark.parametrize("path", [pytest.param("in-hooks", marks=NUMBA), "batched", "staged"])
 @pytest.mark.parametrize("batch", [16, 4])
 def test_a_probed_step_of_another_batch_size_is_an_error_naming_both(path, batch):
     """The probe's buffers and fractions are sized by the first probed step: a later step of

@@ -106,16 +106,25 @@ def test_sweep_configs_lay_out_arms_regimes_lrs_and_seeds_with_a_validation_spli
 
 def test_tuned_arm_reports_the_chosen_rates_runs_and_their_baseline_check():
     def run(first, last, ratio):
-        return [{"step": 1, "val": {"acc": first}, "layers": [{"update_ratio": ratio}]},
-                {"step": 100, "val": {"acc": last}, "status": "completed",
-                 "layers": [{"update_ratio": ratio}]}]  # fmt: skip
+        return [
+            {"step": 1, "val": {"acc": first}, "layers": [{"update_ratio": ratio}]},
+            {
+                "step": 100,
+                "val": {"acc": last},
+                "status": "completed",
+                "layers": [{"update_ratio": ratio}],
+            },
+        ]
 
     frames = {p.key("r", "a", 0.1, s): run(0.1, 0.6, 1e-3) for s in (0, 1)}
     frames |= {p.key("r", "a", 1.0, s): run(0.1, 0.12, 1e-9) for s in (0, 1)}  # flat, frozen
     got = p.tuned_arm(frames, "r", "a", (0, 1), (0.1, 1.0), lambda r: r[-1]["val"]["acc"])
     assert got["lr"] == 0.1 and got["values"] == [0.6, 0.6] and got["baseline"]["ok"]
     # swap the runs between the rates: the frozen ones win nothing, the choice follows
-    swapped = {p.key("r", "a", lr, s): frames[p.key("r", "a", other, s)]
-               for lr, other in ((0.1, 1.0), (1.0, 0.1)) for s in (0, 1)}  # fmt: skip
+    swapped = {
+        p.key("r", "a", lr, s): frames[p.key("r", "a", other, s)]
+        for lr, other in ((0.1, 1.0), (1.0, 0.1))
+        for s in (0, 1)
+    }
     again = p.tuned_arm(swapped, "r", "a", (0, 1), (0.1, 1.0), lambda r: r[-1]["val"]["acc"])
     assert again["lr"] == 1.0 and again["baseline"]["ok"]

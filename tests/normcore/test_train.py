@@ -7,21 +7,67 @@ import pytest
 import torch
 
 from normcore.config import RunConfig
-from normcore.frames import STATUSES, decode, encode, to_json
-from normcore.probes import Probe
+from normcore.frames import FRAME_STATUSES, decode, encode, to_json
+from normcore.probe.probe import Probe
 from normcore.train import resolve_device, run
 
-FRAME_KEYS = {"seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s", "val",
-              "eval", "ics", "layers"}  # fmt: skip
-LAYER_KEYS = {"name", "hist", "nonfinite", "mean", "std", "p15", "p50", "p85", "sat", "sat_pre",
-              "grad_norm", "act_grad_norm", "weight_norm", "update_ratio", "g_mean", "g_std",
-              "b_mean", "b_std", "w1_prev", "w1_first", "sat_graded", "out_mean",
-              "out_std"}  # fmt: skip
+FRAME_KEYS = {
+    "seq",
+    "step",
+    "time",
+    "status",
+    "device",
+    "loss",
+    "acc",
+    "lr",
+    "steps_per_s",
+    "val",
+    "eval",
+    "ics",
+    "layers",
+}
+LAYER_KEYS = {
+    "name",
+    "hist",
+    "nonfinite",
+    "mean",
+    "std",
+    "p15",
+    "p50",
+    "p85",
+    "sat",
+    "sat_pre",
+    "grad_norm",
+    "act_grad_norm",
+    "weight_norm",
+    "update_ratio",
+    "g_mean",
+    "g_std",
+    "b_mean",
+    "b_std",
+    "w1_prev",
+    "w1_first",
+    "sat_graded",
+    "out_mean",
+    "out_std",
+}
 # The BN paper's Figure 1 setting, shortened: 3×100 sigmoid MLP, batch 60, "small random
 # Gaussian" init; lr 1.0 so the network without BN learns too (held-out acc ~0.9 at 300 steps).
-FIG1 = dict(model="mlp", depth=3, width=100, activation="sigmoid", dataset="digits",
-            batch_size=60, lr=1.0, init="gaussian", init_std=0.1, steps=300, probe_every=10,
-            eval_every=100, device="cpu")  # fmt: skip
+FIG1 = dict(
+    model="mlp",
+    depth=3,
+    width=100,
+    activation="sigmoid",
+    dataset="digits",
+    batch_size=60,
+    lr=1.0,
+    init="gaussian",
+    init_std=0.1,
+    steps=300,
+    probe_every=10,
+    eval_every=100,
+    device="cpu",
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -142,7 +188,7 @@ def test_other_models_and_optimizers_complete(cfg):
     frames = list(run(dict(cfg, steps=12, probe_every=4, batch_size=16, device="cpu")))
     assert [f["step"] for f in frames] == [1, 5, 9, 12]
     assert frames[-1]["status"] == "completed" and frames[-1]["loss"] == frames[-1]["loss"]
-    assert all(f["status"] in STATUSES for f in frames)
+    assert all(f["status"] in FRAME_STATUSES for f in frames)
 
 
 def test_ics_is_reported_per_layer_when_asked():
@@ -220,8 +266,18 @@ def test_a_gpu_run_syncs_the_host_only_when_it_flushes_frames(cfg, device, monke
 
 
 def test_a_validation_split_is_evaluated_beside_the_test_split():
-    cfg = RunConfig(dataset="digits", depth=2, width=16, steps=40, probe_every=10, eval_every=20,
-                    lr=0.5, val_fraction=0.2, device="cpu", hist_bins=8)  # fmt: skip
+    cfg = RunConfig(
+        dataset="digits",
+        depth=2,
+        width=16,
+        steps=40,
+        probe_every=10,
+        eval_every=20,
+        lr=0.5,
+        val_fraction=0.2,
+        device="cpu",
+        hist_bins=8,
+    )
     frames = list(run(cfg))
     both = [f for f in frames if f["eval"] is not None]
     assert [f["step"] for f in both] == [1, 21, 40]

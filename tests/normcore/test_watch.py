@@ -54,8 +54,13 @@ def test_watch_measures_layers_of_any_shape_like_an_independent_float64_recomput
     # an independent record of the probed steps: our own hooks and copies, in float64
     seen: list[dict] = []
     outputs: dict[str, torch.Tensor] = {}
-    for module, key in ((model.conv, "conv_pre"), (model.bn, "conv"), (model.fc1, "fc1_pre"),
-                        (model.ln, "fc1"), (model.fc2, "fc2")):  # fmt: skip
+    for module, key in (
+        (model.conv, "conv_pre"),
+        (model.bn, "conv"),
+        (model.fc1, "fc1_pre"),
+        (model.ln, "fc1"),
+        (model.fc2, "fc2"),
+    ):
         module.register_forward_hook(lambda m, a, out, key=key: outputs.__setitem__(key, out))
     weights = {"conv": model.conv.weight, "fc1": model.fc1.weight, "fc2": model.fc2.weight}
     for _ in range(10):
@@ -115,8 +120,9 @@ def test_watch_writes_json_lines_and_calls_back_with_the_same_frames(tmp_path):
     out = tmp_path / "frames.jsonl"
     model, layers, x, y = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Watch(layers, activation="relu", optimizer=opt, every=2, out=out,
-               on_frame=got.append) as watch:  # fmt: skip
+    with Watch(
+        layers, activation="relu", optimizer=opt, every=2, out=out, on_frame=got.append
+    ) as watch:
         train(model, watch, opt, x, y, steps=9)
         assert len(got) < 5  # frames arrive as the probes flush, the last one at close
     lines = out.read_text().splitlines()

@@ -74,9 +74,21 @@ class LiveServer:
         self.port = free_port()
         env = {**os.environ, **self.env, "NORMSCOPE_DATA_DIR": str(self.data_dir)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info",
-                   "--timeout-graceful-shutdown", "5"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "app.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "info",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -160,8 +172,12 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
     for line in response.iter_lines():
         if not line:
             if data or event:
-                yield {"event": event.get("event", "message"), "id": event.get("id"),
-                       "data": "\n".join(data) if data else None, "comment": None}  # fmt: skip
+                yield {
+                    "event": event.get("event", "message"),
+                    "id": event.get("id"),
+                    "data": "\n".join(data) if data else None,
+                    "comment": None,
+                }
             event, data = {}, []
         elif line.startswith(":"):
             yield {"event": None, "id": None, "data": None, "comment": line[1:].strip()}

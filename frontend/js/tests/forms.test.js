@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import {
-  choicesOf, configSummary, distinguishingLabels, fieldErrors, fieldKind, fmt, groupedFields, irrelevantFields,
-  isWatched, stepsText, toConfig,
-} from "../forms.js";
+import { configSummary, distinguishingLabels, fmt, isWatched, stepsText } from "../format.js";
+import { choicesOf, fieldErrors, fieldKind, groupedFields, irrelevantFields, toConfig } from "../forms.js";
 
 const defaults = {
   model: "mlp", depth: 3, width: 100, activation: "sigmoid", norm: "none", affine: true,
@@ -13,6 +11,7 @@ const defaults = {
 const catalog = {
   models: ["mlp", "convnet", "rnn"], activations: ["sigmoid", "tanh"],
   norms: [{ name: "batch", title: "Batch norm", note: "normalizes over the batch" }, { name: "none" }],
+  devices: ["auto", "cpu", "cuda"],
 };
 
 test("field kinds follow the catalog and the defaults", () => {

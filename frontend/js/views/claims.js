@@ -2,14 +2,13 @@
 // the experiment behind it and its measured verdict. #/claims lists them; #/claims/<id> shows
 // one: claim, experiment, criterion, checks with their numbers, plots, and links to the runs.
 
-import { api } from "../api.js";
+import { api, isActive } from "../api.js";
 import { armRows, checksSummary, compareIds, figure, regimeCells, verdictClass } from "../claim_figures.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 
 const POLL_MS = 1500;
-const ACTIVE = new Set(["queued", "running"]);
 
 function verdictBadge(verdict) {
   return h("span", { class: `badge verdict ${verdictClass(verdict)}`, dataset: { verdict: verdict ?? "" } },
@@ -51,13 +50,13 @@ function mountList(root) {
 
   async function runAll() {
     const { data } = await api.claims();
-    for (const c of data) if (!ACTIVE.has(c.latest?.status)) await start(c.id);
+    for (const c of data) if (!isActive(c.latest?.status)) await start(c.id);
     load();
   }
 
   function row(c) {
     const latest = c.latest;
-    const active = ACTIVE.has(latest?.status);
+    const active = isActive(latest?.status);
     return h("tr", { dataset: { claim: c.id } },
       h("td", {}, h("a", { href: href.claim(c.id), class: "claim-id" }, c.id)),
       h("td", {}, h("a", { href: href.claim(c.id) }, c.title), h("div", { class: "muted claim-text" }, c.claim)),
@@ -74,7 +73,7 @@ function mountList(root) {
       if (stopped) return;
       fill(message);
       fill(body, data.map(row));
-      if (data.some((c) => ACTIVE.has(c.latest?.status))) timer = setTimeout(load, POLL_MS);
+      if (data.some((c) => isActive(c.latest?.status))) timer = setTimeout(load, POLL_MS);
     } catch (err) {
       if (stopped) return;
       fill(message, errorBox("Cannot list the claims", err.message));
@@ -157,7 +156,7 @@ function mountClaim(root, id) {
 
   function drawHead(c) {
     const latest = c.latest;
-    const active = ACTIVE.has(latest?.status);
+    const active = isActive(latest?.status);
     const status = !latest ? h("span", { class: "muted" }, "Not run yet on this server.")
       : active ? h("span", {}, badge(latest.status), ` ${latest.quick ? "quick" : "full"} run started ${when(latest.created_at)} · ${latest.run_ids.length} arm run(s) so far`)
         : latest.status === "completed" ? h("span", { class: "muted" }, `last run ${when(latest.finished_at)} (${latest.quick ? "quick" : "full"})`)
@@ -215,7 +214,7 @@ function mountClaim(root, id) {
         shown = c.result?.id ?? null;
         drawResult(c.result);
       }
-      if (ACTIVE.has(c.latest?.status)) timer = setTimeout(load, POLL_MS);
+      if (isActive(c.latest?.status)) timer = setTimeout(load, POLL_MS);
     } catch (err) {
       if (stopped) return;
       fill(head, errorBox(err.status === 404 ? "No such claim" : "Cannot load the claim", err.message,

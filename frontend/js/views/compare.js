@@ -2,12 +2,12 @@
 // (one Okabe-Ito colour each); the distribution heatmaps and saturation maps sit side by side
 // on the same y range and colour scale.
 
-import { TERMINAL } from "../api.js";
+import { isTerminal } from "../api.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
-import { distinguishingLabels, isWatched } from "../forms.js";
+import { distinguishingLabels, isWatched } from "../format.js";
 import * as heatmap from "../panels/heatmap.js";
-import * as saturation from "../panels/saturation.js";
+import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
@@ -88,7 +88,7 @@ export function mount(root, { ids }) {
     runs.forEach((r, i) => { r.label = labels[i]; });
     fill(chips, runs.map((r) => h("a", { class: "chip", href: href.run(r.id), title: r.run?.label ?? r.id },
       h("span", { class: "swatch", style: `background:${r.color}` }), r.label, " ", r.run ? badge(r.run.status) : "")));
-    const stillRunning = runs.filter((r) => r.run && !TERMINAL.has(r.run.status)).length;
+    const stillRunning = runs.filter((r) => r.run && !isTerminal(r.run.status)).length;
     document.title = `Compare ${runs.length} runs${stillRunning ? ` (${stillRunning} running)` : ""} — NormScope`;
     schedule();
   }
@@ -143,7 +143,7 @@ export function mount(root, { ids }) {
       } else P.draw(r.heat, [], empty(r));
       if (r.cols.step.length) {
         const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
-        saturation.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
+        overview.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange: [0, maxStep] });
       } else P.draw(r.sat, [], empty(r));
     }
   }

@@ -4,11 +4,12 @@
 
 import { api } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
+import { configSummary } from "../format.js";
 import {
-  choicesOf, configSummary, fieldErrors, fieldKind, groupedFields, HELP, irrelevantFields,
-  LIMITS, toConfig,
+  choicesOf, fieldErrors, fieldKind, groupedFields, HELP, irrelevantFields, LIMITS, toConfig,
 } from "../forms.js";
 import { href } from "../router.js";
+import { parseValues } from "../sweep_grid.js";
 
 const human = (name) => name.replaceAll("_", " ");
 
@@ -132,8 +133,91 @@ function render(root, catalog) {
     }
   });
 
-  fill(root, h("div", { class: "launch-page" }, form, presets(catalog, setValues)));
+  const base = () => toConfig(rawValues(), defaults, catalog);
+  fill(root, h("div", { class: "launch-page" }, form,
+    h("div", {}, sweepCard(catalog, base), presets(catalog, setValues))));
   setValues(defaults);
+}
+
+/** Sweep mode: the form above is the base config; mark fields to vary and list their values. */
+function sweepCard(catalog, base) {
+  const fields = Object.keys(catalog.defaults).filter((f) => f !== "seed");
+  const rows = h("div", { class: "sweep-rows" });
+  const seeds = h("input", { id: "sweep-seeds", type: "number", min: 1, max: 100, step: 1, value: 2 });
+  const metric = h("select", { id: "sweep-metric" },
+    Object.entries(catalog.sweep_metrics ?? {}).map(([name, what]) => h("option", { value: name, title: what }, `${name} — ${what}`)));
+  const skip = h("input", { type: "checkbox", id: "sweep-skip" });
+  const error = h("div", { class: "form-error", role: "alert", "aria-live": "polite" });
+  const start = h("button", { type: "submit", class: "primary" }, "Start sweep");
+
+  function addRow(field = "norm", values = "") {
+    const pick = h("select", { class: "sweep-field", "aria-label": "field to vary" },
+      fields.map((f) => h("option", { value: f, selected: f === field }, human(f))));
+    const list = h("input", { class: "sweep-values", type: "text", value: values, "aria-label": "values, comma-separated",
+      placeholder: "values, comma-separated: batch, group or 2, 4, 8" });
+    const row = h("div", { class: "sweep-row" }, pick, list,
+      h("button", { type: "button", "aria-label": "remove this field", onclick: () => row.remove() }, "×"));
+    rows.append(row);
+  }
+
+  const card = h("form", { class: "card sweep-form", novalidate: true, "aria-label": "sweep" },
+    h("div", { class: "card-head" }, h("h2", {}, "Sweep"),
+      h("span", { class: "hint" }, `the form above is the base; every cell is checked first (at most ${catalog.max_sweep_cells || "?"} cells)`)),
+    rows,
+    h("div", { class: "form-actions" },
+      h("button", { type: "button", onclick: () => addRow(fields.find((f) => f !== "norm")) }, "Vary another field")),
+    h("div", { class: "sweep-options" },
+      h("label", { for: "sweep-seeds" }, "seeds "), seeds,
+      h("label", { for: "sweep-metric" }, " metric "), metric,
+      h("label", {}, skip, " skip invalid cells")),
+    error,
+    h("div", { class: "form-actions" }, start));
+  addRow("norm", "batch, layer");
+
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    fill(error);
+    const grid = {};
+    for (const row of rows.querySelectorAll(".sweep-row")) {
+      const values = parseValues(row.querySelector(".sweep-values").value);
+      if (values.length) grid[row.querySelector(".sweep-field").value] = values;
+    }
+    start.disabled = true;
+    try {
+      const sweep = await api.createSweep({ base: base(), grid, seeds: Number(seeds.value) || 1,
+        metric: metric.value || "eval_acc", skip_invalid: skip.checked });
+      location.hash = href.sweep(sweep.id);
+    } catch (err) {
+      fill(error, errorBox("The sweep was not started", err.message));
+    } finally {
+      start.disabled = false;
+    }
+  });
+  return h("div", {}, card, sweepPresets(catalog));
+}
+
+function sweepPresets(catalog) {
+  const list = catalog.sweep_presets ?? [];
+  if (!list.length) return "";
+  return h("section", { class: "card presets" }, h("h2", {}, "Sweep presets"),
+    h("div", { class: "preset-list" }, list.map((p) => {
+      const status = h("div", { class: "preset-status", role: "status" });
+      const cells = Object.values(p.grid).reduce((n, v) => n * v.length, 1) * p.seeds;
+      const go = h("button", { type: "button", class: "primary", dataset: { sweepPreset: p.id } }, `Start ${cells} runs`);
+      go.addEventListener("click", async () => {
+        go.disabled = true;
+        try {
+          const sweep = await api.createSweep({ base: p.base, grid: p.grid, seeds: p.seeds, metric: p.metric });
+          location.hash = href.sweep(sweep.id);
+        } catch (err) {
+          fill(status, errorBox("The sweep was not started", err.message));
+        } finally {
+          go.disabled = false;
+        }
+      });
+      return h("article", { class: "preset", dataset: { sweepPreset: p.id } }, h("h3", {}, p.title), h("p", {}, p.description),
+        h("div", { class: "form-actions" }, go), status);
+    })));
 }
 
 function presets(catalog, edit) {

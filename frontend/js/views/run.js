@@ -2,15 +2,15 @@
 // overview (click a cell to open that layer at that step) and the foldable layer rows.
 // History from /frames, then live frames from the stream, drawn with extendTraces.
 
-import { api, TERMINAL } from "../api.js";
+import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
 import { RunFeed } from "../feed.js";
-import { configSummary, fmt, isWatched, stepsText } from "../forms.js";
+import { configSummary, fmt, isWatched, stepsText } from "../format.js";
 import * as loss from "../panels/loss.js";
-import * as saturation from "../panels/saturation.js";
+import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
-import { LayerRows } from "./layers.js";
+import { LayerRows } from "../components/layers.js";
 
 export function mount(root, { id }) {
   const el = {
@@ -58,7 +58,7 @@ export function mount(root, { id }) {
       if (delta.reshape) drawAll();
       else {
         loss.extend(el.loss, delta);
-        saturation.extend(el.overview, delta, metric);
+        overview.extend(el.overview, delta, metric);
         rows.extend(delta);
       }
       renderProgress();
@@ -74,19 +74,19 @@ export function mount(root, { id }) {
   });
   const rows = new LayerRows(el.layers, feed.cols);
 
-  for (const [key, m] of Object.entries(saturation.METRICS)) {
+  for (const [key, m] of Object.entries(overview.METRICS)) {
     const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": String(key === metric) }, m.label);
     b.addEventListener("click", () => {
       metric = key;
       for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === key));
-      saturation.draw(el.overview, feed.cols, metric);
+      overview.draw(el.overview, feed.cols, metric);
     });
     el.toggle.append(b);
   }
 
   function drawAll() {
     loss.draw(el.loss, feed.cols);
-    saturation.draw(el.overview, feed.cols, metric);
+    overview.draw(el.overview, feed.cols, metric);
     rows.draw();
   }
 
@@ -100,7 +100,7 @@ export function mount(root, { id }) {
     el.progressText.textContent = run?.status === "queued"
       ? `queued: waits for a free worker · ${fmt(steps)} steps`
       : stepsText(step, steps);
-    const live = run && !TERMINAL.has(run.status);
+    const live = run && !isTerminal(run.status);
     el.rate.textContent = cols.stepsPerS != null && live ? `${fmt(cols.stepsPerS)} steps/s` : "";
     const dev = cols.device ?? run?.device;
     el.device.textContent = dev ? `on ${dev}` : "";
@@ -115,7 +115,7 @@ export function mount(root, { id }) {
     el.summary.textContent = `${configSummary(run.config)} · ${plan} · run ${run.id}`;
     fill(el.status, badge(run.status));
     document.title = `${run.status} · ${run.label ?? run.id} — NormScope`;
-    const active = !TERMINAL.has(run.status);
+    const active = !isTerminal(run.status);
     fill(el.actions,
       active && h("button", { type: "button", class: "danger", onclick: cancel }, "Cancel"),
       ["csv", "jsonl"].map((f) => fileLink(api.exportUrl(run.id, f), `${run.id}.${f}`, f.toUpperCase(), api.download)),
@@ -138,7 +138,7 @@ export function mount(root, { id }) {
   }
 
   drawAll();
-  saturation.onPick(el.overview, (name, step) => rows.reveal(name, step)); // after the first draw
+  overview.onPick(el.overview, (name, step) => rows.reveal(name, step)); // after the first draw
   feed.start();
 
   return {

@@ -1,9 +1,9 @@
 // The runs table: status, config summary, progress, final metrics; open, cancel, delete,
 // export, and pick 2–4 runs to compare. Refreshes itself while any run is queued or running.
 
-import { api, TERMINAL } from "../api.js";
+import { api, isTerminal } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
-import { configSummary, fmt, isWatched, stepsText } from "../forms.js";
+import { configSummary, fmt, isWatched, stepsText } from "../format.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 2000;
@@ -57,7 +57,7 @@ export function mount(root) {
 
   function row(run) {
     const f = run.final ?? run.metrics ?? {}; // latest metrics while it runs
-    const active = !TERMINAL.has(run.status);
+    const active = !isTerminal(run.status);
     const box = h("input", {
       type: "checkbox", "aria-label": `select run ${run.id}`, checked: picked.has(run.id),
       onchange: (ev) => { ev.target.checked ? picked.add(run.id) : picked.delete(run.id); updateCompare(); },
@@ -94,7 +94,7 @@ export function mount(root) {
       }
       for (const id of [...picked]) if (!data.some((r) => r.id === id)) picked.delete(id);
       updateCompare();
-      if (data.some((r) => !TERMINAL.has(r.status))) timer = setTimeout(load, REFRESH_MS);
+      if (data.some((r) => !isTerminal(r.status))) timer = setTimeout(load, REFRESH_MS);
     } catch (err) {
       if (stopped) return;
       fill(message, errorBox("Cannot list runs", err.message));

@@ -1,0 +1,138 @@
+"""`normscope claims`: run the seed's claims as experiments and print their verdicts.
+
+    normscope claims --quick              # every claim, small and on the CPU (~1 min in all)
+    normscope claims --only C4 --only C7  # some claims (comma-separated works too)
+    normscope claims --json results.json  # also write the full results
+
+The exit status says whether every experiment *ran* (0), not what it found: "not
+reproduced" is a result like any other. 1: an experiment raised; 2: an unknown claim id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+EXIT_FAILED, EXIT_INVALID = 1, 2
+
+
+def add_claims_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "claims",
+        help="check the seed's claims C1..C9 with live experiments",
+        description="Run each claim's experiment, measure, and print the verdict table. Exit "
+        "status 0 when every experiment ran (whatever the verdicts), 1 when one failed, 2 for "
+        "an unknown claim id.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small nets, few hundred steps, CPU: < 1 minute per claim",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="ID",
+        default=[],
+        help="run only this claim (repeatable, or comma-separated: C1,C4)",
+    )
+    p.add_argument("--json", metavar="FILE", help="write the full results as a JSON list")
+    p.add_argument(
+        "--checks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="print each claim's checks under the table (default: on)",
+    )
+    p.set_defaults(func=cmd_claims)
+
+
+def selected(only: list[str]) -> list[str]:
+    """Claim ids in the catalog's order; ValueError naming an unknown id."""
+    from normcore.claims import CLAIMS, get_claim
+
+    wanted = [part for item in only for part in item.split(",") if part.strip()]
+    ids = {get_claim(w).id for w in wanted}
+    return [c for c in CLAIMS if not ids or c in ids]
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from normcore.claims import run_claim  # torch is imported here, not for --help
+    from normcore.claims.parallel import ParallelRunner
+
+    try:
+        ids = selected(args.only)
+    except ValueError as exc:
+        print(f"normscope claims: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    # shared: claims that reuse an arm's config run it once; a claim's arms run side by side,
+    # one process (and one torch thread) per core this process may use
+    runner = ParallelRunner()
+    results: list[dict[str, Any]] = []
+    failed = 0
+    mode = "quick" if args.quick else "full"
+    for claim_id in ids:
+        print(f"running {claim_id} ({mode}) ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        try:
+            results.append(run_claim(claim_id, quick=args.quick, runner=runner))
+        except Exception as exc:  # one broken experiment must not hide the others' results
+            failed += 1
+            traceback.print_exc()
+            results.append(failure(claim_id, exc, time.perf_counter() - start))
+    print(table(results))
+    if args.checks:
+        print(checks(results))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=1)
+    return EXIT_FAILED if failed else 0
+
+
+def failure(claim_id: str, exc: Exception, duration: float) -> dict[str, Any]:
+    from normcore.claims import get_claim
+
+    exp = get_claim(claim_id)
+    return {
+        "id": exp.id,
+        "title": exp.title,
+        "verdict": "failed",
+        "error": f"{exc!r}",
+        "checks": [],
+        "duration_s": round(duration, 2),
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """One row per claim: id, verdict, checks passed, seconds, title."""
+    rows = [("claim", "verdict", "checks", "time", "title")]
+    for r in results:
+        passed = sum(c["passed"] for c in r["checks"])
+        rows.append(
+            (
+                r["id"],
+                r["verdict"],
+                f"{passed}/{len(r['checks'])}",
+                f"{r['duration_s']:.1f}s",
+                r["title"],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        lines.append("  ".join([*cells, row[4]]))
+    return "\n".join(lines)
+
+
+def checks(results: list[dict[str, Any]]) -> str:
+    """Each claim's checks with the measured numbers they compared."""
+    lines = []
+    for r in results:
+        lines.append(f"\n{r['id']}: {r.get('criterion') or r.get('error', '')}")
+        for c in r["checks"]:
+            lines.append(f"  [{'x' if c['passed'] else ' '}] {c['name']}: {c['detail']}")
+    return "\n".join(lines)

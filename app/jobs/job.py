@@ -1,0 +1,51 @@
+"""What a job does wherever it runs (a local worker process, a Ray actor): train one run, and
+encode its frames for the store, so every executor hands the store exactly the same things."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import traceback
+import zlib
+from typing import Any
+
+from normcore.frames import to_json
+
+MAX_ERROR = 2000  # characters of an error kept on the run
+
+
+def train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQueue) -> tuple:
+    """Run the trainer; return (status, error). Never raises."""
+    from normcore.config import RunConfig
+    from normcore.train import run
+
+    last: dict[str, Any] = {}
+    try:
+        for frame in run(RunConfig.model_validate(config), should_stop=stop.is_set):
+            outbox.put(frame)
+            last = frame
+    except BaseException as exc:  # MemoryError, CUDA OOM, a bug: the run fails, with why
+        return "failed", describe(exc)
+    status = last.get("status")
+    finished = status == "diverged" or (
+        status == "completed" and last.get("step") == config["steps"]
+    )
+    if stop.is_set() and not finished:
+        return "cancelled", None
+    if status not in ("completed", "diverged"):
+        return "failed", f"the trainer ended without a final frame (last status {status!r})"
+    return status, None
+
+
+def describe(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" (at {os.path.basename(where[0].filename)}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"[:MAX_ERROR]
+
+
+def encode(frame: dict[str, Any]) -> tuple[int, int, str, bytes]:
+    """(seq, step, wire JSON, stored blob): the blob is `normcore.frames.encode(frame)`,
+    computed from the same text instead of serializing twice."""
+    text = to_json(frame)
+    return int(frame["seq"]), int(frame.get("step") or 0), text, zlib.compress(text.encode(), 6)
