@@ -29,8 +29,10 @@ export function mount(root, { id }) {
     toggle: h("div", { class: "segmented", role: "radiogroup", "aria-label": "overview metric" }),
     layers: h("div", { class: "layers" }, h("p", { class: "muted" }, "Layer rows appear with the first frame.")),
   };
-  let metric = "sat";
+  let picked = null; // the user's overview metric; until then the data's default
+  let drawn = null; // the metric the overview shows now
   let run = null;
+  const metric = () => picked ?? overview.defaultMetric(feed.cols);
 
   const header = h("section", { class: "run-head card" },
     h("div", { class: "run-line" }, el.title, el.status, el.device, el.conn),
@@ -58,7 +60,8 @@ export function mount(root, { id }) {
       if (delta.reshape) drawAll();
       else {
         loss.extend(el.loss, delta);
-        overview.extend(el.overview, delta, metric);
+        if (metric() === drawn) overview.extend(el.overview, delta, drawn);
+        else drawOverview(); // the first frames brought the graded column: switch to it
         rows.extend(delta);
       }
       renderProgress();
@@ -75,18 +78,23 @@ export function mount(root, { id }) {
   const rows = new LayerRows(el.layers, feed.cols);
 
   for (const [key, m] of Object.entries(overview.METRICS)) {
-    const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": String(key === metric) }, m.label);
+    const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": "false" }, m.label);
     b.addEventListener("click", () => {
-      metric = key;
-      for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === key));
-      overview.draw(el.overview, feed.cols, metric);
+      picked = key;
+      drawOverview();
     });
     el.toggle.append(b);
   }
 
+  function drawOverview() {
+    drawn = metric();
+    for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === drawn));
+    overview.draw(el.overview, feed.cols, drawn);
+  }
+
   function drawAll() {
     loss.draw(el.loss, feed.cols);
-    overview.draw(el.overview, feed.cols, metric);
+    drawOverview();
     rows.draw();
   }
 
