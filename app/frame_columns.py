@@ -59,6 +59,9 @@ LAYER_LINES = (
     "w1_prev",
     "w1_first",
     "nonfinite",
+    "sat_graded",  # graded saturation and the activation's output (normcore.probe.stats)
+    "out_mean",
+    "out_std",
 )
 FRAME_STATUS = ("running", "completed", "diverged")  # codes 0, 1, 2 in the "status" column
 

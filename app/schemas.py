@@ -214,6 +214,9 @@ class LayerIn(BaseModel):
     b_std: Number = None
     w1_prev: Number = None
     w1_first: Number = None
+    sat_graded: Number = None  # 1 - mean slope / peak slope (normcore.probe.stats)
+    out_mean: Number = None  # mean and spread of the activation's outputs
+    out_std: Number = None
 
 
 class FrameIn(BaseModel):
@@ -231,6 +234,7 @@ class FrameIn(BaseModel):
     lr: Number = None
     steps_per_s: Number = None
     eval: EvalIn | None = None
+    val: EvalIn | None = None  # the validation split's evaluation (normcore.frames)
     ics: Annotated[list[IcsIn], Field(max_length=256)] | None = None
     layers: Annotated[list[LayerIn], Field(min_length=1, max_length=256)]
 

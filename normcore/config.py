@@ -147,6 +147,9 @@ class RunConfig(BaseModel):
     dataset: str = "digits"
     batch_order: str = "shuffled"
     batch_size: int = Field(60, ge=1, le=MAX_BATCH)
+    # a fraction of the training data held out as a validation split (evaluated like the
+    # test split, frame["val"]), to tune on without touching the test split; 0 = none
+    val_fraction: float = Field(0.0, ge=0.0, le=0.5)
     # optimization
     optimizer: str = "sgd"
     lr: float = Field(0.1, gt=0, le=1e6)

@@ -14,6 +14,9 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
       "eval": null | {"loss", "acc",         # held-out split, model in eval mode
                       "loss_batch", "acc_batch"},  # same, batch statistics (norms with
                                                    # running stats only, else null)
+      "val": null | {...},    # the same evaluation of the validation split (carved from the
+                              # training data, config.val_fraction > 0; else always null):
+                              # what learning rates are tuned on, never the test split
       "ics": null | [{"name", "l2", "cos"}],  # Santurkar et al., when config.ics
       "layers": [{
         "name": "h1",
@@ -21,6 +24,10 @@ dict (not a class) so it crosses process, HTTP and SSE boundaries without adapte
         "nonfinite": 0,                      # NaN/inf values, outside the histogram
         "mean", "std", "p15", "p50", "p85",  # of the activation's input (finite values)
         "sat", "sat_pre",                    # saturated fraction after / before the norm
+                                             # (strict cut: slope below 5 % of its peak)
+        "sat_graded",                        # 1 - mean slope / peak slope (normcore.probe.stats)
+        "out_mean", "out_std",               # of the activation's outputs (sigmoid, tanh;
+                                             # None for relu, gelu)
         "grad_norm", "act_grad_norm", "weight_norm", "update_ratio",
         "g_mean", "g_std", "b_mean", "b_std",  # the norm's own g, b (None without them)
         "w1_prev", "w1_first",               # Wasserstein-1 to the previous / first probe
@@ -82,6 +89,7 @@ def make_frame(
     steps_per_s: float,
     layers: list[dict[str, Any]],
     eval: dict[str, Any] | None = None,
+    val: dict[str, Any] | None = None,
     ics: list[dict[str, Any]] | None = None,
 ) -> Frame:
     """One frame, with every key the contract above names (the trainer's and Watch's alike)."""
@@ -96,6 +104,7 @@ def make_frame(
         lr=lr,
         steps_per_s=steps_per_s,
         eval=eval,
+        val=val,
         ics=ics,
         layers=layers,
     )

@@ -12,6 +12,8 @@ it kept), never an exception.
 Frames carry a held-out evaluation (``eval``) on the first frame, on the first probed step at
 or after every ``eval_every`` steps, and on the last frame; norms with running statistics (BN)
 are evaluated both in eval mode and with batch statistics (batches of the training size).
+With ``val_fraction`` > 0 the same frames carry the same evaluation of the validation split
+(``val``), carved from the training data: what a learning rate is tuned on.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def run(
     cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
     probe = Probe(
@@ -111,6 +113,9 @@ def run(
     batches = batch_indices(data, cfg.batch_order, cfg.batch_size, cfg.seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    val = None
+    if data.val_x is not None and data.val_y is not None:
+        val = (data.val_x.to(device), data.val_y.to(device))
     # fixed input tensors: every step copies its batch into these (static shapes)
     idx = torch.empty(cfg.batch_size, dtype=torch.int64, device=device)
     pinned = device.type == "cuda"
@@ -137,7 +142,7 @@ def run(
                 status = "diverged"
             elif info is meta[-1] and (final or info["forced"]):
                 status = "diverged" if diverged else "completed" if final else "running"
-            ev = info["eval"]
+            ev, va = info["eval"], info["val"]
             frame = make_frame(
                 seq=seq,
                 step=step,
@@ -149,6 +154,7 @@ def run(
                 lr=info["lr"],
                 steps_per_s=rate(step, info["clock"]),
                 eval=ev and {k: _num(v) for k, v in ev.items()},
+                val=va and {k: _num(v) for k, v in va.items()},
                 ics=ics_v,
                 layers=layers,
             )
@@ -206,10 +212,12 @@ def run(
                     model, blocks, probe.weights, grads, old, lambda: F.cross_entropy(model(x), y)
                 )
             probe.after_step(ics)
-            ev = None
+            ev = va = None
             if step == 1 or step // cfg.eval_every > last_eval or step == cfg.steps:
                 last_eval = step // cfg.eval_every
                 ev = held_out(model, test_x, test_y, cfg.batch_size, running_stats)
+                if val is not None:
+                    va = held_out(model, *val, cfg.batch_size, running_stats)
             meta.append(
                 dict(
                     step=step,
@@ -217,6 +225,7 @@ def run(
                     clock=time.perf_counter(),
                     lr=lr,
                     eval=ev,
+                    val=va,
                     forced=force_probe,
                 )
             )

@@ -32,13 +32,14 @@ from normcore.probe.taps import FIRST_OF_TUPLE, ProbePoint
 LayerSpec = nn.Module | tuple[nn.Module, nn.Module]
 LayerFilter = Iterable[str] | Callable[[str, nn.Module], bool]
 
+# _NormBase: batch and instance norms
 NORMS = (
     nn.modules.batchnorm._NormBase,
     nn.LayerNorm,
     nn.GroupNorm,
     nn.RMSNorm,
     nn.LocalResponseNorm,
-)  # (_NormBase: batch and instance norms)
+)
 LINEARS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, CosineLinear)
 # blocks whose norms read residual sums (x + sublayer(x)): no (linear, norm) pairs inside
 RESIDUAL_NORMS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)

@@ -60,14 +60,17 @@ def selected(only: list[str]) -> list[str]:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from normcore.claims import LocalRunner, run_claim  # torch is imported here, not for --help
+    from normcore.claims import run_claim  # torch is imported here, not for --help
+    from normcore.claims.parallel import ParallelRunner
 
     try:
         ids = selected(args.only)
     except ValueError as exc:
         print(f"normscope claims: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    runner = LocalRunner()  # shared: claims that reuse an arm's config run it once
+    # shared: claims that reuse an arm's config run it once; a claim's arms run side by side,
+    # one process (and one torch thread) per core this process may use
+    runner = ParallelRunner()
     results: list[dict[str, Any]] = []
     failed = 0
     mode = "quick" if args.quick else "full"

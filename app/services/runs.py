@@ -195,6 +195,9 @@ LAYER_COLUMNS = (
     "b_std",
     "w1_prev",
     "w1_first",
+    "sat_graded",
+    "out_mean",
+    "out_std",
     "under",
     "over",
 )

@@ -1,7 +1,7 @@
 // Claim results -> what the Claims view draws. Pure functions, no DOM, tested with node.
 // A result's `series` is a list of small, claim-agnostic figure specs made by normcore.claims:
 //   {title, x_label, y_label, log_x, log_y, kind: "line" | "bar",
-//    traces: [{name, x, y, dash?, group?, label?}]}
+//    traces: [{name, x, y, dash?, group?, label?, error?}]}  (error: ± bars, e.g. a spread)
 // Traces sharing a `group` share a colour and one legend entry (e.g. one run's p15/p50/p85).
 
 import { OKABE_ITO } from "./transforms.js";
@@ -29,6 +29,7 @@ export function figure(spec) {
       type: "scatter", mode: t.x.length > 40 ? "lines" : "lines+markers", name: t.name, x: t.x, y,
       line: { color, width: 1.8, dash: t.dash ?? "solid" }, marker: { size: 5, color },
       connectgaps: false,
+      ...(t.error ? { error_y: { type: "data", array: t.error, visible: true, thickness: 1, width: 0, color } } : {}),
       ...(group === null ? {} : { legendgroup: group, showlegend: first }),
       ...(t.label ? { hovertemplate: `${t.name} ${t.label}: %{y}<extra></extra>` } : {}),
     };
@@ -59,4 +60,38 @@ export function compareIds(result) {
 export function checksSummary(checks) {
   if (!checks?.length) return "";
   return `${checks.filter((c) => c.passed).length}/${checks.length} checks`;
+}
+
+// --- the regime map (claims on the protocol: result.regimes) ----------------------------------
+// Each cell: {regime, published, seeds, lr, verdict, effects: [{name, value, se, needs}]}.
+// Verdicts of a cell: holds, fails, "no difference measured" (within two standard errors),
+// "degenerate baseline", unmeasured.
+
+export const CELL_COLORS = {
+  holds: { color: "#006b4f", background: "#e3f5ef" },
+  fails: { color: "#9c4200", background: "#fbece2" },
+  "no difference measured": { color: "#4a4f57", background: "#eef0f3" },
+  "degenerate baseline": { color: "#7a5a00", background: "#fcf3dc" },
+  unmeasured: { color: "#4a4f57", background: "#ffffff" },
+};
+
+function num(v) {
+  return v === null || v === undefined || !Number.isFinite(v) ? "—" : Number(v).toPrecision(3);
+}
+
+/** The result's regime cells, ready to draw, each with the stored runs that made it. */
+export function regimeCells(result) {
+  const runs = armRows(result);
+  return (result?.regimes ?? []).map((c) => ({
+    regime: c.regime,
+    published: Boolean(c.published),
+    verdict: c.verdict ?? "unmeasured",
+    style: CELL_COLORS[c.verdict] ?? CELL_COLORS.unmeasured,
+    seeds: c.seeds ?? [],
+    lr: c.lr ?? null,
+    effects: (c.effects ?? []).map((e) => ({
+      name: e.name, text: `${num(e.value)} ± ${num(e.se)}`, needs: e.needs ?? "",
+    })),
+    runIds: runs.filter((r) => r.arm.startsWith(`${c.regime}|`) && r.runId).map((r) => r.runId),
+  }));
 }

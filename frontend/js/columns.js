@@ -22,12 +22,12 @@ export const DENSITY_FLOOR = 1e-4;
 const LAYER_KEYS = [
   "mean", "std", "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm",
   "weight_norm", "update_ratio", "g_mean", "g_std", "b_mean", "b_std", "w1_prev",
-  "w1_first", "nonfinite",
+  "w1_first", "nonfinite", "sat_graded", "out_mean", "out_std",
 ];
 const EVAL_KEYS = ["loss", "acc", "loss_batch", "acc_batch"];
 const RUN_KEYS = ["loss", "acc", "lr"];
 // The overview's metrics: kept per bucket as the maximum (see app/downsample.py).
-export const MAX_KEYS = ["sat", "sat_pre", "w1_first", "grad_norm"];
+export const MAX_KEYS = ["sat_graded", "sat", "sat_pre", "w1_first", "grad_norm"];
 const TERMINAL_FRAME = new Set(["completed", "diverged"]);
 
 /** An empty store. `cap` bounds the points per series. */

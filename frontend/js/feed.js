@@ -12,7 +12,7 @@ import { addFrames, emptyColumns, fromSeries, MAX_KEYS } from "./columns.js";
 export const RUN_FIELDS = ["loss", "acc", "eval"];
 // Loaded for the layers a view opens (its rows, Compare's picked layer).
 export const LAYER_FIELDS = [
-  "p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "act_grad_norm", "update_ratio",
+  "p15", "p50", "p85", "sat", "sat_pre", "sat_graded", "out_mean", "out_std", "grad_norm", "act_grad_norm", "update_ratio",
   "g_mean", "g_std", "b_mean", "b_std", "w1_prev", "w1_first", "nonfinite", "hist",
 ];
 

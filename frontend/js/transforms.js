@@ -94,13 +94,29 @@ export function driftTraces(cols, name) {
   ];
 }
 
-// The layers × steps overview: which per-layer series it shows, and how.
+// The layers × steps overview: which per-layer series it shows, and how. Graded saturation
+// (1 − mean slope / peak slope, normcore/probe/stats.py) comes first: it sees a sigmoid layer
+// leave its linear region long before any value passes the strict cut (docs/saturation.md),
+// which stays as an option ("strict cut": slope below 5 % of its peak).
 export const OVERVIEW_METRICS = {
-  sat: { label: "saturation after norm", key: "sat", zmin: 0, zmax: 1, colorscale: "Cividis" },
-  sat_pre: { label: "saturation before norm", key: "sat_pre", zmin: 0, zmax: 1, colorscale: "Cividis" },
+  sat_graded: { label: "saturation (graded)", key: "sat_graded", zmin: 0, zmax: 1, colorscale: "Cividis" },
+  sat: { label: "saturation (strict cut)", key: "sat", zmin: 0, zmax: 1, colorscale: "Cividis" },
+  sat_pre: { label: "strict cut before norm", key: "sat_pre", zmin: 0, zmax: 1, colorscale: "Cividis" },
   w1_first: { label: "drift (W1 to first)", key: "w1_first", colorscale: "Cividis" },
   grad_norm: { label: "log10 ‖∇W‖", key: "grad_norm", log: true, colorscale: "Cividis" },
 };
+
+/**
+ * The overview's metric until the user picks one: graded saturation when the run has it,
+ * else the strict cut (runs stored before the graded column existed, or watched models whose
+ * activation the probe does not know).
+ */
+export function defaultOverviewMetric(cols) {
+  // line values (frames pushed live) or bucket maxima (the server's downsampled overview)
+  const graded = cols.layerNames.some((n) => hasValues(cols.layers[n].sat_graded ?? [])
+    || hasValues(cols.layers[n].max?.sat_graded ?? []));
+  return graded ? "sat_graded" : "sat";
+}
 
 const log10OrNull = (v) => (v != null && v > 0 ? Math.log10(v) : null);
 

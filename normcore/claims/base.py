@@ -126,16 +126,18 @@ class LocalRunner:
 def run_experiment(exp: Experiment, *, quick: bool = True, runner: Runner | None = None):
     """Run every arm, measure, judge: the claim result as JSON-ready data.
 
-    {id, title, claim, experiment, criterion, verdict, checks, numbers, series, run_configs,
-    quick, duration_s}. Raises Cancelled when the runner was told to stop.
+    {id, title, claim, experiment, criterion, verdict, checks, numbers, regimes, series,
+    run_configs, quick, duration_s}; regimes is None for claims not yet on the protocol.
+    Raises Cancelled when the runner was told to stop.
     """
     runner = runner or LocalRunner()
     start = time.perf_counter()
     arms = exp.configs(quick)
     frames: dict[str, list[Frame]] = {}
     records = []
-    for arm, config in arms.items():
-        result = runner(arm, config)
+    many = getattr(runner, "map", None)  # a runner that trains many arms at once
+    results = many(list(arms.items())) if many else [runner(a, c) for a, c in arms.items()]
+    for (arm, config), result in zip(arms.items(), results, strict=True):
         frames[arm] = result.frames
         records.append(
             {
@@ -159,6 +161,7 @@ def run_experiment(exp: Experiment, *, quick: bool = True, runner: Runner | None
             "verdict": judged["verdict"],
             "checks": judged["checks"],
             "numbers": judged["numbers"],
+            "regimes": judged.get("regimes"),  # protocol claims: the regime map's cells
             "series": series,
             "run_configs": records,
             "quick": quick,

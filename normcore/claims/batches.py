@@ -1,4 +1,4 @@
-"""C4, C5, C6: what a norm needs from its mini-batch (size, order, sequences).
+"""C4, C6: what a norm needs from its mini-batch (size, order); C5 is in rnn_protocol.py.
 
 Each experiment is (a) a few RunConfigs, (b) a measurement from their frames to numbers,
 (c) a pure verdict from those numbers (see checks.py for the rules every verdict follows).
@@ -22,7 +22,7 @@ from normcore.claims.checks import (
     lower,
     num,
 )
-from normcore.claims.measures import evals, final_eval, plot, trace
+from normcore.claims.measures import final_eval, plot, trace
 from normcore.config import RunConfig
 from normcore.frames import Frame
 
@@ -76,27 +76,6 @@ def verdict_c4(n: Numbers) -> dict[str, Any]:
         f"shuffled to one-class batches is larger for BN than for LN and GN by {ACC_MARGIN:g}."
     )
     return combine(criterion, checks, {**n, "size_drop": size_drops, "order_drop": order_drops})
-
-
-def verdict_c5(n: Numbers) -> dict[str, Any]:
-    """numbers: acc {norm: {batch_size: acc}} for an RNN, norms 'batch' and 'layer'."""
-    acc = n["acc"]
-    sizes = sorted(int(b) for b in acc["layer"])
-    checks = [
-        lower(
-            f"LN beats BN on the RNN at batch {b}",
-            acc["batch"].get(str(b)),
-            acc["layer"].get(str(b)),
-            "BN",
-            "LN",
-        )
-        for b in sizes
-    ]
-    criterion = (
-        "On the sequence task, a recurrent network with LN per time step reaches a higher "
-        f"held-out accuracy than with BN per time step, at every batch size tried ({sizes})."
-    )
-    return combine(criterion, checks, n)
 
 
 def verdict_c6(n: Numbers) -> dict[str, Any]:
@@ -215,35 +194,6 @@ def measure_c4(frames: dict[str, list[Frame]], quick: bool):
     return numbers, series
 
 
-def c5_arms(quick: bool) -> dict[str, RunConfig]:
-    """An Elman RNN (tanh) on the sequence task with BN or LN on each step's summed inputs."""
-    size = dict(depth=1, width=32, steps=300, probe_every=50, eval_every=100)
-    if not quick:
-        size = dict(depth=1, width=64, steps=3000, probe_every=100, eval_every=500)
-    return {
-        f"{n}/b{b}": arm_config(
-            quick,
-            model="rnn",
-            dataset="sequence",
-            activation="tanh",
-            norm=n,
-            batch_size=b,
-            lr=0.1,
-            **size,
-        )
-        for n in ("batch", "layer")
-        for b in (4, 32)
-    }
-
-
-def measure_c5(frames: dict[str, list[Frame]], quick: bool):
-    acc = {
-        n: {str(b): final_eval(frames[f"{n}/b{b}"]) for b in (4, 32)} for n in ("batch", "layer")
-    }
-    curves = [trace(arm, *evals(f)) for arm, f in frames.items()]
-    return {"acc": acc}, [plot("RNN held-out accuracy", "step", "accuracy", curves)]
-
-
 C6_NORMS = ("weight", "batch", "layer")
 
 
@@ -317,23 +267,6 @@ C4 = Experiment(
     configs=c4_arms,
     measure=measure_c4,
     verdict=verdict_c4,
-)
-
-C5 = Experiment(
-    id="C5",
-    title="LN suits RNNs; BN does not",
-    claim=(
-        "BN is unsuitable for RNNs; layer norm normalizes each sample on its own, so it works "
-        "with small mini-batches and RNNs."
-    ),
-    experiment=(
-        "An Elman RNN (tanh) on the sequence task with BN or LN applied to the summed inputs "
-        "at every time step (one norm shared over time), at batch sizes 4 and 32; final "
-        "held-out accuracy, eval mode."
-    ),
-    configs=c5_arms,
-    measure=measure_c5,
-    verdict=verdict_c5,
 )
 
 C6 = Experiment(

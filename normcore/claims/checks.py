@@ -23,6 +23,8 @@ ACC_MARGIN = 0.02  # two accuracy points (a few hundred held-out samples)
 SAT_MARGIN = 0.01  # one percentage point of saturated units
 BOUND_TOL = 1e-5  # float32 slack for "within [-1, 1]" and "independent of the batch"
 GRAD_LAW_TOL = 0.01  # 1 % relative deviation for ||grad_{lambda W}|| * lambda = ||grad_W||
+# ... beyond the deviation eps predicts (float64 arithmetic: the prediction is exact)
+GRAD_LAW_RESIDUAL_TOL = 1e-6
 RANK_MIN = 0.5  # Spearman correlation that counts as "grows with depth"
 ICS_L2_TOL = 0.1  # BN "reduces" ||G - G'|| only if it is more than 10 % smaller
 ICS_COS_TOL = 0.05  # ... or cos(G, G') is more than 0.05 higher

@@ -1,4 +1,4 @@
-"""C1, C2, ICS, the BN paper's Figure 1 and C3: what happens to layer inputs with depth.
+"""C1: what happens to layer inputs with depth (C2 is in saturation.py, ICS in ics_protocol.py).
 
 Each experiment is (a) a few RunConfigs, (b) a measurement from their frames to numbers,
 (c) a pure verdict from those numbers (see checks.py for the rules every verdict follows).
@@ -10,24 +10,15 @@ from typing import Any
 
 from normcore.claims.base import Experiment, arm_config
 from normcore.claims.checks import (
-    ICS_COS_TOL,
-    ICS_L2_TOL,
     RANK_MIN,
-    SAT_MARGIN,
     Numbers,
-    check,
     combine,
-    finite,
-    fmt,
     grows_with_depth,
     last,
     lower,
 )
 from normcore.claims.measures import (
-    final_saturation,
-    ics_means,
     layer_values,
-    mean,
     plot,
     relative_drift,
     steps,
@@ -59,57 +50,11 @@ def verdict_c1(n: Numbers) -> dict[str, Any]:
     return combine(criterion, checks, n)
 
 
-def verdict_c2(n: Numbers) -> dict[str, Any]:
-    """numbers: sat_none, sat_batch — saturated fraction per hidden layer, end of training."""
-    checks = [
-        grows_with_depth("saturation grows with depth without a norm", n["sat_none"], "saturation"),
-        lower(
-            "BN reduces the deepest layer's saturation",
-            last(n["sat_batch"]),
-            last(n["sat_none"]),
-            "saturation with BN",
-            "without",
-            SAT_MARGIN,
-        ),
-    ]
-    criterion = (
-        "Without a norm, the saturated fraction at the end of training rises with depth "
-        f"(Spearman > {RANK_MIN}); with BN the deepest hidden layer is at least {SAT_MARGIN:g} "
-        "less saturated than without."
-    )
-    return combine(criterion, checks, n)
-
-
-def verdict_ics(n: Numbers) -> dict[str, Any]:
-    """numbers: l2_{none,batch}, cos_{none,batch}: Santurkar's ICS, mean over layers."""
-    l2_none, l2_bn, cos_none, cos_bn = n["l2_none"], n["l2_batch"], n["cos_none"], n["cos_batch"]
-    l2_ok = finite(l2_none, l2_bn) and l2_bn >= (1 - ICS_L2_TOL) * l2_none
-    cos_ok = finite(cos_none, cos_bn) and cos_bn <= cos_none + ICS_COS_TOL
-    checks = [
-        check(
-            "BN does not reduce ||G - G'||",
-            l2_ok,
-            f"with BN {fmt(l2_bn)}, without {fmt(l2_none)} (reduced means < {1 - ICS_L2_TOL:g}x)",
-        ),
-        check(
-            "BN does not raise cos(G, G')",
-            cos_ok,
-            f"with BN {fmt(cos_bn)}, without {fmt(cos_none)} (raised means > +{ICS_COS_TOL:g})",
-        ),
-    ]
-    criterion = (
-        "Santurkar et al.'s claim holds if BN leaves ||G - G'|| at least "
-        f"{1 - ICS_L2_TOL:g}x its no-BN value and cos(G, G') at most {ICS_COS_TOL:g} above it "
-        "(mean over hidden layers and probes)."
-    )
-    return combine(criterion, checks, n)
-
-
 # --- (a) arms and (b) measurements ------------------------------------------------------
 
 
 def deep_arms(quick: bool) -> dict[str, RunConfig]:
-    """C1, C2 and ICS share these runs: a deep sigmoid MLP with and without BN.
+    """C1's runs: a deep sigmoid MLP with and without BN.
 
     PyTorch's default init is Glorot & Bengio's (2010) "standard" U(-1/sqrt(n), 1/sqrt(n)),
     the setting in which they saw deep sigmoid nets' top layer saturate; SGD with momentum 0.9.
@@ -141,7 +86,7 @@ def _by_depth(
     key: str,
     deepest: tuple[str, str],
 ):
-    """C1 and C2 share a shape: a per-layer measure for each arm (numbers and a plot by
+    """C1's shape: a per-layer measure for each arm (numbers and a plot by
     depth) plus the deepest layer's `key` over time."""
     by_arm = {arm: per_layer(frames[arm]) for arm in ("none", "batch")}
     numbers = {f"{prefix}_{arm}": value for arm, value in by_arm.items()}
@@ -169,38 +114,6 @@ def measure_c1(frames: dict[str, list[Frame]], quick: bool):
     )
 
 
-def measure_c2(frames: dict[str, list[Frame]], quick: bool):
-    return _by_depth(
-        frames,
-        final_saturation,
-        "sat",
-        ("Saturated fraction by depth, end of training", "saturated"),
-        "sat",
-        ("Deepest layer: saturated fraction", "saturated"),
-    )
-
-
-def measure_ics(frames: dict[str, list[Frame]], quick: bool):
-    """Layer 1 is left out: with no earlier layers its G' equals G by definition."""
-    l2, cos = {}, {}
-    for arm in ("none", "batch"):
-        l2[arm], cos[arm] = ics_means(frames[arm])
-    numbers = {
-        "l2_none": mean(l2["none"][1:]),
-        "l2_batch": mean(l2["batch"][1:]),
-        "cos_none": mean(cos["none"][1:]),
-        "cos_batch": mean(cos["batch"][1:]),
-        "l2_by_layer": l2,
-        "cos_by_layer": cos,
-        "c1_drift_deepest": {a: last(relative_drift(frames[a])) for a in ("none", "batch")},
-    }
-    series = [
-        _per_layer_plot("||G - G'|| by depth (Santurkar et al.)", "||G - G'||", l2, log_y=True),
-        _per_layer_plot("cos(G, G') by depth", "cos", cos),
-    ]
-    return numbers, series
-
-
 C1 = Experiment(
     id="C1",
     title="Higher layers' inputs drift more; BN steadies them",
@@ -217,38 +130,4 @@ C1 = Experiment(
     configs=deep_arms,
     measure=measure_c1,
     verdict=verdict_c1,
-)
-
-C2 = Experiment(
-    id="C2",
-    title="Higher layers saturate; BN keeps them in the active range",
-    claim=(
-        "Changes in low layers, amplified through depth, push higher-layer inputs into the "
-        "saturation region of the activation, which stops learning early. BN reduces it."
-    ),
-    experiment=(
-        "The C1 runs. Per hidden layer: the fraction of sigmoid inputs with |x| > 4.356 "
-        "(derivative below 5% of its peak), over the last quarter of training."
-    ),
-    configs=deep_arms,
-    measure=measure_c2,
-    verdict=verdict_c2,
-)
-
-ICS = Experiment(
-    id="ICS",
-    title="ICS as Santurkar et al. measure it: BN does not reduce it",
-    claim=(
-        "Santurkar et al. 2018 measure ICS as ||G - G'|| and cos(G, G'), G a layer's gradient "
-        "and G' the same layer's gradient on the same batch after the earlier layers stepped, "
-        "and find that BN does not reduce it, against C1's framing."
-    ),
-    experiment=(
-        "The C1 runs with the ICS probe on: ||G - G'|| and cos(G, G') for every hidden layer "
-        "after the first, averaged over probes, with and without BN; C1's drift of the "
-        "deepest layer is reported beside it."
-    ),
-    configs=deep_arms,
-    measure=measure_ics,
-    verdict=verdict_ics,
 )

@@ -7,6 +7,13 @@ same for every seed. Features are standardized with the training split's mean an
 feature; ``fashion`` with one mean and std for all pixels). Tensors are on the CPU; the
 trainer moves them.
 
+Validation: ``load_dataset(..., val_fraction=f)`` carves a seeded random ``f`` of the training
+split into ``val_x``/``val_y`` (never touching the test split), so a learning rate can be tuned
+on it and the tuned run reported on the test split. The carve comes before standardization,
+which then uses the remaining training samples only (``fashion``, standardized once for all
+loads with its full training split's one mean and std, is the exception: two numbers). With
+``f = 0`` (the default) the validation split is empty and the training split is unchanged.
+
 Shapes: ``train_x`` is (N, *input_shape) except the image sets, stored flat for the MLP —
 ``digits`` (N, 64) with ``input_shape = (1, 8, 8)``, ``fashion`` (N, 784) with (1, 28, 28) —
 so the convnet can ``view`` them; ``sequence`` is (N, T, F) for the RNN.
@@ -54,6 +61,8 @@ class Dataset:
     test_y: torch.Tensor
     n_classes: int
     input_shape: tuple[int, ...]  # one sample: (2,), (1, 8, 8), (1, 28, 28), (T, F)
+    val_x: torch.Tensor | None = None  # carved from training data (val_fraction > 0), else None
+    val_y: torch.Tensor | None = None
 
     @property
     def n_features(self) -> int:
@@ -128,13 +137,13 @@ def _sequences(rng: np.random.Generator, motifs: np.ndarray, n: int):
 # --- loading --------------------------------------------------------------------------------
 
 
-def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature z-score with the training split's statistics (constant features -> 0)."""
+def _moments(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of the training split, for a z-score (constant features -> 0)."""
     axes = tuple(range(train.ndim - 1))
     mean = train.mean(axis=axes)
     std = train.std(axis=axes)
     std[std == 0] = 1.0  # digits' always-blank border pixels
-    return (train - mean) / std, (test - mean) / std
+    return mean, std
 
 
 def _digits(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -150,8 +159,21 @@ def _digits(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return x[~test], y[~test], x[test], y[test]
 
 
-def load_dataset(name: str, *, seed: int = 0) -> Dataset:
-    """Build data set ``name`` (any accepted spelling) deterministically from ``seed``."""
+def carve(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) index arrays: a random ``fraction`` of range(n) (at least one sample when
+    fraction > 0) for validation, the rest for training in their original order."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction {fraction!r} must be in [0, 1)")
+    k = 0 if fraction == 0 else min(n - 1, max(1, round(n * fraction)))
+    val = rng.permutation(n)[:k]
+    keep = np.ones(n, bool)
+    keep[val] = False
+    return np.flatnonzero(keep), np.sort(val)
+
+
+def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.0) -> Dataset:
+    """Build data set ``name`` (any accepted spelling) deterministically from ``seed``, with a
+    validation split of ``val_fraction`` of the training data (see the module doc)."""
     name = canonical(name, DATASETS, "dataset")
     rng = np.random.default_rng([seed, _STREAM[name]])
     shape: tuple[int, ...]
@@ -170,8 +192,14 @@ def load_dataset(name: str, *, seed: int = 0) -> Dataset:
         x, y = _TOYS[name](rng, N_TRAIN_2D + N_TEST_2D)
         tx, ty, vx, vy = x[:N_TRAIN_2D], y[:N_TRAIN_2D], x[N_TRAIN_2D:], y[N_TRAIN_2D:]
         n_classes, shape = int(y.max()) + 1, (2,)
+    # the validation carve has its own random stream: the splits above stay as they were
+    keep, held = carve(len(ty), val_fraction, np.random.default_rng([seed, _STREAM[name], 1]))
+    ax, ay = tx[held], ty[held]
+    if len(held):
+        tx, ty = tx[keep], ty[keep]
     if name != "fashion":
-        tx, vx = _standardize(tx, vx)
+        mean, std = _moments(tx)
+        tx, vx, ax = ((a - mean) / std for a in (tx, vx, ax))
 
     def f32(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -179,7 +207,8 @@ def load_dataset(name: str, *, seed: int = 0) -> Dataset:
     def i64(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
 
-    return Dataset(name, f32(tx), i64(ty), f32(vx), i64(vy), n_classes, shape)
+    val = (f32(ax), i64(ay)) if len(held) else (None, None)
+    return Dataset(name, f32(tx), i64(ty), f32(vx), i64(vy), n_classes, shape, *val)
 
 
 # --- batch orders ---------------------------------------------------------------------------

@@ -494,7 +494,15 @@ class Probe:
             return []
         hist, scal, glob = self.ring.read()
         steps, display = layer_frames(
-            self.names, self.edges, hist, scal, self.n, self.bins, self.first, self.prev
+            self.names,
+            self.edges,
+            hist,
+            scal,
+            self.n,
+            self.bins,
+            self.first,
+            self.prev,
+            self.activation,
         )
         if self.first is None:
             self.first = display[0]

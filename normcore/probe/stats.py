@@ -29,6 +29,22 @@ x <= 0 (dead units). ``sat`` reads the activation's input, ``sat_pre`` the pre-a
 before the norm. It counts over all values: ±inf lies in the saturated region (−inf only, for
 relu/gelu), NaN in none.
 
+Graded saturation (``sat_graded``): 1 − the mean slope f′(x)/max f′ over the layer's
+activation inputs, for sigmoid and tanh — how much of its peak slope the layer has lost, the
+factor by which its units shrink the gradient passing back through them. ``sat``'s strict cut
+misses the saturation Glorot & Bengio (2010, Fig. 2) describe: in their setting (4×300
+sigmoid, standard init, Fashion-MNIST here, batch 10, SGD 0.1) the top layer's inputs sink to
+about −3 within 2000 steps, every output below 0.1 and accuracy at chance for ~7000 steps,
+while ``sat`` reads 0 throughout; ``sat_graded`` reads 0.77 there against 0.02–0.16 for the
+lower layers (docs/saturation.md). ``out_mean`` and ``out_std`` are the mean and spread of the
+activation's outputs f(x), the quantities of Glorot & Bengio's Fig. 2. All three come from the
+fine histogram on the host (no device pass): each fine bin counts at its centre (error below
+f″'s bound times half a fine bin: < 0.3 % of the peak slope at 32 bins), values under or over
+the edges at the edge (the edges reach at least ``ACT_RANGE``, where the slope is below 0.2 %
+of its peak), non-finite values as fully saturated (slope 0) and outside the output's mean.
+For relu and gelu ``sat_graded`` is ``sat`` (the dead fraction) and the outputs, unbounded
+beyond the edges, are not summarized (None).
+
 Edge cases (never raised on): NaN and ±inf are counted in ``nonfinite`` and kept out of the
 histogram, mean, std and percentiles, which describe the finite values (std is the population
 std). Mean and std come from sums of d = x − c in float32, c the centre of the layer's edges
@@ -45,6 +61,7 @@ of the wrong N): probe a model with a fixed batch size (the trainer drops partia
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -310,7 +327,49 @@ LAYER_NUMBERS = (
     "b_std",
     "w1_prev",
     "w1_first",
+    "sat_graded",
+    "out_mean",
+    "out_std",
 )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(x / 2))  # no overflow for large |x|
+
+
+def _sigmoid_slope(x: np.ndarray) -> np.ndarray:
+    """σ'(x) / σ'(0) = 4 σ(x)(1 − σ(x)) = 1 − tanh²(x/2)."""
+    return 1 - np.tanh(x / 2) ** 2
+
+
+def _tanh_slope(x: np.ndarray) -> np.ndarray:
+    return 1 - np.tanh(x) ** 2
+
+
+# f and f'/max f' of the bounded activations, for the graded saturation (see module doc)
+_BOUNDED: dict[str, tuple[Callable[[np.ndarray], np.ndarray], ...]] = {
+    "sigmoid": (_sigmoid, _sigmoid_slope),
+    "tanh": (np.tanh, _tanh_slope),
+}
+
+
+def graded(hist: np.ndarray, edges: np.ndarray, n: int, fine: int, activation: str | None):
+    """(sat_graded, out_mean, out_std), each (k, L), from the fine histogram ``hist`` (k, L, S)
+    of a sigmoid or tanh layer (see module doc); None for other activations."""
+    if activation not in _BOUNDED:
+        return None
+    f, slope = _BOUNDED[activation]
+    lo, w = edges[:, :1], (edges[:, 1:] - edges[:, :1]) / fine
+    # slot centres: under at lo, fine bins at their middles, over at hi -> (L, fine + 2)
+    x = np.concatenate([lo, lo + (np.arange(fine) + 0.5) * w, edges[:, 1:]], axis=1)
+    counts = hist[..., : fine + 2]  # the non-finite slot adds nothing: slope 0
+    nf = counts.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lost = 1 - (counts * slope(x)).sum(-1) / n
+        y = f(x)
+        mean = (counts * y).sum(-1) / nf
+        var = (counts * y**2).sum(-1) / nf - mean**2
+    return lost, mean, np.sqrt(np.maximum(var, 0.0))
 
 
 def layer_frames(
@@ -322,11 +381,13 @@ def layer_frames(
     bins: int,
     first: np.ndarray | None,
     prev: np.ndarray | None,
+    activation: str | None = None,
 ) -> tuple[list[list[dict]], np.ndarray]:
     """Host rows of k probed steps, ``hist`` (k, L, S) and ``scal`` (k, L, len(FIELDS)) ->
     each step's Frame layers (see normcore.frames), and the display counts (k, L, bins+2).
     ``first``, ``prev``: the display counts of the run's first and of the previous probe (None
     before there was one: a probe is then its own reference, W1 0, or NaN with no values).
+    ``activation`` names the graded saturation's f (None: those numbers are None).
     All k steps in one set of array operations: a flush costs the host little per frame."""
     k, L, fine = len(hist), len(names), bins * FINE
     get = dict(zip(FIELDS, np.moveaxis(scal, -1, 0), strict=True))  # each (k, L)
@@ -364,9 +425,13 @@ def layer_frames(
             w1_prev=wasserstein1(display, previous, w),
             w1_first=wasserstein1(display, reference, w),
         )
-    values = np.stack(
-        [numbers[key] if key in numbers else get[key] for key in LAYER_NUMBERS], axis=-1
-    )
+        soft = graded(hist, edges, n, fine, activation)
+        if soft is not None:
+            numbers.update(sat_graded=soft[0], out_mean=soft[1], out_std=soft[2])
+        elif activation is not None:  # relu, gelu: the dead fraction is already graded
+            numbers["sat_graded"] = numbers["sat"]
+    none = np.full((k, L), np.nan)
+    values = np.stack([numbers.get(key, get.get(key, none)) for key in LAYER_NUMBERS], axis=-1)
     values = np.where(np.isfinite(values), values, np.nan).tolist()  # floats, NaN for None
     counts, unders, overs, bad = (
         a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])

@@ -191,3 +191,47 @@ def test_sequence_task_is_learnable_by_an_elman_rnn(sets) -> None:
     with torch.no_grad():
         acc = (head(rnn(d.test_x)[0][:, -1]).argmax(1) == d.test_y).float().mean()
     assert acc > 0.85
+
+
+# --- the validation split -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["digits", "spirals", "sequence"])
+def test_validation_is_carved_from_training_and_leaves_test_alone(name: str) -> None:
+    plain = load_dataset(name, seed=3)
+    split = load_dataset(name, seed=3, val_fraction=0.2)
+    assert plain.val_x is None and plain.val_y is None
+    assert split.val_x is not None and split.val_y is not None
+    n = len(plain.train_y)
+    assert len(split.val_y) == round(0.2 * n)
+    assert len(split.train_y) + len(split.val_y) == n
+    # every validation sample is a training sample of the plain load, none is a test sample
+    # (compared before standardization moved them: labels and counts per class add up)
+    assert torch.equal(
+        torch.bincount(split.train_y, minlength=plain.n_classes)
+        + torch.bincount(split.val_y, minlength=plain.n_classes),
+        torch.bincount(plain.train_y, minlength=plain.n_classes),
+    )
+    assert torch.equal(split.test_y, plain.test_y)
+
+
+def test_the_same_seed_carves_the_same_validation_split_another_seed_another() -> None:
+    split = load_dataset("digits", seed=1, val_fraction=0.25)
+    again = load_dataset("digits", seed=1, val_fraction=0.25)
+    other = load_dataset("digits", seed=2, val_fraction=0.25)
+    assert split.val_x is not None and again.val_x is not None and other.val_x is not None
+    assert torch.equal(again.val_x, split.val_x)
+    assert not torch.equal(other.val_x, split.val_x)
+
+
+def test_training_moments_exclude_the_validation_split() -> None:
+    split = load_dataset("spirals", seed=0, val_fraction=0.3)
+    assert split.val_x is not None
+    assert split.train_x.mean(0).abs().max() < 1e-5  # standardized on what remains
+    assert split.val_x.mean(0).abs().max() > 1e-5  # the held-out part is not re-centred
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0])
+def test_a_fraction_outside_0_1_is_refused_naming_it(fraction: float) -> None:
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_dataset("xor", val_fraction=fraction)

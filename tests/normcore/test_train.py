@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from normcore.config import RunConfig
 from normcore.frames import FRAME_STATUSES, decode, encode, to_json
 from normcore.probe.probe import Probe
 from normcore.train import resolve_device, run
@@ -20,6 +21,7 @@ FRAME_KEYS = {
     "acc",
     "lr",
     "steps_per_s",
+    "val",
     "eval",
     "ics",
     "layers",
@@ -45,6 +47,9 @@ LAYER_KEYS = {
     "b_std",
     "w1_prev",
     "w1_first",
+    "sat_graded",
+    "out_mean",
+    "out_std",
 }
 # The BN paper's Figure 1 setting, shortened: 3×100 sigmoid MLP, batch 60, "small random
 # Gaussian" init; lr 1.0 so the network without BN learns too (held-out acc ~0.9 at 300 steps).
@@ -258,3 +263,30 @@ def test_a_gpu_run_syncs_the_host_only_when_it_flushes_frames(cfg, device, monke
             syncs.append(where)
     assert "flush" in record
     assert syncs.count("step") == 0, f"{syncs.count('step')} syncs inside steps"
+
+
+def test_a_validation_split_is_evaluated_beside_the_test_split():
+    cfg = RunConfig(
+        dataset="digits",
+        depth=2,
+        width=16,
+        steps=40,
+        probe_every=10,
+        eval_every=20,
+        lr=0.5,
+        val_fraction=0.2,
+        device="cpu",
+        hist_bins=8,
+    )
+    frames = list(run(cfg))
+    both = [f for f in frames if f["eval"] is not None]
+    assert [f["step"] for f in both] == [1, 21, 40]
+    assert all(f["val"] is not None for f in both)
+    assert all(f["val"] is None for f in frames if f["eval"] is None)
+    assert set(both[-1]["val"]) == set(both[-1]["eval"])
+    assert 0.0 <= both[-1]["val"]["acc"] <= 1.0 and both[-1]["val"]["loss"] > 0
+    # the same weights on different samples: the two evaluations differ
+    assert both[-1]["val"]["loss"] != both[-1]["eval"]["loss"]
+    # without the split, frames say so with null
+    plain = list(run(cfg.model_copy(update={"val_fraction": 0.0})))
+    assert all(f["val"] is None for f in plain)

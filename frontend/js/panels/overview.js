@@ -1,10 +1,11 @@
-// The layers × steps overview, the run view's entry point: saturation after or before the
-// norm (or drift, or gradient norm) for every layer at once. Clicking a cell opens the layer.
+// The layers × steps overview, the run view's entry point: graded saturation, the strict cut
+// after or before the norm (or drift, or gradient norm) for every layer at once. Clicking a cell opens the layer.
 
 import * as P from "../plot.js";
-import { extendPayload, HEATMAP_KEYS, OVERVIEW_METRICS, overviewTraces } from "../transforms.js";
+import { defaultOverviewMetric, extendPayload, HEATMAP_KEYS, OVERVIEW_METRICS, overviewTraces } from "../transforms.js";
 
 export const METRICS = OVERVIEW_METRICS;
+export const defaultMetric = defaultOverviewMetric;
 
 /** Height that keeps rows readable from 2 to 30+ layers. */
 export function height(nLayers) {

@@ -56,3 +56,35 @@ test("verdicts become css classes and checks a short summary", () => {
   assert.equal(checksSummary([{ passed: true }, { passed: false }]), "1/2 checks");
   assert.equal(checksSummary([]), "");
 });
+
+test("regime cells carry their verdict's colours, effects with standard errors and their runs", async () => {
+  const { regimeCells, CELL_COLORS } = await import("../claim_figures.js");
+  const result = {
+    regimes: [
+      { regime: "sigmoid, depth 4", published: true, verdict: "holds", seeds: [0, 1], lr: 0.1,
+        effects: [{ name: "top excess", value: 0.6376, se: 0.0073, needs: "> 0" }] },
+      { regime: "tanh", verdict: "no difference measured", seeds: [0, 1], lr: 0.1, effects: [{ name: "x", value: null, se: null }] },
+    ],
+    run_configs: [
+      { arm: "sigmoid, depth 4|none|0.1|0", run_id: "r1" }, { arm: "sigmoid, depth 4|none|0.1|1", run_id: "r2" },
+      { arm: "tanh|none|0.1|0", run_id: null },
+    ],
+  };
+  const cells = regimeCells(result);
+  assert.equal(cells.length, 2);
+  assert.equal(cells[0].published, true);
+  assert.deepEqual(cells[0].style, CELL_COLORS.holds);
+  assert.equal(cells[0].effects[0].text, "0.638 ± 0.00730");
+  assert.deepEqual(cells[0].runIds, ["r1", "r2"]);
+  assert.deepEqual(cells[1].style, CELL_COLORS["no difference measured"]);
+  assert.equal(cells[1].effects[0].text, "— ± —");
+  assert.deepEqual(cells[1].runIds, []);
+  assert.deepEqual(regimeCells({}), []);
+});
+
+test("a trace's error becomes symmetric error bars in its colour", () => {
+  const f = figure({ traces: [{ name: "h1", x: [0, 1], y: [0.5, 0.4], error: [0.1, 0.2] }, { name: "h2", x: [0], y: [1] }] });
+  assert.deepEqual(f.traces[0].error_y.array, [0.1, 0.2]);
+  assert.equal(f.traces[0].error_y.color, f.traces[0].line.color);
+  assert.equal(f.traces[1].error_y, undefined);
+});

@@ -1,6 +1,6 @@
 // Hand-made frames in the wire layout of normcore/frames.py, for the transform tests.
 
-export function layer(name, i, { lo = -4, hi = 4, bins = 8, g = true } = {}) {
+export function layer(name, i, { lo = -4, hi = 4, bins = 8, g = true, graded = true } = {}) {
   const counts = Array.from({ length: bins }, (_, b) => (b === (i % bins) ? 30 : 10));
   return {
     name,
@@ -12,10 +12,11 @@ export function layer(name, i, { lo = -4, hi = 4, bins = 8, g = true } = {}) {
     g_mean: g ? 1 + 0.01 * i : null, g_std: g ? 0.01 : null,
     b_mean: g ? 0.001 * i : null, b_std: g ? 0.002 : null,
     w1_prev: i ? 0.01 : null, w1_first: 0.02 * i,
+    ...(graded ? { sat_graded: 0.3 + 0.01 * i, out_mean: 0.5 - 0.01 * i, out_std: 0.2 } : {}),
   };
 }
 
-export function frame(seq, { step = seq * 10, names = ["h1", "h2"], evalEvery = 0, status = "running", batchStats = false, g = true } = {}) {
+export function frame(seq, { step = seq * 10, names = ["h1", "h2"], evalEvery = 0, status = "running", batchStats = false, g = true, graded = true } = {}) {
   const withEval = evalEvery && seq % evalEvery === 0;
   return {
     seq, step, time: 1764130000 + seq, status, device: "cpu",
@@ -23,8 +24,9 @@ export function frame(seq, { step = seq * 10, names = ["h1", "h2"], evalEvery = 
     eval: withEval
       ? { loss: 2.1 / (1 + seq), acc: 0.09 * seq, loss_batch: batchStats ? 1 : null, acc_batch: batchStats ? 0.5 : null }
       : null,
+    val: null,
     ics: null,
-    layers: names.map((n) => layer(n, seq, { g })),
+    layers: names.map((n) => layer(n, seq, { g, graded })),
   };
 }
 

@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import { addFrames, emptyColumns } from "../columns.js";
 import {
-  compareGbTraces, comparePercentileTraces, compareRunTraces, driftTraces, extendPayload, gbTraces,
+  compareGbTraces, comparePercentileTraces, defaultOverviewMetric, compareRunTraces, driftTraces, extendPayload, gbTraces,
   gradTraces, HEATMAP_KEYS, hasValues, heatmapTraces, lossTraces, overviewTraces,
   occupiedRange, percentileTraces, saturationMarks, sharedRange, stepRange, withAlpha,
 } from "../transforms.js";
@@ -111,6 +111,24 @@ test("overview of gradient norms is log10, and non-positive values are gaps", ()
 test("overview before the norm reads sat_pre", () => {
   const cols = build(2);
   assert.deepEqual(overviewTraces(cols, "sat_pre")[0].z, [[0.6, 0.6], [0.6, 0.6]]);
+});
+
+test("overview of graded saturation: its own column on the 0..1 scale", () => {
+  const cols = build(2);
+  const [o] = overviewTraces(cols, "sat_graded");
+  assert.deepEqual(o.z, [[0.3, 0.3], [0.31, 0.31]]);
+  assert.equal(o.zmin, 0);
+  assert.equal(o.zmax, 1);
+  assert.deepEqual(overviewTraces(cols, "sat")[0].z, [[0.5, 0.5], [0.49, 0.49]]); // strict cut kept
+});
+
+test("the overview opens on graded saturation, on the strict cut for runs without it", () => {
+  assert.equal(defaultOverviewMetric(build(3)), "sat_graded");
+  assert.equal(defaultOverviewMetric(build(3, { graded: false })), "sat");
+  assert.equal(defaultOverviewMetric(emptyColumns()), "sat"); // no frame yet
+  const cols = build(2, { graded: false });
+  addFrames(cols, [frame(2)]); // a graded value arrives later: the default follows it
+  assert.equal(defaultOverviewMetric(cols), "sat_graded");
 });
 
 test("g/b absent without an affine norm: the panel can tell", () => {

@@ -3,7 +3,7 @@
 // one: claim, experiment, criterion, checks with their numbers, plots, and links to the runs.
 
 import { api, isActive } from "../api.js";
-import { armRows, checksSummary, compareIds, figure, verdictClass } from "../claim_figures.js";
+import { armRows, checksSummary, compareIds, figure, regimeCells, verdictClass } from "../claim_figures.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
@@ -95,6 +95,32 @@ function checkList(checks) {
       h("strong", {}, c.name), h("span", { class: "muted" }, ` — ${c.detail}`))));
 }
 
+// {gridTemplateColumns: "x"} -> "grid-template-columns: x" (dom.h sets a string style as is)
+function css(style) {
+  return Object.entries(style).map(([k, v]) => `${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${v}`).join("; ");
+}
+
+// The regime map: one cell per regime of a protocol claim, coloured by its verdict, with its
+// effects (mean ± standard error over seeds), seeds, learning rate and links to its runs.
+function regimeMap(result) {
+  const cells = regimeCells(result);
+  if (!cells.length) return null;
+  const grid = { display: "grid", gridTemplateColumns: "repeat(auto-fill, minmax(15rem, 1fr))", gap: "0.5rem" };
+  return h("section", { class: "card" },
+    h("div", { class: "card-head" }, h("h3", {}, "Regime map"),
+      h("span", { class: "hint" }, "where the claim holds and where it does not; an effect counts beyond two standard errors over seeds")),
+    h("div", { class: "regime-map", style: css(grid) }, cells.map((c) => {
+      const style = { ...c.style, padding: "0.5rem 0.6rem", borderRadius: "6px", border: c.published ? "2px solid currentColor" : "1px solid #d0d4da" };
+      return h("div", { class: "regime-cell", style: css(style), dataset: { regime: c.regime, verdict: c.verdict } },
+        h("div", {}, h("strong", {}, c.regime), c.published ? h("span", { class: "muted" }, " · published setting") : null),
+        h("div", { style: "font-weight: 600" }, c.verdict),
+        h("ul", { style: "margin: 0.2rem 0; padding-left: 1rem" }, c.effects.map((e) =>
+          h("li", {}, `${e.name} ${e.text}`, e.needs ? h("span", { class: "muted" }, ` (needs ${e.needs})`) : null))),
+        h("div", { class: "muted" }, `seeds ${c.seeds.join(", ")} · lr ${c.lr ?? "—"}`),
+        c.runIds.length ? h("div", {}, c.runIds.map((rid, i) => [i ? " " : "", h("a", { href: href.run(rid) }, `run ${i + 1}`)])) : null);
+    })));
+}
+
 function armTable(result) {
   const rows = armRows(result);
   if (!rows.length) return h("p", { class: "muted" }, "This experiment trains nothing: it measures the layers directly.");
@@ -163,6 +189,7 @@ function mountClaim(root, id) {
           h("span", { class: "hint" }, `${checksSummary(r.checks)} · ${r.quick ? "quick" : "full"} · ${r.duration_s}s`)),
         h("p", {}, h("strong", {}, "Criterion. "), r.criterion),
         checkList(r.checks)),
+      regimeMap(r),
       h("section", { class: "card" }, h("h3", {}, "Measurements"), grid),
       h("section", { class: "card" }, h("h3", {}, "Runs"), armTable(r),
         h("details", { class: "numbers" }, h("summary", {}, "All measured numbers (JSON)"),

@@ -32,9 +32,11 @@ export function mount(root, { id }) {
     toggle: h("div", { class: "segmented", role: "radiogroup", "aria-label": "overview metric" }),
     layers: h("div", { class: "layers" }, h("p", { class: "muted" }, "Layer rows appear with the first frame.")),
   };
-  let metric = "sat";
+  let picked = null; // the user's overview metric; until then the data's default
+  let drawn = null; // the metric the overview shows now
   let run = null;
   let sat = null; // what counts as saturated for this run's activation (from the catalog)
+  const metric = () => picked ?? overview.defaultMetric(feed.cols);
 
   const header = h("section", { class: "run-head card" },
     h("div", { class: "run-line" }, el.title, el.status, el.device, el.conn),
@@ -55,7 +57,9 @@ export function mount(root, { id }) {
 
   const feed = new RunFeed(id, {
     openLayers: () => (rows ? [...rows.open] : []),
-    overview: () => [overview.METRICS[metric].key], // the other metrics load when picked
+    // the shown metric's maxima; until one is picked, both saturations (the default is the
+    // graded one where the run has it); the other metrics load when picked
+    overview: () => (picked ? [overview.METRICS[picked].key] : ["sat_graded", "sat"]),
     onRun: (r) => {
       run = r;
       if (sat === null && r.config?.activation) loadSaturation(r.config.activation);
@@ -65,7 +69,8 @@ export function mount(root, { id }) {
       if (delta.reshape) drawAll();
       else {
         loss.extend(el.loss, delta);
-        overview.extend(el.overview, delta, metric);
+        if (metric() === drawn) overview.extend(el.overview, delta, drawn);
+        else drawOverview(); // the first frames brought the graded column: switch to it
         rows.extend(delta);
       }
       renderProgress();
@@ -87,20 +92,25 @@ export function mount(root, { id }) {
   });
 
   for (const [key, m] of Object.entries(overview.METRICS)) {
-    const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": String(key === metric) }, m.label);
+    const b = h("button", { type: "button", role: "radio", dataset: { metric: key }, "aria-checked": "false" }, m.label);
     b.addEventListener("click", () => {
-      metric = key;
-      for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === key));
-      const loaded = feed.cols.layerNames.every((n) => feed.cols.layers[n].max[overview.METRICS[key].key].length === feed.cols.step.length);
-      if (loaded) overview.draw(el.overview, feed.cols, metric, { sat });
+      picked = key;
+      const loaded = feed.cols.layerNames.every((n) => feed.cols.layers[n].max[overview.METRICS[key].key]?.length === feed.cols.step.length);
+      if (loaded) drawOverview();
       else zoomTo(feed.range); // its reload redraws
     });
     el.toggle.append(b);
   }
 
+  function drawOverview() {
+    drawn = metric();
+    for (const x of el.toggle.children) x.setAttribute("aria-checked", String(x.dataset.metric === drawn));
+    overview.draw(el.overview, feed.cols, drawn, { sat });
+  }
+
   function drawAll() {
     loss.draw(el.loss, feed.cols);
-    overview.draw(el.overview, feed.cols, metric, { sat });
+    drawOverview();
     rows.draw();
   }
 
