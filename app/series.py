@@ -116,7 +116,7 @@ def series(
             out["eval"][key] = _floats(cols.evals[rows, i])
     heat = [f for f in fields if f == HIST_FIELD or f.startswith(MAX_PREFIX)]
     starts = D.bucket_starts(len(cols), points)
-    if heat:
+    if heat and len(cols):  # a run with no frame yet (queued, cancelled early) has no buckets
         ends = np.append(starts[1:], len(cols)) - 1
         out["heat"] = {"step": cols.step[starts].tolist(), "step_to": cols.step[ends].tolist()}
     for name in layers:

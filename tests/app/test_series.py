@@ -124,3 +124,13 @@ def test_bad_series_requests_are_422_naming_the_parameter(server, small_run, par
 def test_series_of_an_unknown_run_is_404(server):
     with server.client() as client:
         assert client.get("/api/runs/nope/series").status_code == 404
+
+
+def test_a_run_without_frames_has_empty_series_not_an_error(server):
+    with server.client() as client:
+        run = client.post("/api/runs", json={"steps": 500_000, "depth": 2, "width": 8}).json()
+        client.post(f"/api/runs/{run['id']}/cancel")
+        fields = "loss,eval,max:sat_graded,max:sat,hist"
+        for _ in range(2):  # cancelled before or after its first frames: both answer 200
+            page = client.get(f"/api/runs/{run['id']}/series", params={"fields": fields})
+            assert page.status_code == 200, page.text
