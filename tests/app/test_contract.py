@@ -46,7 +46,9 @@ def test_schemathesis_finds_nothing(tmp_path, token):
         )
     finally:
         live.stop()
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    # the failures section first (the report's tail is warnings and the summary)
+    failures = done.stdout[done.stdout.find("FAILURES") :][:6000]
+    assert done.returncode == 0, failures + done.stdout[-2000:] + done.stderr[-2000:]
     assert not live.server_errors(), "\n".join(live.server_errors())
 
 
