@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from normcore.probe.stats import LAYER_NUMBERS
+
 CHUNK = 1024
 
 SCHEMA = """
@@ -40,29 +42,8 @@ CREATE TABLE IF NOT EXISTS frame_columns (
 
 RUN_LINES = ("loss", "acc", "lr", "steps_per_s")
 EVAL_KEYS = ("loss", "acc", "loss_batch", "acc_batch")
-LAYER_LINES = (
-    "mean",
-    "std",
-    "p15",
-    "p50",
-    "p85",
-    "sat",
-    "sat_pre",
-    "grad_norm",
-    "act_grad_norm",
-    "weight_norm",
-    "update_ratio",
-    "g_mean",
-    "g_std",
-    "b_mean",
-    "b_std",
-    "w1_prev",
-    "w1_first",
-    "nonfinite",
-    "sat_graded",  # graded saturation and the activation's output (normcore.probe.stats)
-    "out_mean",
-    "out_std",
-)
+# A layer's numbers (normcore.probe.stats, the one list), and its count of non-finite values
+LAYER_LINES = (*LAYER_NUMBERS, "nonfinite")
 FRAME_STATUS = ("running", "completed", "diverged")  # codes 0, 1, 2 in the "status" column
 
 
