@@ -1,6 +1,10 @@
-"""Shared fixtures. Device from TORCH_DEVICE (default cpu)."""
+"""Shared fixtures. Device from TORCH_DEVICE (default cpu). At session start the Debian
+packages the tests need are installed where missing (.ci/system-packages), so the one test
+command runs every test on a fresh machine: none is skipped for a missing system package."""
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,3 +22,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    script = Path(__file__).resolve().parents[1] / ".ci" / "system-packages"
+    subprocess.run([str(script)], check=True)

@@ -93,7 +93,7 @@ def test_compose_declares_volume_token_and_gpu_profile():
 
 
 def test_docker_compose_config_accepts_every_profile(tmp_path):
-    assert shutil.which("docker-compose"), "Debian's docker-compose is missing: run .ci/test"
+    assert shutil.which("docker-compose"), "docker-compose is missing (.ci/system-packages)"
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
     # docker-compose 1.29 (Debian's) lists every service whatever the profiles.

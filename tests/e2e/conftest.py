@@ -45,7 +45,7 @@ SMALL: dict[str, Any] = {
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed: run .ci/test (it installs it)")
+        pytest.fail("Debian's chromium is missing (.ci/system-packages installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -13,7 +13,7 @@ NODE = shutil.which("node")
 
 
 def test_frontend_transforms_pass_node_test_runner():
-    assert NODE, "node is not installed: run .ci/test (it installs Debian's nodejs)"
+    assert NODE, "node is not installed: .ci/system-packages installs Debian's nodejs"
     files = sorted(str(p.relative_to(JS)) for p in (JS / "tests").glob("*.test.js"))
     assert files, "no frontend tests found"
     proc = subprocess.run(

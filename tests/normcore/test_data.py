@@ -12,8 +12,8 @@ SEEDED = tuple(name for name in DATASETS if name != "fashion")  # fashion: one o
 
 
 def test_fashion_mnist_is_installed():
-    # .ci/test installs Debian's dataset-fashion-mnist: a missing copy fails, never skips.
-    assert fashion.available(), f"Fashion-MNIST files not in {fashion.source_dir()}: run .ci/test"
+    # .ci/system-packages installs dataset-fashion-mnist: a missing copy fails, never skips
+    assert fashion.available(), f"no Fashion-MNIST in {fashion.source_dir()}"
 
 
 @pytest.fixture(scope="module")
