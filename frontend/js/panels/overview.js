@@ -12,11 +12,13 @@ export function height(nLayers) {
   return Math.max(240, Math.min(520, 90 + 22 * nLayers));
 }
 
-/** `sat` (transforms.saturationMarks) puts the rule in the colour bar's title. */
+/** `sat` (transforms.saturationMarks) puts the strict cut's rule in the colour bar's title (the
+ * strict maps only: the graded map is 1 − mean slope / peak slope, not a cut). */
 export function draw(el, cols, metric = "sat", { title, xrange, sat } = {}) {
   el.style.height = `${height(cols.layerNames.length)}px`;
   const traces = overviewTraces(cols, metric);
-  if (sat?.text && metric.startsWith("sat")) traces[0].colorbar = { ...traces[0].colorbar, title: { text: sat.text.replace(": ", "<br>"), side: "right", font: { size: 10 } } };
+  if (sat?.text && (metric === "sat" || metric === "sat_pre")) traces[0].colorbar = { ...traces[0].colorbar, title: { text: sat.text.replace(": ", "<br>"), side: "right", font: { size: 10 } } };
+  if (metric === "sat_graded") traces[0].colorbar = { ...traces[0].colorbar, title: { text: "1 − slope / peak", side: "right", font: { size: 10 } } };
   return P.draw(el, traces, P.layout(title ?? `layers × steps: ${OVERVIEW_METRICS[metric].label}`, {
     xaxis: { title: { text: "step", standoff: 4 }, range: xrange, automargin: true },
     yaxis: { autorange: "reversed", type: "category", automargin: true, ticks: "" },
