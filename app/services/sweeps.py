@@ -224,7 +224,7 @@ class SweepService:
     def cancel(self, sweep_id: str) -> dict[str, Any]:
         """Stop the sweep: unsubmitted cells never start, queued and running ones are cancelled."""
         sweep = self.read(sweep_id)
-        if sweep["status"] not in ("queued", "running"):
+        if sweep["status"] not in ACTIVE:
             raise RunConflict(f"sweep {sweep_id!r} has already ended: {sweep['status']}")
         run_ids = {c["run_id"] for c in sweep["cells"]}
         with self.store.transaction() as db:
@@ -243,7 +243,7 @@ class SweepService:
         """Run again exactly the cells whose run did not complete (interrupted, cancelled,
         failed); cells with a result or still active are left alone."""
         sweep = self.read(sweep_id)
-        if sweep["status"] in ("queued", "running"):
+        if sweep["status"] in ACTIVE:
             raise RunConflict(f"sweep {sweep_id!r} is still {sweep['status']}; nothing to resume")
         missing = [c for c in sweep["cells"] if c["status"] not in DONE]
         if not missing:
@@ -260,7 +260,7 @@ class SweepService:
     def delete(self, sweep_id: str) -> None:
         """Delete the sweep and every run it ever created (cancelling active ones first)."""
         sweep = self.read(sweep_id)
-        if sweep["status"] in ("queued", "running"):
+        if sweep["status"] in ACTIVE:
             self.cancel(sweep_id)
         db = self.store.db()
         run_ids = [

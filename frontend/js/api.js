@@ -118,8 +118,8 @@ export const api = {
   claim: (id) => withStatuses(() => request(`/api/claims/${enc(id)}`)),
   runClaim: (id, quick = true) => request(`/api/claims/${enc(id)}/run`, { method: "POST", body: { quick } }),
 
-  sweeps: () => request("/api/sweeps"),
-  sweep: (id) => request(`/api/sweeps/${enc(id)}`),
+  sweeps: () => withStatuses(() => request("/api/sweeps")),
+  sweep: (id) => withStatuses(() => request(`/api/sweeps/${enc(id)}`)),
   createSweep: (body) => request("/api/sweeps", { method: "POST", body }),
   cancelSweep: (id) => request(`/api/sweeps/${enc(id)}/cancel`, { method: "POST" }),
   resumeSweep: (id) => request(`/api/sweeps/${enc(id)}/resume`, { method: "POST" }),

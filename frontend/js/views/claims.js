@@ -61,7 +61,7 @@ function mountList(root) {
     return h("tr", { dataset: { claim: c.id } },
       h("td", {}, h("a", { href: href.claim(c.id), class: "claim-id" }, c.id)),
       h("td", {}, h("a", { href: href.claim(c.id) }, c.title), h("div", { class: "muted claim-text" }, c.claim)),
-      h("td", {}, verdictBadge(latest?.verdict, ACTIVE.has(latest?.status))),
+      h("td", {}, verdictBadge(latest?.verdict, active)),
       h("td", {}, latest ? [badge(latest.status), h("div", { class: "muted" }, `${latest.quick ? "quick" : "full"} · ${when(latest.created_at)}`)] : h("span", { class: "muted" }, "—")),
       h("td", {}, h("div", { class: "actions" },
         h("button", { type: "button", disabled: active, onclick: async () => { await start(c.id); load(); } }, active ? "Running…" : "Run (quick)"))));

@@ -2,14 +2,13 @@
 // numeric field), the other fields fixed at a value or averaged; it fills live as cells end.
 // A click on a cell opens its runs (the seeds) in Compare, or the run itself when it is one.
 
-import { api } from "../api.js";
+import { api, isActive } from "../api.js";
 import { badge, errorBox, fileLink, fill, h } from "../dom.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import { heatmapTrace, isNumeric, lineTraces, pool } from "../sweep_grid.js";
 import { gridSummary } from "./sweeps.js";
 
-const ACTIVE = new Set(["queued", "running"]);
 const AVERAGE = "__average__";
 
 export function mount(root, { id }) {
@@ -51,7 +50,7 @@ export function mount(root, { id }) {
 
   function renderHead() {
     const s = state.sweep;
-    const active = ACTIVE.has(s.status);
+    const active = isActive(s.status);
     fill(head, h("h2", {}, `Sweep · ${gridSummary(s)}`), badge(s.status),
       h("span", { class: "progress-text", "data-cells": `${s.cells_done}/${s.cells_total}` }, `${s.cells_done} / ${s.cells_total} cells`),
       h("div", { class: "actions" },
@@ -135,7 +134,7 @@ export function mount(root, { id }) {
   // Live: a cell event triggers a reload (coalesced); the stream ends with the sweep.
   function follow() {
     source?.close();
-    if (!state.sweep || !ACTIVE.has(state.sweep.status)) return;
+    if (!state.sweep || !isActive(state.sweep.status)) return;
     source = api.sweepEvents(id);
     const reload = () => { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 200); };
     source.addEventListener("cell", reload);

@@ -1,12 +1,11 @@
 // The sweeps list: each sweep's grid, status and progress; open, cancel, resume, delete.
 // Refreshes itself while any sweep is running.
 
-import { api } from "../api.js";
+import { api, isActive } from "../api.js";
 import { badge, errorBox, fill, h } from "../dom.js";
 import { href } from "../router.js";
 
 const REFRESH_MS = 2000;
-const ACTIVE = new Set(["queued", "running"]);
 
 /** "norm × batch_size (2 × 5) · 3 seeds · eval_acc" */
 export function gridSummary(sweep) {
@@ -45,7 +44,7 @@ export function mount(root) {
   }
 
   function row(sweep) {
-    const active = ACTIVE.has(sweep.status);
+    const active = isActive(sweep.status);
     return h("tr", { dataset: { sweep: sweep.id } },
       h("td", {}, h("a", { href: href.sweep(sweep.id) }, gridSummary(sweep)),
         h("div", { class: "muted" }, sweep.id)),
@@ -68,7 +67,7 @@ export function mount(root) {
       fill(message);
       fill(body, data.length ? data.map(row) : h("tr", {}, h("td", { colspan: 5, class: "empty" },
         "No sweeps yet. ", h("a", { href: href.launch() }, "Start one"), ".")));
-      if (data.some((s) => ACTIVE.has(s.status))) timer = setTimeout(load, REFRESH_MS);
+      if (data.some((s) => isActive(s.status))) timer = setTimeout(load, REFRESH_MS);
     } catch (err) {
       if (stopped) return;
       fill(message, errorBox("Cannot list sweeps", err.message));
