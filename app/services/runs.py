@@ -21,6 +21,7 @@ from app.settings import Settings
 from app.store import Finish, Store, frame_text
 from normcore.config import RunConfig
 from normcore.frames import ACTIVE, TERMINAL
+from normcore.probe.stats import LAYER_NUMBERS
 
 
 def check_limits(config: RunConfig, settings: Settings) -> None:
@@ -176,31 +177,8 @@ def export_jsonl(store: Store, run_id: str) -> Iterator[str]:
 
 FRAME_COLUMNS = ("seq", "step", "time", "status", "device", "loss", "acc", "lr", "steps_per_s")
 EVAL_COLUMNS = ("eval_loss", "eval_acc", "eval_loss_batch", "eval_acc_batch")
-LAYER_COLUMNS = (
-    "mean",
-    "std",
-    "p15",
-    "p50",
-    "p85",
-    "sat",
-    "sat_pre",
-    "nonfinite",
-    "grad_norm",
-    "act_grad_norm",
-    "weight_norm",
-    "update_ratio",
-    "g_mean",
-    "g_std",
-    "b_mean",
-    "b_std",
-    "w1_prev",
-    "w1_first",
-    "sat_graded",
-    "out_mean",
-    "out_std",
-    "under",
-    "over",
-)
+# a layer's numbers (normcore.probe.stats, the one list), then its histogram's tails
+LAYER_COLUMNS = (*LAYER_NUMBERS, "nonfinite", "under", "over")
 
 
 def export_csv(store: Store, run_id: str) -> Iterator[str]:
