@@ -35,6 +35,7 @@ class Run(BaseModel):
     final: FinalMetrics | None = None  # set when the run has ended
     metrics: FinalMetrics | None = None  # the latest metrics, also while running
     rerun_of: str | None = None  # the run this one re-runs with the same config
+    layers: list[str] | None = None  # its layers' names: GET /api/runs/{id} only, not lists
 
 
 class RunList(BaseModel):

@@ -39,8 +39,8 @@ def create_run(
 
 @router.get("/{run_id}")
 def read_run(run_id: RunId, store: StoreDep) -> Run:
-    """One run: status, progress, final metrics."""
-    return Run.model_validate(service.get_run(store, run_id))
+    """One run: status, progress, final metrics, and its layers' names."""
+    return Run.model_validate(service.read_run(store, run_id))
 
 
 @router.post("/{run_id}/cancel")

@@ -44,6 +44,12 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
     return run
 
 
+def read_run(store: Store, run_id: str) -> dict[str, Any]:
+    """The run with its layers' names (from two frames: cheap for one run, not for a list), so
+    a view can load a layer's detail beside the overview rather than after it."""
+    return {**get_run(store, run_id), "layers": _layer_names(store, run_id)}
+
+
 def create_run(
     store: Store,
     executor: Executor,

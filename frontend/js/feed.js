@@ -62,6 +62,8 @@ export class RunFeed {
     const token = ++this.loads;
     const span = { points: this.points, fromStep: range?.[0], toStep: range?.[1] };
     let open = this.openLayers?.() ?? [];
+    // The views open the top layer by default: with its name known, load it beside the overview.
+    if (first && !open.length && this.run?.layers?.length) open = this.run.layers.slice(-1);
     const detail = (names) => (names.length && this.layerFields.length
       ? api.series(this.id, { fields: this.layerFields, layers: names, ...span }) : null);
     const fields = [...RUN_FIELDS, ...this.overview().map((k) => `max:${k}`)];

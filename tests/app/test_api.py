@@ -103,6 +103,11 @@ def test_completed_run_reads_back_with_metrics(client, done_run):
     listed = client.get("/api/runs", params={"status": "completed"}).json()
     assert done_run["id"] in [r["id"] for r in listed["data"]]
     assert listed["count"] >= len(listed["data"])
+    # one run names its layers (a view loads the top one beside the overview); a list does not
+    one = client.get(f"/api/runs/{done_run['id']}").json()
+    depth = done_run["config"]["depth"]
+    assert one["layers"] == [f"h{i}" for i in range(1, depth + 1)]
+    assert all(r["layers"] is None for r in listed["data"])
 
 
 def test_frames_are_downsampled_keeping_first_last_and_evaluations(client, done_run):
