@@ -56,6 +56,7 @@ FIELD_HELP = {
     "ics": "Santurkar et al.'s ICS measure (extra passes)",
     "seed": "random seed",
     "device": "auto: CUDA when available, else CPU",
+    "threads": "CPU threads for this run (each takes a core); empty = the thread policy",
 }
 
 NORM_ALIASES = {
@@ -123,7 +124,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 
 
 # Fields that change what is measured, not what is trained: left out of labels.
-OBSERVATION = ("steps", "probe_every", "hist_bins", "eval_every", "ics", "device")
+OBSERVATION = ("steps", "probe_every", "hist_bins", "eval_every", "ics", "device", "threads")
 
 
 class RunConfig(BaseModel):
@@ -164,6 +165,9 @@ class RunConfig(BaseModel):
     # reproducibility and placement
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: str = "auto"  # auto = CUDA when available, else CPU
+    # intra-op CPU threads; None = the thread policy's choice (app/jobs/threads.py: one for
+    # small runs). A server gives a run asking for more that many cores, and waits for them.
+    threads: int | None = Field(None, ge=1, le=1024)
 
     _model = _named(MODELS, "model")
     _activation = _named(ACTIVATIONS, "activation")

@@ -73,8 +73,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.server:  # train on the server, stream the frames back
         bar = ProgressBar(cfg.steps, sys.stderr, enabled=not args.quiet)
         return run_remote(args, cfg, bar)
-    from normcore.frames import to_json  # torch is imported here, not for --help
+    import torch  # imported here, not for --help
+
+    from app.jobs.threads import available_cores, intra_op_threads
+    from normcore.cost import flops_per_step
+    from normcore.frames import to_json
     from normcore.train import resolve_device, run
+
+    # the run's own ask, else the server's thread policy (one thread for small runs)
+    torch.set_num_threads(
+        cfg.threads or intra_op_threads(flops_per_step(cfg), cores=available_cores())
+    )
 
     try:
         resolve_device(cfg.device)

@@ -159,21 +159,28 @@ class LocalExecutor(JobQueue):
         return {slot for job in self._jobs.values() for slot in job.slots}
 
     def _fits(self, config: dict[str, Any]) -> bool:
-        """A GPU run needs a free GPU; a CPU run one free core, or with NORMSCOPE_WORKER_THREADS
-        that many (a run asking more threads takes more cores, and waits for them)."""
+        """A GPU run needs a free GPU; a CPU run one free core, or as many as the threads it
+        asks for (its config's ``threads``, else NORMSCOPE_WORKER_THREADS), and waits for them."""
         free = self.slots - len(self._used())
-        if self._gpus or self.fixed_threads is None:
+        asked = self._asked(config)
+        if self._gpus or asked is None:
             return free >= 1
-        return free >= min(self.fixed_threads, self.slots)
+        return free >= min(asked, self.slots)
+
+    def _asked(self, config: dict[str, Any]) -> int | None:
+        """The threads a CPU run asks for: its own ``threads``, else the server's setting."""
+        own = config.get("threads")
+        return own if own is not None else self.fixed_threads
 
     def _threads(self, config: dict[str, Any], free: int) -> int:
-        """The run's intra-op threads: on a GPU the cores over the GPUs; on a CPU the thread
-        policy's choice for its size among the runs that want cores now, within the free
-        cores (never more threads than cores it holds)."""
+        """The run's intra-op threads: on a GPU the cores over the GPUs; on a CPU what it asks
+        for, or the thread policy's choice for its size among the runs that want cores now,
+        within the free cores (never more threads than cores it holds)."""
         if self._gpus:
-            return self.gpu_threads
-        if self.fixed_threads is not None:
-            return min(self.fixed_threads, self.slots)
+            return config.get("threads") or self.gpu_threads
+        asked = self._asked(config)
+        if asked is not None:
+            return min(asked, self.slots)
         flops = flops_per_step(RunConfig.model_validate(config))
         runs = 1 + len(self._jobs) + len(self._queue)
         return min(free, intra_op_threads(flops, cores=self.slots, runs=runs))

@@ -191,12 +191,13 @@ class RayExecutor(JobQueue):
         # A GPU only where the cluster has one: a 'cuda' run on a CPU cluster then fails with
         # torch's reason instead of waiting forever for a GPU that will never come.
         wants_gpu = config.get("device", "auto") in ("auto", "cuda") and self._cluster_gpus >= 1
+        threads = config.get("threads") or self.threads  # the run's own ask, else the setting
         actor = self._actor_class.options(
-            num_cpus=self.threads,
+            num_cpus=threads,
             num_gpus=1 if wants_gpu else 0,
             max_concurrency=4,
             name=f"normscope-{run_id}",
-        ).remote(config, self.threads)
+        ).remote(config, threads)
         job = _Job(run_id, slot, actor, actor.take.remote(_POLL_S), time.time())
         self._jobs[run_id] = job
         self.sink.started(run_id)

@@ -100,3 +100,26 @@ def test_a_run_given_more_threads_holds_more_cores_and_the_next_waits_for_them(s
         jobs = jobs_when(client, lambda j: j["count"] == 1 and all_started(j))
         assert [(j["run_id"], j["torch_threads"]) for j in jobs["data"]] == [(b["id"], 2)]
         assert client.post(f"/api/runs/{b['id']}/cancel").status_code == 200
+
+
+def test_a_run_asking_for_threads_holds_that_many_cores_beside_policy_runs(start_server):
+    live = start_server(NORMSCOPE_MAX_JOBS="2")  # the thread policy: one thread a small run
+    with live.client() as client:
+        a = create(client, steps=LONG_RUN, device="cpu", threads=2)
+        jobs = jobs_when(client, lambda j: j["count"] == 1 and all_started(j))
+        (job,) = jobs["data"]
+        assert (job["run_id"], job["threads"], job["torch_threads"]) == (a["id"], 2, 2)
+        assert job["slots"] == [0, 1]
+        b = create(client, steps=LONG_RUN, device="cpu")  # asks nothing: waits for one core
+        assert client.get("/api/jobs").json()["queued"] == [b["id"]]
+        assert client.post(f"/api/runs/{a['id']}/cancel").status_code == 200
+        jobs = jobs_when(client, lambda j: j["count"] == 1 and all_started(j))
+        assert [(j["run_id"], j["threads"], j["torch_threads"]) for j in jobs["data"]] == [
+            (b["id"], 1, 1)
+        ]
+        assert client.post(f"/api/runs/{b['id']}/cancel").status_code == 200
+        # asking for more threads than the server has cores is answered, not queued forever
+        c = create(client, steps=LONG_RUN, device="cpu", threads=64)
+        jobs = jobs_when(client, lambda j: j["count"] == 1 and all_started(j))
+        assert [(j["run_id"], j["threads"]) for j in jobs["data"]] == [(c["id"], 2)]
+        assert client.post(f"/api/runs/{c['id']}/cancel").status_code == 200
