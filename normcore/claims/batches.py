@@ -179,6 +179,7 @@ def drop_cell(
     return {
         "regime": regime,
         "reference": REF_REGIME,
+        "runs_of": [regime, REF_REGIME],  # the Claims view links both regimes' runs
         "seeds": list(P.seeds(quick)),
         "lr": lr,
         "lr_reference": lr_ref,

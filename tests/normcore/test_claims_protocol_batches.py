@@ -186,3 +186,38 @@ def test_c9_restores_eps_after_predicting():
     with layer.eps_divided(100.0):
         assert layer.norm.eps == pytest.approx(1e-7)
     assert norms._EPS == before and layer.norm.eps == pytest.approx(1e-5)
+
+
+def _run(val: float, test: float) -> list[dict]:
+    """A run that trains (validation 0.1 -> val) and whose layers move."""
+    layer = {"update_ratio": 0.01}
+    return [
+        {"step": 1, "status": "running", "val": {"acc": 0.1}, "eval": {"acc": 0.1},
+         "layers": [layer, layer]},
+        {"step": 100, "status": "completed", "val": {"acc": val}, "eval": {"acc": test},
+         "layers": [layer, layer]},
+    ]  # fmt: skip
+
+
+def test_drop_cell_tunes_each_arm_on_validation_in_both_regimes_and_reports_test_drops():
+    grid, seeds = P.grid(True), P.seeds(True)
+    frames = {}
+    for regime in ("batch 4", "batch 32"):
+        for arm in ("batch", "group"):
+            for lr in grid:
+                for s in seeds:
+                    # the best validation at 0.03 in batch 32, at 0.003 in batch 4; the test
+                    # accuracy of other rates is a trap a tuner reading the test split would take
+                    best = 0.03 if regime == "batch 32" else 0.003
+                    val = 0.9 if lr == best else 0.5
+                    small = arm == "batch" and regime == "batch 4"
+                    test = (0.6 if small else 0.9) - 0.01 * s if lr == best else 0.99
+                    frames[P.key(regime, arm, lr, s)] = _run(val, test)
+    cell = batches.drop_cell(frames, "batch 4", ("batch", "group"), "batch", quick=True)
+    assert cell["lr"] == {"batch": 0.003, "group": 0.003}
+    assert cell["lr_reference"] == {"batch": 0.03, "group": 0.03}
+    assert cell["drop"]["batch"] == [pytest.approx(0.3), pytest.approx(0.3)]
+    assert cell["drop"]["group"] == [pytest.approx(0.0), pytest.approx(0.0)]
+    # BN in the regime is the subject: its runs are not a baseline, GN's are
+    assert set(cell["baseline"]) == {"batch, batch 32", "group, batch 32", "group, batch 4"}
+    assert cell["runs_of"] == ["batch 4", "batch 32"]
