@@ -1,7 +1,7 @@
 """C4, C6 on the protocol: what BN needs from its mini-batch (size, order), and WN's freedom.
 
 C4, the seed: BN is for large mini-batches with similar distributions; data must be shuffled
-well. Published: Wu & He (2018, Group Normalization, Table/Fig. of ResNet-50 on ImageNet), BN's
+well. Published: Wu & He (2018, Group Normalization; ResNet-50 on ImageNet), BN's
 validation error 23.6 / 23.7 / 24.8 / 27.3 / 34.7 % at 32 / 16 / 8 / 4 / 2 images per GPU, GN's
 24.1 / 24.2 / 24.0 / 24.2 / 24.1: BN's error rises at small batches, GN's stays flat. They train
 every batch size for the same number of epochs (the rate scaled with the batch); here every
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from normcore.claims import protocol as P
-from normcore.claims.base import Experiment, arm_config
+from normcore.claims.base import Experiment, arm_config, variant
 from normcore.claims.checks import BOUND_TOL, Numbers, check, finite, fmt
 from normcore.claims.measures import final_eval, mean, plot, trace
 from normcore.config import RunConfig
@@ -348,12 +348,7 @@ def measure_c6(frames: dict[str, list[Frame]], quick: bool):
     cells = size_cells(frames, C6_ARMS, quick)
     small = size_changes(quick, sizes(quick)[0])
     dependence = {
-        n: [
-            batch_dependence(
-                RunConfig.model_validate({**batch_net(quick, n).model_dump(), **small, "seed": s})
-            )
-            for s in P.seeds(quick)
-        ]
+        n: [batch_dependence(variant(batch_net(quick, n), **small, seed=s)) for s in P.seeds(quick)]
         for n in C6_ARMS
     }
     series = [
