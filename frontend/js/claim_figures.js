@@ -79,7 +79,16 @@ function num(v) {
   return v === null || v === undefined || !Number.isFinite(v) ? "—" : Number(v).toPrecision(3);
 }
 
-/** The result's regime cells, ready to draw, each with the stored runs that made it. */
+// A cell's learning rate: one number, or one per arm ({batch: 0.003, group: 0.03}).
+function lrText(lr) {
+  if (lr === null || lr === undefined) return null;
+  if (typeof lr !== "object") return String(lr);
+  return Object.entries(lr).map(([arm, v]) => `${arm} ${v ?? "—"}`).join(", ");
+}
+
+/** The result's regime cells, ready to draw, each with the stored runs that made it: the
+ * runs of its regime, and of the regimes it is compared against (``runs_of``, e.g. C4's
+ * batch 32 reference). */
 export function regimeCells(result) {
   const runs = armRows(result);
   return (result?.regimes ?? []).map((c) => ({
@@ -88,10 +97,12 @@ export function regimeCells(result) {
     verdict: c.verdict ?? "unmeasured",
     style: CELL_COLORS[c.verdict] ?? CELL_COLORS.unmeasured,
     seeds: c.seeds ?? [],
-    lr: c.lr ?? null,
+    lr: lrText(c.lr),
     effects: (c.effects ?? []).map((e) => ({
       name: e.name, text: `${num(e.value)} ± ${num(e.se)}`, needs: e.needs ?? "",
     })),
-    runIds: runs.filter((r) => r.arm.startsWith(`${c.regime}|`) && r.runId).map((r) => r.runId),
+    runIds: runs
+      .filter((r) => (c.runs_of ?? [c.regime]).some((g) => r.arm.startsWith(`${g}|`)) && r.runId)
+      .map((r) => r.runId),
   }));
 }

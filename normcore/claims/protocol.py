@@ -230,3 +230,39 @@ def tuned_arm(
     }
     values = [value(r) for r in tuned["runs"]]
     return {"lr": tuned["lr"], "values": values, "baseline": baseline, "runs": tuned["runs"]}
+
+
+# --- pieces every claim's module on the protocol uses ------------------------------------
+
+
+def seeds(quick: bool) -> tuple[int, ...]:
+    """The experiment's seeds: 2 in quick mode, 5 in full."""
+    return (0, 1) if quick else (0, 1, 2, 3, 4)
+
+
+def grid(quick: bool) -> tuple[float, ...]:
+    """The learning rates every tuned arm tries."""
+    return QUICK_LR_GRID if quick else LR_GRID
+
+
+def effect_of(name: str, comparison: Mapping[str, Any], needs: str) -> dict[str, Any]:
+    """A regime cell's headline effect for the map: a comparison's difference ± its SE."""
+    return {"name": name, "value": comparison["diff"], "se": comparison["se"], "needs": needs}
+
+
+def judged(
+    numbers: Mapping[str, Any],
+    cells: list[dict[str, Any]],
+    criterion: str,
+    checks: list[dict[str, Any]],
+    verdict: str | None = None,
+) -> dict[str, Any]:
+    """What a protocol claim's verdict function returns; ``verdict`` None reads the
+    published cell's (``summarize_cells``); the judged cells are the regime map."""
+    return {
+        "verdict": verdict if verdict is not None else summarize_cells(cells),
+        "criterion": criterion,
+        "checks": checks,
+        "numbers": {**numbers, "cells": cells},
+        "regimes": cells,
+    }

@@ -1,4 +1,5 @@
-"""C8, C9: the two scale invariances, the gradient law, and a higher usable learning rate.
+"""C8: weight-scale invariance, the gradient law, and a higher usable learning rate (C9 is in
+data_scale.py).
 
 Each experiment is (a) a few RunConfigs and direct layer checks, (b) a measurement to numbers,
 (c) a pure verdict from those numbers (see checks.py for the rules every verdict follows).
@@ -105,32 +106,6 @@ def verdict_c8(n: Numbers) -> dict[str, Any]:
         "lambda z with eps is one of z with eps / lambda^2), within "
         f"{GRAD_LAW_RESIDUAL_TOL:g}; and the largest learning rate of the grid that still "
         "trains is higher with BN than without."
-    )
-    return combine(criterion, checks, n)
-
-
-def verdict_c9(n: Numbers) -> dict[str, Any]:
-    """numbers: data_rescale {norm: {deviation, tol}} for BN, LN, CN (invariant) and WN (not)."""
-    table = n["data_rescale"]
-    yes = ("batch", "layer", "cosine")
-    wrong_yes = invariant_norms(table, yes, True)
-    wrong_no = invariant_norms(table, ("weight",), False)
-    checks = [
-        check(
-            "Norm(W lambda x) = Norm(W x) for BN, LN, CN",
-            not wrong_yes,
-            f"max deviation: {_cells(table, yes)}"
-            + (f"; not invariant: {', '.join(wrong_yes)}" if wrong_yes else ""),
-        ),
-        check(
-            "WN is not data-scale invariant",
-            not wrong_no,
-            f"max deviation: {_cells(table, ('weight',))}",
-        ),
-    ]
-    criterion = (
-        "Re-scaling the input data changes the normalized output of BN, LN and CN by no more "
-        "than the measured tolerance, and changes WN's by more."
     )
     return combine(criterion, checks, n)
 
@@ -280,48 +255,6 @@ def measure_c8(frames: dict[str, list[Frame]], quick: bool):
     return numbers, series
 
 
-def measure_c9(frames: dict[str, list[Frame]], quick: bool):
-    rows = invariance.check_all()
-    published = [r for r in rows if r["published"] is not None]
-    agree = sum(r["published"] == r["invariant"] for r in published)
-    table: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        table.setdefault(r["norm"], {})[r["transform"]] = {
-            "invariant": r["invariant"],
-            "deviation": r["max_deviation"],
-            "published": r["published"],
-        }
-    numbers = {
-        "data_rescale": _by_norm(rows, "data_rescaling"),
-        "table": table,
-        "published_agree": agree,
-        "published_cells": len(published),
-        "lambdas": list(invariance.LAMBDAS),
-    }
-    series = [
-        plot(
-            "Relative output change under re-scaling (tolerance 1e-3)",
-            "norm",
-            "max relative deviation",
-            [
-                trace(
-                    t.replace("_", " "),
-                    list(table),
-                    [max(table[n][t]["deviation"], 1e-17) for n in table],
-                )
-                for t in ("data_rescaling", "weight_matrix_rescaling")
-            ],
-            log_y=True,
-            kind="bar",
-        ),
-    ]
-    return numbers, series
-
-
-def no_arms(quick: bool) -> dict[str, RunConfig]:
-    return {}
-
-
 C8 = Experiment(
     id="C8",
     title="Weight-scale invariance: larger weights, smaller gradients, higher usable lr",
@@ -340,21 +273,4 @@ C8 = Experiment(
     configs=c8_arms,
     measure=measure_c8,
     verdict=verdict_c8,
-)
-
-C9 = Experiment(
-    id="C9",
-    title="Data-scale invariance: BN, LN and CN, not WN",
-    claim=(
-        "Norm(W lambda x) = Norm(W x) holds for BN, LN and CN, not for WN. It reduces "
-        "gradient diffusion and makes the learning rate easier to choose."
-    ),
-    experiment=(
-        "normcore.invariance's measured table for every registered norm (float64, affine off, "
-        "lambda 0.5 and 3): data re-scaling per norm, and every cell compared with Ba et al. "
-        "2016 Table 1 (BN, WN, LN) and the seed (CN)."
-    ),
-    configs=no_arms,
-    measure=measure_c9,
-    verdict=verdict_c9,
 )

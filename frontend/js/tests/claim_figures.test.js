@@ -82,6 +82,22 @@ test("regime cells carry their verdict's colours, effects with standard errors a
   assert.deepEqual(regimeCells({}), []);
 });
 
+test("a regime cell shows one lr per arm and links the runs of the regimes it compares", async () => {
+  const { regimeCells } = await import("../claim_figures.js");
+  const result = {
+    regimes: [{ regime: "batch 4", runs_of: ["batch 4", "batch 32"], verdict: "holds", seeds: [0, 1],
+      lr: { batch: 0.003, group: 0.03 }, effects: [] }],
+    run_configs: [
+      { arm: "batch 4|batch|0.003|0", run_id: "a" }, { arm: "batch 32|batch|0.03|0", run_id: "b" },
+      { arm: "batch 16|batch|0.03|0", run_id: "c" },
+    ],
+  };
+  const [cell] = regimeCells(result);
+  assert.equal(cell.lr, "batch 0.003, group 0.03");
+  assert.deepEqual(cell.runIds, ["a", "b"]);
+  assert.equal(regimeCells({ regimes: [{ regime: "x", lr: null }] })[0].lr, null);
+});
+
 test("a trace's error becomes symmetric error bars in its colour", () => {
   const f = figure({ traces: [{ name: "h1", x: [0, 1], y: [0.5, 0.4], error: [0.1, 0.2] }, { name: "h2", x: [0], y: [1] }] });
   assert.deepEqual(f.traces[0].error_y.array, [0.1, 0.2]);
