@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from normcore.config import RunConfig
 from normcore.models import build_model
@@ -35,6 +34,7 @@ from normcore.probe.stats import (
 )
 from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import run
+from tests.utils.probing import probed_step
 
 BINS = 16
 NUMBA = pytest.mark.skipif(
@@ -220,20 +220,6 @@ def test_layer_stats_rejects_an_empty_layer():
 def numpy64(t: torch.Tensor) -> np.ndarray:
     """An independent float64 host copy of a (device) tensor."""
     return t.detach().double().cpu().numpy().copy()
-
-
-def probed_step(model, probe, opt, x, y, before_step=lambda: None):
-    """One probed training step -> (loss, logits, what ``before_step`` returned)."""
-    probe.arm()
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    opt.zero_grad()
-    loss.backward()
-    probe.collect(loss, logits, y)
-    seen = before_step()  # after backward, before the weights move
-    opt.step()
-    probe.after_step()
-    return loss, logits, seen
 
 
 OPTIMIZERS = {

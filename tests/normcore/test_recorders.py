@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from normcore.config import RunConfig
 from normcore.models import build_model
@@ -18,6 +17,7 @@ from normcore.probe.probe import Probe, resolve_path
 from normcore.probe.recorder import PATHS
 from normcore.probe.stats import FINE
 from normcore.watch import Watch
+from tests.utils.probing import probed_step
 
 BINS = 16
 NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
@@ -41,14 +41,7 @@ def probed_run(path: str | None, steps: int = 5) -> tuple[Probe, list]:
     x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
     recorder = probe.recorder
     for _ in range(steps):
-        probe.arm()
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        probe.collect(loss, logits, y)
-        opt.step()
-        probe.after_step()
+        probed_step(model, probe, opt, x, y)
         assert probe.recorder is recorder  # chosen once, at construction
     rows = probe.flush()
     probe.close()
