@@ -34,8 +34,7 @@ from normcore.probe.taps import ProbePoint, Reader
 
 RECORDERS: dict[str, type[Recorder]] = {
     path: cls for cls in (HostRecorder, DeviceRecorder) for path in cls.PATHS
-}
-assert tuple(sorted(RECORDERS)) == tuple(sorted(PATHS))
+}  # every path of PATHS (tests/normcore/test_recorders.py)
 
 
 def resolve_path(path: str | None, device: torch.device) -> str:
@@ -99,7 +98,8 @@ class Probe:
         self.prev: np.ndarray | None = None
 
     # hooks. Nothing here raises: a problem is kept in _trouble and raised by collect,
-    # outside the forward pass. The recorder takes (measures or copies) what they pass on.
+    # outside the forward pass. The recorder takes what they pass on before any later
+    # in-place op can rewrite it: it measures it there or copies it (normcore.probe.recorder).
     def _on_pre(self, i: int):
         def hook(out):
             if self.armed:

@@ -13,7 +13,7 @@ from normcore.models import build_model
 from normcore.probe import kernels
 from normcore.probe.device_recorder import DeviceRecorder
 from normcore.probe.host_recorder import HostRecorder
-from normcore.probe.probe import Probe, resolve_path
+from normcore.probe.probe import RECORDERS, Probe, resolve_path
 from normcore.probe.recorder import PATHS
 from normcore.probe.stats import FINE
 from normcore.watch import Watch
@@ -61,6 +61,7 @@ def test_the_recorder_is_the_devices_own_unless_a_path_is_given(monkeypatch):
     "path", [pytest.param(p, marks=NUMBA if p in HostRecorder.PATHS else ()) for p in PATHS]
 )
 def test_each_path_builds_its_recorder(path):
+    assert sorted(RECORDERS) == sorted(PATHS)  # one recorder for each path, each path once
     model = build_model(RunConfig(depth=2, width=8), (5,), 3)
     probe = Probe(model.probe_points(), activation="sigmoid", path=path)
     kind = HostRecorder if path in HostRecorder.PATHS else DeviceRecorder
