@@ -21,9 +21,10 @@ It prints the size of one encoded frame (normcore.frames.encode).
 
     nice python bench/probe_overhead.py --device cpu --width 1024 --depth 8 --batch 256
 
-``--path`` picks the probe's CPU path: ``in-hooks`` (the compiled kernels in the hooks, the
-default), ``after-backward`` (the kernels at collect, on the copies the hooks took) or
-``torch`` (a CPU without numba: torch's batch at collect, on the copies).
+``--path`` picks the probe's recorder (normcore.probe.recorder): ``in-hooks`` (the compiled
+kernels in the hooks, a CPU's default), ``after-backward`` (the kernels at collect, on the
+copies the hooks took), ``torch`` (a CPU without numba: torch's batch at collect, on the
+copies) or ``staged`` (CUDA's default: the batch on fixed buffers, a CUDA graph there).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ import torch.nn.functional as F
 from normcore.config import RunConfig
 from normcore.frames import PROBE_ROWS, encode
 from normcore.models import build_model
-from normcore.probe import kernels
 from normcore.probe.probe import Probe
+from normcore.probe.recorder import PATHS
 from normcore.train import resolve_device
 from normcore.watch import Watch
 
@@ -65,12 +66,11 @@ def make_step(args, device, variant: str):
             rows=PROBE_ROWS,
             device=device,
             optimizer=opt,
+            path=args.path,
         )
         if every
         else None
     )
-    if probe is not None:
-        probe.in_hooks = args.path == "in-hooks"
     writer, acts = None, []
     if variant == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
@@ -127,9 +127,8 @@ def _watched_step(model, cfg, opt, x, y, args):
         optimizer=opt,
         bins=args.bins,
         on_frame=lambda frame: None,
+        path=args.path,
     )
-    for probe in watch.probes:
-        probe.in_hooks = args.path == "in-hooks"
 
     def step() -> bool:
         with watch.step():
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bins", type=int, default=64)
     ap.add_argument("--norm", default="batch")
     ap.add_argument("--activation", default="tanh")
-    ap.add_argument("--path", default="in-hooks", choices=["in-hooks", "after-backward", "torch"])
+    ap.add_argument("--path", choices=PATHS, help="the probe's recorder (default: the device's)")
     ap.add_argument("--no-tensorboard", action="store_true", help="skip its variant")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", metavar="FILE", help="write {variant: {ms, ratio, ...}} here")
@@ -256,8 +255,6 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.path == "torch":
-        kernels.AVAILABLE = False  # read when each probe builds its statistics
     variants = ["bare", "probe@1", "probe@10", "watch@1"]
     try:
         import tensorboard  # noqa: F401
@@ -305,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     size = len(encode(frame))
     print(
         f"{device.type} ({torch.get_num_threads()} threads)  width {args.width}  depth "
-        f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  {args.path}  "
+        f"{args.depth}  batch {args.batch}  {args.norm}+{args.activation}  {probe.recorder.path}  "
         f"{args.rounds} rounds × {args.steps} steps, median"
     )
     syncs = "  syncs/step (+ in flushes)" if device.type == "cuda" else ""
@@ -324,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{copy_cost(args, device):.1f} µs CPU per layer ({args.batch}×{args.width} float32)"
     )
     if device.type == "cuda":
-        graphs = (probe._record_graph, probe._finish_graph)
+        graphs = (probe.recorder.graph, probe._finish_graph)
         print(
             "probe@1 CUDA graphs (statistics, finish): "
             + ", ".join(

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame, to_json
-from normcore.probe.probe import Probe
+from normcore.probe.probe import Probe, resolve_path
 from normcore.probe.stats import ACT_RANGE
 from normcore.watch_layers import (
     LayerFilter,
@@ -63,7 +63,8 @@ class Watch:
     gelu) sets what counts as saturated and the histogram's least range. ``steps`` (optional,
     the planned length) has the last step probed whatever ``every``. ``optimizer`` gives
     the lr in each frame and lets ‖Δw‖ be taken right after its step (without it: at the end
-    of ``step()``).
+    of ``step()``). ``path`` picks the probes' recorder (normcore.probe.recorder.PATHS;
+    None: the device's own).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Watch:
         on_frame: Callable[[Frame], None] | None = None,
         on_frames: Callable[[list[Frame]], object] | None = None,
         on_close: Callable[[bool], None] | None = None,
+        path: str | None = None,
     ) -> None:
         if activation not in ACT_RANGE:
             raise ValueError(
@@ -93,6 +95,7 @@ class Watch:
         self.planned = steps
         points = layer_points(layers)
         self.device = points[0].weight.device
+        path = resolve_path(path, self.device)  # (before anything is opened or hooked)
         self.every, self.optimizer = every, optimizer
         self.frames: list[Frame] = []
         self._file: IO[str] | None = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115
@@ -105,6 +108,7 @@ class Watch:
                 rows=PROBE_ROWS,
                 device=self.device,
                 optimizer=optimizer,
+                path=path,
             )
             for p in points
         ]

@@ -13,13 +13,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from normcore.config import RunConfig
 from normcore.models import build_model
 from normcore.norms import norm_affine
 from normcore.probe import kernels
 from normcore.probe import stats as stats_module
+from normcore.probe.device_recorder import DeviceRecorder
+from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.probe import Probe
 from normcore.probe.stats import (
     ACT_RANGE,
@@ -33,6 +34,7 @@ from normcore.probe.stats import (
 )
 from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import run
+from tests.utils.probing import probed_step
 
 BINS = 16
 NUMBA = pytest.mark.skipif(
@@ -40,7 +42,20 @@ NUMBA = pytest.mark.skipif(
 )
 
 
+# every recorder's path (normcore.probe.recorder); the host's need numba
+ALL_PATHS = [
+    pytest.param("in-hooks", marks=NUMBA),
+    pytest.param("after-backward", marks=NUMBA),
+    "torch",
+    "staged",
+]
+
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def in_hooks(probe: Probe) -> bool:
+    """The probe measured its last step in the taps (the in-hooks path, once set up)."""
+    return isinstance(probe.recorder, HostRecorder) and probe.recorder.eager
 
 
 def make_layers(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -207,20 +222,6 @@ def numpy64(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy().copy()
 
 
-def probed_step(model, probe, opt, x, y, before_step=lambda: None):
-    """One probed training step -> (loss, logits, what ``before_step`` returned)."""
-    probe.arm()
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    opt.zero_grad()
-    loss.backward()
-    probe.collect(loss, logits, y)
-    seen = before_step()  # after backward, before the weights move
-    opt.step()
-    probe.after_step()
-    return loss, logits, seen
-
-
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.5),
     "momentum": lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
@@ -231,27 +232,24 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("norm", ["batch", "none"])
-@pytest.mark.parametrize(
-    ("eager", "staged"),
-    [pytest.param(True, False, marks=NUMBA), (False, False), (False, True)],
-    ids=["in-hooks", "batched", "staged"],
-)
-def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, staged, device):
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_probe_matches_numpy_over_training_steps(optimizer, norm, path, device):
     """Six probed steps: the first sets the edges (batched); on a CPU, layers that fill the
     cache alone (here: a tiny cache) are measured in the hooks after that; on a GPU the later
     steps replay CUDA graphs. Plain SGD and momentum take ‖Δw‖ = lr·‖d‖ from the optimizer,
     other optimizers diff a copy."""
-    if device.type != "cpu" and (eager or not staged):
+    if device.type != "cpu" and path != "staged":
         pytest.skip("a GPU stages a step's tensors for its CUDA graphs; the rest is the CPU's")
     torch.manual_seed(0)
     cfg = RunConfig(depth=3, width=16, norm=norm, activation="sigmoid", batch_size=32)
     model = build_model(cfg, (10,), 4).to(device)
     points = model.probe_points()
     opt = OPTIMIZERS[optimizer](model.parameters())
-    probe = Probe(points, activation="sigmoid", bins=BINS, rows=8, optimizer=opt, device=device)
-    probe.staged = staged  # a CPU runs the GPU's staged path eagerly
-    probe.in_hooks = eager
-    assert (probe._old == []) == (optimizer in ("sgd", "momentum"))
+    # (a CPU runs the GPU's staged path eagerly)
+    probe = Probe(
+        points, activation="sigmoid", bins=BINS, rows=8, optimizer=opt, device=device, path=path
+    )
+    assert (probe.layers.old == []) == (optimizer in ("sgd", "momentum"))
     x, y = torch.randn(32, 10, device=device), torch.randint(0, 4, (32,), device=device)
     # an independent record of the same tensors: our own hooks, retained gradients
     seen: dict[str, list[torch.Tensor]] = {"act": [], "pre": []}
@@ -297,10 +295,12 @@ def test_probe_matches_numpy_over_training_steps(optimizer, norm, eager, staged,
                 affine=affine,
             )
         )
-    assert probe.eager == eager  # CPU: steps 2 to 6 ran in the hooks, or all batched
-    assert probe.staged == staged == ("loss" in probe._inputs)  # staged steps 2 to 6
+    recorder = probe.recorder
+    assert in_hooks(probe) == (path == "in-hooks")  # CPU: steps 2 to 6 ran in the hooks
+    staged = isinstance(recorder, DeviceRecorder) and "loss" in recorder._inputs
+    assert staged == (path == "staged")  # staged steps 2 to 6
     if device.type == "cuda":  # the staged statistics replay a captured CUDA graph
-        assert probe._record_graph.replays >= 1
+        assert recorder.graph.replays >= 1
         finish = probe._finish_graph  # Δw after the step; plain SGD has it from collect
         assert (finish.replays >= 1) == (optimizer != "sgd") and finish.captures <= 1
     for (layers, loss_v, acc_v, ics), e in zip(probe.flush(), expected, strict=True):
@@ -359,11 +359,11 @@ def test_probe_records_nothing_unless_armed():
     model = build_model(RunConfig(depth=2, width=8), (5,), 3)
     probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS)
     model(torch.randn(4, 5))
-    assert all(not refs for refs in probe._acts)
+    assert all(not refs for refs in probe.taken.acts)
     probe.close()
     probe.arm()
     model(torch.randn(4, 5))
-    assert all(not refs for refs in probe._acts)  # hooks removed
+    assert all(not refs for refs in probe.taken.acts)  # hooks removed
 
 
 @NUMBA
@@ -383,7 +383,7 @@ def test_probe_in_hooks_measures_a_gradient_changed_after_backward():
             points[0].weight.grad.mul_(2.0)
         probe.collect(torch.tensor(0.0))
         probe.after_step()
-    assert probe.eager
+    assert in_hooks(probe)
     layers = probe.flush()[-1][0]
     for p, layer in zip(points, layers, strict=True):
         assert layer["grad_norm"] == pytest.approx(p.weight.grad.norm().item(), rel=1e-6)
@@ -424,20 +424,21 @@ def test_probe_in_hooks_measures_an_rnn_time_step_by_time_step(cell):
     the layer's row as they come (activation gradients too), and the frames equal those of
     the same steps measured all at once after backward."""
 
-    def frames(in_hooks: bool):
+    def frames(path: str):
         torch.manual_seed(0)
         cfg = RunConfig(model="rnn", dataset="sequence", cell=cell, norm="layer", width=12)
         model = build_model(cfg, (6, 4), 3)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        probe = Probe(model.probe_points(), activation="tanh", bins=BINS, rows=4, optimizer=opt)
-        probe.in_hooks = in_hooks
+        probe = Probe(
+            model.probe_points(), activation="tanh", bins=BINS, rows=4, optimizer=opt, path=path
+        )
         x, y = torch.randn(8, 6, 4), torch.randint(0, 3, (8,))
         for _ in range(3):
             probed_step(model, probe, opt, x, y)
-        assert probe.eager == in_hooks
+        assert in_hooks(probe) == (path == "in-hooks")
         return probe.flush()
 
-    eager, batched = frames(in_hooks=True), frames(in_hooks=False)
+    eager, batched = frames("in-hooks"), frames("after-backward")
     for (layers, *rest), (expected, *expected_rest) in zip(eager, batched, strict=True):
         assert rest == expected_rest
         for layer, want in zip(layers, expected, strict=True):
@@ -490,7 +491,7 @@ def test_a_layer_of_another_dtype_is_measured_as_its_float32_values(dtype, kerne
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("path", [pytest.param("in-hooks", marks=NUMBA), "batched", "staged"])
+@pytest.mark.parametrize("path", ALL_PATHS)
 @pytest.mark.parametrize("batch", [16, 4])
 def test_a_probed_step_of_another_batch_size_is_an_error_naming_both(path, batch):
     """The probe's buffers and fractions are sized by the first probed step: a later step of
@@ -498,8 +499,9 @@ def test_a_probed_step_of_another_batch_size_is_an_error_naming_both(path, batch
     torch.manual_seed(0)
     model = build_model(RunConfig(depth=2, width=16, batch_size=8), (5,), 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
-    probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
+    probe = Probe(
+        model.probe_points(), activation="sigmoid", bins=BINS, rows=4, optimizer=opt, path=path
+    )
     probed_step(model, probe, opt, torch.randn(8, 5), torch.randint(0, 3, (8,)))
     with pytest.raises(ValueError, match=rf"holds {batch * 16} values .* built for 128"):
         probed_step(model, probe, opt, torch.randn(batch, 5), torch.randint(0, 3, (batch,)))
@@ -512,8 +514,9 @@ def test_a_model_of_another_dtype_is_probed(dtype, path):
     torch.manual_seed(0)
     model = build_model(RunConfig(depth=2, width=16, norm="batch"), (5,), 3).to(dtype)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS, rows=4, optimizer=opt)
-    probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
+    probe = Probe(
+        model.probe_points(), activation="sigmoid", bins=BINS, rows=4, optimizer=opt, path=path
+    )
     x, y = torch.randn(8, 5, dtype=dtype), torch.randint(0, 3, (8,))
     for _ in range(2):
         probed_step(model, probe, opt, x, y)
@@ -526,8 +529,8 @@ def test_a_model_of_another_dtype_is_probed(dtype, path):
             assert all(layer[k] is not None for k in ("mean", "std", "grad_norm", "g_mean"))
 
 
-@pytest.mark.parametrize("in_hooks", [pytest.param(True, marks=NUMBA), False])
-def test_a_norm_free_layer_may_name_one_module_as_pre_and_act(in_hooks):
+@pytest.mark.parametrize("path", ALL_PATHS[:3])
+def test_a_norm_free_layer_may_name_one_module_as_pre_and_act(path):
     """A model of one's own without a norm has one point for both: its pre-activation is its
     activation input, and the probe reads it once, in the hooks or after backward."""
     torch.manual_seed(0)
@@ -535,11 +538,10 @@ def test_a_norm_free_layer_may_name_one_module_as_pre_and_act(in_hooks):
     model = torch.nn.Sequential(linear, act_in, torch.nn.Tanh(), torch.nn.Linear(16, 3))
     point = ProbePoint("h1", act_in, act_in, linear.weight, torch.nn.Identity())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    probe = Probe([point], activation="tanh", bins=BINS, rows=4, optimizer=opt)
-    probe.in_hooks = in_hooks
+    probe = Probe([point], activation="tanh", bins=BINS, rows=4, optimizer=opt, path=path)
     x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
     for _ in range(3):
         probed_step(model, probe, opt, x, y)
-    assert probe.eager == in_hooks
+    assert in_hooks(probe) == (path == "in-hooks")
     for (layer,), *_ in probe.flush():
         assert layer["sat"] == layer["sat_pre"] and layer["mean"] is not None

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normcore.frames import to_json
+from normcore.probe import kernels
 from normcore.watch import Watch
 from tests.utils.own_model import training_step
 
@@ -213,16 +214,20 @@ def test_a_non_finite_loss_makes_the_end_diverged():
     assert not np.isfinite(watch.frames[1]["loss"])
 
 
-@pytest.mark.parametrize("path", ["in-hooks", "after-backward", "staged"])
+NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param("in-hooks", marks=NUMBA), pytest.param("after-backward", marks=NUMBA), "staged"],
+)
 def test_a_layer_that_cannot_be_measured_leaves_no_row_for_any_layer(path):
     """All layers' rows of a step or none: a step whose fc2 never ran (its measure raises)
     leaves the other probes in step with it, and the steps after are whole frames; on each
     of the probe's paths (compiled kernels in the hooks or after backward, torch's batch)."""
     model, layers, x, y = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    watch = Watch(layers, activation="relu", optimizer=opt)
-    for probe in watch.probes:
-        probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
+    watch = Watch(layers, activation="relu", optimizer=opt, path=path)
     train(model, watch, opt, x, y, steps=2)
     with pytest.raises(ValueError), watch.step():  # fc2 is skipped: its probe has nothing
         h = F.relu(model.ln(model.fc1(F.relu(model.bn(model.conv(x))).flatten(1))))

@@ -12,6 +12,7 @@ from torch import nn
 
 import normcore
 from normcore.probe import kernels
+from normcore.probe.host_recorder import HostRecorder
 from normcore.watch import Watch, watch
 from normcore.watch_layers import pick_layers
 from tests.utils.own_model import training_step
@@ -162,9 +163,7 @@ def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, mo
     layers = layer_map(model)
     assert list(pick_layers(model).items()) == list(layers.items())  # what watch(model) picks
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    w = watch(model, optimizer=opt, activation="relu", bins=16)
-    for probe in w.probes:
-        probe.in_hooks, probe.staged = path == "in-hooks", path == "staged"
+    w = watch(model, optimizer=opt, activation="relu", bins=16, path=path)
     clones: dict[str, list[np.ndarray]] = {}
 
     def keep(key):
@@ -184,10 +183,10 @@ def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, mo
         records.append({k: np.concatenate([c.ravel() for c in v]) for k, v in clones.items()})
     w.close()
     assert [f["step"] for f in w.frames] == [1, 2, 3]
-    if path in ("in-hooks", "after-backward"):
-        assert all(p.stats.kernel and p.eager == (path == "in-hooks") for p in w.probes)
-    else:
-        assert all(not p.stats.kernel for p in w.probes)
+    host = path in ("in-hooks", "after-backward")
+    recorders = [p.recorder for p in w.probes]
+    assert all(isinstance(r, HostRecorder) == host and r.path == path for r in recorders)
+    assert all(r.eager == (path == "in-hooks") for r in recorders if isinstance(r, HostRecorder))
     for frame, record in zip(w.frames, records, strict=True):
         assert [layer["name"] for layer in frame["layers"]] == list(layers)
         for layer in frame["layers"]:
