@@ -116,6 +116,12 @@ class WatchSession:
             try:
                 label = options.label or type(model).__name__
                 self.watch = self.client.watch(chosen, label=label, **kwargs)
+            except self.client._httpx.TransportError as exc:
+                self.client.close()
+                raise ConnectionError(
+                    f"url: no NormScope server answers at {options.url!r} ({exc}): start "
+                    f"one (normscope serve) or leave url out to keep the frames here"
+                ) from exc
             except BaseException:
                 self.client.close()
                 raise

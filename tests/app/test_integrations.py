@@ -21,6 +21,7 @@ from normcore.frames import TERMINAL
 from normcore.integrations import lightning as nl
 from normcore.integrations import transformers as nt
 from tests.utils.runs import stored_frames
+from tests.utils.server import free_port
 
 STATS = ("mean", "std", "p50")
 
@@ -287,3 +288,11 @@ def test_an_unknown_layer_is_named_when_fit_starts(tmp_path):
         ValueError, match="layers: 'fc9' not among the layers watch picks: fc1, fc2"
     ):
         lightning_fit(tmp_path, callback, TinyNet(), steps=1)
+
+
+def test_a_server_that_does_not_answer_is_named_when_fit_starts(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    callback = nl.NormScopeCallback(url=url)
+    with pytest.raises(ConnectionError, match=f"url: no NormScope server answers at '{url}'"):
+        lightning_fit(tmp_path, callback, TinyNet(), steps=1)
+    assert callback.session is None
