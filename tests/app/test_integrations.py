@@ -8,6 +8,9 @@ whatever the frameworks write goes to tmp_path."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import lightning.pytorch as pl
 import pytest
@@ -21,7 +24,7 @@ from normcore.frames import TERMINAL
 from normcore.integrations import lightning as nl
 from normcore.integrations import transformers as nt
 from tests.utils.runs import stored_frames
-from tests.utils.server import free_port
+from tests.utils.server import ROOT, free_port
 
 STATS = ("mean", "std", "p50")
 
@@ -261,6 +264,40 @@ def test_transformers_train_that_raises_ends_its_run_cancelled(client, target, t
     assert callback.session is not None and callback.session.closed
     # every=10: step 1 probed, then train() raised in step 4
     assert_run(client, callback.watch.run_id, ["classifier"], "cancelled", 1)
+
+
+# A loop that dies with its watch open (a Trainer that raised outside any ``with``): the
+# interpreter's exit ends the run cancelled, its measured step stored.
+DIES = """
+import sys, torch
+from torch import nn
+from normcore.integrations.session import WatchOptions, WatchSession
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+session = WatchSession(model, opt, WatchOptions(url=sys.argv[1], every=1), steps=100)
+print(session.run_id, flush=True)
+for step in range(2):
+    session.begin()
+    loss = model(torch.randn(16, 4)).square().mean()
+    opt.zero_grad()
+    loss.backward()
+    if step == 1:
+        raise KeyError("the training died")
+    session.measure(loss)
+    opt.step()
+    session.end()
+"""
+
+
+def test_a_loop_that_dies_with_its_watch_open_ends_its_run_at_exit(client, server):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", DIES, server.url], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "KeyError: 'the training died'" in done.stderr
+    run_id = done.stdout.strip()
+    run, _ = assert_run(client, run_id, ["0", "2"], "cancelled", 1)
+    assert run["label"] == "Sequential"
 
 
 # --- options ------------------------------------------------------------------------------------
