@@ -69,11 +69,13 @@ class WatchOptions:
             )
         layers = self.layers
         if layers is not None and not callable(layers):
-            names = [layers] if isinstance(layers, str) else layers
-            if not hasattr(names, "__iter__") or not all(isinstance(n, str) for n in names):
+            given: object = (layers,) if isinstance(layers, str) else layers
+            names = tuple(given) if hasattr(given, "__iter__") else None  # read once: kept
+            if names is None or not all(isinstance(n, str) for n in names):
                 raise TypeError(
                     f"layers: module paths or a predicate (path, module) -> bool, not {layers!r}"
                 )
+            object.__setattr__(self, "layers", names)
         if self.url is not None:
             parts = urlsplit(self.url) if isinstance(self.url, str) else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -166,10 +168,12 @@ class WatchSession:
             self._drop(StepDropped("the optimizer did not step in this batch"))
             return
         step, self._step = self._step, None
+        self.probing = False
         step.__exit__(None, None, None)
 
     def _drop(self, error: BaseException) -> None:
         step, self._step = self._step, None
+        self.probing = False
         if step is not None:
             step.__exit__(type(error), error, error.__traceback__)  # returns False: not raised
 

@@ -183,12 +183,13 @@ def tiny_bert():
     return BertForSequenceClassification(config)
 
 
-def hf_train(tmp_path, callback, steps: int = 5):
+def hf_train(tmp_path, callback, steps: int = 5, **options):
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"),
         max_steps=steps,
+        **options,
         per_device_train_batch_size=8,
         learning_rate=1e-3,
         use_cpu=True,
@@ -266,6 +267,13 @@ def test_transformers_train_that_raises_ends_its_run_cancelled(client, target, t
     assert_run(client, callback.watch.run_id, ["classifier"], "cancelled", 1)
 
 
+def test_transformers_gradient_accumulation_is_refused_when_training_begins(tmp_path, offline):
+    callback = nt.NormScopeCallback()
+    with pytest.raises(ValueError, match="gradient_accumulation_steps: .* not 2"):
+        hf_train(tmp_path, callback, steps=2, gradient_accumulation_steps=2)
+    assert callback.session is None
+
+
 # A loop that dies with its watch open (a Trainer that raised outside any ``with``): the
 # interpreter's exit ends the run cancelled, its measured step stored.
 DIES = """
@@ -311,12 +319,19 @@ def test_a_loop_that_dies_with_its_watch_open_ends_its_run_at_exit(client, serve
         ({"token": "t"}, ValueError, "token: given without url"),
         ({"url": "http://h", "out": "f.jsonl"}, ValueError, "out: frames go to the server"),
         ({"layers": 3}, TypeError, "layers: module paths or a predicate"),
+        ({"layers": ["fc1", 2]}, TypeError, "layers: module paths or a predicate"),
         ({"evry": 2}, TypeError, "evry"),
     ],
 )
 def test_a_bad_option_is_refused_when_the_callback_is_made(adapter, options, error, words):
     with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
         adapter(**options)
+
+
+def test_layers_given_as_a_generator_are_read_once_and_kept(tmp_path):
+    callback = nl.NormScopeCallback(layers=(name for name in ["fc2"]))
+    lightning_fit(tmp_path, callback, TinyNet(), steps=1)
+    assert [layer["name"] for layer in callback.watch.frames[-1]["layers"]] == ["fc2"]
 
 
 def test_an_unknown_layer_is_named_when_fit_starts(tmp_path):
