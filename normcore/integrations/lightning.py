@@ -14,9 +14,10 @@ step: probed every ``every``-th one and the last planned one; measured in
 with the loss ``on_before_backward`` saw. The run ends ``completed`` (or ``diverged``) at the
 end of ``fit``, ``cancelled`` when fit raises or is interrupted.
 
-One optimizer step per batch: gradient accumulation is refused at the start of fit (an
+One optimizer step per batch: gradient accumulation is refused when training starts (an
 accumulated step's activations come from several forward passes). Probed batches must have
-one size (drop a last partial batch: ``DataLoader(..., drop_last=True)``).
+one size: a DataLoader whose last batch is partial is refused then too (drop it:
+``DataLoader(..., drop_last=True)``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch.utils.data import DataLoader
 
-from normcore.integrations.session import WatchOptions, WatchSession
+from normcore.integrations.session import WatchOptions, WatchSession, check_full_batches, sized
 
 
 class NormScopeCallback(pl.Callback):
@@ -43,7 +45,8 @@ class NormScopeCallback(pl.Callback):
         """The Watch of the current (or last) fit: its frames and its run id."""
         return None if self.session is None else self.session.watch
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (not on_fit_start: the train loader is set up only now, after the sanity check)
         if self.session is not None:  # a fit before this one raised past us
             self.session.fail(RuntimeError("a new fit started"))
         if trainer.accumulate_grad_batches != 1:
@@ -54,6 +57,10 @@ class NormScopeCallback(pl.Callback):
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         planned = trainer.estimated_stepping_batches
         steps = int(planned) if math.isfinite(planned) else 0
+        loader = trainer.train_dataloader
+        if isinstance(loader, DataLoader):  # (not a custom batch sampler: batch_size None)
+            examples = sized(loader.dataset)
+            check_full_batches(examples, loader.batch_size, loader.drop_last, "drop_last")
         self.session = WatchSession(pl_module, optimizer, self.options, steps=steps)
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:

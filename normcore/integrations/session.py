@@ -93,6 +93,27 @@ class WatchOptions:
             raise ValueError(f"label: a run name of 1 to 200 characters, not {self.label!r}")
 
 
+def check_full_batches(examples: int | None, batch_size: int | None, drop_last: bool, fix: str):
+    """Refuse, when training starts, a loader whose last batch of an epoch is partial: a
+    probed batch must have the first probed one's size, and that batch, probed whenever its
+    step is due, would stop the training there. ``fix`` names the option that drops it."""
+    if examples is None or not batch_size or drop_last or examples % batch_size == 0:
+        return
+    raise ValueError(
+        f"{fix}: the last batch of each epoch holds {examples % batch_size} of "
+        f"{batch_size} examples ({examples} in all), and a probed batch must be full: "
+        f"set {fix}=True to drop it"
+    )
+
+
+def sized(data: object) -> int | None:
+    """``len(data)``, or None for a stream (an IterableDataset without a length)."""
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 class WatchSession:
     """A Watch of ``model`` (its run on the server, with ``options.url``) for one training."""
 

@@ -20,7 +20,8 @@ A Trainer calls no callback when training raises: the ``with`` block above (or
 ends so when the interpreter exits or the next ``train`` begins.
 
 One batch per optimizer step: ``gradient_accumulation_steps`` above 1 is refused when
-training begins. Probed batches must have one size (``dataloader_drop_last=True``).
+training begins, and so is a last partial batch (probed batches must have one size: set
+``dataloader_drop_last=True``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from normcore.integrations.session import WatchOptions, WatchSession
+from normcore.integrations.session import WatchOptions, WatchSession, check_full_batches, sized
 
 
 def config_activation(model: nn.Module) -> str | None:
@@ -63,13 +64,19 @@ class NormScopeCallback(TrainerCallback):
         """The Watch of the current (or last) training: its frames and its run id."""
         return None if self.session is None else self.session.watch
 
-    def on_train_begin(self, args, state, control, model=None, optimizer=None, **_: Any):
+    def on_train_begin(
+        self, args, state, control, model=None, optimizer=None, train_dataloader=None, **_: Any
+    ):
         self.close(RuntimeError("a new train() began with the last one still open"))
         if args.gradient_accumulation_steps != 1:
             raise ValueError(
                 f"gradient_accumulation_steps: NormScope probes one batch per optimizer "
                 f"step; set it to 1, not {args.gradient_accumulation_steps}"
             )
+        examples = sized(getattr(train_dataloader, "dataset", None))
+        check_full_batches(
+            examples, args.train_batch_size, args.dataloader_drop_last, "dataloader_drop_last"
+        )
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"model: the Trainer passed no torch module to its callbacks: {model!r}"

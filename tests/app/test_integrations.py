@@ -92,10 +92,18 @@ class TinyNet(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
-def lightning_fit(tmp_path, callback, model: pl.LightningModule, steps: int = 7, **options):
+def lightning_fit(
+    tmp_path,
+    callback,
+    model: pl.LightningModule,
+    steps: int = 7,
+    examples: int = 96,
+    drop_last: bool = False,
+    **options,
+):
     """``Trainer.fit`` of ``steps`` optimizer steps on batches of 16; nothing written."""
     torch.manual_seed(0)
-    data = TensorDataset(torch.randn(96, 8), torch.randint(0, 3, (96,)))
+    data = TensorDataset(torch.randn(examples, 8), torch.randint(0, 3, (examples,)))
     trainer = pl.Trainer(
         max_steps=steps,
         **options,
@@ -108,7 +116,7 @@ def lightning_fit(tmp_path, callback, model: pl.LightningModule, steps: int = 7,
         default_root_dir=tmp_path,
         callbacks=[callback],
     )
-    trainer.fit(model, DataLoader(data, batch_size=16, drop_last=True))
+    trainer.fit(model, DataLoader(data, batch_size=16, drop_last=drop_last))
 
 
 def test_lightning_fit_makes_a_completed_watched_run(client, target, tmp_path):
@@ -183,7 +191,7 @@ def tiny_bert():
     return BertForSequenceClassification(config)
 
 
-def hf_train(tmp_path, callback, steps: int = 5, **options):
+def hf_train(tmp_path, callback, steps: int = 5, examples: int = 64, **options):
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -198,10 +206,10 @@ def hf_train(tmp_path, callback, steps: int = 5, **options):
         logging_strategy="no",
         eval_strategy="no",
         disable_tqdm=True,
-        dataloader_drop_last=True,
         seed=0,
     )
-    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=Tokens(), callbacks=[callback])
+    data = Tokens(n=examples)
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[callback])
     trainer.train()
 
 
@@ -272,6 +280,22 @@ def test_transformers_gradient_accumulation_is_refused_when_training_begins(tmp_
     with pytest.raises(ValueError, match="gradient_accumulation_steps: .* not 2"):
         hf_train(tmp_path, callback, steps=2, gradient_accumulation_steps=2)
     assert callback.session is None
+
+
+def test_a_last_partial_batch_is_refused_when_training_starts_and_dropped_it_trains(
+    tmp_path, offline
+):
+    # 100 examples in batches of 16, 60 in batches of 8
+    with pytest.raises(ValueError, match=r"drop_last: .* holds 4 of 16 examples \(100 in all\)"):
+        lightning_fit(tmp_path, nl.NormScopeCallback(), TinyNet(), examples=100)
+    with pytest.raises(ValueError, match="dataloader_drop_last: .* holds 4 of 8 examples"):
+        hf_train(tmp_path, nt.NormScopeCallback(), examples=60)
+    # dropped, training goes on into a second epoch: 6 batches of 16 an epoch, 7 of 8
+    pl_callback, hf_callback = nl.NormScopeCallback(every=3), nt.NormScopeCallback(every=4)
+    lightning_fit(tmp_path, pl_callback, TinyNet(), steps=7, examples=100, drop_last=True)
+    hf_train(tmp_path, hf_callback, steps=8, examples=60, dataloader_drop_last=True)
+    assert [f["step"] for f in pl_callback.watch.frames] == [1, 4, 7]
+    assert [f["step"] for f in hf_callback.watch.frames] == [1, 5, 8]
 
 
 # A loop that dies with its watch open (a Trainer that raised outside any ``with``): the
