@@ -47,7 +47,7 @@ class NormScopeCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # (not on_fit_start: the train loader is set up only now, after the sanity check)
-        if self.session is not None:  # a fit before this one raised past us
+        if self.session is not None and not self.session.closed:  # a fit that never ended
             self.session.fail(RuntimeError("a new fit started"))
         if trainer.accumulate_grad_batches != 1:
             raise ValueError(
