@@ -144,7 +144,23 @@ class ExecutorRunner:
         self.run_ids: list[str] = []
 
     def __call__(self, arm: str, config: RunConfig) -> ArmRun:
-        run = self.owner.reusable(config) or self._wait(self._submit(arm, config))
+        return self.map([(arm, config)])[0]
+
+    def map(self, arms: list[tuple[str, RunConfig]]) -> list[ArmRun]:
+        """Every arm as a stored run, all submitted before any is waited for, so a sweep's
+        arms train side by side on the executor's slots (a queue that is full takes the rest
+        as slots free). An arm whose config ran already (in this claim or an earlier one of
+        this server) reuses that run. Results in the order of `arms`."""
+        ids: dict[str, str] = {}  # config JSON -> run id
+        for arm, config in arms:
+            key = config.model_dump_json()
+            if key not in ids:
+                known = self.owner.reusable(config)
+                ids[key] = known["id"] if known else self._submit(arm, config)
+        return [self._result(arm, config, ids[config.model_dump_json()]) for arm, config in arms]
+
+    def _result(self, arm: str, config: RunConfig, run_id: str) -> ArmRun:
+        run = self._wait(run_id)
         if run["id"] not in self.run_ids:
             self.run_ids.append(run["id"])
             self.owner.claims.update(self.claim_run_id, run_ids=self.run_ids)
