@@ -12,7 +12,7 @@ export const CHOICES = {
   optimizer: "optimizers", device: "devices", seq_task: "seq_tasks", norm_terms: "norm_terms",
 };
 // JSON cannot tell 1.0 from 1, so float fields are named.
-export const FLOAT_FIELDS = new Set(["lr", "momentum", "init_std", "clip"]);
+export const FLOAT_FIELDS = new Set(["lr", "momentum", "init_std", "clip", "val_fraction"]);
 // Fields whose default is null (off) and that take a number when set.
 export const OPTIONAL_FIELDS = new Set(["clip", "seq_len_test"]);
 // Fields only the rnn model reads (the sequence task and the recurrent norm's options).
