@@ -224,7 +224,9 @@ class RNN(_Probed):
     With ``seq_vary`` the input's last feature is the mask (``normcore.data.datasets.with_mask``:
     1 on a sequence's steps, 0 on its padding); it is split off and handed to every layer, and
     the head reads the last step, where each sequence's state was held since its end.
-    Any length T runs (a test sequence may be longer than the training ones).
+    Any length T runs (a test sequence may be longer than the training ones). The probes'
+    taps still read every (sample, step) of a padded batch, padding included (its values come
+    from a zero input and the held state): the probe needs the same count at every step.
     """
 
     def __init__(self, cfg: RunConfig, in_shape: tuple[int, ...], n_classes: int) -> None:
