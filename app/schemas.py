@@ -114,6 +114,8 @@ class Catalog(BaseModel):
     placements: list[str]
     inits: list[str]
     cells: list[str]
+    seq_tasks: list[str] = []  # the rnn's sequence task (RunConfig.seq_task)
+    norm_terms: list[str] = []  # where the rnn's norm acts (RunConfig.norm_terms)
     devices: list[str]
     limits: dict[str, int]
     defaults: dict[str, Any]

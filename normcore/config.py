@@ -27,6 +27,11 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 PLACEMENTS = ("before", "after")  # the norm before or after the activation
 INITS = ("default", "gaussian")  # PyTorch's default, or N(0, init_std) (the BN paper)
 CELLS = ("elman", "lstm")
+# the sequence task: where the class motif sits, so how long the RNN must carry it
+SEQ_TASKS = ("late", "early")
+# where an RNN's norm acts: the summed inputs W[x; h] (Ba et al. 2016), or the input term W_x x
+# and the recurrent term W_h h each on its own before they are summed (Cooijmans et al. 2016)
+NORM_TERMS = ("summed", "separate")
 DEVICES = ("auto", "cpu", "cuda")
 
 # What each field means: the one text for `normscope run --help`, the catalog and the form.
@@ -42,6 +47,16 @@ FIELD_HELP = {
     "init": "initial weights: PyTorch's default, or N(0, init_std) (the BN paper)",
     "init_std": "std of N(0, std) when init is gaussian",
     "cell": "rnn only",
+    "seq_len": "rnn only: training (and validation) sequence length",
+    "seq_len_test": "rnn only: held-out test sequence length, >= seq_len; empty = seq_len",
+    "seq_vary": "rnn only: lengths vary within a batch (uniform in [seq_len/2, seq_len]), "
+    "padded steps masked",
+    "seq_task": "rnn only: the motif sits late (step 8 on) or early (first quarter: carried "
+    "through the rest, a longer dependency)",
+    "bn_per_step": "rnn + batch norm only: statistics per time step, g initialised at 0.1 "
+    "(Cooijmans et al. 2016); longer test sequences reuse the last step's",
+    "norm_terms": "rnn only: one norm on the summed inputs, or separate norms on the input "
+    "and recurrent terms (Cooijmans et al. 2016)",
     "dataset": "the data set",
     "batch_order": "how batches are drawn",
     "batch_size": "examples per step",
@@ -77,6 +92,23 @@ MAX_DEPTH = 32
 MAX_WIDTH = 4096
 MAX_STEPS = 1_000_000
 MAX_BATCH = 4096
+MAX_SEQ_LEN = 500
+# Two motif lengths (normcore.data.datasets.MOTIF_LEN = 5): a varied length, at least half the
+# longest, still holds the motif.
+MIN_SEQ_LEN = 10
+SEQ_LEN = 20  # the sequence task's length before it was an option (the default)
+# Fields that only an RNN reads, with the value that leaves it as it was before they existed.
+RNN_ONLY = {
+    "seq_len": SEQ_LEN,
+    "seq_len_test": None,
+    "seq_vary": False,
+    "seq_task": "late",
+    "bn_per_step": False,
+    "norm_terms": "summed",
+}
+# Norms that live inside the linear map (normcore.norms.make_linear): no separate norm module
+# can act on one term of it.
+IN_LINEAR_NORMS = ("weight", "cosine")
 
 
 def canonical(
@@ -116,6 +148,8 @@ def choices() -> dict[str, tuple[str, ...]]:
         "placement": PLACEMENTS,
         "init": INITS,
         "cell": CELLS,
+        "seq_task": SEQ_TASKS,
+        "norm_terms": NORM_TERMS,
         "dataset": DATASETS,
         "batch_order": BATCH_ORDERS,
         "optimizer": OPTIMIZERS,
@@ -144,6 +178,13 @@ class RunConfig(BaseModel):
     init: str = "default"
     init_std: float = Field(0.1, gt=0, le=10)  # std of N(0, std) when init='gaussian'
     cell: str = "elman"  # rnn only
+    # the sequence task and the RNN's norm (rnn only; the defaults are the task as it was)
+    seq_len: int = Field(SEQ_LEN, ge=MIN_SEQ_LEN, le=MAX_SEQ_LEN)
+    seq_len_test: int | None = Field(None, ge=MIN_SEQ_LEN, le=MAX_SEQ_LEN)  # None = seq_len
+    seq_vary: bool = Field(False, strict=True)
+    seq_task: str = "late"
+    bn_per_step: bool = Field(False, strict=True)
+    norm_terms: str = "summed"
     # data
     dataset: str = "digits"
     batch_order: str = "shuffled"
@@ -175,6 +216,8 @@ class RunConfig(BaseModel):
     _placement = _named(PLACEMENTS, "placement")
     _init = _named(INITS, "init")
     _cell = _named(CELLS, "cell")
+    _seq_task = _named(SEQ_TASKS, "seq_task")
+    _norm_terms = _named(NORM_TERMS, "norm_terms")
     _dataset = _named(DATASETS, "dataset")
     _batch_order = _named(BATCH_ORDERS, "batch_order")
     _optimizer = _named(OPTIMIZERS, "optimizer")
@@ -211,6 +254,56 @@ class RunConfig(BaseModel):
             )
         return value
 
+    @field_validator(*RNN_ONLY, mode="after")
+    @classmethod
+    def _rnn_only(cls, value: object, info: ValidationInfo) -> object:
+        field, model = str(info.field_name), info.data.get("model")
+        if model is not None and model != "rnn" and value != RNN_ONLY[field]:
+            raise ValueError(
+                f"{field} {value!r} applies to model 'rnn' only, not {model!r}; leave it at "
+                f"{RNN_ONLY[field]!r} or use model 'rnn'"
+            )
+        return value
+
+    @field_validator("seq_len_test")
+    @classmethod
+    def _test_not_shorter(cls, value: int | None, info: ValidationInfo) -> int | None:
+        train = info.data.get("seq_len")
+        if value is not None and train is not None and value < train:
+            raise ValueError(
+                f"seq_len_test {value} is shorter than seq_len {train}: the held-out "
+                "sequences are as long as the training ones or longer"
+            )
+        return value
+
+    @field_validator("bn_per_step")
+    @classmethod
+    def _per_step_needs_bn(cls, value: bool, info: ValidationInfo) -> bool:
+        norm = info.data.get("norm")
+        if value and norm is not None and norm != "batch":
+            raise ValueError(
+                f"bn_per_step true with norm {norm!r}: only batch norm keeps statistics to "
+                "keep per time step; use norm 'batch' or bn_per_step false"
+            )
+        return value
+
+    @field_validator("norm_terms")
+    @classmethod
+    def _separate_terms(cls, value: str, info: ValidationInfo) -> str:
+        norm, placement = info.data.get("norm"), info.data.get("placement")
+        if value == "separate" and norm in IN_LINEAR_NORMS:
+            raise ValueError(
+                f"norm_terms 'separate' with norm {norm!r}: {norm} norm lives inside the "
+                "linear map, so it cannot act on the input and recurrent terms one by one; "
+                "use norm_terms 'summed'"
+            )
+        if value == "separate" and placement == "after":
+            raise ValueError(
+                "norm_terms 'separate' normalizes the input and recurrent terms before they "
+                "are summed and go through the activation; use placement 'before'"
+            )
+        return value
+
     @field_validator("groups")
     @classmethod
     def _groups(cls, value: int, info: ValidationInfo) -> int:
@@ -236,6 +329,11 @@ class RunConfig(BaseModel):
                 "'fashion')"
             )
         return value
+
+    @property
+    def test_len(self) -> int:
+        """The held-out sequences' length (seq_len_test, or seq_len when unset)."""
+        return self.seq_len if self.seq_len_test is None else self.seq_len_test
 
     def label(self) -> str:
         """A short human label: 'batch · mlp 3×100 sigmoid · digits', then every field that

@@ -41,7 +41,8 @@ def flops_per_step(cfg: RunConfig, *, input_size: int | None = None) -> float:
         channels, positions = shape[0], math.prod(shape[1:])
         macs = 9 * (channels * w + (d - 1) * w * w) * positions + w * classes
     elif cfg.model == "rnn":
-        steps, features = shape
+        features = shape[1]
+        steps = cfg.seq_len  # the training length (padding of varied lengths still computes)
         gates = 4 * w if cfg.cell == "lstm" else w
         features = input_size or features
         macs = steps * ((features + w) * gates + (d - 1) * (2 * w) * gates) + w * classes

@@ -16,11 +16,13 @@ import math
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from normcore.config import RunConfig
 from normcore.norms import create_norm_layer, make_conv2d, make_linear, resolve
 from normcore.probe.taps import ProbePoint, Tap
+from normcore.step_norm import COOIJMANS_GAIN, StepBatchNorm
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -132,52 +134,116 @@ class RecurrentLayer(nn.Module):
     LSTM: i, f, o, g = split(norm(z_t)); c_t = σ(f)c + σ(i)act(g); h_t = σ(o)act(c_t). The
     norm always sits on the summed inputs; the taps read the candidate g, the only gate that
     goes through the configured activation. Input: [B, T, F]; output [B, T, H].
+
+    Options (RunConfig, rnn only):
+    - ``norm_terms`` "separate": norm(W_x x_t) + norm_h(W_h h_{t-1}) + b instead of
+      norm(W[x_t, h_{t-1}]) (Cooijmans et al. 2016): one weight W = [W_x W_h] as before, so
+      the probes read the same matrix, and the ``pre`` tap reads the unnormalized sum;
+    - ``bn_per_step``: BN keeps statistics per time step (``StepBatchNorm``, g at 0.1), steps
+      beyond ``seq_len`` reuse the last step's;
+    - a ``mask`` [B, T] (``seq_vary``): at a padded step a sequence's state is held, so the
+      last step's output is the state at the sequence's own last step, and BN's statistics
+      leave the padded samples out.
     """
 
     def __init__(self, cfg: RunConfig, n_in: int) -> None:
         super().__init__()
         self.lstm, self.width, self.placement = cfg.cell == "lstm", cfg.width, cfg.placement
+        self.n_in, self.separate = n_in, cfg.norm_terms == "separate"
         gates = 4 * cfg.width if self.lstm else cfg.width
-        self.linear = make_linear(cfg.norm, n_in + cfg.width, gates, affine=cfg.affine)
-        self.norm = create_norm_layer(cfg.norm, gates, affine=cfg.affine, groups=cfg.groups)
+        self.linear = make_linear(
+            cfg.norm, n_in + cfg.width, gates, affine=cfg.affine, bias=not self.separate
+        )
+        self.norm = _recurrent_norm(cfg, gates)  # on the summed inputs, or the input term
+        self.norm_h = _recurrent_norm(cfg, gates) if self.separate else None
+        # with separate norms the bias comes after them (Cooijmans et al.'s b)
+        self.bias = nn.Parameter(torch.zeros(gates)) if self.separate else None
         self.act = ACTIVATIONS[cfg.activation]()
         self.pre, self.act_in = Tap(), Tap()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, T, F]; mask: [B, T] of 0/1 (1 = a real step) or None (all real)."""
         B, T, _ = x.shape
         h = c = x.new_zeros(B, self.width)  # (B, H)
         out = []
         for t in range(T):
-            z = self.linear(torch.cat([x[:, t], h], dim=1))  # (B, H) or (B, 4H)
-            if self.lstm:
-                n = self.norm(z)
-                i, f, o, g = n.chunk(4, dim=1)  # (B, H) each
-                self.pre(z[:, 3 * self.width :])
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * self.act(self.act_in(g))
-                h = torch.sigmoid(o) * self.act(c)
-            elif self.placement == "before":
-                h = self.act(self.act_in(self.norm(self.pre(z))))
-            else:
-                h = self.norm(self.act(self.act_in(self.pre(z))))
+            m = None if mask is None else mask[:, t]  # (B,)
+            h_new, c_new = self._step(x[:, t], h, c, t, m)
+            if m is None:
+                h, c = h_new, c_new
+            else:  # a finished sequence keeps its state: padding changes nothing downstream
+                keep = m[:, None] > 0  # (B, 1)
+                h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
             out.append(h)
         return torch.stack(out, dim=1)  # (B, T, H)
 
+    def _norm(self, norm: nn.Module, z: torch.Tensor, t: int, m: torch.Tensor | None):
+        return norm(z, t, m) if isinstance(norm, StepBatchNorm) else norm(z)
+
+    def _step(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, t: int, m: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step: (h_t, c_t) from x_t [B, F] and (h_{t-1}, c_{t-1}) [B, H]."""
+        normed = None
+        if self.separate and self.norm_h is not None and self.bias is not None:
+            w = cast(torch.Tensor, self.linear.weight)  # (gates, F + H) = [W_x W_h]
+            zx, zh = F.linear(x, w[:, : self.n_in]), F.linear(h, w[:, self.n_in :])
+            z = zx + zh
+            normed = self._norm(self.norm, zx, t, m) + self._norm(self.norm_h, zh, t, m)
+            normed = normed + self.bias
+        else:
+            z = self.linear(torch.cat([x, h], dim=1))  # (B, H) or (B, 4H)
+        if self.lstm:
+            n = self._norm(self.norm, z, t, m) if normed is None else normed
+            i, f, o, g = n.chunk(4, dim=1)  # (B, H) each
+            self.pre(z[:, 3 * self.width :])
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * self.act(self.act_in(g))
+            return torch.sigmoid(o) * self.act(c), c
+        if normed is not None:
+            self.pre(z)  # the probes read the unnormalized sum of the two terms
+            return self.act(self.act_in(normed)), c
+        if self.placement == "before":
+            return self.act(self.act_in(self._norm(self.norm, self.pre(z), t, m))), c
+        return self._norm(self.norm, self.act(self.act_in(self.pre(z))), t, m), c
+
+
+def _recurrent_norm(cfg: RunConfig, units: int) -> nn.Module:
+    """The RNN's norm module: ``StepBatchNorm`` for BN per time step (g at 0.1, as Cooijmans
+    et al.) or for masked sequences (one set shared by all steps, padding left out), else the
+    registry's module (BN as one BatchNorm1d shared over time, as before these options)."""
+    if cfg.norm == "batch" and (cfg.bn_per_step or cfg.seq_vary):
+        steps = cfg.seq_len if cfg.bn_per_step else 1
+        gain = COOIJMANS_GAIN if cfg.bn_per_step else 1.0
+        return StepBatchNorm(units, steps, affine=cfg.affine, gain=gain)
+    return create_norm_layer(cfg.norm, units, affine=cfg.affine, groups=cfg.groups)
+
 
 class RNN(_Probed):
-    """depth stacked RecurrentLayers and a head on the last step. Input: [B, T, F] -> [B, K]."""
+    """depth stacked RecurrentLayers and a head on the last step. Input: [B, T, F] -> [B, K].
+
+    With ``seq_vary`` the input's last feature is the mask (``normcore.data.datasets.with_mask``:
+    1 on a sequence's steps, 0 on its padding); it is split off and handed to every layer, and
+    the head reads the last step, where each sequence's state was held since its end.
+    Any length T runs (a test sequence may be longer than the training ones). The probes'
+    taps still read every (sample, step) of a padded batch, padding included (its values come
+    from a zero input and the held state): the probe needs the same count at every step.
+    """
 
     def __init__(self, cfg: RunConfig, in_shape: tuple[int, ...], n_classes: int) -> None:
         super().__init__()
-        self.norm_name = cfg.norm
-        n_in = in_shape[-1]
+        self.norm_name, self.masked = cfg.norm, cfg.seq_vary
+        n_in = in_shape[-1] - int(self.masked)
         self.blocks = nn.ModuleList(
             RecurrentLayer(cfg, n_in if i == 0 else cfg.width) for i in range(cfg.depth)
         )
         self.head = nn.Linear(cfg.width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = None
+        if self.masked:
+            x, mask = x[..., :-1], x[..., -1]  # (B, T, F), (B, T)
         for layer in self.blocks:
-            x = layer(x)  # (B, T, H)
+            x = layer(x, mask)  # (B, T, H)
         return self.head(x[:, -1])  # (B, K)
 
     def probe_points(self) -> list[ProbePoint]:

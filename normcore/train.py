@@ -29,6 +29,7 @@ from torch import nn
 
 from normcore.config import RunConfig
 from normcore.data import batch_indices, load_dataset
+from normcore.data.datasets import SeqSpec
 from normcore.drift import ics as ics_measure
 from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
 from normcore.models import build_model
@@ -99,7 +100,9 @@ def run(
     cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    data = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    data = load_dataset(
+        cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, seq=SeqSpec.of(cfg)
+    )
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
     probe = Probe(

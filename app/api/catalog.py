@@ -140,6 +140,8 @@ def read_catalog(settings: SettingsDep) -> Catalog:
         placements=list(C.PLACEMENTS),
         inits=list(C.INITS),
         cells=list(C.CELLS),
+        seq_tasks=list(C.SEQ_TASKS),
+        norm_terms=list(C.NORM_TERMS),
         devices=list(C.DEVICES),
         limits=settings.limits(),
         defaults=C.RunConfig.model_validate({}).model_dump(),

@@ -9,19 +9,22 @@
 export const CHOICES = {
   model: "models", activation: "activations", norm: "norms", placement: "placements",
   init: "inits", cell: "cells", dataset: "datasets", batch_order: "batch_orders",
-  optimizer: "optimizers", device: "devices",
+  optimizer: "optimizers", device: "devices", seq_task: "seq_tasks", norm_terms: "norm_terms",
 };
 // JSON cannot tell 1.0 from 1, so float fields are named.
-export const FLOAT_FIELDS = new Set(["lr", "momentum", "init_std", "clip"]);
+export const FLOAT_FIELDS = new Set(["lr", "momentum", "init_std", "clip", "val_fraction"]);
 // Fields whose default is null (off) and that take a number when set.
-export const OPTIONAL_FIELDS = new Set(["clip"]);
+export const OPTIONAL_FIELDS = new Set(["clip", "seq_len_test"]);
+// Fields only the rnn model reads (the sequence task and the recurrent norm's options).
+export const RNN_FIELDS = ["cell", "seq_len", "seq_len_test", "seq_vary", "seq_task", "bn_per_step", "norm_terms"];
 // Catalog limit (server setting) that bounds a field.
 export const LIMITS = { steps: "steps", width: "width", depth: "depth", batch_size: "batch_size" };
 
 export const GROUPS = [
   ["Network", ["model", "depth", "width", "activation", "cell", "init", "init_std"]],
   ["Normalization", ["norm", "affine", "placement", "groups"]],
-  ["Data", ["dataset", "batch_order", "batch_size"]],
+  ["Data", ["dataset", "batch_order", "batch_size", "val_fraction"]],
+  ["Sequences (rnn)", ["seq_len", "seq_len_test", "seq_vary", "seq_task", "bn_per_step", "norm_terms"]],
   ["Optimization", ["optimizer", "lr", "momentum", "steps", "clip"]],
   ["Probing and run", ["probe_every", "hist_bins", "eval_every", "ics", "seed", "device"]],
 ];
@@ -93,7 +96,8 @@ export function fieldErrors(body) {
 /** Fields that do nothing for this config (shown dimmed, still editable). */
 export function irrelevantFields(config) {
   const off = new Set();
-  if (config.model !== "rnn") off.add("cell");
+  if (config.model !== "rnn") RNN_FIELDS.forEach((f) => off.add(f));
+  if (config.norm !== "batch") off.add("bn_per_step");
   if (config.norm !== "group") off.add("groups");
   if (config.init !== "gaussian") off.add("init_std");
   if (config.optimizer !== "momentum") off.add("momentum");

@@ -31,14 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from normcore.config import BATCH_ORDERS, DATASETS, canonical
+from normcore.config import BATCH_ORDERS, DATASETS, SEQ_LEN, SEQ_TASKS, RunConfig, canonical
 from normcore.data import fashion
 
 N_TRAIN_2D, N_TEST_2D = 4000, 1000  # enough for batch sizes up to 4000 on the toy sets
-SEQ_LEN, SEQ_FEATURES, SEQ_CLASSES, MOTIF_LEN = 20, 3, 4, 5
+SEQ_FEATURES, SEQ_CLASSES, MOTIF_LEN = 3, 4, 5
 # Tuned so an Elman RNN (64 tanh units, SGD lr 0.1, batch 60) reaches ~95% held-out accuracy in
 # 300 steps: the motif starts at step 8 or later, so evidence is carried for <= 12 steps.
 SEQ_NOISE, MOTIF_EARLIEST = 0.4, 8
+# The "early" task: the motif starts within the first quarter of the sequence, so the evidence
+# is carried through the remaining three quarters or more (10-15 steps at length 20).
+EARLY_FRACTION = 0.25
 N_TRAIN_SEQ, N_TEST_SEQ = 4000, 1000
 # Each set's random stream, fixed here rather than taken from DATASETS' order, so a data set
 # added to the catalog (fashion, after digits) leaves every seeded set as it was.
@@ -119,26 +122,77 @@ _TOYS = {"spirals": _spirals, "moons": _moons, "circles": _circles, "xor": _xor,
 # --- sequences for the RNN ------------------------------------------------------------------
 
 
-def _sequences(rng: np.random.Generator, motifs: np.ndarray, n: int):
+@dataclass(frozen=True)
+class SeqSpec:
+    """The sequence task's options (RunConfig's seq_* fields); the defaults are the task as it
+    was before they existed, drawn from the same random stream."""
+
+    length: int = SEQ_LEN  # training and validation sequences
+    test_length: int | None = None  # held-out sequences; None = length
+    vary: bool = False  # lengths uniform in [ceil(length / 2), length], padded and masked
+    task: str = "late"  # where the motif sits: "late" or "early" (SEQ_TASKS)
+
+    def __post_init__(self) -> None:
+        canonical(self.task, SEQ_TASKS, "seq_task")
+        if self.length < 2 * MOTIF_LEN or (self.test_length or self.length) < self.length:
+            raise ValueError(
+                f"sequence lengths {self.length} / {self.test_length}: the training length "
+                f"must be >= {2 * MOTIF_LEN} and the test length >= the training length"
+            )
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> SeqSpec:
+        return cls(cfg.seq_len, cfg.test_len, cfg.seq_vary, cfg.seq_task)
+
+
+def _sequences(rng: np.random.Generator, motifs: np.ndarray, n: int, length: int, spec: SeqSpec):
     """Which of the motifs is hidden in the noise? The motif sits at a random time step.
 
     Each sequence is Gaussian noise (T, F) with one class motif (MOTIF_LEN, F) of ±1 values
-    added at a random offset in the second half, so the RNN has to carry evidence through time
-    rather than read a fixed position.
+    added at a random offset, so the RNN has to carry evidence through time rather than read
+    a fixed position: "late", from step MOTIF_EARLIEST on (the motif can end the sequence);
+    "early", within the first EARLY_FRACTION of the sequence (carried through the rest).
+
+    With ``spec.vary`` each sequence has its own length L (uniform in [ceil(T/2), T]), its
+    motif placed within its first L steps, and steps from L on zero (padding); the lengths
+    come back too (None when every sequence is T long). The fixed-length draws come first and
+    in the order they always had, so the default task is unchanged.
     """
     y = rng.integers(0, SEQ_CLASSES, n)
-    x = rng.normal(0, SEQ_NOISE, (n, SEQ_LEN, SEQ_FEATURES))
-    start = rng.integers(MOTIF_EARLIEST, SEQ_LEN - MOTIF_LEN + 1, n)
+    x = rng.normal(0, SEQ_NOISE, (n, length, SEQ_FEATURES))
+    lengths = rng.integers(-(-length // 2), length + 1, n) if spec.vary else None
+    # the latest start, per sequence (a number when every sequence is ``length`` long)
+    last: np.ndarray | int = (length if lengths is None else lengths) - MOTIF_LEN
+    first: np.ndarray | int = np.minimum(MOTIF_EARLIEST, last)
+    if spec.task == "early":
+        first = 0
+        last = np.minimum(last, np.floor(EARLY_FRACTION * (last + MOTIF_LEN)).astype(np.int64))
+    start = rng.integers(first, last + 1, n)
     steps = start[:, None] + np.arange(MOTIF_LEN)  # (n, MOTIF_LEN)
     x[np.arange(n)[:, None], steps] += motifs[y]
-    return x, y
+    if lengths is not None:
+        x[np.arange(length)[None, :] >= lengths[:, None]] = 0.0  # padding
+    return x, y, lengths
+
+
+def with_mask(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """(n, T, F) -> (n, T, F + 1): the last feature is 1 on a sequence's steps and 0 on its
+    padding. The mask travels inside the input, so a batch stays one tensor of static shape
+    for the trainer; the RNN splits it off (``normcore.models.RNN``)."""
+    n, T, _ = x.shape
+    full = np.full(n, T) if lengths is None else lengths
+    mask = (np.arange(T)[None, :] < full[:, None]).astype(x.dtype)  # (n, T)
+    return np.concatenate([x * mask[..., None], mask[..., None]], axis=2)
 
 
 # --- loading --------------------------------------------------------------------------------
 
 
-def _moments(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std of the training split, for a z-score (constant features -> 0)."""
+def _moments(train: np.ndarray, real: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of the training split, for a z-score (constant features -> 0).
+    ``real``: a boolean (n, T) mask of the steps that count (padding does not)."""
+    if real is not None:
+        train = train[real]  # (steps, F)
     axes = tuple(range(train.ndim - 1))
     mean = train.mean(axis=axes)
     std = train.std(axis=axes)
@@ -171,12 +225,23 @@ def carve(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray
     return np.flatnonzero(keep), np.sort(val)
 
 
-def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.0) -> Dataset:
+def load_dataset(
+    name: str, *, seed: int = 0, val_fraction: float = 0.0, seq: SeqSpec | None = None
+) -> Dataset:
     """Build data set ``name`` (any accepted spelling) deterministically from ``seed``, with a
-    validation split of ``val_fraction`` of the training data (see the module doc)."""
+    validation split of ``val_fraction`` of the training data (see the module doc). ``seq``:
+    the sequence task's options (``SeqSpec.of(config)``); ignored by the other sets.
+
+    ``sequence`` with ``seq.vary``: every split carries its mask as a last feature
+    (``with_mask``), and standardization uses the training split's real steps only (padding
+    stays 0). The test split is ``seq.test_length`` long; validation, carved from training,
+    has the training length.
+    """
     name = canonical(name, DATASETS, "dataset")
     rng = np.random.default_rng([seed, _STREAM[name]])
+    seq = seq or SeqSpec()
     shape: tuple[int, ...]
+    lengths: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
     if name == "fashion":  # already standardized, and shared with other loads: never written
         tx, ty, vx, vy = fashion.load()
         n_classes, shape = 10, (1, fashion.SIDE, fashion.SIDE)
@@ -185,9 +250,10 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.0) -> Data
         n_classes, shape = 10, (1, 8, 8)
     elif name == "sequence":
         motifs = rng.choice([-1.0, 1.0], (SEQ_CLASSES, MOTIF_LEN, SEQ_FEATURES))
-        tx, ty = _sequences(rng, motifs, N_TRAIN_SEQ)
-        vx, vy = _sequences(rng, motifs, N_TEST_SEQ)
-        n_classes, shape = SEQ_CLASSES, (SEQ_LEN, SEQ_FEATURES)
+        tx, ty, train_len = _sequences(rng, motifs, N_TRAIN_SEQ, seq.length, seq)
+        vx, vy, test_len = _sequences(rng, motifs, N_TEST_SEQ, seq.test_length or seq.length, seq)
+        lengths = (train_len, test_len)
+        n_classes, shape = SEQ_CLASSES, (seq.length, SEQ_FEATURES + seq.vary)
     else:
         x, y = _TOYS[name](rng, N_TRAIN_2D + N_TEST_2D)
         tx, ty, vx, vy = x[:N_TRAIN_2D], y[:N_TRAIN_2D], x[N_TRAIN_2D:], y[N_TRAIN_2D:]
@@ -197,7 +263,13 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.0) -> Data
     ax, ay = tx[held], ty[held]
     if len(held):
         tx, ty = tx[keep], ty[keep]
-    if name != "fashion":
+    train_len, test_len = lengths
+    if train_len is not None and test_len is not None:  # variable-length sequences
+        real = np.arange(tx.shape[1])[None, :] < train_len[keep][:, None]
+        mean, std = _moments(tx, real)
+        tx, ax = (with_mask((a - mean) / std, train_len[i]) for a, i in ((tx, keep), (ax, held)))
+        vx = with_mask((vx - mean) / std, test_len)
+    elif name != "fashion":
         mean, std = _moments(tx)
         tx, vx, ax = ((a - mean) / std for a in (tx, vx, ax))
 

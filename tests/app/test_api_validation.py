@@ -40,6 +40,15 @@ def client(tmp_path_factory):
         ({"clip": True}, "clip", "not true"),
         ({"colour": "red"}, "colour", "Extra inputs"),
         ({"norm": "instance", "model": "mlp"}, "norm", "positions"),
+        ({"seq_len": 40}, "seq_len", "model 'rnn' only"),
+        (
+            {"model": "rnn", "dataset": "sequence", "seq_len": 30, "seq_len_test": 20},
+            "seq_len_test",
+            "shorter than seq_len 30",
+        ),
+        ({"model": "rnn", "dataset": "sequence", "seq_len": 10_000}, "seq_len", "less than"),
+        ({"model": "rnn", "dataset": "sequence", "bn_per_step": True}, "bn_per_step", "'none'"),
+        ({"model": "rnn", "dataset": "sequence", "seq_vary": "yes"}, "seq_vary", "boolean"),
     ],
 )
 def test_create_run_rejects_invalid_config_naming_the_field(client, body, field, words):

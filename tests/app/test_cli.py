@@ -92,10 +92,10 @@ def test_invalid_options_exit_non_zero_with_the_message_naming_the_field(
 
 def test_every_run_config_field_is_a_kebab_case_flag():
     parser = build_parser()
-    for name in RunConfig.model_fields:
+    for name, field in RunConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         args = parser.parse_args(
-            ["run", flag, "x"] if name not in ("affine", "ics") else ["run", flag]
+            ["run", flag, "x"] if field.annotation is not bool else ["run", flag]
         )
         assert name in vars(args)
     assert vars(parser.parse_args(["run", "--no-affine"]))["affine"] is False

@@ -22,6 +22,8 @@ test("field kinds follow the catalog and the defaults", () => {
   assert.equal(fieldKind("lr", defaults, catalog), "float");
   assert.equal(fieldKind("affine", defaults, catalog), "bool");
   assert.equal(fieldKind("clip", defaults, catalog), "optional");
+  assert.equal(fieldKind("seq_len_test", { ...defaults, seq_len_test: null }, catalog), "optional");
+  assert.equal(fieldKind("seq_task", defaults, { ...catalog, seq_tasks: ["late", "early"] }), "select");
   assert.equal(fieldKind("brand_new", defaults, catalog), "int");
 });
 
@@ -61,8 +63,11 @@ test("422 details map to their field; body-level errors to the form", () => {
 test("irrelevant fields depend on the config", () => {
   const off = irrelevantFields({ model: "mlp", norm: "none", init: "default", optimizer: "sgd" });
   assert.ok(off.has("cell") && off.has("groups") && off.has("momentum") && off.has("affine"));
+  assert.ok(off.has("seq_len") && off.has("seq_vary") && off.has("norm_terms"));
   const on = irrelevantFields({ model: "rnn", norm: "group", init: "gaussian", optimizer: "momentum" });
-  assert.equal(on.size, 0);
+  assert.deepEqual([...on], ["bn_per_step"]); // batch norm's option only
+  const bn = irrelevantFields({ model: "rnn", norm: "batch", init: "gaussian", optimizer: "momentum" });
+  assert.deepEqual([...bn], ["groups"]);
 });
 
 test("summaries and numbers read well", () => {
