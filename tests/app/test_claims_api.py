@@ -74,7 +74,10 @@ def test_run_claim_stores_its_result_linked_to_its_runs(client):
     again = client.post("/api/claims/C3/run")  # one claim run at a time per claim
     assert again.status_code == 409, again.text
 
-    detail = wait_claim(client, "C3")
+    # C3 is a sweep (2 regimes x 2 arms x 4 rates x 2 seeds = 32 runs), each run in a fresh
+    # spawned worker that imports torch first: minutes on a loaded 2-core machine. The wait
+    # only guards against a hang.
+    detail = wait_claim(client, "C3", timeout=900)
     latest = detail["latest"]
     assert latest["id"] == started["id"]
     assert latest["status"] == "completed", latest["error"]

@@ -177,3 +177,43 @@ def test_nonlinear_fraction_averages_layers_over_the_last_quarter_of_probes():
     frames = [early, early, early, late, {"step": 11, "layers": []}]
     assert figure1.nonlinear_fraction(frames, 2.0) == pytest.approx(0.5)
     assert figure1.nonlinear_fraction([early], 2.0) == pytest.approx(1.0)
+
+
+def _run(val_first, val_last, drift):
+    """A hand-made run: two probes whose layers moved (update ratio 0.01 a step), a first and
+    a last validation score, and one measured number (`drift`) on the last frame."""
+    layers = [{"update_ratio": 0.01}, {"update_ratio": 0.01}]
+    return [
+        {"step": 0, "status": "running", "layers": layers, "val": {"acc": val_first}},
+        {"step": 10, "status": "completed", "layers": layers, "val": {"acc": val_last}, "d": drift},
+    ]
+
+
+def test_tuned_cell_picks_each_arms_rate_on_validation_and_measures_its_runs():
+    frames = {}
+    for s in (0, 1):  # none trains best at 0.3, batch at 0.03; batch's 0.3 barely trains
+        frames[p.key("r", "none", 0.03, s)] = _run(0.1, 0.5, 1.0 + s)
+        frames[p.key("r", "none", 0.3, s)] = _run(0.1, 0.9, 3.0 + s)
+        frames[p.key("r", "batch", 0.03, s)] = _run(0.1, 0.95, 0.1 * (s + 1))
+        frames[p.key("r", "batch", 0.3, s)] = _run(0.1, 0.12, 9.0)
+    cell = p.tuned_cell(frames, "r", ("none", "batch"), (0, 1), (0.03, 0.3), {"d": _last_d})
+    assert cell["lr"] == {"none": 0.3, "batch": 0.03}
+    assert cell["d"] == {"none": [3.0, 4.0], "batch": [pytest.approx(0.1), pytest.approx(0.2)]}
+    assert cell["baseline"]["none"]["ok"] and cell["baseline"]["batch"]["ok"]
+    # the runs of batch's two rates exchanged: the choice and the measures follow them
+    for s in (0, 1):
+        a, b = p.key("r", "batch", 0.03, s), p.key("r", "batch", 0.3, s)
+        frames[a], frames[b] = frames[b], frames[a]
+    swapped = p.tuned_cell(frames, "r", ("none", "batch"), (0, 1), (0.03, 0.3), {"d": _last_d})
+    assert swapped["lr"]["batch"] == 0.3 and swapped["d"]["batch"] == cell["d"]["batch"]
+    # a no-norm arm that trains at no rate: its best rate is measured, and flagged
+    for s in (0, 1):
+        for lr in (0.03, 0.3):
+            frames[p.key("r", "none", lr, s)] = _run(0.1, 0.11, 5.0)
+    flat = p.tuned_cell(frames, "r", ("none", "batch"), (0, 1), (0.03, 0.3), {"d": _last_d})
+    assert flat["lr"]["none"] == 0.03 and not flat["baseline"]["none"]["ok"]
+    assert "does not train" in flat["baseline"]["none"]["reasons"][0]
+
+
+def _last_d(run):
+    return run[-1]["d"]
