@@ -4,9 +4,9 @@
     >>> result = run_claim("C4", quick=True)   # runs the arms, measures, judges
     >>> result["verdict"], result["criterion"], result["numbers"]
 
-One module per experiment family: saturation (C2), ics_protocol (ICS) and rnn_protocol
-(C5), on the protocol of protocol.py (seeds, regimes, learning rates tuned on validation, two
-standard errors); depth (C1), figure1 (the BN paper's Figure 1, C3), batches (C4, C6), cosine
+One module per experiment family: saturation (C2), ics_protocol (ICS), rnn_protocol (C5),
+depth (C1) and figure1 (the BN paper's Figure 1, C3), on the protocol of protocol.py (seeds,
+regimes, learning rates tuned on validation, two standard errors); batches (C4, C6), cosine
 (C7), scale (C8, C9). checks holds the verdict rules and margins, measures the frame-to-number
 functions, base the Experiment shape and the runner, parallel the process pool that runs a
 sweep's arms.
