@@ -79,6 +79,13 @@ function num(v) {
   return v === null || v === undefined || !Number.isFinite(v) ? "—" : Number(v).toPrecision(3);
 }
 
+/** A cell's learning rate: one number, or each arm's tuned rate ({arm: lr}) in one line. */
+export function lrText(lr) {
+  if (lr === null || lr === undefined) return "—";
+  if (typeof lr === "object") return Object.entries(lr).map(([arm, v]) => `${arm} ${v ?? "—"}`).join(" · ");
+  return String(lr);
+}
+
 /** The result's regime cells, ready to draw, each with the stored runs that made it. */
 export function regimeCells(result) {
   const runs = armRows(result);
@@ -89,6 +96,7 @@ export function regimeCells(result) {
     style: CELL_COLORS[c.verdict] ?? CELL_COLORS.unmeasured,
     seeds: c.seeds ?? [],
     lr: c.lr ?? null,
+    lrText: lrText(c.lr),
     effects: (c.effects ?? []).map((e) => ({
       name: e.name, text: `${num(e.value)} ± ${num(e.se)}`, needs: e.needs ?? "",
     })),

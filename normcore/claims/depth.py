@@ -129,15 +129,14 @@ def measure_c1(frames: dict[str, list[Frame]], quick: bool):
         deepest.append(trace(arm, steps(run), w1[-1] if w1 else []))
     series = [
         plot(
-            "Input drift by depth (W1 to the first histogram / first std; mean over seeds, "
-            "lr tuned per arm)",
+            "Input drift by depth (mean over seeds, lr tuned per arm)",
             "hidden layer (depth)",
-            "drift",
+            "drift (W1 to the first histogram / first std)",
             by_depth,
             log_y=True,
         ),
         plot(
-            f"Fig. 1's net, seed {first}: top hidden layer's W1 distance to its first histogram",
+            f"Fig. 1's net, seed {first}: top hidden layer's W1 to its first histogram",
             "step",
             "W1",
             deepest,

@@ -199,10 +199,9 @@ def measure_fig1(frames: dict[str, list[Frame]], quick: bool):
             [trace(arm, *evals(chosen[arm])) for arm in FIG1_ARMS],
         ),
         plot(
-            f"Figure 1's cell, seed {first}: last hidden layer's 15/50/85th percentiles of "
-            "the sigmoid input",
+            f"Figure 1's cell, seed {first}: last hidden layer's 15/50/85th percentiles",
             "step",
-            "x",
+            "sigmoid input x",
             [t for arm in FIG1_ARMS for t in _bands(chosen[arm], arm)],
         ),
         _bars("Band movement", "band movement (first 15-85 widths)", cells, "band"),
@@ -343,9 +342,8 @@ def measure_c3(frames: dict[str, list[Frame]], quick: bool):
     chosen = {arm: frames[P.key(SPIRALS, arm, cells[0]["lr"][arm], first)] for arm in C3_ARMS}
     series = [
         plot(
-            f"Spirals, seed {first}: the top hidden layer's sigmoid inputs at the end "
-            "(|x| > 2 is the non-linear region)",
-            "x",
+            f"Spirals, seed {first}: top hidden layer's sigmoid inputs at the end",
+            "sigmoid input x (non-linear beyond |x| > 2)",
             "density",
             [_density(chosen[arm], arm) for arm in C3_ARMS],
         ),

@@ -80,6 +80,15 @@ test("regime cells carry their verdict's colours, effects with standard errors a
   assert.equal(cells[1].effects[0].text, "— ± —");
   assert.deepEqual(cells[1].runIds, []);
   assert.deepEqual(regimeCells({}), []);
+  assert.equal(cells[0].lrText, "0.1");
+});
+
+test("a cell's lr reads as one rate or as each arm's tuned rate", async () => {
+  const { lrText } = await import("../claim_figures.js");
+  assert.equal(lrText(0.3), "0.3");
+  assert.equal(lrText({ affine: 3, plain: 0.3 }), "affine 3 · plain 0.3");
+  assert.equal(lrText({ none: null }), "none —");
+  assert.equal(lrText(undefined), "—");
 });
 
 test("a trace's error becomes symmetric error bars in its colour", () => {
