@@ -347,7 +347,7 @@ def measure_c3(frames: dict[str, list[Frame]], quick: bool):
             "density",
             [_density(chosen[arm], arm) for arm in C3_ARMS],
         ),
-        _bars("Activation inputs beyond the non-linear cut", "fraction", cells, "nonlinear"),
+        _bars("Beyond the non-linear cut", "fraction of inputs", cells, "nonlinear"),
         _bars("Held-out accuracy", "accuracy", cells, "acc"),
     ]
     return {"cells": cells}, series

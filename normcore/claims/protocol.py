@@ -180,7 +180,8 @@ def judge_parts(
         f"{n} {fmt(c['diff'])} ± {fmt(c['se'])} ({fmt(c['a'])} against {fmt(c['b'])})"
         for _, n, c in parts
     ]
-    detail = f"{verdict}: " + "; ".join([*said, f"lr {cell['lr']}", *both["reasons"]])
+    rates = ", ".join(f"{arm} {lr:g}" if finite(lr) else arm for arm, lr in cell["lr"].items())
+    detail = f"{verdict}: " + "; ".join([*said, f"lr {rates}", *both["reasons"]])
     judged = {**cell, **{k: c for k, _, c in parts}, "effects": effects}
     judged.update(verdict=verdict, degenerate=both["reasons"])
     return judged, check(f"{cell['regime']}: {claim}", verdict == HOLDS, detail)

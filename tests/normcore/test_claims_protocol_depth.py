@@ -217,3 +217,9 @@ def test_tuned_cell_picks_each_arms_rate_on_validation_and_measures_its_runs():
 
 def _last_d(run):
     return run[-1]["d"]
+
+
+def test_a_checks_detail_names_each_arms_rate():
+    cell = _c3_cell((0.22, 0.25, 0.21), (0.03, 0.02, 0.03), (0.98, 0.97, 0.99), (0.6, 0.58, 0.61))
+    detail = figure1.verdict_c3({"cells": [cell]})["checks"][0]["detail"]
+    assert detail.startswith("holds: ") and detail.endswith("; lr affine 3, plain 0.3")
