@@ -79,16 +79,14 @@ function num(v) {
   return v === null || v === undefined || !Number.isFinite(v) ? "—" : Number(v).toPrecision(3);
 }
 
-// A cell's learning rate: one number, or one per arm ({batch: 0.003, group: 0.03}).
-function lrText(lr) {
-  if (lr === null || lr === undefined) return null;
-  if (typeof lr !== "object") return String(lr);
-  return Object.entries(lr).map(([arm, v]) => `${arm} ${v ?? "—"}`).join(", ");
+/** A cell's learning rate: one number, or each arm's tuned rate ({arm: lr}) in one line. */
+export function lrText(lr) {
+  if (lr === null || lr === undefined) return "—";
+  if (typeof lr === "object") return Object.entries(lr).map(([arm, v]) => `${arm} ${v ?? "—"}`).join(" · ");
+  return String(lr);
 }
 
-/** The result's regime cells, ready to draw, each with the stored runs that made it: the
- * runs of its regime, and of the regimes it is compared against (``runs_of``, e.g. C4's
- * batch 32 reference). */
+/** The result's regime cells, ready to draw, each with the stored runs that made it. */
 export function regimeCells(result) {
   const runs = armRows(result);
   return (result?.regimes ?? []).map((c) => ({
@@ -97,7 +95,8 @@ export function regimeCells(result) {
     verdict: c.verdict ?? "unmeasured",
     style: CELL_COLORS[c.verdict] ?? CELL_COLORS.unmeasured,
     seeds: c.seeds ?? [],
-    lr: lrText(c.lr),
+    lr: c.lr ?? null,
+    lrText: lrText(c.lr),
     effects: (c.effects ?? []).map((e) => ({
       name: e.name, text: `${num(e.value)} ± ${num(e.se)}`, needs: e.needs ?? "",
     })),

@@ -4,12 +4,12 @@
     >>> result = run_claim("C4", quick=True)   # runs the arms, measures, judges
     >>> result["verdict"], result["criterion"], result["numbers"]
 
-One module per experiment family. On the protocol of protocol.py (seeds, regimes, learning
-rates tuned on validation, two standard errors): saturation (C2), ics_protocol (ICS),
-rnn_protocol (C5), batches (C4, C6), cosine (C7) and data_scale (C9); not yet: depth (C1),
-figure1 (the BN paper's Figure 1, C3), scale (C8). checks holds the verdict rules and margins,
-measures the frame-to-number functions, base the Experiment shape and the runner, parallel the
-process pool that runs a sweep's arms.
+One module per experiment family, all on the protocol of protocol.py (seeds, regimes,
+learning rates tuned on validation, two standard errors): saturation (C2), ics_protocol (ICS),
+rnn_protocol (C5), depth (C1), figure1 (the BN paper's Figure 1, C3), batches (C4, C6), cosine
+(C7), scale (C8) and data_scale (C9). checks holds the verdict rules and margins, measures the
+frame-to-number functions, base the Experiment shape and the runner, parallel the process pool
+that runs a sweep's arms.
 """
 
 from __future__ import annotations

@@ -49,21 +49,13 @@ def regimes(quick: bool) -> dict[str, dict[str, Any]]:
     return cells
 
 
-def seeds(quick: bool) -> tuple[int, ...]:
-    return (0, 1) if quick else (0, 1, 2, 3, 4)
-
-
-def grid(quick: bool) -> tuple[float, ...]:
-    return P.QUICK_LR_GRID if quick else P.LR_GRID
-
-
 def ics_arms(quick: bool):
     size = dict(depth=4, width=32, steps=300, probe_every=25, eval_every=300)
     if not quick:
         size = dict(depth=4, width=64, steps=2000, probe_every=100, eval_every=500)
     base = arm_config(quick, activation="relu", optimizer="sgd", ics=True, **size)
     arms = {n: base.model_copy(update={"norm": n}) for n in ARMS}
-    return P.sweep_configs(arms, regimes(quick), seeds(quick), grid(quick))
+    return P.sweep_configs(arms, regimes(quick), P.seeds(quick), P.grid(quick))
 
 
 def relative_ics(frames: list[Frame]) -> float | None:
@@ -140,7 +132,7 @@ def measure_ics(frames: dict[str, list[Frame]], quick: bool):
     for regime in regimes(quick):
         lr, rel, base, cos = {}, {}, {}, {}
         for arm in ARMS:
-            got = P.tuned_arm(frames, regime, arm, seeds(quick), grid(quick), relative_ics)
+            got = P.tuned_arm(frames, regime, arm, P.seeds(quick), P.grid(quick), relative_ics)
             lr[arm], rel[arm], base[arm] = got["lr"], got["values"], got["baseline"]
             cos[arm] = [mean(ics_means(r)[1][1:]) for r in got["runs"]]
         cells.append(
@@ -148,7 +140,7 @@ def measure_ics(frames: dict[str, list[Frame]], quick: bool):
                 "regime": regime,
                 "published": regime == CLOSEST,
                 "matched": False,
-                "seeds": list(seeds(quick)),
+                "seeds": list(P.seeds(quick)),
                 "lr": lr,
                 "rel": rel,
                 "cos": cos,

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from normcore.claims.checks import finite, fmt
+from normcore.claims.checks import check, finite, fmt
 from normcore.config import RunConfig
 
 # Half-decade steps over three decades; quick mode takes every other value.
@@ -142,6 +142,49 @@ def cell_verdict(effect: dict[str, Any], expected: str, baseline: dict[str, Any]
     if direction in (UNMEASURED, NO_DIFF):
         return direction
     return HOLDS if direction == expected else FAILS
+
+
+def joint_verdict(parts: Sequence[str], baseline: dict[str, Any] | None = None) -> str:
+    """A cell whose claim has several parts, each a ``cell_verdict`` read on its own: a
+    degenerate baseline overrides everything; any part that fails fails the cell; the cell
+    holds only when every part holds; otherwise it reads as its first part that does not
+    hold ("no difference measured" or "unmeasured")."""
+    if baseline is not None and not baseline["ok"]:
+        return DEGENERATE
+    if FAILS in parts:
+        return FAILS
+    return next((v for v in parts if v != HOLDS), HOLDS)
+
+
+def arms_baseline(baselines: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Several arms' ``tuned_arm`` baselines as one: usable only when every arm is, with
+    each reason named by its arm."""
+    return {
+        "ok": all(b["ok"] for b in baselines.values()),
+        "reasons": [f"{arm}: {r}" for arm, b in baselines.items() for r in b["reasons"]],
+    }
+
+
+def judge_parts(
+    cell: Mapping[str, Any], parts: Sequence[tuple[str, str, dict[str, Any]]], claim: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A regime cell whose claim has several parts, each a ``compare`` that the claim
+    predicts reads "a > b": ``parts`` is [(key, name, comparison)]. The cell's arms must all
+    be usable baselines (``cell["baseline"]``: arm -> tuned_arm's baseline). Returns the
+    judged cell (each comparison under its key, ``effects`` for the regime map, ``verdict``,
+    ``degenerate``: the reasons) and its check, named ``regime: claim``."""
+    both = arms_baseline(cell["baseline"])
+    verdict = joint_verdict([cell_verdict(c, "a > b", None) for _, _, c in parts], both)
+    effects = [{"name": n, "value": c["diff"], "se": c["se"], "needs": "> 0"} for _, n, c in parts]
+    said = [
+        f"{n} {fmt(c['diff'])} ± {fmt(c['se'])} ({fmt(c['a'])} against {fmt(c['b'])})"
+        for _, n, c in parts
+    ]
+    rates = ", ".join(f"{arm} {lr:g}" if finite(lr) else arm for arm, lr in cell["lr"].items())
+    detail = f"{verdict}: " + "; ".join([*said, f"lr {rates}", *both["reasons"]])
+    judged = {**cell, **{k: c for k, _, c in parts}, "effects": effects}
+    judged.update(verdict=verdict, degenerate=both["reasons"])
+    return judged, check(f"{cell['regime']}: {claim}", verdict == HOLDS, detail)
 
 
 def summarize_cells(cells: Sequence[Mapping[str, Any]]) -> str:
@@ -266,3 +309,25 @@ def judged(
         "numbers": {**numbers, "cells": cells},
         "regimes": cells,
     }
+
+
+def tuned_cell(
+    frames: Mapping[str, Sequence[Any]],
+    regime: str,
+    arms: Sequence[str],
+    seeds: Sequence[int],
+    grid: Sequence[float],
+    measures: Mapping[str, Callable[[Any], Any]],
+) -> dict[str, Any]:
+    """One regime cell's numbers: each arm tuned in the regime (``tuned_arm``), then every
+    measure of ``measures`` (name -> run -> number) per seed of the chosen runs:
+    {regime, seeds, lr: {arm}, baseline: {arm}, name: {arm: [per seed]} ...}."""
+    cell: dict[str, Any] = {"regime": regime, "seeds": list(seeds), "lr": {}, "baseline": {}}
+    for name in measures:
+        cell[name] = {}
+    for arm in arms:
+        got = tuned_arm(frames, regime, arm, seeds, grid, lambda run: None)
+        cell["lr"][arm], cell["baseline"][arm] = got["lr"], got["baseline"]
+        for name, measure in measures.items():
+            cell[name][arm] = [measure(run) for run in got["runs"]]
+    return cell

@@ -79,14 +79,6 @@ def regimes(quick: bool) -> dict[str, dict[str, Any]]:
     return out
 
 
-def seeds(quick: bool) -> tuple[int, ...]:
-    return (0, 1) if quick else (0, 1, 2, 3, 4)
-
-
-def grid(quick: bool) -> tuple[float, ...]:
-    return P.QUICK_LR_GRID if quick else P.LR_GRID
-
-
 def c5_arms(quick: bool):
     """An Elman RNN (tanh) on the sequence task with each arm's norm on each step's summed
     inputs; the regime's options (batch size, lengths, task) over it."""
@@ -103,7 +95,7 @@ def c5_arms(quick: bool):
         **size,
     )
     arms = {n: base.model_copy(update=ARM_CHANGES[n]) for n in ARMS}
-    return P.sweep_configs(arms, regimes(quick), seeds(quick), grid(quick))
+    return P.sweep_configs(arms, regimes(quick), P.seeds(quick), P.grid(quick))
 
 
 def _judge(cell: dict[str, Any], bn: str) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -187,14 +179,14 @@ def measure_c5(frames: dict[str, list[Frame]], quick: bool):
     for regime in regimes(quick):
         lr, acc, base = {}, {}, {}
         for arm in ARMS:
-            got = P.tuned_arm(frames, regime, arm, seeds(quick), grid(quick), final_eval)
+            got = P.tuned_arm(frames, regime, arm, P.seeds(quick), P.grid(quick), final_eval)
             lr[arm], acc[arm], base[arm] = got["lr"], got["values"], got["baseline"]
         cells.append(
             {
                 "regime": regime,
                 "published": regime == claim_cell,
                 "matched": False,
-                "seeds": list(seeds(quick)),
+                "seeds": list(P.seeds(quick)),
                 "lr": lr,
                 "acc": acc,
                 "baseline": base,

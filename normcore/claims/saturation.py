@@ -51,10 +51,6 @@ def regimes(quick: bool) -> dict[str, dict[str, Any]]:
     return cells
 
 
-def seeds(quick: bool) -> tuple[int, ...]:
-    return (0, 1) if quick else (0, 1, 2, 3, 4)
-
-
 def window(quick: bool) -> int:
     return 1500 if quick else 3000
 
@@ -78,7 +74,7 @@ def c2_arms(quick: bool):
         hist_bins=32,
         **size,
     )
-    return P.sweep_configs({"none": glorot}, regimes(quick), seeds(quick), grid=None)
+    return P.sweep_configs({"none": glorot}, regimes(quick), P.seeds(quick), grid=None)
 
 
 def top_excess(frames: list[Frame], until: int) -> float | None:
@@ -168,14 +164,14 @@ def measure_c2(frames: dict[str, list[Frame]], quick: bool):
     until = window(quick)
     cells = []
     for regime in regimes(quick):
-        runs = [frames[P.key(regime, "none", 0.1, s)] for s in seeds(quick)]
+        runs = [frames[P.key(regime, "none", 0.1, s)] for s in P.seeds(quick)]
         cells.append(
             {
                 "regime": regime,
                 "published": regime == PUBLISHED,
                 "arm": "none",
                 "lr": 0.1,
-                "seeds": list(seeds(quick)),
+                "seeds": list(P.seeds(quick)),
                 "top_excess": [top_excess(r, until) for r in runs],
                 "gain": [gain_until(r, until) for r in runs],
                 "top_moves": [(P.layer_movement(r) or [None])[-1] for r in runs],
@@ -183,7 +179,7 @@ def measure_c2(frames: dict[str, list[Frame]], quick: bool):
                 "window": until,
             }
         )
-    first = frames[P.key(PUBLISHED, "none", 0.1, seeds(quick)[0])]
+    first = frames[P.key(PUBLISHED, "none", 0.1, P.seeds(quick)[0])]
     out_mean, out_std = layer_values(first, "out_mean"), layer_values(first, "out_std")
     fig2 = []
     for i, (m, s) in enumerate(zip(out_mean, out_std, strict=True)):
@@ -192,7 +188,7 @@ def measure_c2(frames: dict[str, list[Frame]], quick: bool):
         )
     top = []
     for regime in regimes(quick):
-        run0 = frames[P.key(regime, "none", 0.1, seeds(quick)[0])]
+        run0 = frames[P.key(regime, "none", 0.1, P.seeds(quick)[0])]
         graded = layer_values(run0, "sat_graded")
         top.append(trace(regime, steps(run0), graded[-1] if graded else []))
     acc = [
@@ -202,7 +198,7 @@ def measure_c2(frames: dict[str, list[Frame]], quick: bool):
             [f["val"]["acc"] for f in probed(fr) if f.get("val")],
         )
         for regime in regimes(quick)
-        for fr in [frames[P.key(regime, "none", 0.1, seeds(quick)[0])]]
+        for fr in [frames[P.key(regime, "none", 0.1, P.seeds(quick)[0])]]
     ]
     series = [
         plot(

@@ -15,6 +15,14 @@ from app.cli import main
 from normcore.claims import CLAIMS
 
 VERDICTS = {"reproduced", "mixed", "not reproduced"}
+# claims on the protocol (normcore.claims.protocol) read their published cell
+PROTOCOL_VERDICTS = {
+    "reproduced",
+    "not reproduced",
+    "no difference measured",
+    "degenerate baseline",
+    "unmeasured",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,23 +74,27 @@ def test_run_claim_stores_its_result_linked_to_its_runs(client):
     again = client.post("/api/claims/C3/run")  # one claim run at a time per claim
     assert again.status_code == 409, again.text
 
-    detail = wait_claim(client, "C3")
+    # C3 is a sweep (2 regimes x 2 arms x 4 rates x 2 seeds = 32 runs), each run in a fresh
+    # spawned worker that imports torch first: minutes on a loaded 2-core machine. The wait
+    # only guards against a hang.
+    detail = wait_claim(client, "C3", timeout=900)
     latest = detail["latest"]
     assert latest["id"] == started["id"]
     assert latest["status"] == "completed", latest["error"]
     result = latest["result"]
-    assert result["verdict"] == latest["verdict"] in VERDICTS
+    assert result["verdict"] == latest["verdict"] in PROTOCOL_VERDICTS
     assert detail["result"]["id"] == latest["id"]
     assert [h["id"] for h in detail["history"]][0] == latest["id"]
-    # every arm is a stored, completed run labelled with the claim, listed in the result
+    # every arm (regime|arm|lr|seed) is a stored, completed run labelled with the claim
     arms = {r["arm"]: r["run_id"] for r in result["run_configs"]}
-    assert set(arms) == set(detail["arms"]) == {"affine", "plain"}
+    assert set(arms) == set(detail["arms"])
+    assert {arm.split("|")[1] for arm in arms} == {"affine", "plain"}
     assert sorted(latest["run_ids"]) == sorted(arms.values())
     for arm, run_id in arms.items():
         run = client.get(f"/api/runs/{run_id}").json()
         assert run["status"] == "completed"
         assert run["label"].startswith(f"C3 · {arm}")
-        assert run["config"]["affine"] == (arm == "affine")
+        assert run["config"]["affine"] == (arm.split("|")[1] == "affine")
     # the list shows the newest verdict without the full result
     listed = {c["id"]: c for c in client.get("/api/claims").json()["data"]}
     assert listed["C3"]["latest"]["verdict"] == latest["verdict"]
@@ -96,7 +108,7 @@ def test_cli_claims_exits_zero_whatever_the_verdicts(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [r["id"] for r in results] == ["C3", "C9"]  # the catalog's order
     for r in results:
-        assert r["verdict"] in VERDICTS
+        assert r["verdict"] in (PROTOCOL_VERDICTS if r["id"] == "C3" else VERDICTS)
         assert any(
             line.split()[:2] == [r["id"], r["verdict"].split()[0]] for line in printed.splitlines()
         )

@@ -24,7 +24,8 @@ def test_claims_view_runs_a_claim_and_shows_verdict_checks_plots_and_runs(
     page.click("tr[data-claim=C3] a.claim-id")
     page.wait_for_selector("text=Run (quick)")
     page.get_by_role("button", name="Run (quick)").click()
-    page.wait_for_selector("section[data-claim-run] .verdict", timeout=240_000)
+    # C3 is a sweep of 32 runs, each in a fresh worker: minutes on a loaded 2-core machine
+    page.wait_for_selector("section[data-claim-run] .verdict", timeout=900_000)
 
     with server.client() as client:
         latest = client.get("/api/claims/C3").json()["latest"]
@@ -39,7 +40,7 @@ def test_claims_view_runs_a_claim_and_shows_verdict_checks_plots_and_runs(
         arg=len(result["series"]),
     )
     links = page.locator("table.arms a")
-    assert links.count() == len(result["run_configs"]) == 2
+    assert links.count() == len(result["run_configs"]) == len(CLAIMS["C3"].configs(True))
     dash.screenshot("claim.png", full_page=True)
 
     links.first.click()  # an arm is an ordinary stored run

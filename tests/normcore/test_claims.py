@@ -15,8 +15,6 @@ from normcore import claims
 from normcore.claims import (
     checks,
     cosine,
-    depth,
-    figure1,
     ics_protocol,
     measures,
     rnn_protocol,
@@ -35,13 +33,6 @@ def test_spearman_of_unmeasured_or_constant_values():
     assert checks.spearman([0.1, None, 0.2]) is None
     assert checks.spearman([0.1, math.nan, 0.2]) is None
     assert checks.spearman([0.2, 0.2, 0.2]) == 0.0
-
-
-def test_c1_reproduced_then_flips_when_bn_and_none_exchanged():
-    n = {"drift_none": [0.1, 0.2, 0.4, 0.8], "drift_batch": [0.1, 0.1, 0.1, 0.1]}
-    assert depth.verdict_c1(n)["verdict"] == "reproduced"
-    swapped = {"drift_none": n["drift_batch"], "drift_batch": n["drift_none"]}
-    assert depth.verdict_c1(swapped)["verdict"] == "not reproduced"
 
 
 def _c2_cell(regime, excess, gain, published=False):
@@ -73,25 +64,6 @@ def test_c2_reads_no_difference_within_two_standard_errors_and_unmeasured_when_f
     assert saturation.verdict_c2({"cells": [noisy]})["verdict"] == "no difference measured"
     frozen = {**_c2_cell("published", [0.7, 0.7], [0.0, 0.0], True), "top_moves": [0.1, 1e-9]}
     assert saturation.verdict_c2({"cells": [frozen]})["verdict"] == "unmeasured"
-
-
-def test_fig1_flips_when_bn_and_none_exchanged():
-    n = {"band_move_none": 0.9, "band_move_batch": 0.2, "acc_auc_none": 0.5, "acc_auc_batch": 0.8}
-    assert figure1.verdict_fig1(n)["verdict"] == "reproduced"
-    swapped = {
-        "band_move_none": 0.2,
-        "band_move_batch": 0.9,
-        "acc_auc_none": 0.8,
-        "acc_auc_batch": 0.5,
-    }
-    assert figure1.verdict_fig1(swapped)["verdict"] == "not reproduced"
-
-
-def test_c3_flips_when_affine_on_and_off_exchanged():
-    n = {"sat_affine": 0.2, "sat_plain": 0.01, "acc_affine": 0.95, "acc_plain": 0.9}
-    assert figure1.verdict_c3(n)["verdict"] == "reproduced"
-    swapped = {"sat_affine": 0.01, "sat_plain": 0.2, "acc_affine": 0.9, "acc_plain": 0.95}
-    assert figure1.verdict_c3(swapped)["verdict"] == "not reproduced"
 
 
 def _ics_cell(rel_batch, rel_none, none_ok=True):
@@ -196,13 +168,6 @@ def test_c8_predicts_the_eps_deviation_and_fails_when_the_prediction_is_not_met(
     assert result["verdict"] == "mixed" and not result["checks"][1]["passed"]
 
 
-def test_unmeasured_numbers_never_reproduce_a_claim():
-    n = {"band_move_none": None, "band_move_batch": 0.2, "acc_auc_none": math.nan}
-    result = figure1.verdict_fig1({**n, "acc_auc_batch": 0.8})
-    assert result["verdict"] == "not reproduced"
-    assert "unmeasured" in result["checks"][0]["detail"]
-
-
 # --- measurements on hand-made frames ------------------------------------------------------
 
 
@@ -286,7 +251,7 @@ PROTOCOL_VERDICTS = {
     "degenerate baseline",
     "unmeasured",
 }
-PROTOCOL = {"C2", "C4", "C5", "C6", "C7", "C9", "ICS"}
+PROTOCOL = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "FIG1", "ICS"}
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +304,10 @@ def test_full_mode_arms_are_valid_and_larger_than_quick():
     quick = {c["id"]: c["arms"] for c in claims.claim_catalog(quick=True)}
     for full in claims.claim_catalog(quick=False):
         assert list(full["arms"]) == list(quick[full["id"]]) or full["id"] in (
+            "C1",
             "C2",
+            "C3",
+            "FIG1",
             "C4",
             "C5",
             "C6",

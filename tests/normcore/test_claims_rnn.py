@@ -105,7 +105,7 @@ def test_a_result_stored_before_the_per_step_arm_still_reads():
 @pytest.mark.parametrize("quick", [True, False])
 def test_every_regime_runs_every_arm_at_every_rate_and_seed(quick):
     configs = R.c5_arms(quick)
-    regimes, seeds, grid = R.regimes(quick), R.seeds(quick), R.grid(quick)
+    regimes, seeds, grid = R.regimes(quick), P.seeds(quick), P.grid(quick)
     assert len(configs) == len(regimes) * len(R.ARMS) * len(grid) * len(seeds)
     assert len(seeds) == (2 if quick else 5)
     assert grid == (P.QUICK_LR_GRID if quick else P.LR_GRID)

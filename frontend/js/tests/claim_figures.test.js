@@ -80,6 +80,15 @@ test("regime cells carry their verdict's colours, effects with standard errors a
   assert.equal(cells[1].effects[0].text, "— ± —");
   assert.deepEqual(cells[1].runIds, []);
   assert.deepEqual(regimeCells({}), []);
+  assert.equal(cells[0].lrText, "0.1");
+});
+
+test("a cell's lr reads as one rate or as each arm's tuned rate", async () => {
+  const { lrText } = await import("../claim_figures.js");
+  assert.equal(lrText(0.3), "0.3");
+  assert.equal(lrText({ affine: 3, plain: 0.3 }), "affine 3 · plain 0.3");
+  assert.equal(lrText({ none: null }), "none —");
+  assert.equal(lrText(undefined), "—");
 });
 
 test("a regime cell shows one lr per arm and links the runs of the regimes it compares", async () => {
@@ -93,9 +102,9 @@ test("a regime cell shows one lr per arm and links the runs of the regimes it co
     ],
   };
   const [cell] = regimeCells(result);
-  assert.equal(cell.lr, "batch 0.003, group 0.03");
+  assert.equal(cell.lrText, "batch 0.003 · group 0.03");
   assert.deepEqual(cell.runIds, ["a", "b"]);
-  assert.equal(regimeCells({ regimes: [{ regime: "x", lr: null }] })[0].lr, null);
+  assert.equal(regimeCells({ regimes: [{ regime: "x", lr: null }] })[0].lrText, "—");
 });
 
 test("a trace's error becomes symmetric error bars in its colour", () => {

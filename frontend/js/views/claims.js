@@ -116,7 +116,7 @@ function regimeMap(result) {
         h("div", { style: "font-weight: 600" }, c.verdict),
         h("ul", { style: "margin: 0.2rem 0; padding-left: 1rem" }, c.effects.map((e) =>
           h("li", {}, `${e.name} ${e.text}`, e.needs ? h("span", { class: "muted" }, ` (needs ${e.needs})`) : null))),
-        h("div", { class: "muted" }, `seeds ${c.seeds.join(", ")} · lr ${c.lr ?? "—"}`),
+        h("div", { class: "muted" }, `seeds ${c.seeds.join(", ")} · lr ${c.lrText}`),
         c.runIds.length ? h("div", {}, c.runIds.map((rid, i) => [i ? " " : "", h("a", { href: href.run(rid) }, `run ${i + 1}`)])) : null);
     })));
 }
