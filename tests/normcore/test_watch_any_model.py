@@ -139,6 +139,12 @@ MODELS = {
 }
 
 
+def watched(w: Watch) -> list[tuple[str, object]]:
+    """The layers a Watch measures as a layer map: a module alone, or (layer, norm)."""
+    points = [p.points[0] for p in w.probes]
+    return [(p.name, p.pre if p.pre is p.act else (p.pre, p.act)) for p in points]
+
+
 def output(out) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
@@ -161,7 +167,7 @@ def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, mo
     build, layer_map = MODELS[name]
     model = build()
     layers = layer_map(model)
-    assert list(pick_layers(model).items()) == list(layers.items())  # what watch(model) picks
+    assert list(pick_layers(model)) == list(layers)  # what watch(model) picks
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     w = watch(model, optimizer=opt, activation="relu", bins=16, path=path)
     clones: dict[str, list[np.ndarray]] = {}
@@ -182,6 +188,7 @@ def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, mo
         training_step(w, model, opt, *model.inputs())
         records.append({k: np.concatenate([c.ravel() for c in v]) for k, v in clones.items()})
     w.close()
+    assert watched(w) == list(layers.items())  # the pairs the first step kept
     assert [f["step"] for f in w.frames] == [1, 2, 3]
     host = path in ("in-hooks", "after-backward")
     recorders = [p.recorder for p in w.probes]
