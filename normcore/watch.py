@@ -227,6 +227,7 @@ class Watch:
             probe.disarm()
         for check in self._checks.values():
             check.active = False
+            check.reset()  # (holds no tensor of the step)
         self._phase = "idle"
 
     def _judge_pairs(self) -> None:
