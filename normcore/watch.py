@@ -15,7 +15,9 @@
 
 Each watched layer is named, and given as its linear (or conv) module alone, whose output is
 the activation's input (no norm, or a norm inside it: weight norm, cosine norm), or as a pair
-(linear, norm) whose outputs are the pre-activation and the activation's input. The frames
+(linear, norm) whose outputs are the pre-activation and the activation's input: the norm must
+read the linear's very output, which the first probed step checks (normcore.watch_pairs; a
+pair that is none raises from ``measure`` naming both modules). The frames
 are the trainer's (normcore.frames), so `normscope report frames.jsonl` draws them and the
 dashboard's tools read them; there is no held-out evaluation (``eval`` is None).
 
@@ -47,10 +49,13 @@ from normcore.probe.stats import ACT_RANGE
 from normcore.watch_layers import (
     LayerFilter,
     LayerSpec,
+    MaybePair,
     guess_activation,
     layer_points,
     pick_layers,
+    probe_point,
 )
+from normcore.watch_pairs import PairCheck, not_a_pair
 
 
 class Watch:
@@ -94,24 +99,35 @@ class Watch:
         # probed every 2nd ends at step 1,500, not 1,499, and its progress fills.
         self.planned = steps
         points = layer_points(layers)
+        # a pair watch(model) proposed may turn out to be none: its layer alone is probed
+        # beside it until the first probed step shows which (normcore.watch_pairs)
+        alone = {
+            i: probe_point(name, spec.layer)
+            for i, (name, spec) in enumerate(layers.items())
+            if isinstance(spec, MaybePair)
+        }
         self.device = points[0].weight.device
         path = resolve_path(path, self.device)  # (before anything is opened or hooked)
         self.every, self.optimizer = every, optimizer
         self.frames: list[Frame] = []
         self._file: IO[str] | None = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115
         # the probes' hooks last: nothing that can fail comes after them
-        self.probes = [
-            Probe(
-                [p],
-                activation=activation,
-                bins=bins,
-                rows=PROBE_ROWS,
-                device=self.device,
-                optimizer=optimizer,
-                path=path,
-            )
-            for p in points
-        ]
+        probe = partial(
+            Probe,
+            activation=activation,
+            bins=bins,
+            rows=PROBE_ROWS,
+            device=self.device,
+            optimizer=optimizer,
+            path=path,
+        )
+        self.probes = [probe([p]) for p in points]
+        self._alone = {i: probe([p]) for i, p in alone.items()}
+        self._checks = {  # the pairs not yet judged, by layer index
+            i: PairCheck(spec[0], spec[1])
+            for i, spec in enumerate(layers.values())
+            if isinstance(spec, tuple)
+        }
         each = [s for s in (self._write if out else None, on_frame) if s is not None]
         self._sinks: list[Callable[[list[Frame]], object]] = [
             *(partial(_each, sink) for sink in each),
@@ -137,22 +153,21 @@ class Watch:
         self.steps += 1
         probing = (self.steps - 1) % self.every == 0 or self.steps == self.planned
         if probing:
-            for probe in self.probes:
+            for probe in self._armable():
                 probe.arm()
+            for check in self._checks.values():
+                check.reset()
+                check.active = True
             self._phase = "armed"
         try:
             yield probing
         except BaseException:
             if self._phase == "measured":
                 self._finish()
-            for probe in self.probes:
-                probe.disarm()
-            self._phase = "idle"
+            self._disarm()
             raise
         if self._phase == "armed":
-            for probe in self.probes:
-                probe.disarm()
-            self._phase = "idle"
+            self._disarm()
             raise RuntimeError(
                 f"step {self.steps} was probed but measure(loss) was not "
                 "called: call it after backward, before the optimizer step"
@@ -190,6 +205,7 @@ class Watch:
                 f"logits, targets: (batch, classes) scores and (batch,) class "
                 f"indices for the accuracy, not shapes {shapes}"
             )
+        self._judge_pairs()
         collected: list[Probe] = []
         try:
             for probe in self.probes:
@@ -202,6 +218,35 @@ class Watch:
         lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else None
         self._meta.append(dict(step=self.steps, time=time.time(), clock=time.perf_counter(), lr=lr))
         self._phase = "measured"
+
+    def _armable(self) -> list[Probe]:
+        return [*self.probes, *self._alone.values()]
+
+    def _disarm(self) -> None:
+        for probe in self._armable():
+            probe.disarm()
+        for check in self._checks.values():
+            check.active = False
+            check.reset()  # (holds no tensor of the step)
+        self._phase = "idle"
+
+    def _judge_pairs(self) -> None:
+        """After the first probed forward pass: each pair that is one stays; a proposed one
+        that is none gives way to its layer alone; one given by hand raises, naming both."""
+        for check in self._checks.values():
+            check.active = False
+        for i, check in list(self._checks.items()):
+            if i not in self._alone and not check.holds():
+                raise ValueError(not_a_pair(self.probes[i].names[0], check))
+        for i, check in self._checks.items():
+            check.close()
+            if i in self._alone:
+                loser = self._alone.pop(i)
+                if not check.holds():
+                    self.probes[i], loser = loser, self.probes[i]
+                loser.disarm()
+                loser.close()
+        self._checks.clear()
 
     def _stepped(self, *_: Any) -> None:
         if self._phase == "measured":
@@ -267,8 +312,10 @@ class Watch:
             self._send([self._held] if self._held is not None else [])
             self._held = None
         finally:
-            for probe in self.probes:
+            for probe in self._armable():
                 probe.close()
+            for check in self._checks.values():
+                check.close()
             if self._hook is not None:
                 self._hook.remove()
             if self._file is not None:

@@ -10,17 +10,25 @@ inside the forward pass: a module with no weight, a pair given the wrong way rou
 that is a layer, MultiheadAttention's ``out_proj`` (never called: the attention uses only its
 weight).
 
-``pick_layers(model)`` takes every Linear and conv, each paired with the norm registered
-right after it in the same parent when that norm's feature count is the layer's output count
-(``conv1``, ``bn1`` in a ResNet block; ``fc``, ``ln``), and every recurrent and attention
-module (not the layers inside them). torch's transformer layers are the exception: their
-norms read the residual sums, not the linear's output, so their layers stay unpaired.
+``pick_layers(model)`` takes every Linear and conv (transformers' ``Conv1D`` too, GPT-2's
+linear layer, known by its name and its ``nf``), each proposed as a ``MaybePair`` with the norm
+registered right after it in the same parent when that norm's feature count is the layer's
+output count (``conv1``, ``bn1`` in a ResNet block; ``fc``, ``ln``), and every recurrent and
+attention module (not the layers inside them). Module order only proposes: the first probed
+step shows whether the norm reads the layer's very output (normcore.watch_pairs). Where it
+does not (a BERT block's ``LayerNorm(dropout(dense(x)) + x)``, torch's transformer layers),
+the layer is watched alone: its frame describes its own output, and the norm, which
+normalizes a residual sum and has no weight of its own to report, is not a layer of the
+frames. The layers' names are known at construction either way.
+
+Weight statistics are norms (‖w‖, ‖∇w‖, ‖Δw‖), the same whichever way a weight is laid out,
+so ``Conv1D``'s transposed (in, out) weight needs nothing of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import cast
+from typing import NamedTuple, cast
 
 from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
@@ -41,8 +49,31 @@ NORMS = (
     nn.LocalResponseNorm,
 )
 LINEARS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, CosineLinear)
-# blocks whose norms read residual sums (x + sublayer(x)): no (linear, norm) pairs inside
-RESIDUAL_NORMS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A Linear or conv, or transformers' ``Conv1D`` (a linear layer with its weight stored
+    (in, out)), known without importing transformers: its class name, ``nf`` (its output
+    count) and a 2-D weight."""
+    if isinstance(module, LINEARS):
+        return True
+    weight = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and isinstance(getattr(module, "nf", None), int)
+        and isinstance(weight, nn.Parameter)
+        and weight.dim() == 2
+    )
+
+
+class MaybePair(NamedTuple):
+    """A (layer, norm) pair that watch(model) proposes from the module order: kept when the
+    first probed step shows the norm reads the layer's output, else the layer is watched
+    alone (normcore.watch_pairs). A pair given by hand as a plain tuple must be one."""
+
+    layer: nn.Module
+    norm: nn.Module
 
 
 def layer_weight(name: str, module: nn.Module) -> nn.Parameter:
@@ -83,7 +114,7 @@ def probe_point(name: str, spec: LayerSpec) -> ProbePoint:
                 f"layer {name!r}: {given} is the wrong way round: a pair is "
                 f"(layer, the norm after it)"
             )
-        if not isinstance(norm, NORMS) and isinstance(norm, (*LINEARS, *FIRST_OF_TUPLE)):
+        if not isinstance(norm, NORMS) and (is_linear(norm) or isinstance(norm, FIRST_OF_TUPLE)):
             raise ValueError(
                 f"layer {name!r}: the second of a pair is the norm after the "
                 f"layer, not a {type(norm).__name__}"
@@ -103,6 +134,8 @@ def _features(module: nn.Module) -> int | None:
     if isinstance(module, nn.LayerNorm | nn.RMSNorm):
         shape = module.normalized_shape
         return shape[-1] if len(shape) == 1 else None
+    if is_linear(module) and not isinstance(module, LINEARS):
+        return cast(int, module.nf)  # Conv1D
     return getattr(module, "out_features", None)
 
 
@@ -120,14 +153,10 @@ def pick_layers(model: nn.Module, layers: LayerFilter | None = None) -> dict[str
             if isinstance(child, FIRST_OF_TUPLE):
                 picked[path] = child
                 inside.append(path)
-            elif isinstance(child, LINEARS):
+            elif is_linear(child):
                 after = children[k + 1][1] if k + 1 < len(children) else None
-                pair = (
-                    isinstance(after, NORMS)
-                    and not isinstance(parent, RESIDUAL_NORMS)
-                    and _features(after) == _features(child)
-                )
-                picked[path] = (child, after) if pair else child  # type: ignore[assignment]
+                pair = isinstance(after, NORMS) and _features(after) == _features(child)
+                picked[path] = MaybePair(child, after) if pair else child  # type: ignore[arg-type]
     order = {path: k for k, (path, _) in enumerate(model.named_modules())}
     picked = dict(sorted(picked.items(), key=lambda item: order[item[0]]))  # as modules() goes
     if layers is None:
@@ -175,7 +204,7 @@ def guess_activation(model: nn.Module) -> str:
     seen: dict[str, int] = {}
     for module in model.modules():
         kind = ACTIVATIONS.get(type(module))
-        if isinstance(module, RESIDUAL_NORMS):
+        if isinstance(module, TRANSFORMER_LAYERS):
             kind = "gelu" if getattr(module, "activation_relu_or_gelu", 1) == 2 else "relu"
         elif isinstance(module, nn.LSTM | nn.GRU) or (
             isinstance(module, nn.RNN) and module.nonlinearity == "tanh"

@@ -4,7 +4,6 @@ as the layer produced it, before any later in-place op, on every probe path."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,10 +11,9 @@ from torch import nn
 
 import normcore
 from normcore.probe import kernels
-from normcore.probe.host_recorder import HostRecorder
 from normcore.watch import Watch, watch
 from normcore.watch_layers import pick_layers
-from tests.utils.own_model import training_step
+from tests.utils.watch_checks import Clones, assert_frames_match, assert_on_path, watched
 
 NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
 PATHS = [
@@ -139,17 +137,6 @@ MODELS = {
 }
 
 
-def output(out) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
-
-
-def numpy_hist(x: np.ndarray, lo: float, hi: float, bins: int):
-    """Counts of [a, b) bins on [lo, hi], under (x < lo) and over (x >= hi), in float64."""
-    inside = x[(x >= lo) & (x < hi)]
-    k = np.minimum(((inside - lo) / ((hi - lo) / bins)).astype(np.int64), bins - 1)
-    return np.bincount(k, minlength=bins), int((x < lo).sum()), int((x >= hi).sum())
-
-
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, monkeypatch):
@@ -161,46 +148,18 @@ def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, mo
     build, layer_map = MODELS[name]
     model = build()
     layers = layer_map(model)
-    assert list(pick_layers(model).items()) == list(layers.items())  # what watch(model) picks
+    assert list(pick_layers(model)) == list(layers)  # what watch(model) picks
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     w = watch(model, optimizer=opt, activation="relu", bins=16, path=path)
-    clones: dict[str, list[np.ndarray]] = {}
-
-    def keep(key):
-        def hook(module, args, out):
-            clones.setdefault(key, []).append(output(out).detach().double().numpy().copy())
-
-        return hook
-
-    for layer, spec in layers.items():
-        first, norm = spec if isinstance(spec, tuple) else (spec, spec)
-        first.register_forward_hook(keep(f"{layer}/pre"))
-        norm.register_forward_hook(keep(layer))
-    records = []
+    clones = Clones(layers)
     for _ in range(3):
-        clones.clear()
-        training_step(w, model, opt, *model.inputs())
-        records.append({k: np.concatenate([c.ravel() for c in v]) for k, v in clones.items()})
+        clones.step(w, model, opt, *model.inputs())
     w.close()
+    assert watched(w) == list(layers.items())  # the pairs the first step kept
     assert [f["step"] for f in w.frames] == [1, 2, 3]
-    host = path in ("in-hooks", "after-backward")
-    recorders = [p.recorder for p in w.probes]
-    assert all(isinstance(r, HostRecorder) == host and r.path == path for r in recorders)
-    assert all(r.eager == (path == "in-hooks") for r in recorders if isinstance(r, HostRecorder))
-    for frame, record in zip(w.frames, records, strict=True):
-        assert [layer["name"] for layer in frame["layers"]] == list(layers)
-        for layer in frame["layers"]:
-            act, pre = record[layer["name"]], record[layer["name"] + "/pre"]
-            where = f"{name} {path} step {frame['step']} {layer['name']}"
-            assert layer["mean"] == pytest.approx(act.mean(), rel=1e-5, abs=1e-5), where
-            assert layer["std"] == pytest.approx(act.std(), rel=1e-4), where
-            assert layer["sat"] == pytest.approx((act <= 0).mean()), where
-            assert layer["sat_pre"] == pytest.approx((pre <= 0).mean()), where
-            h = layer["hist"]
-            counts, under, over = numpy_hist(act, h["lo"], h["hi"], 16)
-            got = np.array([h["under"], *h["counts"], h["over"]])
-            # float32 binning may put a value lying on a bin edge in the next bin
-            assert np.abs(got - [under, *counts, over]).sum() <= 2, where
+    assert_on_path(w, path)
+    assert all([layer["name"] for layer in f["layers"]] == list(layers) for f in w.frames)
+    assert_frames_match(w, clones, 16, f"{name} {path}")
 
 
 def test_normcore_watch_is_callable_and_filters_layers():
