@@ -32,12 +32,17 @@ from normcore.cost import flops_per_step
 
 log = logging.getLogger(__name__)
 
+# A worker whose run ended normally on a CPU serves the next run (app/jobs/worker.py); after
+# this many it is replaced, which bounds what a long-lived process may accumulate.
+RUNS_PER_WORKER = 100
+
 
 @dataclass
 class _Worker:
     process: BaseProcess
     conn: Connection
     ready: bool = False  # its warm-up is done (it said so on the pipe)
+    runs: int = 0  # runs it was given (a worker serves up to RUNS_PER_WORKER, one at a time)
 
     def poll_ready(self) -> bool:
         """Read a spare's ("ready",) if it came; never blocks."""
@@ -60,6 +65,7 @@ class _Job:
     thread: threading.Thread | None = None
     torch_threads: int | None = None  # what the worker's torch says it uses, once it started
     refilled: bool = False  # the spare it took has been replaced
+    released: bool = False  # its run ended and its worker went on to serve others
 
 
 class LocalExecutor(JobQueue):
@@ -107,6 +113,8 @@ class LocalExecutor(JobQueue):
     # -- the executor interface (submit, cancel: JobQueue) ------------------------------------
     def _stop(self, job: _Job) -> None:
         """Ask the worker to stop between steps; kill it if it has not after the grace."""
+        if job.released:  # the run ended first and its worker serves another one now
+            return
         try:
             job.worker.conn.send("cancel")
         except OSError:
@@ -151,8 +159,12 @@ class LocalExecutor(JobQueue):
         return _Worker(process, ours)
 
     def _fill_spares(self) -> None:
+        """Keep a warm worker for each slot that is free, up to `warm`: busy slots need none,
+        as their workers come back when their runs end (and no process starts torch on a
+        core a run is using)."""
         self._spares = [w for w in self._spares if w.process.is_alive()]
-        while not self._closed and len(self._spares) < self.warm:
+        want = min(self.warm, self.slots - len(self._used()))
+        while not self._closed and len(self._spares) < want:
             self._spares.append(self._spawn())
 
     def _used(self) -> set[int]:
@@ -200,6 +212,7 @@ class LocalExecutor(JobQueue):
                 worker = self._spawn()
             try:
                 worker.conn.send(("run", run_id, config, env, threads))
+                worker.runs += 1
                 break
             except OSError:  # a spare that died while idle: take the next one
                 _kill(worker)
@@ -235,12 +248,34 @@ class LocalExecutor(JobQueue):
             pass
         except Exception:  # a message we cannot read: treat the worker as broken
             log.exception("job %s: bad message from worker", job.run_id)
-        job.worker.process.join(timeout=1 if done else 5)
-        _kill(job.worker)
-        with self._lock:
-            self._fill_spares()  # also when it died before its first frames
+        if not self._release(job, done):
+            job.worker.process.join(timeout=1 if done else 5)
+            _kill(job.worker)
         status, error = done if done is not None else (None, None)
         self._finish(job, status, error, death=_death(job.worker.process.exitcode))
+        with self._lock:
+            self._fill_spares()  # also when it died before its first frames
+
+    def _release(self, job: _Job, done: tuple[str, str | None] | None) -> bool:
+        """Hand the worker of a run that ended normally on a CPU to the spares, where the
+        next run takes it warm. Not one that was asked to stop (a late "cancel" could reach
+        its next run), died, serves a GPU (CUDA_VISIBLE_DEVICES is fixed once CUDA starts),
+        or has served RUNS_PER_WORKER runs."""
+        worker = job.worker
+        with self._lock:
+            if (
+                done is None
+                or job.cancelling
+                or self._closed
+                or self._gpus
+                or worker.runs >= RUNS_PER_WORKER
+                or len(self._spares) >= self.warm
+                or not worker.process.is_alive()
+            ):
+                return False
+            job.released = True
+            self._spares.insert(0, worker)  # first: it is ready now
+            return True
 
 
 def _terminate(worker: _Worker) -> None:

@@ -1,15 +1,20 @@
-"""The worker process: one job per process, so a crash, an OOM or a kill ends only its run.
+"""The worker process: one job at a time, so a crash, an OOM or a kill ends only its run.
 
 Life of a worker (started with the spawn method by the local executor):
 1. import torch and the trainer while idle, so a new run does not pay for the import (a
    tiny run loads numba's compiled kernels and the digits data set too), then say ("ready",);
-2. wait on its pipe for ("run", run_id, config, env, threads) — or for EOF / None: exit; set
-   its intra-op threads and report ("started", {"torch_threads": n}) as torch counts them;
+2. wait for ("run", run_id, config, env, threads) — or for EOF / None: exit; set its
+   intra-op threads and report ("started", {"torch_threads": n}) as torch counts them;
 3. train (`app.jobs.job.train`), handing frames to a sender thread that encodes them
    (wire JSON + compressed blob, so the server does no per-frame work) and sends whatever
-   piled up as one message; a listener thread turns a "cancel" message into should_stop;
-4. send ("done", status, error) and exit.
-If the server goes away (EOF or a broken pipe), the worker exits at once: no orphans.
+   piled up as one message; "cancel" sets this run's should_stop;
+4. send ("done", status, error) and wait for the next job (2.): the executor hands a worker
+   whose run ended normally on a CPU to the next run, which then starts with torch, numba's
+   kernels and the data sets already loaded (a sweep's cells pay the start-up once per
+   worker, not once per cell). A run seeds everything it draws from its own config, so a
+   reused worker trains exactly as a fresh one would (tests/app/test_worker_reuse.py).
+One thread reads the pipe for the worker's whole life (jobs, cancels, the end). If the
+server goes away (EOF or a broken pipe), the worker exits at once: no orphans.
 """
 
 from __future__ import annotations
@@ -29,13 +34,18 @@ _END = object()
 def main(conn: Connection) -> None:
     """Entry point of a worker process."""
     _warm_up()
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    running: list[threading.Event] = []  # the stop flag of the run in progress, if any
+    threading.Thread(target=_listen, args=(conn, jobs, running), daemon=True).start()
     _send_or_exit(conn, ("ready",))  # /api/jobs counts warm workers that are ready
-    try:
-        job = conn.recv()
-    except (EOFError, OSError):
-        return  # the server stopped while this worker idled
-    if not job:
-        return
+    while job := jobs.get():
+        stop = threading.Event()
+        running[:] = [stop]
+        _run(conn, job, stop)
+        running.clear()
+
+
+def _run(conn: Connection, job: tuple, stop: threading.Event) -> None:
     _, run_id, config, env, threads = job
     os.environ.update(env)  # e.g. CUDA_VISIBLE_DEVICES of the assigned GPU, before CUDA starts
     import torch
@@ -45,9 +55,7 @@ def main(conn: Connection) -> None:
     torch.set_num_threads(threads)
     # What torch really uses, for /api/jobs (and the test that a run gets what it was given).
     _send_or_exit(conn, ("started", {"torch_threads": torch.get_num_threads()}))
-    stop = threading.Event()
     outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    threading.Thread(target=_listen, args=(conn, stop), daemon=True).start()
     sender = threading.Thread(target=_send, args=(conn, outbox), daemon=True)
     sender.start()
     status, error = train(config, stop, outbox)
@@ -81,11 +89,19 @@ def _warm_up() -> None:
         pass
 
 
-def _listen(conn: Connection, stop: threading.Event) -> None:
+def _listen(conn: Connection, jobs: queue.SimpleQueue, running: list[threading.Event]) -> None:
+    """The pipe's one reader: jobs to the main thread, "cancel" to the run in progress (one
+    that comes while idle, for a run already done, is dropped), the end as None."""
     try:
         while True:
-            if conn.recv() == "cancel":
-                stop.set()
+            message = conn.recv()
+            if message == "cancel":
+                for stop in list(running):
+                    stop.set()
+            else:
+                jobs.put(message)  # ("run", ...), or None: exit when idle
+                if not message:
+                    return
     except (EOFError, OSError):
         os._exit(0)  # the server is gone: nobody will read this run's frames
 
