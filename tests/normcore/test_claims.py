@@ -21,6 +21,7 @@ from normcore.claims import (
     saturation,
     scale,
 )
+from normcore.claims.parallel import ParallelRunner
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -256,9 +257,10 @@ PROTOCOL = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "FIG1", "ICS"}
 
 @pytest.fixture(scope="module")
 def quick_results() -> dict[str, dict]:
-    """Every claim in quick mode, sharing one runner as `normscope claims --quick` does; each
-    claim runs when a test first asks for it, so `-k C4` runs C4 alone."""
-    runner = claims.LocalRunner()
+    """Every claim in quick mode, sharing one runner as `normscope claims --quick` does (its
+    arms in parallel processes, one thread each); each claim runs when a test first asks for
+    it, so `-k C4` runs C4 alone."""
+    runner = ParallelRunner()
 
     class Results(dict):
         def __missing__(self, claim_id: str) -> dict:
@@ -295,6 +297,7 @@ def test_every_claim_runs_in_quick_mode(quick_results, claim_id):
 
 @pytest.mark.slow
 def test_quick_mode_is_repeatable(quick_results):
+    """In this process the same numbers as in the pool's: a run is its seeded config."""
     again = claims.run_claim("FIG1", quick=True, runner=claims.LocalRunner())
     assert again["numbers"] == quick_results["FIG1"]["numbers"]
     assert again["verdict"] == quick_results["FIG1"]["verdict"]
