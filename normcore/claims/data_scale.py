@@ -37,7 +37,8 @@ compared the chosen rates for equality, was replaced after one quick run because
 tie in validation accuracy between two rates decided it, see the docs). Per scale s (0.01,
 100; a regime cell against scale 1), arm and seed, two shifts of test accuracy from scale 1
 at its tuned rate: *transferred*, the rate tuned at scale 1 used at s (is the rate still
-right?), and *tuned*, the rate tuned at s (is the accuracy still there?). The arm *stayed*
+right?; a run that diverges there scores 0, as select_lr scores it), and *tuned*, the rate
+tuned at s (is the accuracy still there?). The arm *stayed*
 when both |shifts| are below ACC_TOL beyond two standard errors over seeds, *moved* when
 either is above it beyond two standard errors, and otherwise reads what the undecided
 comparison reads. The rates chosen at each scale are reported beside. The cell holds when BN
@@ -300,7 +301,7 @@ def scale_regime(scale: float) -> str:
 
 def sweep_net(quick: bool, norm: str) -> RunConfig:
     """C4's ReLU MLP on digits at batch 32 (2x32 quick, 3x64 full); the regimes scale x."""
-    steps = 100 if quick else 300
+    steps = 60 if quick else 300
     return arm_config(
         quick,
         norm=norm,
@@ -350,11 +351,19 @@ def sweep_cell(frames: dict[str, list[Frame]], scale: float, quick: bool) -> dic
         cell["acc"][arm], cell["acc_reference"][arm] = here["values"], there["values"]
         lr_ref = there["lr"] if there["lr"] is not None else grid[0]  # tune's fallback
         cell["acc_transfer"][arm] = [
-            final_eval(frames[P.key(regime, arm, lr_ref, s)]) for s in seeds
+            transferred(frames[P.key(regime, arm, lr_ref, s)]) for s in seeds
         ]
         cell["val_by_lr"][arm] = here["baseline"]["val_by_lr"]
         cell["baseline"][f"{arm}, {ref}"] = there["baseline"]
     return cell
+
+
+def transferred(frames: list[Frame]) -> float | None:
+    """Test accuracy of a run at the rate tuned at x1; 0 when it diverged (as select_lr scores
+    a diverged seed): a rate that blows up at the new scale is the rate failing to transfer."""
+    if frames and frames[-1].get("status") == "diverged":
+        return 0.0
+    return final_eval(frames)
 
 
 def abs_shift(values, reference) -> list[float | None]:
@@ -528,7 +537,7 @@ C9 = Experiment(
         "x -> lambda x, against the deviation eps predicts (the norm with eps / lambda^2; "
         "lambda y for WN). The learning-rate half: C4's ReLU MLP on digits with BN, LN, WN or "
         "no norm, inputs x0.01, x1, x100, each arm's lr tuned on validation per scale "
-        "(quick: 2x32, 100 steps, 4 rates, 2 seeds; full: 3x64, 300 steps, 7 rates, 5 seeds)."
+        "(quick: 2x32, 60 steps, 4 rates, 2 seeds; full: 3x64, 300 steps, 7 rates, 5 seeds)."
     ),
     configs=c9_arms,
     measure=measure_c9,

@@ -329,3 +329,9 @@ def test_training_on_scaled_inputs_bn_follows_the_same_path_and_no_norm_does_not
 
     assert losses("batch", 100.0) == pytest.approx(losses("batch", 1.0), rel=1e-3)
     assert losses("none", 100.0) != pytest.approx(losses("none", 1.0), rel=1e-2)
+
+
+def test_c9_a_rate_that_diverges_at_the_new_scale_scores_zero():
+    diverged = [{"step": 5, "status": "diverged", "eval": {"acc": 0.9}}]
+    assert data_scale.transferred(diverged) == 0.0
+    assert data_scale.transferred(_run(0.9, 0.8)) == 0.8
