@@ -347,6 +347,7 @@ def test_full_mode_arms_are_valid_and_larger_than_quick():
             "C6",
             "C7",
             "C8",
+            "C9",
             "ICS",
         )
         for arm, config in full["arms"].items():
