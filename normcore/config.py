@@ -60,6 +60,7 @@ FIELD_HELP = {
     "dataset": "the data set",
     "batch_order": "how batches are drawn",
     "batch_size": "examples per step",
+    "input_scale": "every input multiplied by this (train, validation, test); 1 = as loaded",
     "optimizer": "the optimizer",
     "lr": "learning rate",
     "momentum": "optimizer 'momentum' only",
@@ -192,6 +193,9 @@ class RunConfig(BaseModel):
     # a fraction of the training data held out as a validation split (evaluated like the
     # test split, frame["val"]), to tune on without touching the test split; 0 = none
     val_fraction: float = Field(0.0, ge=0.0, le=0.5)
+    # every input (train, validation, test) multiplied by this: the same data in other units
+    # (seed C9, data-scale invariance); 1 = as loaded
+    input_scale: float = Field(1.0, ge=1e-6, le=1e6)
     # optimization
     optimizer: str = "sgd"
     lr: float = Field(0.1, gt=0, le=1e6)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normcore.config import RunConfig
-from normcore.data import batch_indices, load_dataset
+from normcore.data import batch_indices, load_dataset, rescaled
 from normcore.data.datasets import SeqSpec
 from normcore.drift import ics as ics_measure
 from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
@@ -103,6 +103,7 @@ def run(
     data = load_dataset(
         cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, seq=SeqSpec.of(cfg)
     )
+    data = rescaled(data, cfg.input_scale)
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
     probe = Probe(

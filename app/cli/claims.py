@@ -3,6 +3,7 @@
     normscope claims --quick              # every claim, small and on the CPU (~1 min in all)
     normscope claims --only C4 --only C7  # some claims (comma-separated works too)
     normscope claims --json results.json  # also write the full results
+    normscope claims --dry-run            # the full mode's estimated cost per claim, no runs
 
 The exit status says whether every experiment *ran* (0), not what it found: "not
 reproduced" is a result like any other. 1: an experiment raised; 2: an unknown claim id.
@@ -40,6 +41,11 @@ def add_claims_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="run only this claim (repeatable, or comma-separated: C1,C4)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each selected claim's estimated runs and minutes on 2 cores, run nothing",
+    )
     p.add_argument("--json", metavar="FILE", help="write the full results as a JSON list")
     p.add_argument(
         "--checks",
@@ -68,12 +74,20 @@ def cmd_claims(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"normscope claims: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    mode = "quick" if args.quick else "full"
+    if args.dry_run:
+        from normcore.claims import CLAIMS
+        from normcore.claims.budget import cost_table, full_cost
+
+        cost = full_cost(args.quick, {c: CLAIMS[c] for c in ids})
+        print(f"{mode} mode, estimated from the configs (normcore.claims.budget):")
+        print(cost_table(cost))
+        return 0
     # shared: claims that reuse an arm's config run it once; a claim's arms run side by side,
     # one process (and one torch thread) per core this process may use
     runner = ParallelRunner()
     results: list[dict[str, Any]] = []
     failed = 0
-    mode = "quick" if args.quick else "full"
     for claim_id in ids:
         print(f"running {claim_id} ({mode}) ...", file=sys.stderr, flush=True)
         start = time.perf_counter()

@@ -9,7 +9,8 @@ learning rates tuned on validation, two standard errors): saturation (C2), ics_p
 rnn_protocol (C5), depth (C1), figure1 (the BN paper's Figure 1, C3), batches (C4, C6), cosine
 (C7), scale (C8) and data_scale (C9). checks holds the verdict rules and margins, measures the
 frame-to-number functions, base the Experiment shape and the runner, parallel the process pool
-that runs a sweep's arms.
+that runs a sweep's arms, budget what a claim's sweep costs, estimated from its configs
+(``budget.full_cost()``; ``normscope claims --dry-run``).
 """
 
 from __future__ import annotations

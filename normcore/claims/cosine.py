@@ -59,7 +59,7 @@ def regimes(quick: bool) -> dict[str, dict[str, Any]]:
 def c7_net(quick: bool, norm: str) -> RunConfig:
     """C4's ReLU MLP at batch 32; CN is Luo et al.'s layer (affine off: the activation sees
     cos itself), the dot-product network a plain linear layer with its bias."""
-    steps = 200 if quick else 2000
+    steps = 200 if quick else 1200  # full: ~6 min of the full budget (budget.py)
     return arm_config(
         quick,
         norm=norm,

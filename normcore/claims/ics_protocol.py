@@ -52,7 +52,7 @@ def regimes(quick: bool) -> dict[str, dict[str, Any]]:
 def ics_arms(quick: bool):
     size = dict(depth=4, width=32, steps=300, probe_every=25, eval_every=300)
     if not quick:
-        size = dict(depth=4, width=64, steps=2000, probe_every=100, eval_every=500)
+        size = dict(depth=4, width=64, steps=1200, probe_every=100, eval_every=400)  # ~5 min
     base = arm_config(quick, activation="relu", optimizer="sgd", ics=True, **size)
     arms = {n: base.model_copy(update={"norm": n}) for n in ARMS}
     return P.sweep_configs(arms, regimes(quick), P.seeds(quick), P.grid(quick))

@@ -59,7 +59,7 @@ def c2_arms(quick: bool):
     """Glorot & Bengio's net on Fashion-MNIST; full mode runs on to see the plateau end."""
     size = dict(steps=1500, probe_every=50, eval_every=1500)
     if not quick:
-        size = dict(steps=12000, probe_every=100, eval_every=1500)
+        size = dict(steps=10000, probe_every=200, eval_every=1500)  # budget.py: ~7 min
     glorot = arm_config(
         quick,
         model="mlp",
@@ -232,7 +232,7 @@ C2 = Experiment(
         "A 4 x 300 sigmoid MLP with PyTorch's default init (Glorot & Bengio's standard "
         "U(-1/sqrt(n), 1/sqrt(n))) on Fashion-MNIST, batch 10, plain SGD at lr 0.1, as "
         "published; then depth 2 and tanh (and in full mode depth 5 and batch 60), one factor "
-        "at a time; 2 seeds quick (1500 steps), 5 full (12000 steps, the plateau's end). "
+        "at a time; 2 seeds quick (1500 steps), 5 full (10000 steps, the plateau's end). "
         "Per layer the graded saturation and the mean and spread of the outputs."
     ),
     configs=c2_arms,

@@ -117,3 +117,18 @@ def test_cli_claims_exits_zero_whatever_the_verdicts(tmp_path, capsys):
 def test_cli_claims_unknown_id_exits_two(capsys):
     assert main(["claims", "--quick", "--only", "C42"]) == 2
     assert "C42" in capsys.readouterr().err
+
+
+def test_cli_claims_dry_run_prints_the_estimate_and_runs_nothing(capsys):
+    from normcore.claims import C4, C6
+    from normcore.claims.budget import full_cost
+
+    assert main(["claims", "--dry-run", "--only", "C6,C4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = full_cost(claims={"C4": C4, "C6": C6})
+    rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] in (["C4"], ["C6"])}
+    assert list(rows) == ["C4", "C6"]  # the catalog's order, not the command line's
+    for cid, row in rows.items():
+        assert int(row[1]) == expected["claims"][cid]["runs"]
+        assert float(row[4]) == pytest.approx(expected["claims"][cid]["wall_s"] / 60, abs=0.051)
+    assert lines[-1].startswith(f"total: {expected['wall_s'] / 60:.1f} min on 2 cores")

@@ -282,8 +282,10 @@ def test_every_claim_runs_in_quick_mode(quick_results, claim_id):
         for cell in result["regimes"]:
             chosen = cell["lr"] if isinstance(cell["lr"], dict) else {"arm": cell["lr"]}
             assert len(cell["seeds"]) >= 2 and cell["verdict"]  # lr: one, or one per arm
-            if result["run_configs"]:  # a direct measurement (C9) trains nothing: no lr
+            if cell["lr"] is not None:  # a direct measurement (C9's invariance) has no lr
                 assert chosen and all(lr > 0 for lr in chosen.values())
+        if result["run_configs"]:  # a claim that trains reports the rates it chose
+            assert any(cell["lr"] is not None for cell in result["regimes"])
     # the stored verdict is what the verdict function says about the stored numbers
     assert exp.verdict(result["numbers"])["verdict"] == result["verdict"]
     assert [r["arm"] for r in result["run_configs"]] == list(exp.configs(True))
@@ -316,6 +318,7 @@ def test_full_mode_arms_are_valid_and_larger_than_quick():
             "C6",
             "C7",
             "C8",
+            "C9",
             "ICS",
         )
         for arm, config in full["arms"].items():

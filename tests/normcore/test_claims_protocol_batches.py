@@ -3,6 +3,7 @@ and swapping the arms' numbers must flip them; plus the measurements they rest o
 seed, the eps prediction of C9, the sweep's layout)."""
 
 import pytest
+import torch
 
 from normcore.claims import batches, cosine, data_scale
 from normcore.claims import protocol as P
@@ -221,3 +222,116 @@ def test_drop_cell_tunes_each_arm_on_validation_in_both_regimes_and_reports_test
     # BN in the regime is the subject: its runs are not a baseline, GN's are
     assert set(cell["baseline"]) == {"batch, batch 32", "group, batch 32", "group, batch 4"}
     assert cell["runs_of"] == ["batch 4", "batch 32"]
+
+
+# --- C9's learning-rate half: hand-made sweep cells ----------------------------------------
+
+STEADY = {
+    "ref": [0.95, 0.96, 0.955],
+    "transfer": [0.95, 0.96, 0.955],
+    "tuned": [0.951, 0.96, 0.954],
+}
+SHAKEN = {"ref": [0.93, 0.94, 0.935], "transfer": [0.10, 0.09, 0.11], "tuned": [0.80, 0.78, 0.82]}
+
+
+def _c9_sweep_cell(by_arm, ok=True, headline=True):
+    arms = data_scale.SWEEP_ARMS
+    trains = {"ok": ok, "reasons": [] if ok else ["it does not train"], "val_by_lr": {}}
+    return {
+        "regime": "inputs x100",
+        "reference": "inputs x1",
+        "scale": 100.0,
+        "published": False,
+        "headline": headline,
+        "seeds": [0, 1, 2],
+        "lr": {a: 0.03 for a in arms},
+        "lr_reference": {a: 0.3 for a in arms},
+        "acc": {a: by_arm[a]["tuned"] for a in arms},
+        "acc_reference": {a: by_arm[a]["ref"] for a in arms},
+        "acc_transfer": {a: by_arm[a]["transfer"] for a in arms},
+        "baseline": {f"{a}, inputs x1": trains for a in arms},
+    }
+
+
+C9_HOLDS = {"batch": STEADY, "layer": STEADY, "weight": SHAKEN, "none": SHAKEN}
+
+
+def _c9(sweep_cell):
+    return data_scale.verdict_c9(
+        {"cells": [_c9_cell(MEASURED, PREDICTED)], "sweep_cells": [sweep_cell]}
+    )
+
+
+def test_c9_sweep_holds_when_bn_ln_keep_their_rate_and_accuracy_and_flips_when_swapped():
+    result = _c9(_c9_sweep_cell(C9_HOLDS))
+    assert result["verdict"] == "reproduced"
+    assert result["regimes"][-1]["states"] == {
+        "batch": "stayed", "layer": "stayed", "weight": "moved", "none": "moved"
+    }  # fmt: skip
+    swapped = {**C9_HOLDS, "batch": SHAKEN, "weight": STEADY}  # BN's and WN's runs exchanged
+    assert _c9(_c9_sweep_cell(swapped))["verdict"] == "not reproduced"
+
+
+def test_c9_sweep_a_rate_that_no_longer_fits_is_a_move_even_when_retuning_recovers():
+    """LN keeps its accuracy when retuned but x1's rate fails at x100: the rate moved."""
+    retuned = {**STEADY, "transfer": [0.5, 0.45, 0.55]}
+    assert _c9(_c9_sweep_cell({**C9_HOLDS, "layer": retuned}))["verdict"] == "not reproduced"
+
+
+def test_c9_sweep_undecided_and_degenerate_cells_read_as_such():
+    noisy = {"ref": [0.95, 0.96, 0.955], "transfer": [0.95, 0.90, 0.99], "tuned": STEADY["tuned"]}
+    assert _c9(_c9_sweep_cell({**C9_HOLDS, "batch": noisy}))["verdict"] == "no difference measured"
+    assert _c9(_c9_sweep_cell(C9_HOLDS, ok=False))["verdict"] == "degenerate baseline"
+    # a failing invariance cell fails the claim whatever the sweep says
+    off = {**MEASURED, "batch": [1e-4, 1.1e-4]}
+    result = data_scale.verdict_c9(
+        {"cells": [_c9_cell(off, PREDICTED)], "sweep_cells": [_c9_sweep_cell(C9_HOLDS)]}
+    )
+    assert result["verdict"] == "not reproduced"
+
+
+def test_c9_sweep_lays_out_every_arm_scale_rate_and_seed():
+    arms = data_scale.c9_arms(True)
+    assert len(arms) == 4 * 3 * 4 * 2
+    scales = {c.input_scale for c in arms.values()}
+    assert scales == set(data_scale.SCALES)
+    assert all(c.val_fraction > 0 for c in arms.values())
+
+
+def test_input_scale_is_validated_and_scales_every_split():
+    from pydantic import ValidationError
+
+    from normcore.config import RunConfig
+    from normcore.data import load_dataset, rescaled
+
+    for bad in (0, -1.0, float("nan"), float("inf"), 1e7):
+        with pytest.raises(ValidationError, match="input_scale"):
+            RunConfig(input_scale=bad)
+    assert RunConfig().input_scale == 1.0
+    data = load_dataset("digits", seed=0, val_fraction=0.1)
+    assert rescaled(data, 1.0) is data
+    big = rescaled(data, 100.0)
+    for a, b in ((big.train_x, data.train_x), (big.val_x, data.val_x), (big.test_x, data.test_x)):
+        assert torch.allclose(a, 100.0 * b)
+    with pytest.raises(ValueError, match="input_scale"):
+        rescaled(data, 0.0)
+
+
+def test_training_on_scaled_inputs_bn_follows_the_same_path_and_no_norm_does_not():
+    """The trainer applies input_scale: BN's run at x100 is its run at x1 (its batch
+    statistics absorb the scale), the plain net's is not."""
+    from normcore.claims.base import variant
+    from normcore.train import run
+
+    def losses(norm, scale):
+        cfg = variant(data_scale.sweep_net(True, norm), steps=20, input_scale=scale, seed=0)
+        return [f["loss"] for f in run(cfg) if f.get("loss") is not None]
+
+    assert losses("batch", 100.0) == pytest.approx(losses("batch", 1.0), rel=1e-3)
+    assert losses("none", 100.0) != pytest.approx(losses("none", 1.0), rel=1e-2)
+
+
+def test_c9_a_rate_that_diverges_at_the_new_scale_scores_zero():
+    diverged = [{"step": 5, "status": "diverged", "eval": {"acc": 0.9}}]
+    assert data_scale.transferred(diverged) == 0.0
+    assert data_scale.transferred(_run(0.9, 0.8)) == 0.8
