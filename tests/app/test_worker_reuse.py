@@ -55,7 +55,9 @@ def frames(engine: Engine, run_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_finished_runs_worker_trains_the_next_run_exactly_as_a_fresh_one(tmp_path):
-    engine = start_engine(Settings(data_dir=tmp_path, max_jobs=1, warm_workers=1, max_steps=LONG_RUN))
+    engine = start_engine(
+        Settings(data_dir=tmp_path, max_jobs=1, warm_workers=1, max_steps=LONG_RUN)
+    )
     try:
         first, pid = start(engine, **SMALL)
         assert wait(engine, first) == "completed"
