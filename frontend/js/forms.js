@@ -23,10 +23,10 @@ export const LIMITS = { steps: "steps", width: "width", depth: "depth", batch_si
 export const GROUPS = [
   ["Network", ["model", "depth", "width", "activation", "cell", "init", "init_std"]],
   ["Normalization", ["norm", "affine", "placement", "groups"]],
-  ["Data", ["dataset", "batch_order", "batch_size", "val_fraction"]],
+  ["Data", ["dataset", "batch_order", "batch_size", "val_fraction", "input_scale"]],
   ["Sequences (rnn)", ["seq_len", "seq_len_test", "seq_vary", "seq_task", "bn_per_step", "norm_terms"]],
   ["Optimization", ["optimizer", "lr", "momentum", "steps", "clip"]],
-  ["Probing and run", ["probe_every", "hist_bins", "eval_every", "ics", "seed", "device"]],
+  ["Probing and run", ["probe_every", "hist_bins", "eval_every", "ics", "seed", "device", "threads"]],
 ];
 
 /** Every field of the form, grouped: known groups first, unknown new fields in "Other". */
