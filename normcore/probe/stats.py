@@ -229,9 +229,8 @@ class LayerStats:
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
         """Add one piece of layer i (its activation input, and its pre-activation where that
         differs) to row i: the compiled kernels, on a CPU (see normcore.probe.kernels)."""
-        # float32 views (a copy only of a piece that is not contiguous or float32)
-        x = act.detach().reshape(-1).float().numpy()
-        p = x if pre is None else pre.detach().reshape(-1).float().numpy()
+        x = _flat_values(act)
+        p = x if pre is None else _flat_values(pre)
         seen = int(self._seen[i]) + x.size
         if seen > self.n:  # (the kernels' scratch holds n values)
             raise self._size_error(i, seen)
@@ -296,6 +295,13 @@ class LayerStats:
         )  # the order of STAT_FIELDS
 
 
+def _flat_values(t: torch.Tensor) -> np.ndarray:
+    """A float32 numpy view of t's values, flat (a copy only of a piece that is not
+    contiguous or float32). numpy reshapes in a fraction of torch's per-call time."""
+    t = t.detach()
+    return (t if t.dtype == torch.float32 else t.float()).numpy().reshape(-1)
+
+
 def _gather(layers: list[list[torch.Tensor]], buf: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """The layers' values as (len(layers), n): a view of a lone contiguous float32 tensor (not
     owned), else stacked into the first rows of ``buf`` (owned: free to overwrite)."""
@@ -331,6 +337,9 @@ LAYER_NUMBERS = (
     "out_mean",
     "out_std",
 )
+
+
+_LAYER_KEYS = ("name", "hist", "nonfinite", *LAYER_NUMBERS)  # a Frame layer's, in order
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -432,7 +441,11 @@ def layer_frames(
             numbers["sat_graded"] = numbers["sat"]
     none = np.full((k, L), np.nan)
     values = np.stack([numbers.get(key, get.get(key, none)) for key in LAYER_NUMBERS], axis=-1)
-    values = np.where(np.isfinite(values), values, np.nan).tolist()  # floats, NaN for None
+    # Python floats, None where not finite: one object array, not a test per number (a
+    # flush of 32 steps builds hundreds of layers)
+    cells = values.astype(object)
+    cells[~np.isfinite(values)] = None
+    values = cells.tolist()
     counts, unders, overs, bad = (
         a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])
     )
@@ -444,12 +457,8 @@ def layer_frames(
             hist_i = dict(
                 lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i], over=overs[j][i]
             )
-            layer = dict(name=name, hist=hist_i, nonfinite=bad[j][i])
-            layer.update(
-                (key, None if v != v else v)
-                for key, v in zip(LAYER_NUMBERS, values[j][i], strict=True)
-            )
-            layers.append(layer)
+            cells = (name, hist_i, bad[j][i], *values[j][i])
+            layers.append(dict(zip(_LAYER_KEYS, cells, strict=True)))
         steps.append(layers)
     return steps, display
 
