@@ -362,7 +362,9 @@ _BOUNDED: dict[str, tuple[Callable[[np.ndarray], np.ndarray], ...]] = {
 }
 
 
-def graded(hist: np.ndarray, edges: np.ndarray, n: int, fine: int, activation: str | None):
+def graded(
+    hist: np.ndarray, edges: np.ndarray, n: int | np.ndarray, fine: int, activation: str | None
+):
     """(sat_graded, out_mean, out_std), each (k, L), from the fine histogram ``hist`` (k, L, S)
     of a sigmoid or tanh layer (see module doc); None for other activations."""
     if activation not in _BOUNDED:
@@ -386,7 +388,7 @@ def layer_frames(
     edges: np.ndarray,
     hist: np.ndarray,
     scal: np.ndarray,
-    n: int,
+    n: int | np.ndarray,
     bins: int,
     first: np.ndarray | None,
     prev: np.ndarray | None,
@@ -394,6 +396,7 @@ def layer_frames(
 ) -> tuple[list[list[dict]], np.ndarray]:
     """Host rows of k probed steps, ``hist`` (k, L, S) and ``scal`` (k, L, len(FIELDS)) ->
     each step's Frame layers (see normcore.frames), and the display counts (k, L, bins+2).
+    ``n``: values per layer and step, one for all layers or one each (L,).
     ``first``, ``prev``: the display counts of the run's first and of the previous probe (None
     before there was one: a probe is then its own reference, W1 0, or NaN with no values).
     ``activation`` names the graded saturation's f (None: those numbers are None).
