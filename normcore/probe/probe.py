@@ -333,10 +333,7 @@ def flush_together(probes: list[Probe]) -> list[list[tuple]]:
         return [p.flush() for p in probes]
     reads = [r.read() for r in rings]  # type: ignore[union-attr]
     hist, scal = (np.concatenate([read[i] for read in reads], axis=1) for i in (0, 1))
-    first, prev = (
-        None if refs[0] is None else np.concatenate(refs)
-        for refs in ([p.first for p in probes], [p.prev for p in probes])
-    )
+    first, prev = (_joined([getattr(p, ref) for p in probes]) for ref in ("first", "prev"))
     p0 = probes[0]
     steps, display = layer_frames(
         [name for p in probes for name in p.names],
@@ -356,3 +353,8 @@ def flush_together(probes: list[Probe]) -> list[list[tuple]]:
         out.append(p._rows(layers, display[:, rows], part, glob))
         at += p.L
     return out
+
+
+def _joined(refs: list[np.ndarray | None]) -> np.ndarray | None:
+    """The probes' display references as one (all None before their first flush: alike)."""
+    return None if refs[0] is None else np.concatenate(refs)  # type: ignore[arg-type]

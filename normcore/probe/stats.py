@@ -446,9 +446,9 @@ def layer_frames(
     values = np.stack([numbers.get(key, get.get(key, none)) for key in LAYER_NUMBERS], axis=-1)
     # Python floats, None where not finite: one object array, not a test per number (a
     # flush of 32 steps builds hundreds of layers)
-    cells = values.astype(object)
-    cells[~np.isfinite(values)] = None
-    values = cells.tolist()
+    boxed = values.astype(object)
+    boxed[~np.isfinite(values)] = None
+    values = boxed.tolist()
     counts, unders, overs, bad = (
         a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])
     )
