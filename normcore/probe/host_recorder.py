@@ -31,10 +31,16 @@ def _square(t: torch.Tensor) -> torch.Tensor:
     return torch.dot(flat, flat)
 
 
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    """t as float32 (itself when it is: no torch call, which a small step pays for)."""
+    return t if t.dtype == torch.float32 else t.float()
+
+
 def _roots(squares: list[torch.Tensor]) -> list[float]:
     """√ of each square as floats, in the square's dtype. One stacked sqrt where they share
-    a dtype (the usual case): a small model's step pays per torch call, and IEEE's sqrt is
-    exact per element, so the bits are those of one sqrt each."""
+    a dtype (the usual case): a small model's step pays per torch call. torch's sqrt gives
+    an element the same bits alone or in a batch (tests/normcore/test_recorders.py); numpy's
+    differs from it in the last bit for ~15% of float32 values, so it is not used here."""
     if len({s.dtype for s in squares}) == 1:
         return torch.stack(squares).sqrt_().tolist()
     return [float(s.sqrt()) for s in squares]
@@ -59,6 +65,7 @@ class HostRecorder(Recorder):
         layers = self.layers
         self.stats = LayerStats(edges, n, bins, activation, layers.device, True, layers.names)
         self.eager = self.in_hooks
+        self._views = self.stats.hist.numpy(), self.stats.cols.numpy()  # (numpy views, made once)
         if not self.eager:  # after-backward: the taps copy each step's layers here
             self._x = torch.empty(layers.L, n, device=layers.device)
         return self.stats
@@ -103,9 +110,9 @@ class HostRecorder(Recorder):
         else:
             stats.require_complete()  # in the hooks: every piece of every layer came
         hist, row, glob = ring.host_row()
-        hist[:] = stats.hist.numpy()
+        hist[:] = self._views[0]
         row[:, len(STAT_FIELDS) :] = math.nan  # columns with no value (yet: Δw, ICS)
-        row[:, : len(STAT_FIELDS)] = stats.cols.numpy()
+        row[:, : len(STAT_FIELDS)] = self._views[1]
         self._write_norms(row, step, hooked)
         for prefix, params in (("g", layers.gains), ("b", layers.shifts)):
             if params[0] is not None:
@@ -115,7 +122,7 @@ class HostRecorder(Recorder):
             row[:, COL["update_norm"]] = row[:, COL["grad_norm"]] * lr
         acc = math.nan
         if step.logits is not None and step.targets is not None:
-            acc = hits(step.logits.float().numpy(), step.targets.numpy()) / len(step.targets)
+            acc = hits(_float32(step.logits).numpy(), step.targets.numpy()) / step.targets.shape[0]
         glob[:] = float(step.loss), acc
         if layers.old:
             torch._foreach_copy_(layers.old, layers.weights)  # for ‖Δw‖ after the step

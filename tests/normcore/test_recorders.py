@@ -124,3 +124,19 @@ def test_host_and_device_recorders_fill_the_same_frame_fields(device_path):
             bin_width = fine_bin * FINE  # W1 in units of the value: a value moved a bin
             for key in ("w1_prev", "w1_first"):  # (each side of the pair)
                 close(layer[key], other[key], 2 * MOVED * bin_width / n, f"{where} {key}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_norms_rooted_together_have_the_bits_of_one_root_each(dtype):
+    """HostRecorder takes the roots of a step's squared norms in one stacked sqrt: each must
+    equal its own sqrt, bit for bit (frames stay what one sqrt per norm gave)."""
+    from normcore.probe.host_recorder import _roots
+
+    torch.manual_seed(0)
+    values = torch.rand(4000, dtype=dtype) * torch.logspace(-8, 8, 4000, dtype=dtype)
+    for size in (1, 3, 9, 17, 40):
+        for start in range(0, len(values) - size, size):
+            squares = [v.clone() for v in values[start : start + size]]
+            assert _roots(squares) == [float(s.sqrt()) for s in squares]
+    mixed = [torch.tensor(2.0), torch.tensor(2.0, dtype=torch.float64)]
+    assert _roots(mixed) == [float(s.sqrt()) for s in mixed]
