@@ -52,6 +52,12 @@ class HostRecorder(Recorder):
 
     PATHS = ("in-hooks", "after-backward")
     WEIGHT_GRADS = True
+    # a weight this small is still in cache at collect: its norms are taken there, which
+    # spares backward a call into Python per layer (a small model's step pays per call)
+    HOOKED_BYTES = 1 << 18
+
+    def hooks_weight(self, weight: torch.Tensor) -> bool:
+        return weight.numel() * weight.element_size() >= self.HOOKED_BYTES
 
     def __init__(self, layers: Layers, taken: Taken, path: str) -> None:
         super().__init__(layers, taken, path)  # (a CPU with numba: probe.resolve_path)
@@ -60,6 +66,7 @@ class HostRecorder(Recorder):
         # ‖w‖², ‖∇w‖² taken as backward wrote ∇w, with (∇w, its version): unchanged since?
         self._norms: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None]
         self._norms = [None] * layers.L
+        self._hooked = [self.hooks_weight(w) for w in layers.weights]  # (as the probe asks)
 
     def setup(self, edges: np.ndarray, n: int, bins: int, activation: str) -> LayerStats:
         layers = self.layers
@@ -103,7 +110,10 @@ class HostRecorder(Recorder):
         assert stats is not None
         hooked = all(  # the hooks' norms are of the gradients as they are now
             n is not None and n[2] is g and n[3] == v
-            for n, g, v in zip(self._norms, step.grads, step.versions, strict=True)
+            for n, g, v, on in zip(
+                self._norms, step.grads, step.versions, self._hooked, strict=True
+            )
+            if on
         )
         if any(taken.acts) or not self.eager:  # the first probe, or measured after backward
             stats(taken.acts, None if step.same else taken.pres)
@@ -132,11 +142,11 @@ class HostRecorder(Recorder):
         """‖w‖, ‖∇w‖ and the activation gradient's norm into ``row``: the squares the hooks
         took (``hooked``: of the gradients as they are now), else taken now; all rooted at
         once."""
-        if hooked:
-            squares = [s for n in self._norms for s in n[:2]]  # type: ignore[index]
-        else:
-            pairs = zip(self.layers.weights, step.grads, strict=True)
-            squares = [_square(t) for pair in pairs for t in pair]
+        squares: list[torch.Tensor] = []
+        layers = zip(self.layers.weights, step.grads, self._norms, self._hooked, strict=True)
+        for w, g, norms, on in layers:  # (a layer without a hook: taken now)
+            hook = hooked and on
+            squares += norms[:2] if hook else (_square(w), _square(g))  # type: ignore[index]
         acts = self.taken.act_grads if step.act_grads else []
         # every piece's activation gradient, or its square (in the hooks)
         squares += [g if g.dim() == 0 else _square(g) for refs in acts for g in refs]

@@ -89,7 +89,7 @@ class Probe:
             # pre first: where pre and act are one module (no norm), its readers run in order
             self._handles.append(Reader(p.pre, self._on_pre(i)))
             self._handles.append(Reader(p.act, self._on_act(i)))
-            if self.recorder.WEIGHT_GRADS:
+            if self.recorder.hooks_weight(p.weight):
                 self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
         # Δw where the optimizer needs it after its step (a captured CUDA graph on a GPU)
         self._finish_graph = GraphReplay(self._finish, self.device)

@@ -140,3 +140,37 @@ def test_norms_rooted_together_have_the_bits_of_one_root_each(dtype):
             assert _roots(squares) == [float(s.sqrt()) for s in squares]
     mixed = [torch.tensor(2.0), torch.tensor(2.0, dtype=torch.float64)]
     assert _roots(mixed) == [float(s.sqrt()) for s in mixed]
+
+
+@NUMBA
+def test_norms_from_backward_hooks_equal_norms_taken_at_collect(monkeypatch):
+    """In-hooks takes ‖w‖, ‖∇w‖ in backward's hooks for weights of HOOKED_BYTES or more and at
+    collect for smaller ones: both ways give the same frames, also when a gradient changes
+    between backward and collect (the hooks' norms are then dropped)."""
+
+    def frames(hooked_bytes: int) -> list:
+        monkeypatch.setattr(HostRecorder, "HOOKED_BYTES", hooked_bytes)
+        torch.manual_seed(0)
+        cfg = RunConfig(depth=2, width=16, activation="tanh", batch_size=8)
+        model = build_model(cfg, (10,), 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        probe = Probe(model.probe_points(), activation="tanh", bins=BINS, path="in-hooks")
+        hooks = sum(probe.recorder.hooks_weight(p.weight) for p in probe.points)
+        x, y = torch.randn(8, 10), torch.randint(0, 4, (8,))
+        for step in range(4):
+            probe.arm()
+            loss = torch.nn.functional.cross_entropy(logits := model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            if step == 2:  # clipped after the hooks took its norm
+                probe.points[0].weight.grad.mul_(0.5)
+            probe.collect(loss, logits, y)
+            opt.step()
+            probe.after_step()
+        probe.close()
+        return hooks, probe.flush()
+
+    (hooked, rows), (unhooked, plain) = frames(0), frames(1 << 40)
+    mixed, some = frames(1000)  # the 16×16 weight's hook only, not the 16×10 one's
+    assert (hooked, mixed, unhooked) == (2, 1, 0)
+    assert rows == plain == some
