@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame, to_json
-from normcore.probe.probe import Probe, resolve_path
+from normcore.probe.probe import Probe, flush_together, resolve_path
 from normcore.probe.stats import ACT_RANGE
 from normcore.watch_layers import (
     LayerFilter,
@@ -259,7 +259,7 @@ class Watch:
 
     def _emit(self) -> None:
         """Read the probes' rows (one host read each) and send them on as frames."""
-        rows = [probe.flush() for probe in self.probes]
+        rows = flush_together(self.probes)  # (frame layers built for all probes at once)
         self._last_flush = time.perf_counter()
         ready: list[Frame] = []
         for info, *layer_rows in zip(self._meta, *rows, strict=True):

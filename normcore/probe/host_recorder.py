@@ -23,12 +23,27 @@ from normcore.probe.ring import Ring
 from normcore.probe.stats import COL, STAT_FIELDS, LayerStats
 
 
-def _norm(t: torch.Tensor) -> torch.Tensor:
-    """‖t‖ as √⟨t, t⟩: BLAS's dot reads a 4 MB weight from L3 ~25% faster than vector_norm,
+def _square(t: torch.Tensor) -> torch.Tensor:
+    """‖t‖² as ⟨t, t⟩: BLAS's dot reads a 4 MB weight from L3 ~25% faster than vector_norm,
     and a 1 MB activation gradient in cache 2× faster (float32 sums: a norm above ~1e19
-    reads as inf, where it no longer matters)."""
+    reads as inf, where it no longer matters). The root waits for ``_roots``."""
     flat = t.reshape(-1)
-    return torch.dot(flat, flat).sqrt()
+    return torch.dot(flat, flat)
+
+
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    """t as float32 (itself when it is: no torch call, which a small step pays for)."""
+    return t if t.dtype == torch.float32 else t.float()
+
+
+def _roots(squares: list[torch.Tensor]) -> list[float]:
+    """√ of each square as floats, in the square's dtype. One stacked sqrt where they share
+    a dtype (the usual case): a small model's step pays per torch call. torch's sqrt gives
+    an element the same bits alone or in a batch (tests/normcore/test_recorders.py); numpy's
+    differs from it in the last bit for ~15% of float32 values, so it is not used here."""
+    if len({s.dtype for s in squares}) == 1:
+        return torch.stack(squares).sqrt_().tolist()
+    return [float(s.sqrt()) for s in squares]
 
 
 class HostRecorder(Recorder):
@@ -37,19 +52,27 @@ class HostRecorder(Recorder):
 
     PATHS = ("in-hooks", "after-backward")
     WEIGHT_GRADS = True
+    # a weight this small is still in cache at collect: its norms are taken there, which
+    # spares backward a call into Python per layer (a small model's step pays per call)
+    HOOKED_BYTES = 1 << 18
+
+    def hooks_weight(self, weight: torch.Tensor) -> bool:
+        return weight.numel() * weight.element_size() >= self.HOOKED_BYTES
 
     def __init__(self, layers: Layers, taken: Taken, path: str) -> None:
         super().__init__(layers, taken, path)  # (a CPU with numba: probe.resolve_path)
         self.in_hooks = path == "in-hooks"
         self.eager = False  # measuring in the taps (in-hooks, once the edges are fixed)
-        # ‖w‖, ‖∇w‖ taken as backward wrote ∇w, with (∇w, its version): unchanged since?
+        # ‖w‖², ‖∇w‖² taken as backward wrote ∇w, with (∇w, its version): unchanged since?
         self._norms: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None]
         self._norms = [None] * layers.L
+        self._hooked = [self.hooks_weight(w) for w in layers.weights]  # (as the probe asks)
 
     def setup(self, edges: np.ndarray, n: int, bins: int, activation: str) -> LayerStats:
         layers = self.layers
         self.stats = LayerStats(edges, n, bins, activation, layers.device, True, layers.names)
         self.eager = self.in_hooks
+        self._views = self.stats.hist.numpy(), self.stats.cols.numpy()  # (numpy views, made once)
         if not self.eager:  # after-backward: the taps copy each step's layers here
             self._x = torch.empty(layers.L, n, device=layers.device)
         return self.stats
@@ -70,7 +93,7 @@ class HostRecorder(Recorder):
         except ValueError as exc:  # (its message names the layer)
             return str(exc)
         if out.requires_grad:
-            out.register_hook(_append_norm(self.taken.act_grads[i]))
+            out.register_hook(_append_square(self.taken.act_grads[i]))
         return None
 
     def weight_grad(self, i: int, weight: torch.Tensor) -> None:
@@ -79,37 +102,28 @@ class HostRecorder(Recorder):
         if self.eager:
             g = weight.grad
             assert g is not None  # (a post-accumulate hook: backward has just written it)
-            gn = _norm(g)  # just written: first
-            self._norms[i] = (_norm(weight.detach()), gn, g, g._version)
+            gn = _square(g)  # just written: first
+            self._norms[i] = (_square(weight.detach()), gn, g, g._version)
 
     def record(self, step: Step, ring: Ring) -> None:
         stats, layers, taken = self.stats, self.layers, self.taken
         assert stats is not None
         hooked = all(  # the hooks' norms are of the gradients as they are now
             n is not None and n[2] is g and n[3] == v
-            for n, g, v in zip(self._norms, step.grads, step.versions, strict=True)
+            for n, g, v, on in zip(
+                self._norms, step.grads, step.versions, self._hooked, strict=True
+            )
+            if on
         )
         if any(taken.acts) or not self.eager:  # the first probe, or measured after backward
             stats(taken.acts, None if step.same else taken.pres)
         else:
             stats.require_complete()  # in the hooks: every piece of every layer came
         hist, row, glob = ring.host_row()
-        hist[:] = stats.hist.numpy()
+        hist[:] = self._views[0]
         row[:, len(STAT_FIELDS) :] = math.nan  # columns with no value (yet: Δw, ICS)
-        row[:, : len(STAT_FIELDS)] = stats.cols.numpy()
-        if hooked:
-            norms = [(float(n[0]), float(n[1])) for n in self._norms]  # type: ignore[index]
-        else:
-            norms = [
-                (float(_norm(w)), float(_norm(g)))
-                for w, g in zip(layers.weights, step.grads, strict=True)
-            ]
-        row[:, COL["weight_norm"]], row[:, COL["grad_norm"]] = zip(*norms, strict=True)
-        if step.act_grads:  # every piece's activation gradient, or its norm (in hooks)
-            row[:, COL["act_grad_norm"]] = [
-                math.sqrt(sum(float(g if g.dim() == 0 else _norm(g)) ** 2 for g in refs))
-                for refs in taken.act_grads
-            ]  # over an RNN's time steps
+        row[:, : len(STAT_FIELDS)] = self._views[1]
+        self._write_norms(row, step, hooked)
         for prefix, params in (("g", layers.gains), ("b", layers.shifts)):
             if params[0] is not None:
                 values = torch.stack(list(params)).float().numpy()  # (numpy has no bfloat16)
@@ -118,17 +132,37 @@ class HostRecorder(Recorder):
             row[:, COL["update_norm"]] = row[:, COL["grad_norm"]] * lr
         acc = math.nan
         if step.logits is not None and step.targets is not None:
-            acc = hits(step.logits.float().numpy(), step.targets.numpy()) / len(step.targets)
+            acc = hits(_float32(step.logits).numpy(), step.targets.numpy()) / step.targets.shape[0]
         glob[:] = float(step.loss), acc
         if layers.old:
             torch._foreach_copy_(layers.old, layers.weights)  # for ‖Δw‖ after the step
         self._norms = [None] * layers.L
 
+    def _write_norms(self, row: np.ndarray, step: Step, hooked: bool) -> None:
+        """‖w‖, ‖∇w‖ and the activation gradient's norm into ``row``: the squares the hooks
+        took (``hooked``: of the gradients as they are now), else taken now; all rooted at
+        once."""
+        squares: list[torch.Tensor] = []
+        layers = zip(self.layers.weights, step.grads, self._norms, self._hooked, strict=True)
+        for w, g, norms, on in layers:  # (a layer without a hook: taken now)
+            hook = hooked and on
+            squares += norms[:2] if hook else (_square(w), _square(g))  # type: ignore[index]
+        acts = self.taken.act_grads if step.act_grads else []
+        # every piece's activation gradient, or its square (in the hooks)
+        squares += [g if g.dim() == 0 else _square(g) for refs in acts for g in refs]
+        roots = _roots(squares)
+        row[:, COL["weight_norm"]] = roots[0 : 2 * self.layers.L : 2]
+        row[:, COL["grad_norm"]] = roots[1 : 2 * self.layers.L : 2]
+        at = 2 * self.layers.L
+        for i, refs in enumerate(acts):  # over an RNN's time steps
+            pieces, at = roots[at : at + len(refs)], at + len(refs)
+            row[i, COL["act_grad_norm"]] = math.sqrt(sum(r**2 for r in pieces))
 
-def _append_norm(refs: list[torch.Tensor]):
-    """A gradient hook keeping the gradient's norm, taken while it is hot in cache."""
+
+def _append_square(refs: list[torch.Tensor]):
+    """A gradient hook keeping the gradient's squared norm, taken while it is hot in cache."""
 
     def hook(grad: torch.Tensor) -> None:
-        refs.append(_norm(grad))
+        refs.append(_square(grad))
 
     return hook

@@ -89,7 +89,7 @@ class Probe:
             # pre first: where pre and act are one module (no norm), its readers run in order
             self._handles.append(Reader(p.pre, self._on_pre(i)))
             self._handles.append(Reader(p.act, self._on_act(i)))
-            if self.recorder.WEIGHT_GRADS:
+            if self.recorder.hooks_weight(p.weight):
                 self._handles.append(p.weight.register_post_accumulate_grad_hook(self._on_grad(i)))
         # Δw where the optimizer needs it after its step (a captured CUDA graph on a GPU)
         self._finish_graph = GraphReplay(self._finish, self.device)
@@ -294,6 +294,11 @@ class Probe:
             self.prev,
             self.activation,
         )
+        return self._rows(steps, display, scal, glob)
+
+    def _rows(self, steps: list[list[dict]], display: np.ndarray, scal, glob) -> list[tuple]:
+        """``flush``'s answer from the Frame layers of the rows read, each step's ``display``
+        counts (k, L, bins + 2) and the rows' columns; the display counts become references."""
         if self.first is None:
             self.first = display[0]
         self.prev = display[-1]
@@ -311,3 +316,45 @@ class Probe:
                 ]
             out.append((layers, float(glob[k, 0]), float(glob[k, 1]), ics))
         return out
+
+
+def flush_together(probes: list[Probe]) -> list[list[tuple]]:
+    """Each probe's ``flush()``, with the Frame layers of all of them built by one
+    ``layer_frames``: its ~40 array operations cost about as much for one layer as for many,
+    and a Watch of a whole model holds a probe per layer shape. Every operation there is per
+    layer row, so each layer's numbers are those its own flush gives. Probes that differ in
+    rows held, bins, activation or references (none yet, or some) flush one by one."""
+    rings = [p.ring for p in probes]
+    alike = {
+        (r.count if r else 0, p.bins, p.activation, p.first is None, p.prev is None)
+        for p, r in zip(probes, rings, strict=True)
+    }
+    if len(probes) < 2 or len(alike) != 1 or not all(r and r.count for r in rings):
+        return [p.flush() for p in probes]
+    reads = [r.read() for r in rings]  # type: ignore[union-attr]
+    hist, scal = (np.concatenate([read[i] for read in reads], axis=1) for i in (0, 1))
+    first, prev = (_joined([getattr(p, ref) for p in probes]) for ref in ("first", "prev"))
+    p0 = probes[0]
+    steps, display = layer_frames(
+        [name for p in probes for name in p.names],
+        np.concatenate([p.edges for p in probes]),
+        hist,
+        scal,
+        np.repeat([p.n for p in probes], [p.L for p in probes]),  # values per layer
+        p0.bins,
+        first,
+        prev,
+        p0.activation,
+    )
+    out, at = [], 0
+    for p, (_, part, glob) in zip(probes, reads, strict=True):
+        rows = slice(at, at + p.L)
+        layers = [step[rows] for step in steps]
+        out.append(p._rows(layers, display[:, rows], part, glob))
+        at += p.L
+    return out
+
+
+def _joined(refs: list[np.ndarray | None]) -> np.ndarray | None:
+    """The probes' display references as one (all None before their first flush: alike)."""
+    return None if refs[0] is None else np.concatenate(refs)  # type: ignore[arg-type]

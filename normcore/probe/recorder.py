@@ -106,7 +106,11 @@ class Recorder:
     ``take`` copies each tap's tensor as it is produced, clones in the first step and rows of
     the staging buffers (L, n) after it."""
 
-    WEIGHT_GRADS = False  # wants ``weight_grad`` as backward writes each weight's gradient
+    WEIGHT_GRADS = False  # wants ``weight_grad`` as backward writes a weight's gradient ...
+
+    def hooks_weight(self, weight: torch.Tensor) -> bool:
+        """... of this weight (the probe registers the hook only where this says so)."""
+        return self.WEIGHT_GRADS
 
     def __init__(self, layers: Layers, taken: Taken, path: str) -> None:
         self.layers, self.taken, self.path = layers, taken, path

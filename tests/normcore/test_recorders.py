@@ -124,3 +124,53 @@ def test_host_and_device_recorders_fill_the_same_frame_fields(device_path):
             bin_width = fine_bin * FINE  # W1 in units of the value: a value moved a bin
             for key in ("w1_prev", "w1_first"):  # (each side of the pair)
                 close(layer[key], other[key], 2 * MOVED * bin_width / n, f"{where} {key}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_norms_rooted_together_have_the_bits_of_one_root_each(dtype):
+    """HostRecorder takes the roots of a step's squared norms in one stacked sqrt: each must
+    equal its own sqrt, bit for bit (frames stay what one sqrt per norm gave)."""
+    from normcore.probe.host_recorder import _roots
+
+    torch.manual_seed(0)
+    values = torch.rand(4000, dtype=dtype) * torch.logspace(-8, 8, 4000, dtype=dtype)
+    for size in (1, 3, 9, 17, 40):
+        for start in range(0, len(values) - size, size):
+            squares = [v.clone() for v in values[start : start + size]]
+            assert _roots(squares) == [float(s.sqrt()) for s in squares]
+    mixed = [torch.tensor(2.0), torch.tensor(2.0, dtype=torch.float64)]
+    assert _roots(mixed) == [float(s.sqrt()) for s in mixed]
+
+
+@NUMBA
+def test_norms_from_backward_hooks_equal_norms_taken_at_collect(monkeypatch):
+    """In-hooks takes ‖w‖, ‖∇w‖ in backward's hooks for weights of HOOKED_BYTES or more and at
+    collect for smaller ones: both ways give the same frames, also when a gradient changes
+    between backward and collect (the hooks' norms are then dropped)."""
+
+    def frames(hooked_bytes: int) -> list:
+        monkeypatch.setattr(HostRecorder, "HOOKED_BYTES", hooked_bytes)
+        torch.manual_seed(0)
+        cfg = RunConfig(depth=2, width=16, activation="tanh", batch_size=8)
+        model = build_model(cfg, (10,), 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        probe = Probe(model.probe_points(), activation="tanh", bins=BINS, path="in-hooks")
+        hooks = sum(probe.recorder.hooks_weight(p.weight) for p in probe.points)
+        x, y = torch.randn(8, 10), torch.randint(0, 4, (8,))
+        for step in range(4):
+            probe.arm()
+            loss = torch.nn.functional.cross_entropy(logits := model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            if step == 2:  # clipped after the hooks took its norm
+                probe.points[0].weight.grad.mul_(0.5)
+            probe.collect(loss, logits, y)
+            opt.step()
+            probe.after_step()
+        probe.close()
+        return hooks, probe.flush()
+
+    (hooked, rows), (unhooked, plain) = frames(0), frames(1 << 40)
+    mixed, some = frames(1000)  # the 16×16 weight's hook only, not the 16×10 one's
+    assert (hooked, mixed, unhooked) == (2, 1, 0)
+    assert rows == plain == some
