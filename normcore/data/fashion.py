@@ -5,8 +5,9 @@ The 784-dimensional MNIST-like set that ``normcore.data`` serves as ``fashion``:
 IDX files come from ``/usr/share/datasets/fashion-mnist`` (``apt-get install
 dataset-fashion-mnist``) or from the folder named by ``NORMSCOPE_FASHION_DIR``.
 
-Why a disk cache: every run trains in its own spawned worker process, so an in-process cache
-alone would gunzip 30 MB (about 1.3 s) per run. The parsed uint8 arrays are kept in one .npz
+Why a disk cache: runs train in spawned worker processes (a worker serves up to 100 runs,
+then a fresh one takes over), so an in-process cache alone would gunzip 30 MB (about 1.3 s)
+in every new worker. The parsed uint8 arrays are kept in one .npz
 under the per-user cache folder (``$XDG_CACHE_HOME/normscope`` or ``~/.cache/normscope``),
 named by the source files' path, size and mtime so a reinstalled package is re-read. The
 cache is an optimization only: if it cannot be written, the files are parsed every time.
