@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from app.errors import ClaimConflict, QueueFull
@@ -147,16 +148,26 @@ class ExecutorRunner:
         return self.map([(arm, config)])[0]
 
     def map(self, arms: list[tuple[str, RunConfig]]) -> list[ArmRun]:
-        """Every arm as a stored run, all submitted before any is waited for, so a sweep's
-        arms train side by side on the executor's slots (a queue that is full takes the rest
-        as slots free). An arm whose config ran already (in this claim or an earlier one of
-        this server) reuses that run. Results in the order of `arms`."""
+        """Every arm as a stored run, as many at once as the executor has slots, so a sweep's
+        arms train side by side; the next is submitted when the oldest ends, which leaves the
+        queue to other users (a claim of 100 arms never fills it and turns their runs away).
+        An arm whose config ran already (in this claim or an earlier one of this server)
+        reuses that run. Results in the order of `arms`."""
+        window = max(1, int(self.owner.executor.snapshot().get("slots") or 1))
         ids: dict[str, str] = {}  # config JSON -> run id
+        in_flight: deque[str] = deque()
         for arm, config in arms:
             key = config.model_dump_json()
-            if key not in ids:
-                known = self.owner.reusable(config)
-                ids[key] = known["id"] if known else self._submit(arm, config)
+            if key in ids:
+                continue
+            known = self.owner.reusable(config)
+            if known:
+                ids[key] = known["id"]
+                continue
+            while len(in_flight) >= window:
+                self._wait(in_flight.popleft())
+            ids[key] = self._submit(arm, config)
+            in_flight.append(ids[key])
         return [self._result(arm, config, ids[config.model_dump_json()]) for arm, config in arms]
 
     def _result(self, arm: str, config: RunConfig, run_id: str) -> ArmRun:

@@ -1,7 +1,8 @@
 """A claim's arms run side by side on the server's slots, as stored runs, like any runs.
 
-The claims service submits every arm before it waits for any (ExecutorRunner.map): on a
-server with two slots, two arms train at once. The check reads the runs' own start and end
+The claims service keeps as many arms in flight as the executor has slots
+(ExecutorRunner.map): on a server with two slots, two arms train at once, and a third is
+submitted only when one has ended, so a claim never fills the queue other users need. The check reads the runs' own start and end
 times, so it rests on the order of events, not on how fast the machine is.
 """
 
@@ -30,8 +31,10 @@ def test_arms_are_all_submitted_before_any_is_waited_for(tmp_path):
         runs = [engine.store.get_run(r.run_id) for r in results[:3]]
         assert all(run["label"].startswith("C1 · seed") for run in runs)
         # two slots: the second arm started before the first one ended
-        first, second = sorted(runs, key=lambda run: run["started_at"])[:2]
+        first, second, third = sorted(runs, key=lambda run: run["created_at"])
         assert second["started_at"] < first["finished_at"]
+        # and no more were submitted than there are slots: the queue stays free for others
+        assert third["created_at"] >= first["finished_at"]
         # a claim run's runs are recorded with it
         assert sorted(engine.claims.claims.get(record["id"])["run_ids"]) == sorted(runner.run_ids)
     finally:
