@@ -2,8 +2,9 @@
 
 The claims service keeps as many arms in flight as the executor has slots
 (ExecutorRunner.map): on a server with two slots, two arms train at once, and a third is
-submitted only when one has ended, so a claim never fills the queue other users need. The check reads the runs' own start and end
-times, so it rests on the order of events, not on how fast the machine is.
+submitted only when one has ended, so a claim never fills the queue other users need. The
+checks read the runs' own start and end times, so they rest on the order of events, not on
+how fast the machine is.
 """
 
 from __future__ import annotations
