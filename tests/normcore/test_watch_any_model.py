@@ -13,15 +13,14 @@ import normcore
 from normcore.probe import kernels
 from normcore.watch import Watch, watch
 from normcore.watch_layers import pick_layers
-from tests.utils.watch_checks import Clones, assert_frames_match, assert_on_path, watched
+from tests.utils.watch_checks import (
+    PATHS,
+    Clones,
+    assert_frames_match,
+    assert_on_path,
+    watched,
+)
 
-NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
-PATHS = [
-    pytest.param("in-hooks", marks=NUMBA),
-    pytest.param("after-backward", marks=NUMBA),
-    "torch",
-    "staged",
-]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -14,15 +14,14 @@ from normcore.probe import kernels
 from normcore.watch import Watch, watch
 from normcore.watch_layers import MaybePair, pick_layers
 from tests.utils.own_model import training_step
-from tests.utils.watch_checks import Clones, assert_frames_match, assert_on_path, watched
+from tests.utils.watch_checks import (
+    PATHS,
+    Clones,
+    assert_frames_match,
+    assert_on_path,
+    watched,
+)
 
-NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
-PATHS = [
-    pytest.param("in-hooks", marks=NUMBA),
-    pytest.param("after-backward", marks=NUMBA),
-    "torch",
-    "staged",
-]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -9,9 +9,19 @@ import pytest
 import torch
 from torch import nn
 
+from normcore.probe import kernels
 from normcore.probe.host_recorder import HostRecorder
 from normcore.watch import Watch
 from tests.utils.own_model import training_step
+
+NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
+# every probe path, the host ones only where numba is installed
+PATHS = [
+    pytest.param("in-hooks", marks=NUMBA),
+    pytest.param("after-backward", marks=NUMBA),
+    "torch",
+    "staged",
+]
 
 
 def watched(w: Watch) -> list[tuple[str, object]]:
