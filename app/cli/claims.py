@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -46,7 +47,12 @@ def add_claims_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print each selected claim's estimated runs and minutes on 2 cores, run nothing",
     )
-    p.add_argument("--json", metavar="FILE", help="write the full results as a JSON list")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write the full results as a JSON list (rewritten after each claim, so an "
+        "interrupted run keeps the claims it finished)",
+    )
     p.add_argument(
         "--checks",
         action=argparse.BooleanOptionalAction,
@@ -88,22 +94,63 @@ def cmd_claims(args: argparse.Namespace) -> int:
     runner = ParallelRunner()
     results: list[dict[str, Any]] = []
     failed = 0
+    load_before = load_average()
     for claim_id in ids:
         print(f"running {claim_id} ({mode}) ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
-            results.append(run_claim(claim_id, quick=args.quick, runner=runner))
+            result = run_claim(claim_id, quick=args.quick, runner=runner)
         except Exception as exc:  # one broken experiment must not hide the others' results
             failed += 1
             traceback.print_exc()
-            results.append(failure(claim_id, exc, time.perf_counter() - start))
+            result = failure(claim_id, exc, time.perf_counter() - start)
+        result["run_at"] = provenance(start, load_before)
+        load_before = load_average()
+        results.append(result)
+        if args.json:
+            write_json(args.json, results)
     print(table(results))
     if args.checks:
         print(checks(results))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(results, out, indent=1)
     return EXIT_FAILED if failed else 0
+
+
+def write_json(path: str, results: list[dict[str, Any]]) -> None:
+    """Write atomically: a reader (or a crash) never sees half a file."""
+    tmp = f"{path}.part"
+    with open(tmp, "w") as out:
+        json.dump(results, out, indent=1)
+    os.replace(tmp, path)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def provenance(start: float, load_before: list[float]) -> dict[str, Any]:
+    """Where and when a claim ran: commit, date, machine, wall time, load before and after."""
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "commit": commit or "unknown",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}, torch threads 1 per arm",
+        "wall_s": round(time.perf_counter() - start, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def failure(claim_id: str, exc: Exception, duration: float) -> dict[str, Any]:
