@@ -33,6 +33,7 @@ COPY pyproject.toml README.md ./
 COPY normcore ./normcore
 COPY app ./app
 COPY frontend ./frontend
+COPY docs/claims-results ./docs/claims-results
 # EXTRAS="[ray]" adds Ray for the cluster profile of docker-compose.yml (a head and workers).
 ARG EXTRAS=""
 RUN pip install -e ".${EXTRAS}"

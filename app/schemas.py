@@ -262,8 +262,11 @@ class ClaimRun(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     # {id, title, claim, experiment, criterion, verdict, checks, numbers, series,
-    #  run_configs: [{arm, label, config, run_id, status, frames}], quick, duration_s}
+    #  run_configs: [{arm, label, config, run_id, status, frames}], quick, duration_s, run_at}
     result: dict[str, Any] | None = None
+    # True: the published result stored with the code (`normscope claims --full`, setting
+    # claim_results), not run by this server; result.run_at says where and when it ran
+    published: bool = False
 
 
 class Claim(BaseModel):

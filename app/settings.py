@@ -54,11 +54,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # a RunConfig is well under 1 KB
     token: SecretStr | None = None  # when set, /api and the stream need Bearer <token>
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
+    # full-mode claim results committed with the code; the Claims view shows them until a
+    # claim runs on this server (None or a missing file: none)
+    claim_results: Path | None = (
+        Path(__file__).resolve().parent.parent / "docs" / "claims-results" / "full.json"
+    )
 
-    @field_validator("token", mode="before")
+    @field_validator("token", "claim_results", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
-        # docker compose writes NORMSCOPE_TOKEN= for "no token"; never accept "" as a token.
+    def _empty_is_none(cls, value: object) -> object:
+        # docker compose writes NORMSCOPE_TOKEN= for "no token"; never accept "" as a token
+        # (nor as the current directory for the claim results).
         return None if value == "" else value
 
     @property

@@ -4,6 +4,9 @@
     normscope claims --only C4 --only C7  # some claims (comma-separated works too)
     normscope claims --json results.json  # also write the full results
     normscope claims --dry-run            # the full mode's estimated cost per claim, no runs
+    normscope claims --full               # full mode, published: docs/claims.md, the HTML
+                                          # report and docs/claims-results/full.json
+    normscope claims --render FILE        # the page and report again from stored results
 
 The exit status says whether every experiment *ran* (0), not what it found: "not
 reproduced" is a result like any other. 1: an experiment raised; 2: an unknown claim id.
@@ -20,6 +23,8 @@ import traceback
 from typing import Any
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
+RESULTS, PAGE, REPORT = "claims-results/full.json", "claims.md", "claims-report.html"
+NOTES = "claims-notes.md"  # notes by hand on earlier runs, linked from the page when present
 
 
 def add_claims_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +39,24 @@ def add_claims_parser(sub: argparse._SubParsersAction) -> None:
         "--quick",
         action="store_true",
         help="small nets, few hundred steps, CPU: < 1 minute per claim",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="full mode (5 seeds, the whole lr grid), and publish the results: OUT/"
+        f"{RESULTS}, OUT/{PAGE} and OUT/{REPORT} (claims not run keep their stored results)",
+    )
+    p.add_argument(
+        "--render",
+        metavar="FILE",
+        help="run nothing: write OUT/claims.md and the HTML report from stored results (a "
+        "--json file or OUT/claims-results/full.json)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default="docs",
+        help="where --full and --render write (default: docs)",
     )
     p.add_argument(
         "--only",
@@ -80,6 +103,11 @@ def cmd_claims(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"normscope claims: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if args.quick and args.full:
+        print("normscope claims: --quick and --full exclude each other", file=sys.stderr)
+        return EXIT_INVALID
+    if args.render:
+        return render(read_results(args.render), args.out)
     mode = "quick" if args.quick else "full"
     if args.dry_run:
         from normcore.claims import CLAIMS
@@ -95,6 +123,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     failed = 0
     load_before = load_average()
+    published = os.path.join(args.out, RESULTS) if args.full else None
+    stored = read_results(published) if published and os.path.exists(published) else []
     for claim_id in ids:
         print(f"running {claim_id} ({mode}) ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
@@ -109,14 +139,51 @@ def cmd_claims(args: argparse.Namespace) -> int:
         results.append(result)
         if args.json:
             write_json(args.json, results)
+        if published:
+            write_json(published, merged(stored, results))
     print(table(results))
     if args.checks:
         print(checks(results))
+    if published:
+        render(merged(stored, results), args.out)
     return EXIT_FAILED if failed else 0
+
+
+def read_results(path: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    if not isinstance(results, list) or not all(isinstance(r, dict) and "id" in r for r in results):
+        raise SystemExit(f"normscope claims: {path} holds no list of claim results")
+    return results
+
+
+def merged(stored: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored results with the fresh ones in their place, in the catalog's order."""
+    from normcore.claims import CLAIMS
+
+    by_id = {r["id"]: r for r in stored} | {r["id"]: r for r in fresh}
+    order = list(CLAIMS)
+    return sorted(by_id.values(), key=lambda r: order.index(r["id"]) if r["id"] in order else 99)
+
+
+def render(results: list[dict[str, Any]], out: str) -> int:
+    """OUT/claims.md and OUT/claims-report.html from `results`."""
+    from app.reports.claims import html_report, markdown
+
+    os.makedirs(out, exist_ok=True)
+    notes = NOTES if os.path.exists(os.path.join(out, NOTES)) else None
+    for name, text in ((PAGE, markdown(results, notes=notes)), (REPORT, html_report(results))):
+        path = os.path.join(out, name)
+        with open(f"{path}.part", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(f"{path}.part", path)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def write_json(path: str, results: list[dict[str, Any]]) -> None:
     """Write atomically: a reader (or a crash) never sees half a file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.part"
     with open(tmp, "w") as out:
         json.dump(results, out, indent=1)

@@ -110,7 +110,7 @@ def plotly_js() -> str:
     return resources.files("plotly").joinpath("package_data/plotly.min.js").read_text("utf-8")
 
 
-def _json_for_script(value: Any) -> str:
+def json_for_script(value: Any) -> str:
     # '<' escaped so no string in a label or error can close the <script> element.
     text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c")
@@ -276,8 +276,7 @@ def render_report(
         when=when,
         kind="comparison of " + str(len(runs)) + " runs" if len(runs) > 1 else "single run",
         sections="\n".join(sections),
-        plotly=plotly_js(),
-        figures=_json_for_script(figures),
+        scripts=figure_scripts(figures),
     )
 
 
@@ -303,13 +302,19 @@ tr.diff {{ background: #fff4d6; font-weight: 600; }}
 <h1>{title}</h1>
 <p class="meta">NormScope report, {kind}, generated {when}. Self-contained: opens offline.</p>
 {sections}
-<script>{plotly}</script>
-<script type="application/json" id="normscope-figures">{figures}</script>
-<script>
-const figures = JSON.parse(document.getElementById("normscope-figures").textContent);
-for (const [id, fig] of Object.entries(figures)) {{
-  Plotly.newPlot(id, fig.data, fig.layout, {{responsive: true, displaylogo: false}});
-}}
-</script>
+{scripts}
 </body></html>
 """
+
+
+def figure_scripts(figures: dict[str, dict[str, Any]]) -> str:
+    """plotly.js and the figures as data, drawn into the elements named by their keys."""
+    return (
+        f"<script>{plotly_js()}</script>\n"
+        f'<script type="application/json" id="normscope-figures">{json_for_script(figures)}'
+        "</script>\n<script>\n"
+        'const figures = JSON.parse(document.getElementById("normscope-figures").textContent);\n'
+        "for (const [id, fig] of Object.entries(figures)) {\n"
+        "  Plotly.newPlot(id, fig.data, fig.layout, {responsive: true, displaylogo: false});\n"
+        "}\n</script>"
+    )

@@ -14,11 +14,13 @@ process (C1, C2 and ICS share theirs): a run is a pure function of its seeded co
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from app.errors import ClaimConflict, QueueFull
@@ -26,9 +28,11 @@ from app.jobs.base import Executor
 from app.services import runs as service
 from app.settings import Settings
 from app.store import Store, frame_text
-from normcore.claims import ArmRun, Experiment, run_experiment
+from normcore.claims import CLAIMS, ArmRun, Experiment, run_experiment
 from normcore.config import RunConfig
 from normcore.frames import ACTIVE
+
+log = logging.getLogger(__name__)
 
 USABLE = ("completed", "diverged")  # a diverged arm is evidence too (the lr sweep needs it)
 
@@ -50,6 +54,7 @@ CREATE INDEX IF NOT EXISTS claim_runs_by_claim ON claim_runs (claim_id, created_
 """
 _COLUMNS = "id, claim_id, quick, status, verdict, error, run_ids, result, created_at, "
 _COLUMNS += "started_at, finished_at"
+PUBLISHED = "published-"  # id prefix of the rows load_published() writes
 
 
 class ArmFailed(RuntimeError):
@@ -123,6 +128,29 @@ class ClaimStore:
                 (time.time(), *ACTIVE),
             )
 
+    def publish(self, results: list[dict[str, Any]]) -> None:
+        """Keep the published results as completed claim runs, dated when they ran, so each
+        claim opens with one until this server runs it; rows of an older file go."""
+        rows = []
+        for r in results:
+            run_at = r.get("run_at") or {}
+            when = _epoch(run_at.get("date"))
+            row_id = f"{PUBLISHED}{r['id']}-{run_at.get('commit', 'unknown')}"
+            rows.append((row_id, r["id"], int(bool(r.get("quick"))), r.get("verdict"),
+                         json.dumps(r), when, when, when))  # fmt: skip
+        with self._lock:
+            marks = ", ".join("?" for _ in rows)
+            self._db.execute(
+                f"DELETE FROM claim_runs WHERE id LIKE '{PUBLISHED}%' AND id NOT IN ({marks})",
+                [row[0] for row in rows],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO claim_runs (id, claim_id, quick, status, verdict, "
+                "result, created_at, started_at, finished_at) "
+                "VALUES (?, ?, ?, 'completed', ?, ?, ?, ?, ?)",
+                rows,
+            )
+
     def _select(self, where: str, args: tuple, with_result: bool) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM claim_runs {where}", args).fetchall()
@@ -130,11 +158,39 @@ class ClaimStore:
         for row in rows:
             item = dict(zip(_COLUMNS.split(", "), row, strict=True))
             item["quick"] = bool(item["quick"])
+            item["published"] = item["id"].startswith(PUBLISHED)
             item["run_ids"] = json.loads(item["run_ids"])
             result = item.pop("result")
             item["result"] = json.loads(result) if with_result and result else None
             out.append(item)
         return out
+
+
+def _epoch(date: Any) -> float:
+    """'2026-12-06T05:37:25Z' -> seconds; 0 (the oldest) when missing or unreadable."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def load_published(path: Path | None) -> list[dict[str, Any]]:
+    """The claim results at `path` (`normscope claims --full` writes them) whose claim is in
+    the catalog; [] when there is no such file. A broken file is skipped, not fatal: the
+    server must start whatever docs/ holds, and says why in its log."""
+    if path is None or not path.is_file():
+        return []
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("published claim results %s unreadable: %s", path, exc)
+        return []
+    if not isinstance(results, list):
+        log.warning("published claim results %s: not a list", path)
+        return []
+    return [r for r in results if isinstance(r, dict) and r.get("id") in CLAIMS]
 
 
 class ExecutorRunner:
@@ -215,6 +271,7 @@ class ClaimService:
         self.store, self.executor, self.settings = store, executor, settings
         self.claims = ClaimStore(store.path)
         self.claims.mark_interrupted()
+        self.claims.publish(load_published(settings.claim_results))
         self._known: dict[str, str] = {}  # config JSON -> id of a completed run
         self._lock = threading.Lock()
 

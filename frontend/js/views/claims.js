@@ -20,6 +20,21 @@ function when(t) {
   return t ? new Date(t * 1000).toLocaleString() : "";
 }
 
+/** "full · published, commit 1a2b3c4" or "quick · <date>": what kind of claim run it is. */
+function runKind(run) {
+  const mode = run.quick ? "quick" : "full";
+  return run.published ? `${mode} · published, commit ${run.result?.run_at?.commit ?? "?"}` : `${mode} · ${when(run.created_at)}`;
+}
+
+/** Where a published result ran: the results stored with the code, not run by this server. */
+function provenance(run) {
+  const at = run.result?.run_at ?? {};
+  const wall = Number.isFinite(at.wall_s) ? `, ${Math.round(at.wall_s)} s wall` : "";
+  return h("p", { class: "muted published-note" },
+    `Published result: ${run.quick ? "quick" : "full"}-mode run of commit ${at.commit ?? "?"} on ${at.date ?? "?"} (${at.machine ?? "machine unknown"}${wall}), ` +
+    "stored with the code by normscope claims --full. Its arms' runs are not on this server: run the claim to get them here.");
+}
+
 export function mount(root, route) {
   return route.id ? mountClaim(root, route.id) : mountList(root);
 }
@@ -62,7 +77,7 @@ function mountList(root) {
       h("td", {}, h("a", { href: href.claim(c.id), class: "claim-id" }, c.id)),
       h("td", {}, h("a", { href: href.claim(c.id) }, c.title), h("div", { class: "muted claim-text" }, c.claim)),
       h("td", {}, verdictBadge(latest?.verdict, active)),
-      h("td", {}, latest ? [badge(latest.status), h("div", { class: "muted" }, `${latest.quick ? "quick" : "full"} · ${when(latest.created_at)}`)] : h("span", { class: "muted" }, "—")),
+      h("td", {}, latest ? [badge(latest.status), h("div", { class: "muted" }, runKind(latest))] : h("span", { class: "muted" }, "—")),
       h("td", {}, h("div", { class: "actions" },
         h("button", { type: "button", disabled: active, onclick: async () => { await start(c.id); load(); } }, active ? "Running…" : "Run (quick)"))));
   }
@@ -160,7 +175,7 @@ function mountClaim(root, id) {
     const active = isActive(latest?.status);
     const status = !latest ? h("span", { class: "muted" }, "Not run yet on this server.")
       : active ? h("span", {}, badge(latest.status), ` ${latest.quick ? "quick" : "full"} run started ${when(latest.created_at)} · ${latest.run_ids.length} arm run(s) so far`)
-        : latest.status === "completed" ? h("span", { class: "muted" }, `last run ${when(latest.finished_at)} (${latest.quick ? "quick" : "full"})`)
+        : latest.status === "completed" ? h("span", { class: "muted" }, latest.published ? `published result (${runKind(latest)})` : `last run ${when(latest.finished_at)} (${latest.quick ? "quick" : "full"})`)
           : h("span", {}, badge(latest.status), h("span", { class: "error-text" }, ` ${latest.error ?? ""}`));
     fill(head,
       h("div", { class: "run-line" },
@@ -187,6 +202,7 @@ function mountClaim(root, id) {
       h("section", { class: "card", dataset: { claimRun: run.id } },
         h("div", { class: "card-head" }, h("h3", {}, "Verdict"), verdictBadge(r.verdict),
           h("span", { class: "hint" }, `${checksSummary(r.checks)} · ${r.quick ? "quick" : "full"} · ${r.duration_s}s`)),
+        run.published ? provenance(run) : null,
         h("p", {}, h("strong", {}, "Criterion. "), r.criterion),
         checkList(r.checks)),
       regimeMap(r),
