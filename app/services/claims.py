@@ -19,7 +19,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -205,13 +204,13 @@ class ExecutorRunner:
 
     def map(self, arms: list[tuple[str, RunConfig]]) -> list[ArmRun]:
         """Every arm as a stored run, as many at once as the executor has slots, so a sweep's
-        arms train side by side; the next is submitted when the oldest ends, which leaves the
+        arms train side by side; the next is submitted when any of them ends, which leaves the
         queue to other users (a claim of 100 arms never fills it and turns their runs away).
         An arm whose config ran already (in this claim or an earlier one of this server)
         reuses that run. Results in the order of `arms`."""
         window = max(1, int(self.owner.executor.snapshot().get("slots") or 1))
         ids: dict[str, str] = {}  # config JSON -> run id
-        in_flight: deque[str] = deque()
+        in_flight: list[str] = []
         for arm, config in arms:
             key = config.model_dump_json()
             if key in ids:
@@ -220,8 +219,8 @@ class ExecutorRunner:
             if known:
                 ids[key] = known["id"]
                 continue
-            while len(in_flight) >= window:
-                self._wait(in_flight.popleft())
+            if len(in_flight) >= window:
+                in_flight = self._wait_any(in_flight)
             ids[key] = self._submit(arm, config)
             in_flight.append(ids[key])
         return [self._result(arm, config, ids[config.model_dump_json()]) for arm, config in arms]
@@ -253,6 +252,15 @@ class ExecutorRunner:
         self.run_ids.append(run["id"])
         owner.claims.update(self.claim_run_id, run_ids=self.run_ids)
         return run["id"]
+
+    def _wait_any(self, run_ids: list[str]) -> list[str]:
+        """Wait until one of `run_ids` has ended; the ones still active."""
+        while True:
+            store = self.owner.store
+            active = [r for r in run_ids if service.get_run(store, r)["status"] in ACTIVE]
+            if len(active) < len(run_ids):
+                return active
+            time.sleep(0.1)
 
     def _wait(self, run_id: str) -> dict[str, Any]:
         while True:
