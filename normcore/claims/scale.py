@@ -103,11 +103,11 @@ def log_max_lr(max_lr: Sequence[Any], grid: Sequence[float]) -> list[float]:
     return [math.log10(lr if finite(lr) else floor) for lr in max_lr]
 
 
-def lr_baseline(max_lr_none: Sequence[Any]) -> dict[str, Any]:
+def lr_baseline(max_lr_none: Sequence[Any], seeds: Sequence[int]) -> dict[str, Any]:
     """The no-norm arm is the baseline: in every seed it must train at some lr of the grid,
     or there is no largest rate to beat (BN is the subject: its not training is the effect)."""
-    idle = [i for i, lr in enumerate(max_lr_none) if not finite(lr)]
-    reasons = [f"none: no lr of the grid trains (seeds at positions {idle})"] if idle else []
+    idle = [s for s, lr in zip(seeds, max_lr_none, strict=True) if not finite(lr)]
+    reasons = [f"none: no lr of the grid trains (seeds {idle})"] if idle else []
     return {"ok": bool(max_lr_none) and not idle, "reasons": reasons}
 
 
@@ -118,7 +118,7 @@ def judge_lr_cell(cell: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
     grid = cell["grid"]
     logs = {arm: log_max_lr(cell["max_lr"][arm], grid) for arm in ARMS}
     effect = P.compare(logs["batch"], logs["none"])
-    baseline = lr_baseline(cell["max_lr"]["none"])
+    baseline = lr_baseline(cell["max_lr"]["none"], cell["seeds"])
     verdict = P.cell_verdict(effect, "a > b", baseline)
     effects = [P.effect_of("log10 max lr, BN - none", effect, "> 0")]
     for arm in ARMS:

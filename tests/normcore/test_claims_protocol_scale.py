@@ -64,7 +64,7 @@ def test_c8_a_no_norm_net_that_trains_at_no_rate_is_a_degenerate_baseline():
     none = [1.0, None, 1.0, 1.0, 1.0]  # seed 1 trains at no rate of the grid
     result = scale.verdict_c8(_numbers(_cell(none, HIGH)))
     assert result["verdict"] == P.DEGENERATE
-    assert "none: no lr of the grid trains" in result["checks"][2]["detail"]
+    assert "none: no lr of the grid trains (seeds [1])" in result["checks"][2]["detail"]
     # BN is the subject: a BN net that never trains is evidence against the claim
     never = scale.verdict_c8(_numbers(_cell(LOW, [None] * 5)))
     assert never["verdict"] == "not reproduced"
