@@ -331,7 +331,8 @@ def lr_cell(frames: dict[str, list[Frame]], regime: str, quick: bool) -> dict[st
         runs = {lr_: [frames[P.key(regime, arm, lr_, s)] for s in seeds] for lr_ in grid}
         val[arm] = {f"{x:g}": [P.final_val(r) for r in rs] for x, rs in runs.items()}
         test[arm] = {f"{x:g}": [final_eval(r) for r in rs] for x, rs in runs.items()}
-        max_lr[arm] = [max_trained({x: val[arm][f"{x:g}"][i] for x in grid}) for i in seeds]
+        by_seed = [{x: val[arm][f"{x:g}"][i] for x in grid} for i in range(len(seeds))]
+        max_lr[arm] = [max_trained(accs) for accs in by_seed]
         logs = log_max_lr(max_lr[arm], grid)
         lr[arm] = float(f"{10 ** (sum(logs) / len(logs)):.3g}")
     return {
