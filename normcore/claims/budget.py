@@ -60,20 +60,21 @@ EVAL_SAMPLES = {"digits": 520, "fashion": 16_000, "sequence": 1_200}
 EVAL_SAMPLES_DEFAULT = 1_000
 # Each claim's share of FULL_BUDGET_S, minutes on CORES cores: what its full sweep may cost.
 # C1, FIG1, C3 and C5 share the 18.5 minutes the others leave (C6 and C8 gave 0.25 each of
-# their slack); their protocol sweeps estimated 23.5, 7.5, 10.8 and 132 minutes at 3000 steps
-# on 2026-12-06, sized down in docs/claims.md, "Full mode's budget". C1 pays for Figure 1's
-# net first (those runs are FIG1's and C3's too).
+# their slack; C8's lr sweep then took 0.45 from C2's, ICS's and C5's slack); their protocol
+# sweeps estimated 23.5, 7.5, 10.8 and 132 minutes at 3000 steps on 2026-12-06, sized down
+# in docs/claims.md, "Full mode's budget". C1 pays for Figure 1's net first (those runs are
+# FIG1's and C3's too).
 SHARE_MIN = {
     "C1": 3.9,  # 4 regimes x 2 arms x 7 rates x 5 seeds of Figure 1's net, 500 steps
-    "C2": 7.5,  # 25 runs of Glorot & Bengio's 4x300 net, 10 000 steps each
+    "C2": 7.4,  # 25 runs of Glorot & Bengio's 4x300 net, 10 000 steps each
     "FIG1": 1.75,  # its default-init and batch-10 cells (the rest are C1's runs)
-    "ICS": 5.0,
+    "ICS": 4.75,
     "C3": 2.25,  # 4 regimes x 2 arms (one arm is FIG1's), 500 steps
     "C4": 8.0,  # 6 batch sizes x 3 arms x 7 rates x 5 seeds, 6400 samples each
-    "C5": 10.6,  # 5 regimes x 4 arms x 7 rates x 5 seeds, Elman RNN 1x64, 400 steps
+    "C5": 10.5,  # 5 regimes x 4 arms x 7 rates x 5 seeds, Elman RNN 1x64, 400 steps
     "C6": 2.5,  # WN's runs; the BN runs are C4's
     "C7": 5.75,
-    "C8": 0.75,
+    "C8": 1.2,  # 2 regimes x 2 arms x 7 rates x 5 seeds, C4's net, 650 steps
     "C9": 2.0,
 }
 # measurements a claim makes outside its runs, full mode, CPU seconds (rounded up)

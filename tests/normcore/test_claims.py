@@ -128,18 +128,35 @@ def _cell(deviation: float) -> dict:
     return {"deviation": deviation, "tol": 1e-4}
 
 
+def _c8_lr_cell(none: list, batch: list) -> dict:
+    """C8's published cell: per seed, the largest rate of the grid that trains."""
+    return {
+        "regime": scale.PUBLISHED,
+        "published": True,
+        "seeds": [0, 1, 2],
+        "grid": list(scale.LR_GRID),
+        "lr": {"none": 1.0, "batch": 21.5},
+        "max_lr": {"none": none, "batch": batch},
+    }
+
+
+C8_HIGHER = _c8_lr_cell([1.0, 1.0, 0.215], [21.5, 21.5, 4.64])
+
+
 def test_c8_counts_each_part_of_the_claim():
     n = {
         "weight_rescale": {k: _cell(1e-7) for k in scale.FOUR},
-        "grad_law": {k: {"0.1": 1e-6, "1": 0.0, "10": 1e-6} for k in scale.FOUR},
-        "max_lr": {"none": 1.0, "batch": 10.0},
+        "grad_law": {k: {"0.1": 1e-16, "1": 0.0, "10": 1e-16} for k in scale.FOUR},
+        "cells": [C8_HIGHER],
     }
     assert scale.verdict_c8(n)["verdict"] == "reproduced"
-    swapped = {**n, "max_lr": {"none": 10.0, "batch": 1.0}}
-    assert scale.verdict_c8(swapped)["verdict"] == "mixed"
-    broken = {**swapped, "grad_law": {**n["grad_law"], "layer": {"0.1": 0.5, "1": 0.0}}}
+    swapped = {**n, "cells": [_c8_lr_cell([21.5, 21.5, 4.64], [1.0, 1.0, 0.215])]}
+    assert scale.verdict_c8(swapped)["verdict"] == "not reproduced"
+    broken = {**n, "grad_law": {**n["grad_law"], "layer": {"0.1": 0.5, "1": 0.0}}}
     broken["weight_rescale"] = {**n["weight_rescale"], "batch": _cell(None)}
-    assert scale.verdict_c8(broken)["verdict"] == "not reproduced"
+    result = scale.verdict_c8(broken)
+    assert result["verdict"] == "not reproduced"
+    assert [c["passed"] for c in result["checks"]] == [False, False, True]
 
 
 def test_c8_predicts_the_eps_deviation_and_fails_when_the_prediction_is_not_met():
@@ -154,7 +171,7 @@ def test_c8_predicts_the_eps_deviation_and_fails_when_the_prediction_is_not_met(
         "weight_rescale": {k: _cell(1e-7) for k in scale.FOUR},
         "grad_law": law,
         "grad_law_predicted": predicted,
-        "max_lr": {"none": 1.0, "batch": 10.0},
+        "cells": [C8_HIGHER],
     }
     assert scale.verdict_c8(n)["verdict"] == "reproduced"
     swapped = {
@@ -166,7 +183,7 @@ def test_c8_predicts_the_eps_deviation_and_fails_when_the_prediction_is_not_met(
         },
     }
     result = scale.verdict_c8(swapped)
-    assert result["verdict"] == "mixed" and not result["checks"][1]["passed"]
+    assert result["verdict"] == "not reproduced" and not result["checks"][1]["passed"]
 
 
 # --- measurements on hand-made frames ------------------------------------------------------
@@ -252,7 +269,7 @@ PROTOCOL_VERDICTS = {
     "degenerate baseline",
     "unmeasured",
 }
-PROTOCOL = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "FIG1", "ICS"}
+PROTOCOL = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "FIG1", "ICS"}
 
 
 @pytest.fixture(scope="module")
