@@ -9,11 +9,10 @@ are never dropped; every series' minimum and maximum in the range are exact.
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 from app import downsample as D
 from app.errors import FieldError
@@ -64,14 +63,19 @@ def check_range(from_step: int, to_step: int) -> None:
         )
 
 
-def _floats(values: np.ndarray) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
+def _floats(values: np.ndarray) -> np.ndarray:
+    """A float column as dumps() writes it: NaN (a diverged step, a missing value) as null."""
+    return np.ascontiguousarray(values, dtype=np.float64)
 
 
-def _line(cols: Columns, y: np.ndarray, points: int) -> dict[str, list[Any]]:
+def _ints(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _line(cols: Columns, y: np.ndarray, points: int) -> dict[str, np.ndarray]:
     forced = np.flatnonzero(cols.status != 0)  # completed / diverged frames
     idx = D.line_indices(cols.step, y, points, forced)
-    return {"step": cols.step[idx].tolist(), "y": _floats(y[idx])}
+    return {"step": _ints(cols.step[idx]), "y": _floats(y[idx])}
 
 
 def series(
@@ -111,14 +115,14 @@ def series(
             out["run"][key] = _line(cols, cols.run[key], points)
     if EVAL_FIELD in fields:
         rows = np.flatnonzero(cols.has_eval)
-        out["eval"] = {"step": cols.step[rows].tolist()}
+        out["eval"] = {"step": _ints(cols.step[rows])}
         for i, key in enumerate(EVAL_KEYS):
             out["eval"][key] = _floats(cols.evals[rows, i])
     heat = [f for f in fields if f == HIST_FIELD or f.startswith(MAX_PREFIX)]
     starts = D.bucket_starts(len(cols), points)
     if heat and len(cols):  # a run with no frame yet (queued, cancelled early) has no buckets
         ends = np.append(starts[1:], len(cols)) - 1
-        out["heat"] = {"step": cols.step[starts].tolist(), "step_to": cols.step[ends].tolist()}
+        out["heat"] = {"step": _ints(cols.step[starts]), "step_to": _ints(cols.step[ends])}
     for name in layers:
         data = cols.layers.get(name, {})
         here: dict[str, Any] = {}
@@ -127,7 +131,8 @@ def series(
                 here[f] = _line(cols, data[f], points)
             elif f == HIST_FIELD and f in data:
                 lo, hi = cols.edges[name]
-                here[f] = {"lo": lo, "hi": hi, "counts": D.bucket_sum(data[f], starts).tolist()}
+                counts = _ints(D.bucket_sum(data[f], starts))
+                here[f] = {"lo": lo, "hi": hi, "counts": counts}
             elif f.startswith(MAX_PREFIX) and f.removeprefix(MAX_PREFIX) in data:
                 here[f] = _floats(D.bucket_max(data[f.removeprefix(MAX_PREFIX)], starts))
         out["layer"][name] = here
@@ -155,5 +160,8 @@ def frame_selection(cols: Columns, since_seq: int, points: int) -> tuple[np.ndar
     return seq[D.frame_indices(loss, step, points, keep)], len(rows)
 
 
-def dumps(answer: dict[str, Any]) -> str:
-    return json.dumps(answer, separators=(",", ":"), allow_nan=False)
+def dumps(answer: dict[str, Any]) -> bytes:
+    """The answer as compact JSON; its columns stay numpy arrays to here (orjson writes them
+    without a Python object per number, NaN as null): a run view's 1000-point answers of
+    every layer cost milliseconds, not the tens json.dumps took over lists."""
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)

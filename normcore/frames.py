@@ -144,7 +144,7 @@ def clean(value: Any, digits: int = 5) -> Any:
     kind = type(value)
     if kind is dict:
         fmt = _FORMATS[digits]
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in value.items():
             t = type(v)
             if t is float:

@@ -112,7 +112,7 @@ def series_page(
     from_step: int,
     to_step: int,
     points: int,
-) -> str:
+) -> bytes:
     """The /series JSON: the requested fields over the step range, about `points` each."""
     series.check_fields(fields)
     series.check_range(from_step, to_step)
