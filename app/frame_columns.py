@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from normcore.frames import decode
 from normcore.probe.stats import LAYER_NUMBERS
 
 CHUNK = 1024
@@ -140,7 +141,7 @@ def _unpack(blob: bytes) -> np.ndarray:
 
 
 def _decode_rows(rows: Iterable[tuple[int, bytes]]) -> list[dict[str, Any]]:
-    return [json.loads(zlib.decompress(blob)) for _, blob in rows]
+    return [decode(blob) for _, blob in rows]
 
 
 def _read_frames(db: sqlite3.Connection, run_id: str, lo: int, hi: int) -> list[dict[str, Any]]:

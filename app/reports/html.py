@@ -28,8 +28,7 @@ from app.reports import figures as F
 from app.reports.figures import PALETTE, RunFrames
 from app.series import frame_selection
 from app.services.runs import sample_frames
-from app.store import frame_text
-from normcore.frames import summarize
+from normcore.frames import decode, summarize
 
 DEFAULT_MAX_POINTS = 400  # frames per run fetched for a report (the server downsamples)
 
@@ -45,7 +44,7 @@ def from_store(
         if run is None:
             raise RunNotFound(run_id)
         rows, _total = sample_frames(store, run_id, 0, max_points)
-        out.append((run, [json.loads(frame_text(blob)) for _seq, blob in rows]))
+        out.append((run, [decode(blob) for _seq, blob in rows]))
     return out
 
 

@@ -26,10 +26,10 @@ from app.errors import ClaimConflict, QueueFull
 from app.jobs.base import Executor
 from app.services import runs as service
 from app.settings import Settings
-from app.store import Store, frame_text
+from app.store import Store
 from normcore.claims import CLAIMS, ArmRun, Experiment, run_experiment
 from normcore.config import RunConfig
-from normcore.frames import ACTIVE
+from normcore.frames import ACTIVE, decode
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class ExecutorRunner:
             raise ArmFailed(f"arm {arm!r}: run {run['id']} ended {run['status']}{reason}")
         self.owner.remember(config, run["id"])
         store = self.owner.store
-        frames = [json.loads(frame_text(blob)) for _, blob in store.iter_frames(run["id"])]
+        frames = [decode(blob) for _, blob in store.iter_frames(run["id"])]
         return ArmRun(frames, run["id"], run["status"])
 
     def _submit(self, arm: str, config: RunConfig) -> str:

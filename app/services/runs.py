@@ -20,7 +20,7 @@ from app.live import Hub
 from app.settings import Settings
 from app.store import Finish, Store, frame_text
 from normcore.config import RunConfig
-from normcore.frames import ACTIVE, TERMINAL
+from normcore.frames import ACTIVE, TERMINAL, decode
 from normcore.probe.stats import LAYER_NUMBERS
 
 
@@ -135,7 +135,7 @@ def _layer_names(store: Store, run_id: str) -> list[str]:
     rows = store.read_frames(run_id, -1, 1) + store.read_frames(run_id, run["last_seq"] - 1, 1)
     names: list[str] = []
     for _, blob in rows:
-        frame = json.loads(frame_text(blob))
+        frame = decode(blob)
         names += [la["name"] for la in frame.get("layers", []) if la["name"] not in names]
     return names
 
@@ -193,7 +193,7 @@ def export_csv(store: Store, run_id: str) -> Iterator[str]:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow((*FRAME_COLUMNS, *EVAL_COLUMNS, "layer", *LAYER_COLUMNS))
     for i, (_, blob) in enumerate(store.iter_frames(run_id)):
-        frame = json.loads(frame_text(blob))
+        frame = decode(blob)
         head = [frame.get(k) for k in FRAME_COLUMNS]
         ev = frame.get("eval") or {}
         head += [ev.get(k.removeprefix("eval_")) for k in EVAL_COLUMNS]
