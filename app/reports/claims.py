@@ -103,7 +103,7 @@ def markdown(results: Sequence[Result], *, notes: str | None = None) -> str:
         + (f" Notes by hand on earlier runs: [{notes}]({notes})." if notes else ""),
         "",
         f"- commit: {', '.join(prov['commits'])}",
-        f"- ran: {prov['first']} … {prov['last']} (UTC)",
+        f"- finished: the first claim {prov['first']}, the last {prov['last']} (UTC)",
         f"- machine: {'; '.join(prov['machines']) or 'unknown'}",
         f"- wall time, all claims: {prov['wall_s'] / 60:.1f} min",
         "- load average (1, 5, 15 min) before the first claim and after the last: "
@@ -311,8 +311,8 @@ def html_report(results: Sequence[Result]) -> str:
             f"<div class='plots'>{''.join(plots)}</div></section>"
         )
     meta = (
-        f"Commit {_e(', '.join(prov['commits']))}; ran {_e(prov['first'])} … "
-        f"{_e(prov['last'])} UTC on "
+        f"Commit {_e(', '.join(prov['commits']))}; the first claim finished "
+        f"{_e(prov['first'])}, the last {_e(prov['last'])} UTC, on "
         f"{_e('; '.join(prov['machines']) or 'unknown')}; {prov['wall_s'] / 60:.1f} min wall in "
         f"all; load average before → after: {_e(_load(prov['loads']))}."
     )
