@@ -245,7 +245,16 @@ class FrameIn(BaseModel):
 # --- claims -----------------------------------------------------------------------------------
 
 ClaimRunStatus = Literal["queued", "running", "completed", "failed", "interrupted"]
-Verdict = Literal["reproduced", "mixed", "not reproduced"]
+# normcore.claims.protocol.CLAIM_VERDICTS, spelled out for the OpenAPI document and mypy
+# (tests/app/test_claims_published.py holds the two equal)
+Verdict = Literal[
+    "reproduced",
+    "mixed",
+    "not reproduced",
+    "no difference measured",
+    "degenerate baseline",
+    "unmeasured",
+]
 
 
 class ClaimRun(BaseModel):

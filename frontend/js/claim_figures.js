@@ -6,7 +6,8 @@
 
 import { OKABE_ITO } from "./transforms.js";
 
-export const VERDICTS = ["reproduced", "mixed", "not reproduced"];
+// normcore.claims.protocol.CLAIM_VERDICTS: a protocol claim reads its published cell
+export const VERDICTS = ["reproduced", "mixed", "not reproduced", "no difference measured", "degenerate baseline", "unmeasured"];
 
 /** "not reproduced" -> "verdict-not-reproduced" (the css class; colour travels with the word). */
 export function verdictClass(verdict) {

@@ -37,6 +37,9 @@ VAL_FRACTION = 0.1  # the validation split carved from training data for every t
 # verdicts of one comparison and of one regime cell
 HOLDS, FAILS, NO_DIFF = "holds", "fails", "no difference measured"
 DEGENERATE, UNMEASURED = "degenerate baseline", "unmeasured"
+# what a claim's result can say: checks.combine's three, and a protocol claim's published
+# cell read as summarize_cells reads it (the API's schema and the dashboard take these)
+CLAIM_VERDICTS = ("reproduced", "mixed", "not reproduced", NO_DIFF, DEGENERATE, UNMEASURED)
 
 
 def mean_se(values: Sequence[Any]) -> tuple[float | None, float | None, int]:

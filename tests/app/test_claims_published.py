@@ -11,14 +11,17 @@ import asyncio
 import json
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from app.cli import main
 from app.cli.claims import RESULTS, merged
 from app.main import create_app
+from app.schemas import Verdict
 from app.settings import Settings
 from normcore.claims import CLAIMS
+from normcore.claims.protocol import CLAIM_VERDICTS
 from tests.utils.fakes import IdleExecutor
 from tests.utils.inprocess import in_process
 
@@ -119,6 +122,19 @@ def test_the_server_opens_published_results_until_a_claim_runs_on_it(results_fil
     assert detail["latest"]["published"] is False
     assert detail["latest"]["status"] in ("queued", "running")
     assert detail["result"]["id"] == "published-C8-abc1234"  # still the newest completed
+
+
+def test_the_api_answers_every_verdict_a_claim_can_reach():
+    # a protocol claim's "no difference measured" once made GET /api/claims/{id} a 500
+    assert get_args(Verdict) == CLAIM_VERDICTS
+    js = (ROOT / "frontend" / "js" / "claim_figures.js").read_text()
+    assert all(f'"{v}"' in js.split("VERDICTS = ")[1].split(";")[0] for v in CLAIM_VERDICTS)
+
+
+def test_every_published_verdict_is_served(tmp_path):
+    settings = Settings(data_dir=tmp_path, max_jobs=1)  # the committed docs/ results
+    for claim_id in CLAIMS:
+        assert read(settings, claim_id)["result"]["published"] is True, claim_id
 
 
 def test_an_unreadable_published_file_is_skipped_not_fatal(tmp_path, caplog):
