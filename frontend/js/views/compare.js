@@ -38,7 +38,9 @@ export function mount(root, { ids }) {
       h("p", {}, "Pick runs in ", h("a", { href: href.runs() }, "the runs table"), ".")));
     return { destroy() {} };
   }
-  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0, range: null };
+  // loading: feeds still loading since the last loadAll; a load's redraw waits for all of
+  // them (one draw of the 16 panels, not one per run), live updates are throttled instead.
+  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0, range: null, loading: new Set(), drawn: false };
   const chips = h("div", { class: "chips" });
   const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; loadAll(state.range); } });
   const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; loadAll(state.range); } });
@@ -66,7 +68,7 @@ export function mount(root, { ids }) {
     openLayers: () => (state.layer ? [state.layer] : []),
     overview: () => [state.pre ? "sat_pre" : "sat"],
     onRun: (run) => { r.run = run; renderChips(); },
-    onUpdate: () => schedule(),
+    onUpdate: (delta) => (delta.reshape ? loaded(r.id) : schedule()),
     onError: (err) => (err.status === 404 ? missing(r.id) : errors.append(errorBox(`Run ${r.id}`, err.message))),
   }));
   runs.forEach((r, i) => {
@@ -91,7 +93,16 @@ export function mount(root, { ids }) {
   /** Load a step range (null: whole runs) for every run: a zoom on any chart, or a new layer. */
   function loadAll(range) {
     state.range = range;
-    for (const f of feeds) f.load(range).catch((err) => errors.append(errorBox(`Run ${f.id}`, err.message)));
+    state.loading = new Set(feeds.map((f) => f.id));
+    for (const f of feeds) f.load(range).catch((err) => { loaded(f.id); errors.append(errorBox(`Run ${f.id}`, err.message)); });
+  }
+
+  /** A feed's load answered: once every run's has, draw them all at once, on the next frame. */
+  function loaded(id) {
+    // (start() answers twice for its first load: from the load, and when it ends or fails)
+    if (!state.loading.delete(id) || state.loading.size || absent.size) return;
+    clearTimeout(state.timer);
+    state.timer = setTimeout(() => requestAnimationFrame(redraw), 0);
   }
 
   function renderChips() {
@@ -109,7 +120,7 @@ export function mount(root, { ids }) {
   }
 
   function schedule() {
-    if (state.timer) return;
+    if (state.timer || state.loading.size) return; // a load in flight draws when it ends
     // Redraws may take at most a fifth of the main thread (as in the run view's feed).
     const gap = Math.min(3000, Math.max(REDRAW_MS, 4 * state.cost));
     const wait = Math.max(0, state.last + gap - performance.now());
@@ -130,6 +141,11 @@ export function mount(root, { ids }) {
     state.last = performance.now();
     try {
       drawAll();
+      if (!state.drawn) {
+        // the charts exist now: a zoom or pan on any of them re-loads every run's window
+        state.drawn = true;
+        for (const chart of root.querySelectorAll(".plot")) P.onStepZoom(chart, loadAll, stepRange);
+      }
     } finally {
       const cost = performance.now() - state.last;
       state.cost = state.cost ? 0.7 * state.cost + 0.3 * cost : cost;
@@ -168,9 +184,9 @@ export function mount(root, { ids }) {
     annotations: P.note(r.run?.status === "queued" ? "queued…" : "no frames yet"),
   });
 
-  redraw();
-  for (const chart of root.querySelectorAll(".plot")) P.onStepZoom(chart, loadAll, stepRange);
-  feeds.forEach((f) => f.start());
+  // Nothing is drawn before every run's first load has answered (start: run, then series).
+  state.loading = new Set(feeds.map((f) => f.id));
+  feeds.forEach((f) => f.start().then(() => loaded(f.id)));
   return {
     destroy() {
       clearTimeout(state.timer);
