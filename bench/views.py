@@ -58,31 +58,39 @@ def make_data(data: Path, frames: int) -> list[str]:
         data.mkdir(parents=True, exist_ok=True)
         store = Store(db)
         t0 = time.perf_counter()
-        run = store_run(store, frames, layers=8, bins=64, eval_every=100)
+        store_run(store, frames, layers=8, bins=64, eval_every=100)
         print(f"stored {frames} frames in {time.perf_counter() - t0:.0f} s", flush=True)
         store.close()
-        con = sqlite3.connect(db)
-        for k in range(3):  # three copies under new ids: Compare of four long runs
-            new = f"{run['id'][:9]}cp{k}"
+    con = sqlite3.connect(db)
+    first = con.execute("SELECT id FROM runs ORDER BY created_at").fetchone()[0]
+    have = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    for k in range(have - 1, 3):  # three copies under new ids: Compare of four long runs
+        new = f"{first[:9]}cp{k}"
+        # every column copied by name (the runs table grows: sweep, cell, ...)
+        cols = [r[1] for r in con.execute("PRAGMA table_info(runs)")]
+        picks = [
+            "?" if c == "id" else "label || ?" if c == "label" else
+            "created_at + ?" if c == "created_at" else c
+            for c in cols
+        ]  # fmt: skip
+        con.execute(
+            f"INSERT INTO runs ({', '.join(cols)}) SELECT {', '.join(picks)} "
+            "FROM runs WHERE id = ?",
+            (new, f" copy {k}", k + 1, first),
+        )
+        con.execute(
+            "INSERT INTO frames SELECT ?, seq, step, data FROM frames WHERE run_id = ?",
+            (new, first),
+        )
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        if "frame_columns" in tables:
             con.execute(
-                "INSERT INTO runs SELECT ?, status, config, label || ?, device, error, "
-                "created_at + ?, started_at, finished_at, step, steps, frame_count, "
-                "last_seq, final FROM runs WHERE id = ?",
-                (new, f" copy {k}", k + 1, run["id"]),
+                "INSERT INTO frame_columns SELECT ?, chunk, key, n, data "
+                "FROM frame_columns WHERE run_id = ?",
+                (new, first),
             )
-            con.execute(
-                "INSERT INTO frames SELECT ?, seq, step, data FROM frames WHERE run_id = ?",
-                (new, run["id"]),
-            )
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-            if "frame_columns" in tables:
-                con.execute(
-                    "INSERT INTO frame_columns SELECT ?, chunk, key, n, data "
-                    "FROM frame_columns WHERE run_id = ?",
-                    (new, run["id"]),
-                )
-        con.commit()
-        con.close()
+    con.commit()
+    con.close()
     con = sqlite3.connect(db)
     ids = [r[0] for r in con.execute("SELECT id FROM runs ORDER BY created_at")]
     con.close()

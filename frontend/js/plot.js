@@ -91,16 +91,24 @@ export function resizeAll(root) {
 
 /**
  * Call `onRange([from, to] | null)` when the user zooms, pans or resets the step axis of a
- * chart, `delay` ms after the last such event, as plotly-resampler does. A box zoom or a pan
- * ends in one relayout; a scroll-wheel zoom sends one per wheel tick (~16 ms apart), which
- * 100 ms still gathers into one fetch without making every zoom wait a quarter second.
+ * chart: at once for the first relayout (a box zoom or a pan ends in one: its detail is
+ * fetched without waiting), then, while more follow within `delay` ms (a scroll-wheel zoom
+ * sends one per tick, ~16 ms apart), once more `delay` ms after the last, so a wheel's
+ * ticks gather into one more fetch; the views drop answers a newer load superseded.
  */
 export function onStepZoom(el, onRange, stepRange, delay = 100) {
   let timer = null;
+  let pending;
   el.on("plotly_relayout", (ev) => {
     const range = stepRange(ev);
     if (range === undefined) return;
+    if (timer === null) onRange(range); // leading edge
+    else pending = range;
     clearTimeout(timer);
-    timer = setTimeout(() => onRange(range), delay);
+    timer = setTimeout(() => {
+      timer = null;
+      if (pending !== undefined) onRange(pending); // trailing edge: the wheel's last tick
+      pending = undefined;
+    }, delay);
   });
 }

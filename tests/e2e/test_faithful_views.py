@@ -66,6 +66,33 @@ def test_zoom_loads_the_window_in_full_detail_and_reset_the_overview(
     dash.assert_clean()
 
 
+def test_a_box_zoom_fetches_at_once_and_a_wheels_ticks_gather(dash: Dashboard, long_run: str):
+    dash.open(f"#/run/{long_run}")
+    drawn(dash, LOSS)
+    series = lambda: [u for u in dash.requests if "/series" in u]  # noqa: E731
+    before = len(series())
+    # one relayout (a box zoom): its window is fetched with no wait for more
+    dash.page.evaluate(
+        "() => Plotly.relayout(document.querySelector('[data-panel=loss]'),"
+        " {'xaxis.range[0]': 3000, 'xaxis.range[1]': 3100})"
+    )
+    dash.page.wait_for_function(f"(a) => ({IN_WINDOW})(a) === 101", arg=[LOSS, 3000, 3100])
+    after_box = len(series())
+    assert after_box > before
+    # eight ticks 16 ms apart (a wheel): the first fetches, the rest gather into one more
+    dash.page.evaluate(
+        """async () => { const el = document.querySelector('[data-panel=loss]');
+             for (let i = 1; i <= 8; i++) {
+               Plotly.relayout(el, {'xaxis.range[0]': 3000 - 50 * i, 'xaxis.range[1]': 3100});
+               await new Promise((r) => setTimeout(r, 16)); } }"""
+    )
+    dash.page.wait_for_function(f"(a) => ({IN_WINDOW})(a) === 501", arg=[LOSS, 2600, 3100])
+    dash.page.wait_for_timeout(300)  # nothing more comes
+    per_load = after_box - before  # a load's requests (the overview and the open layer)
+    assert len(series()) - after_box == 2 * per_load
+    dash.assert_clean()
+
+
 def test_an_overview_click_opens_the_layer_with_its_header_below_the_top_bar(
     dash: Dashboard, long_run: str
 ):
