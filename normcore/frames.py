@@ -74,6 +74,7 @@ FLUSH_SECONDS = 0.5
 
 EXACT_KEYS = frozenset({"time"})  # unix seconds need all their digits
 _FORMATS = {d: f"%.{d}g" for d in range(1, 18)}
+_JUST_INT = frozenset({int})  # a list whose types all are in it (bool is not): ints only
 
 
 def make_frame(
@@ -164,7 +165,7 @@ def clean(value: Any, digits: int = 5) -> Any:
             return None
         return value if digits == 17 else float(_FORMATS[digits] % value)
     if kind is list or kind is tuple:
-        if all(type(v) is int for v in value):  # histogram counts: nothing to round
+        if _JUST_INT.issuperset(map(type, value)):  # histogram counts: nothing to round
             return list(value)
         return [clean(v, digits) for v in value]
     if isinstance(value, float):  # float subclasses (numpy.float64)
