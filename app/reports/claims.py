@@ -143,11 +143,15 @@ def markdown(results: Sequence[Result], *, notes: str | None = None) -> str:
 
 
 def _load(loads: list[tuple[Any, Any]]) -> str:
+    """'0.84, 1.48, 1.5 → 2.93, 3, 3.05': the load average before the first claim and after
+    the last."""
     if not loads:
         return "—"
-    first, last = loads[0][0], loads[-1][1]
-    fmt = lambda v: ", ".join(_num(x) for x in v) if v else "?"  # noqa: E731
-    return f"{fmt(first)} → {fmt(last)}"
+
+    def triple(values: Any) -> str:
+        return ", ".join(_num(x) for x in values) if values else "?"
+
+    return f"{triple(loads[0][0])} → {triple(loads[-1][1])}"
 
 
 def _md_claim(r: Result) -> list[str]:
@@ -205,10 +209,9 @@ def plotly_figure(spec: dict[str, Any]) -> dict[str, Any]:
             groups.append(group)
         color = PALETTE[(i if group is None else groups.index(group)) % len(PALETTE)]
         if bar:
-            data.append(
-                {"type": "bar", "name": t.get("name"), "x": [str(x) for x in t["x"]],
-                 "y": t["y"], "marker": {"color": color}}
-            )  # fmt: skip
+            x = [str(v) for v in t["x"]]
+            data.append({"type": "bar", "name": t.get("name"), "x": x, "y": t["y"]})
+            data[-1]["marker"] = {"color": color}
             continue
         trace = {
             "type": "scatter",

@@ -135,8 +135,8 @@ class ClaimStore:
             run_at = r.get("run_at") or {}
             when = _epoch(run_at.get("date"))
             row_id = f"{PUBLISHED}{r['id']}-{run_at.get('commit', 'unknown')}"
-            rows.append((row_id, r["id"], int(bool(r.get("quick"))), r.get("verdict"),
-                         json.dumps(r), when, when, when))  # fmt: skip
+            quick, verdict = int(bool(r.get("quick"))), r.get("verdict")
+            rows.append((row_id, r["id"], quick, verdict, json.dumps(r), when, when, when))
         with self._lock:
             marks = ", ".join("?" for _ in rows)
             self._db.execute(
