@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from app.reports.figures import PALETTE
-from app.reports.html import figure_scripts
+from app.reports.html import page
 from normcore.claims import protocol as P
 
 Result = dict[str, Any]
@@ -319,47 +319,26 @@ def html_report(results: Sequence[Result]) -> str:
         f"{_e('; '.join(prov['machines']) or 'unknown')}; {prov['wall_s'] / 60:.1f} min wall in "
         f"all; load average before → after: {_e(_load(prov['loads']))}."
     )
-    return CLAIMS_PAGE.format(
-        mode=_e(" and ".join(prov["modes"])),
-        meta=meta,
-        protocol=_e(PROTOCOL),
-        rows="".join(rows),
-        sections="".join(sections),
-        scripts=figure_scripts(figures),
+    body = (
+        f"<h2>The protocol</h2><p>{_e(PROTOCOL)}</p>\n<h2>Verdicts</h2>\n<table><tr>"
+        "<th>claim</th><th>verdict</th><th>published cell</th><th>regime map</th>"
+        f"<th>checks</th><th>wall</th><th>title</th></tr>{''.join(rows)}</table>\n"
+        + "".join(sections)
     )
+    title = f"NormScope claims lab: {' and '.join(prov['modes'])}-mode results"
+    return page(title, meta, body, figures, CLAIMS_STYLE)
 
 
-CLAIMS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="NormScope">
-<title>NormScope claims lab: {mode}-mode results</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1300px;
-       padding: 1rem 1.5rem; color: #222; }}
-h1 {{ font-size: 1.35rem; }} h2 {{ font-size: 1.1rem; margin-top: 2rem; }}
-.meta {{ color: #666; }} blockquote {{ margin: .4rem 0; padding-left: .8rem;
-  border-left: 3px solid #ccc; color: #444; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #e3e3e3; padding: 3px 10px; text-align: left; }}
-.map {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr));
-  gap: .5rem; margin: .6rem 0; }}
-.cell {{ padding: .5rem .6rem; border-radius: 6px; font-size: 13px; }}
-.cell .v {{ font-weight: 600; }} .cell ul {{ margin: .2rem 0; padding-left: 1rem; }}
-.cell .m {{ color: #555; }}
-.checks {{ list-style: none; padding-left: 0; }} .checks .pass {{ color: #006b4f; }}
-.checks .fail {{ color: #9c4200; }}
-.plots {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr));
-  gap: 8px; }}
-</style></head>
-<body>
-<h1>NormScope claims lab: {mode}-mode results</h1>
-<p class="meta">{meta} Self-contained: opens offline.</p>
-<h2>The protocol</h2><p>{protocol}</p>
-<h2>Verdicts</h2>
-<table><tr><th>claim</th><th>verdict</th><th>published cell</th><th>regime map</th>
-<th>checks</th><th>wall</th><th>title</th></tr>{rows}</table>
-{sections}
-{scripts}
-</body></html>
+CLAIMS_STYLE = """
+body { max-width: 1300px; }
+blockquote { margin: .4rem 0; padding-left: .8rem; border-left: 3px solid #ccc; color: #444; }
+.map { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr));
+  gap: .5rem; margin: .6rem 0; }
+.cell { padding: .5rem .6rem; border-radius: 6px; font-size: 13px; }
+.cell .v { font-weight: 600; } .cell ul { margin: .2rem 0; padding-left: 1rem; }
+.cell .m { color: #555; }
+.checks { list-style: none; padding-left: 0; } .checks .pass { color: #006b4f; }
+.checks .fail { color: #9c4200; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr));
+  gap: 8px; }
 """

@@ -270,40 +270,39 @@ def render_report(
         label += f" ({' · '.join(common)})" if common else ""
     title = title or (f"NormScope report · {label}" if len(runs) > 1 else f"NormScope · {label}")
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    return PAGE.format(
-        title=html.escape(title),
-        when=when,
-        kind="comparison of " + str(len(runs)) + " runs" if len(runs) > 1 else "single run",
-        sections="\n".join(sections),
-        scripts=figure_scripts(figures),
-    )
+    kind = f"comparison of {len(runs)} runs" if len(runs) > 1 else "single run"
+    meta = f"NormScope report, {kind}, generated {when}."
+    return page(title, meta, "\n".join(sections), figures, RUN_STYLE)
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="NormScope">
-<title>{title}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1500px;
-       padding: 1rem 1.5rem; color: #222; }}
-h1 {{ font-size: 1.35rem; margin: .2rem 0; }} h2 {{ font-size: 1.1rem; margin: 1.6rem 0 .3rem; }}
-.meta, .note {{ color: #666; margin: .2rem 0 .6rem; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #e3e3e3; padding: 3px 10px; text-align: left; }}
-tr.diff {{ background: #fff4d6; font-weight: 600; }}
-.dot {{ display: inline-block; width: .7em; height: .7em; border-radius: 50%;
-        margin-right: .4em; }}
-.row {{ display: grid; grid-template-columns: repeat(var(--cols), minmax(0, 1fr)); gap: 8px; }}
-.plot {{ min-height: 280px; }}
-</style></head>
-<body>
-<h1>{title}</h1>
-<p class="meta">NormScope report, {kind}, generated {when}. Self-contained: opens offline.</p>
-{sections}
-{scripts}
-</body></html>
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1500px;
+       padding: 1rem 1.5rem; color: #222; }
+h1 { font-size: 1.35rem; margin: .2rem 0; } h2 { font-size: 1.1rem; margin: 1.6rem 0 .3rem; }
+.meta, .note { color: #666; margin: .2rem 0 .6rem; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 3px 10px; text-align: left; }
 """
+RUN_STYLE = """
+tr.diff { background: #fff4d6; font-weight: 600; }
+.dot { display: inline-block; width: .7em; height: .7em; border-radius: 50%;
+       margin-right: .4em; }
+.row { display: grid; grid-template-columns: repeat(var(--cols), minmax(0, 1fr)); gap: 8px; }
+.plot { min-height: 280px; }
+"""
+
+
+def page(title: str, meta: str, body: str, figures: dict[str, dict[str, Any]], style: str) -> str:
+    """A self-contained NormScope page: `title` (plain text), `meta` and `body` (HTML), the
+    shared look plus `style`, and `figures` drawn into the elements named by their keys."""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="generator" content="NormScope">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}{style}</style></head>\n<body>\n"
+        f'<h1>{html.escape(title)}</h1>\n<p class="meta">{meta} Self-contained: opens '
+        f"offline.</p>\n{body}\n{figure_scripts(figures)}\n</body></html>\n"
+    )
 
 
 def figure_scripts(figures: dict[str, dict[str, Any]]) -> str:
