@@ -24,6 +24,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def eager_in_hooks():
+    """The in-hooks path measures every layer in its tap, whatever its size (by default a
+    step's layers below HostRecorder.EAGER_BYTES are staged and measured in one call at
+    collect): what the tests of the in-hooks path check on their small models."""
+    from normcore.probe.host_recorder import HostRecorder
+
+    eager_bytes = HostRecorder.EAGER_BYTES
+    HostRecorder.EAGER_BYTES = 0
+    yield
+    HostRecorder.EAGER_BYTES = eager_bytes
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     script = Path(__file__).resolve().parents[1] / ".ci" / "system-packages"
     subprocess.run([str(script)], check=True)

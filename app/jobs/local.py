@@ -4,10 +4,11 @@ Capacity is `Settings.job_slots()`: one run per GPU; on a CPU, cores (app/jobs/t
 run taking as many as it gets intra-op threads, so small runs go one per core side by side and
 nothing oversubscribes. A warm worker — torch
 already imported — waits idle, so a new run starts training at once; after it takes a job, a
-fresh one is spawned. One thread per job reads the worker's pipe and hands frames to the sink
-(the recorder). When the pipe ends without a "done" message the worker died: the run ends
-`failed` with how it died (SIGKILL is what the kernel's OOM killer sends). Cancel asks the
-worker to stop between steps, and kills it if it has not after `cancel_grace_s`.
+fresh one is spawned. One thread per job reads the worker's pipe, encodes its frames and
+hands them to the sink (the recorder). When the pipe ends without a "done" message the worker
+died: the run ends `failed` with how it died (SIGKILL is what the kernel's OOM killer sends).
+Cancel asks the worker to stop between steps, and kills it if it has not after
+`cancel_grace_s`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.jobs.base import JobQueue, Sink
+from app.jobs.job import encode
 from app.jobs.threads import available_cores, intra_op_threads
 from app.jobs.worker import main as worker_main
 from app.settings import Settings
@@ -233,8 +235,8 @@ class LocalExecutor(JobQueue):
         try:
             while True:
                 message = job.worker.conn.recv()
-                if message[0] == "frames":
-                    self.sink.frames(job.run_id, message[1], message[2])
+                if message[0] == "frames":  # encoded here, off the training process's GIL
+                    self.sink.frames(job.run_id, [encode(f) for f in message[1]], message[2])
                     if not job.refilled:  # its first frames are out: now replace its spare
                         job.refilled = True
                         with self._lock:

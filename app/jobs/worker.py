@@ -5,9 +5,11 @@ Life of a worker (started with the spawn method by the local executor):
    tiny run loads numba's compiled kernels and the digits data set too), then say ("ready",);
 2. wait for ("run", run_id, config, env, threads) — or for EOF / None: exit; set its
    intra-op threads and report ("started", {"torch_threads": n}) as torch counts them;
-3. train (`app.jobs.job.train`), handing frames to a sender thread that encodes them
-   (wire JSON + compressed blob, so the server does no per-frame work) and sends whatever
-   piled up as one message; "cancel" sets this run's should_stop;
+3. train (`app.jobs.job.train`), handing frames to a sender thread that sends whatever
+   piled up as one message, pickled: ~9 µs a frame where encoding it (rounding, JSON,
+   compression: `app.jobs.job.encode`) costs ~100 µs, which the server's job thread pays on
+   a core of its own instead of the training thread, whose GIL the sender shares (a small
+   model's step is ~750 µs); "cancel" sets this run's should_stop;
 4. send ("done", status, error) and wait for the next job (2.): the executor hands a worker
    whose run ended normally on a CPU to the next run, which then starts with torch, numba's
    kernels and the data sets already loaded (a sweep's cells pay the start-up once per
@@ -25,7 +27,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from app.jobs.job import encode, train
+from app.jobs.job import train
 from normcore.frames import clean, summarize
 
 _END = object()
@@ -107,7 +109,7 @@ def _listen(conn: Connection, jobs: queue.SimpleQueue, running: list[threading.E
 
 
 def _send(conn: Connection, outbox: queue.SimpleQueue) -> None:
-    """Encode frames and send them in batches: one message per burst, not per frame."""
+    """Send frames in batches: one message per burst, not per frame."""
     summary: dict[str, Any] = {}
     while True:
         items = [outbox.get()]
@@ -119,10 +121,9 @@ def _send(conn: Connection, outbox: queue.SimpleQueue) -> None:
         done = items[-1] is _END
         frames = [f for f in items if f is not _END]
         if frames:
-            wire = [encode(f) for f in frames]
             for frame in frames:
                 summarize(frame, summary)
-            _send_or_exit(conn, ("frames", wire, clean(summary)))
+            _send_or_exit(conn, ("frames", frames, clean(summary)))
         if done:
             return
 

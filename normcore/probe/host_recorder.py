@@ -3,11 +3,14 @@
 A CPU pays per pass over memory, so on the ``in-hooks`` path each layer (an RNN's: each time
 step) goes to ``LayerStats.layer`` in its tap while its tensors are still hot in cache, and the
 norms of a weight and its gradient are taken the moment backward has written the gradient.
-``after-backward`` runs the same kernels at ``collect`` on the copies the taps took. Either
+``after-backward`` runs the same kernels at ``collect`` on the copies the taps took into
+staging rows, all layers in one call (``LayerStats.rows``). A small step pays per call, not
+per pass: below ``EAGER_BYTES`` of values a layer, ``in-hooks`` stages its layers the same
+way, and tensors below ``HOOKED_BYTES`` have their norms taken in one call at collect. Either
 way ``record`` then writes the ring's row in place through numpy views: reading a CPU tensor
 is no sync, and a small model's step is short enough that each of the torch path's ~40 calls
-shows (237 → 130 µs a step for a 3×100 MLP). Accuracy and the g/b moments are summed in
-float64 here, in float32 by ``DeviceRecorder``.
+shows. Accuracy and the g/b moments are summed in float64 here, in float32 by
+``DeviceRecorder``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def _roots(squares: list[torch.Tensor]) -> list[float]:
     a dtype (the usual case): a small model's step pays per torch call. torch's sqrt gives
     an element the same bits alone or in a batch (tests/normcore/test_recorders.py); numpy's
     differs from it in the last bit for ~15% of float32 values, so it is not used here."""
+    if not squares:
+        return []
     if len({s.dtype for s in squares}) == 1:
         return torch.stack(squares).sqrt_().tolist()
     return [float(s.sqrt()) for s in squares]
@@ -55,6 +60,10 @@ class HostRecorder(Recorder):
     # a weight this small is still in cache at collect: its norms are taken there, which
     # spares backward a call into Python per layer (a small model's step pays per call)
     HOOKED_BYTES = 1 << 18
+    # the same for a layer's values of a step: below this, in-hooks stages copies as
+    # after-backward does and measures every layer in one kernel call at collect (a 3×100
+    # MLP's three calls in the taps cost more than the staged copies and one call)
+    EAGER_BYTES = 1 << 18
 
     def hooks_weight(self, weight: torch.Tensor) -> bool:
         return weight.numel() * weight.element_size() >= self.HOOKED_BYTES
@@ -71,7 +80,7 @@ class HostRecorder(Recorder):
     def setup(self, edges: np.ndarray, n: int, bins: int, activation: str) -> LayerStats:
         layers = self.layers
         self.stats = LayerStats(edges, n, bins, activation, layers.device, True, layers.names)
-        self.eager = self.in_hooks
+        self.eager = self.in_hooks and n * 4 >= self.EAGER_BYTES
         self._views = self.stats.hist.numpy(), self.stats.cols.numpy()  # (numpy views, made once)
         if not self.eager:  # after-backward: the taps copy each step's layers here
             self._x = torch.empty(layers.L, n, device=layers.device)
@@ -115,7 +124,17 @@ class HostRecorder(Recorder):
             )
             if on
         )
-        if any(taken.acts) or not self.eager:  # the first probe, or measured after backward
+        # staged copies (after the first probe) whose layers all have, or all lack, a
+        # pre-activation of their own: every layer from its staging row, in one call
+        staged = (
+            not self.eager
+            and not step.first
+            and (step.same or not any(taken.same))
+            and stats.rows(self._x, None if step.same else self._pre)  # type: ignore[arg-type]
+        )
+        if staged:
+            pass
+        elif any(taken.acts) or not self.eager:  # the first probe, or measured after backward
             stats(taken.acts, None if step.same else taken.pres)
         else:
             stats.require_complete()  # in the hooks: every piece of every layer came
@@ -139,24 +158,40 @@ class HostRecorder(Recorder):
         self._norms = [None] * layers.L
 
     def _write_norms(self, row: np.ndarray, step: Step, hooked: bool) -> None:
-        """‖w‖, ‖∇w‖ and the activation gradient's norm into ``row``: the squares the hooks
-        took (``hooked``: of the gradients as they are now), else taken now; all rooted at
-        once."""
-        squares: list[torch.Tensor] = []
+        """‖w‖, ‖∇w‖ and the activation gradient's norm into ``row``: from the squares the
+        hooks took (``hooked``: of the gradients as they are now), else taken now."""
+        items: list[torch.Tensor] = []
         layers = zip(self.layers.weights, step.grads, self._norms, self._hooked, strict=True)
         for w, g, norms, on in layers:  # (a layer without a hook: taken now)
-            hook = hooked and on
-            squares += norms[:2] if hook else (_square(w), _square(g))  # type: ignore[index]
+            items += norms[:2] if hooked and on else (w, g)  # type: ignore[index]
+        squared = [t.dim() == 0 for t in items]  # (a weight or gradient is never 0-d)
         acts = self.taken.act_grads if step.act_grads else []
-        # every piece's activation gradient, or its square (in the hooks)
-        squares += [g if g.dim() == 0 else _square(g) for refs in acts for g in refs]
-        roots = _roots(squares)
+        for refs in acts:  # every piece's activation gradient, or its square (in the hooks)
+            items += refs
+            squared += [g.dim() == 0 for g in refs]
+        roots = self._roots(items, squared)
         row[:, COL["weight_norm"]] = roots[0 : 2 * self.layers.L : 2]
         row[:, COL["grad_norm"]] = roots[1 : 2 * self.layers.L : 2]
         at = 2 * self.layers.L
         for i, refs in enumerate(acts):  # over an RNN's time steps
             pieces, at = roots[at : at + len(refs)], at + len(refs)
             row[i, COL["act_grad_norm"]] = math.sqrt(sum(r**2 for r in pieces))
+
+    def _roots(self, items: list[torch.Tensor], squared: list[bool]) -> list[float]:
+        """‖t‖ of each item, as floats; a ``squared`` item is a hook's ‖t‖². Tensors below
+        HOOKED_BYTES go to one ``_foreach_norm`` (a small model's step pays per call: nine
+        dots and their roots cost it ~80 µs); larger ones to BLAS's dot (``_square``)."""
+        small = [
+            not sq and t.dtype == torch.float32 and t.numel() * 4 < self.HOOKED_BYTES
+            for t, sq in zip(items, squared, strict=True)
+        ]
+        norms = [t for t, s in zip(items, small, strict=True) if s]
+        squares = [
+            t if sq else _square(t) for t, sq, s in zip(items, squared, small, strict=True) if not s
+        ]
+        out = iter(torch.stack(torch._foreach_norm(norms)).tolist() if norms else [])
+        roots = iter(_roots(squares))
+        return [next(out) if s else next(roots) for s in small]
 
 
 def _append_square(refs: list[torch.Tensor]):

@@ -117,6 +117,7 @@ class Recorder:
         self.stats: LayerStats | None = None  # built by setup
         self._x: torch.Tensor | None = None  # staging rows of the activation inputs (L, n)
         self._pre: torch.Tensor | None = None  # ... of the pre-activations, when needed
+        self._dest: dict[tuple, torch.Tensor] = {}  # views of the rows a piece is copied to
 
     def setup(self, edges: np.ndarray, n: int, bins: int, activation: str) -> LayerStats:
         """At the first collect: the statistics of n values per layer on fixed ``edges``."""
@@ -151,7 +152,10 @@ class Recorder:
         copied into row i of the staging rows at ``off``."""
         if rows is None:
             return t.detach().clone()
-        return rows[i, off : off + t.numel()].view(t.shape).copy_(t.detach())
+        key = (rows is self._x, i, off, t.shape)
+        if (dest := self._dest.get(key)) is None:  # (indexing costs a small step ~5 µs a call)
+            dest = self._dest[key] = rows[i, off : off + t.numel()].view(t.shape)
+        return dest.copy_(t.detach())
 
     def _pre_rows(self) -> torch.Tensor | None:
         """The staging rows of pre-activations (allocated when a layer first needs them)."""

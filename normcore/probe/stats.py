@@ -173,6 +173,8 @@ class LayerStats:
                 np.empty((parts, self.S), dtype=np.float32),
                 np.empty((parts, len(STAT_FIELDS))),
             )
+            self._centres = np.array([a[0] for a in self._args], dtype=np.float32)
+            self._scales = np.array([a[1] for a in self._args], dtype=np.float32)
             self._hist, self._cols = self.hist.numpy(), self.cols.numpy()  # shared memory
             self._seen = np.zeros(self.L, dtype=np.int64)  # values added to each row
             self.reset()
@@ -225,6 +227,30 @@ class LayerStats:
             pre = _gather(pres, self.pre)[0]
         self._batch(x, owned, pre, slice(0, self.L))
         return self.hist, self.cols
+
+    def rows(self, x: torch.Tensor, pre: torch.Tensor | None) -> bool:
+        """All L layers from rows of (L, n) float32 buffers (the deferred path's staging rows,
+        each a layer's values of the step) in one kernel call -> done; False where a layer
+        goes in parts (more than one thread: ``layer`` splits it)."""
+        if self._kernel is not kernels.accumulate:
+            return False
+        self.reset()
+        xs = x.numpy()
+        kernels.accumulate_rows(
+            xs,
+            xs if pre is None else pre.numpy(),
+            pre is None,
+            self._centres,
+            self._scales,
+            *self._args[0][2:],
+            *self._sat,
+            self._slots,
+            *self._scratch,
+            self._hist,
+            self._cols,
+        )
+        self._seen[:] = self.n
+        return True
 
     def layer(self, i: int, act: torch.Tensor, pre: torch.Tensor | None) -> None:
         """Add one piece of layer i (its activation input, and its pre-activation where that

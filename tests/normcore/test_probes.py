@@ -50,7 +50,7 @@ ALL_PATHS = [
     "staged",
 ]
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "eager_in_hooks")
 
 
 def in_hooks(probe: Probe) -> bool:

@@ -21,7 +21,7 @@ from tests.utils.probing import probed_step
 
 BINS = 16
 NUMBA = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "eager_in_hooks")
 
 # numbers no histogram enters: float32 vs float64 sums of the same values
 SUMS = ("mean", "std", "sat", "sat_pre", "grad_norm", "act_grad_norm", "weight_norm")
@@ -173,4 +173,52 @@ def test_norms_from_backward_hooks_equal_norms_taken_at_collect(monkeypatch):
     (hooked, rows), (unhooked, plain) = frames(0), frames(1 << 40)
     mixed, some = frames(1000)  # the 16×16 weight's hook only, not the 16×10 one's
     assert (hooked, mixed, unhooked) == (2, 1, 0)
-    assert rows == plain == some
+    # a hook's norm is √(BLAS dot), collect's of a small tensor one _foreach_norm: float32
+    # sums in another order (the gradient halved at step 2 is 0.5×, far beyond that)
+    norms = ("grad_norm", "weight_norm", "update_ratio", "act_grad_norm")
+    for other in (plain, some):
+        assert without(rows, norms) == without(other, norms)
+        for key in norms:
+            assert numbers(other, key) == pytest.approx(numbers(rows, key), rel=1e-6)
+
+
+def without(rows: list, keys: tuple[str, ...]) -> list:
+    """Flushed rows with the layers' ``keys`` left out."""
+    return [
+        ([{k: v for k, v in layer.items() if k not in keys} for layer in layers], *rest)
+        for layers, *rest in rows
+    ]
+
+
+def numbers(rows: list, key: str) -> list[float]:
+    return [layer[key] for layers, *_ in rows for layer in layers]
+
+
+@NUMBA
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_in_hooks_stages_a_small_step_and_measures_it_as_in_the_hooks(monkeypatch, norm):
+    """Below EAGER_BYTES of values a layer, in-hooks copies each layer into staging rows in
+    its tap and measures all of them in one kernel call at collect: the same frames as
+    measuring each in its tap (norms to float32 summation order), with or without a norm's
+    own pre-activation."""
+
+    def frames(eager_bytes: int) -> tuple[bool, list]:
+        monkeypatch.setattr(HostRecorder, "EAGER_BYTES", eager_bytes)
+        torch.manual_seed(0)
+        cfg = RunConfig(depth=3, width=16, norm=norm, activation="sigmoid", batch_size=32)
+        model = build_model(cfg, (10,), 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        probe = Probe(model.probe_points(), activation="sigmoid", bins=BINS, path="in-hooks")
+        x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
+        for _ in range(4):
+            probed_step(model, probe, opt, x, y)
+        eager = probe.recorder.eager
+        probe.close()
+        return eager, probe.flush()
+
+    (eager, hooked), (staged_eager, staged) = frames(0), frames(1 << 18)
+    assert eager and not staged_eager  # 32 × 16 values a layer: 2 KB
+    norms = ("grad_norm", "weight_norm", "update_ratio", "act_grad_norm")
+    assert without(staged, norms) == without(hooked, norms)
+    for key in norms:
+        assert numbers(staged, key) == pytest.approx(numbers(hooked, key), rel=1e-6)

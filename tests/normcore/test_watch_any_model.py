@@ -21,7 +21,7 @@ from tests.utils.watch_checks import (
     watched,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "eager_in_hooks")
 
 
 class ConvBnRelu(nn.Module):

@@ -22,7 +22,7 @@ from tests.utils.watch_checks import (
     watched,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "eager_in_hooks")
 
 
 class BertOutput(nn.Module):
