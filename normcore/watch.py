@@ -22,9 +22,10 @@ are the trainer's (normcore.frames), so `normscope report frames.jsonl` draws th
 dashboard's tools read them; there is no held-out evaluation (``eval`` is None).
 
 Layers may differ in shape (a ConvNet, a tapering MLP): each has a Probe of its own
-(normcore.probe.probe), and a frame gathers their rows. Nothing is read on the host between
-flushes, as in the trainer; a batch size that changes between probed steps is an error
-naming both sizes (probe fixed-size batches: drop the last partial one).
+(normcore.probe.probe) until the first probed step shows the shapes; then, on a CPU's host
+paths, the layers of each shape share one, and a frame gathers their rows. Nothing is read
+on the host between flushes, as in the trainer; a batch size that changes between probed
+steps is an error naming both sizes (probe fixed-size batches: drop the last partial one).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ import torch
 from torch import nn
 
 from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame, to_json
+from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.probe import Probe, flush_together, resolve_path
 from normcore.probe.stats import ACT_RANGE
+from normcore.probe.taps import ProbePoint
 from normcore.watch_layers import (
     LayerFilter,
     LayerSpec,
@@ -121,7 +124,11 @@ class Watch:
             optimizer=optimizer,
             path=path,
         )
+        # a probe per layer until the first probed step shows their shapes; then the layers
+        # of equal shapes share one (_join_probes)
         self.probes = [probe([p]) for p in points]
+        self._order = {name: i for i, name in enumerate(layers)}  # the frames' layer order
+        self._joined = False
         self._alone = {i: probe([p]) for i, p in alone.items()}
         self._checks = {  # the pairs not yet judged, by layer index
             i: PairCheck(spec[0], spec[1])
@@ -176,9 +183,12 @@ class Watch:
             self._finish()
         self._phase = "idle"
         if probing and (
-            self.probes[0].full() or time.perf_counter() - self._last_flush > FLUSH_SECONDS
+            not self._joined
+            or self.probes[0].full()
+            or time.perf_counter() - self._last_flush > FLUSH_SECONDS
         ):
             self._emit()
+            self._join_probes()
 
     @torch.no_grad()
     def measure(
@@ -248,6 +258,28 @@ class Watch:
                 loser.close()
         self._checks.clear()
 
+    @property
+    def points(self) -> list[ProbePoint]:
+        """The layers measured, in the layer map's order (a pair proposed by ``watch`` that
+        the first probed step showed to be none: its layer alone)."""
+        points = [point for probe in self.probes for point in probe.points]
+        return sorted(points, key=lambda point: self._order[point.name])
+
+    def _join_probes(self) -> None:
+        """Once every probe has flushed its first probed step (its edges and references
+        fixed), the layers of equal shapes share one probe on the host paths: a probe's
+        per-step cost is mostly per probe (collect, the norms, Δw), and resnet18's 21
+        layers have 9 shapes. The frames are the same (tests/normcore/test_watch_any_model)."""
+        if self._joined or any(p.first is None or p.ring is None for p in self.probes):
+            return  # (nothing measured yet)
+        self._joined = True
+        if not isinstance(self.probes[0].recorder, HostRecorder):
+            return  # a device probe's buffers are sized by its first step's pieces
+        groups: dict[tuple, list[Probe]] = {}
+        for probe in self.probes:
+            groups.setdefault(probe.shapes, []).append(probe)
+        self.probes = [Probe.joined(g) if len(g) > 1 else g[0] for g in groups.values()]
+
     def _stepped(self, *_: Any) -> None:
         if self._phase == "measured":
             self._finish()
@@ -263,7 +295,8 @@ class Watch:
         self._last_flush = time.perf_counter()
         ready: list[Frame] = []
         for info, *layer_rows in zip(self._meta, *rows, strict=True):
-            layers = [row[0][0] for row in layer_rows]
+            layers = [layer for row in layer_rows for layer in row[0]]
+            layers.sort(key=lambda layer: self._order[layer["name"]])
             _, loss, acc, _ = layer_rows[0]
             self._diverged |= not math.isfinite(loss)
             frame = make_frame(

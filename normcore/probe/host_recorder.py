@@ -144,9 +144,12 @@ class HostRecorder(Recorder):
         row[:, : len(STAT_FIELDS)] = self._views[1]
         self._write_norms(row, step, hooked)
         for prefix, params in (("g", layers.gains), ("b", layers.shifts)):
-            if params[0] is not None:
-                values = torch.stack(list(params)).float().numpy()  # (numpy has no bfloat16)
-                row_moments(values, row[:, COL[f"{prefix}_mean"]], row[:, COL[f"{prefix}_std"]])
+            have = [i for i, p in enumerate(params) if p is not None]  # (layers with a norm)
+            if have:
+                values = torch.stack([params[i] for i in have]).float().numpy()  # (no bf16)
+                mean, std = np.empty(len(have)), np.empty(len(have))
+                row_moments(values, mean, std)
+                row[have, COL[f"{prefix}_mean"]], row[have, COL[f"{prefix}_std"]] = mean, std
         if (lr := layers.sgd_lr()) is not None:
             row[:, COL["update_norm"]] = row[:, COL["grad_norm"]] * lr
         acc = math.nan

@@ -84,6 +84,8 @@ class Probe:
         self._trouble: list[str] = []  # what the hooks could not measure (raised by collect)
         self._grad_versions: list[tuple[torch.Tensor, int]] = []  # of collect's gradients
         self.n = 0  # values per layer and step (fixed by the first probe)
+        self.shapes: tuple[tuple[int, ...], ...] = ()  # ... and the pieces' shapes
+        self.optimizer = optimizer
         self._handles: list = []
         for i, p in enumerate(points):
             # pre first: where pre and act are one module (no norm), its readers run in order
@@ -184,12 +186,52 @@ class Probe:
                 f"probed layers {', '.join(self.names)} need equal shapes; got {sorted(shapes)}"
             )
         n = sum(t.numel() for t in acts[0])
+        self.shapes = tuple(tuple(t.shape) for t in acts[0])
         ranges = [torch.stack(refs).nan_to_num(0.0, 0.0, 0.0).aminmax() for refs in acts]
         vmin, vmax = (torch.stack(v).double().cpu().numpy() for v in zip(*ranges, strict=True))
         edges = choose_edges(vmin, vmax, self.activation)  # the one host read, at setup
         self.edges, self.n = edges, n
         stats = self.recorder.setup(edges, n, self.bins, self.activation)
         self.ring = Ring(self.rows, self.L, stats.S, len(FIELDS), self.device)
+
+    @classmethod
+    def joined(cls, probes: list[Probe]) -> Probe:
+        """One probe for the layers of ``probes``, alike (host recorders, equal shapes, the
+        same activation, bins and rows) and flushed since their first probed step: their
+        edges and display references carry over, their hooks are removed. What a Watch does
+        once it knows its layers' shapes: a probe's per-step cost is mostly per probe, not
+        per layer (collect, the norms, Δw)."""
+        p0 = probes[0]
+        alike = {
+            (type(p.recorder), p.recorder.path, p.shapes, p.activation, p.bins, p.rows)
+            for p in probes
+        }
+        if len(alike) != 1 or type(p0.recorder) is not HostRecorder:
+            raise ValueError(f"probes to join must be alike host probes; got {sorted(alike)}")
+        if any(p.first is None or p.ring is None or p.ring.count for p in probes):
+            raise ValueError("probes join after their first flush, with no rows held")
+        joined = cls(
+            [point for p in probes for point in p.points],
+            activation=p0.activation,
+            bins=p0.bins,
+            rows=p0.rows,
+            device=p0.device,
+            optimizer=p0.optimizer,
+            path=p0.recorder.path,
+        )
+        for p in probes:
+            p.close()
+        joined.edges, joined.n, joined.shapes = (
+            np.concatenate([p.edges for p in probes]),
+            p0.n,
+            p0.shapes,
+        )
+        stats = joined.recorder.setup(joined.edges, joined.n, joined.bins, joined.activation)
+        joined.ring = Ring(joined.rows, joined.L, stats.S, len(FIELDS), joined.device)
+        joined.first, joined.prev = (
+            _joined([getattr(p, ref) for p in probes]) for ref in ("first", "prev")
+        )
+        return joined
 
     @torch.no_grad()
     def collect(

@@ -11,8 +11,10 @@ from torch import nn
 
 import normcore
 from normcore.probe import kernels
+from normcore.probe.probe import Probe
 from normcore.watch import Watch, watch
 from normcore.watch_layers import pick_layers
+from tests.utils.own_model import training_step
 from tests.utils.watch_checks import (
     PATHS,
     Clones,
@@ -157,8 +159,27 @@ def test_statistics_describe_each_output_as_its_layer_produced_it(name, path, mo
     assert watched(w) == list(layers.items())  # the pairs the first step kept
     assert [f["step"] for f in w.frames] == [1, 2, 3]
     assert_on_path(w, path)
+    # after the first step the host paths probe the layers of equal shapes together
+    assert sum(p.L for p in w.probes) == len(layers)
+    shapes = [p.shapes for p in w.probes]
+    host = path in ("in-hooks", "after-backward")
+    assert len(set(shapes)) == len(shapes) if host else len(w.probes) == len(layers)
     assert all([layer["name"] for layer in f["layers"]] == list(layers) for f in w.frames)
     assert_frames_match(w, clones, 16, f"{name} {path}")
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is missing")
+def test_probes_join_only_when_alike_and_flushed():
+    model = TinyResNet()
+    w = watch(model, activation="relu", bins=16)
+    with pytest.raises(ValueError, match="join after their first flush"):
+        Probe.joined(w.probes[:2])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    training_step(w, model, opt, *model.inputs())  # the first probed step: flushed, joined
+    assert len(w.probes) < len(w.points) and max(p.L for p in w.probes) > 1
+    with pytest.raises(ValueError, match="must be alike host probes"):
+        Probe.joined(w.probes[:2])  # (of two shapes: one probe each since the join)
+    w.close()
 
 
 def test_normcore_watch_is_callable_and_filters_layers():

@@ -26,8 +26,7 @@ PATHS = [
 
 def watched(w: Watch) -> list[tuple[str, object]]:
     """The layers a Watch measures as a layer map: a module alone, or (layer, norm)."""
-    points = [p.points[0] for p in w.probes]
-    return [(p.name, p.pre if p.pre is p.act else (p.pre, p.act)) for p in points]
+    return [(p.name, p.pre if p.pre is p.act else (p.pre, p.act)) for p in w.points]
 
 
 def output(out) -> torch.Tensor:
