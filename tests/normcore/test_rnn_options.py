@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from normcore.config import RNN_ONLY, RunConfig
 from normcore.data import datasets
 from normcore.data.datasets import MOTIF_LEN, SeqSpec, load_dataset, with_mask
-from normcore.models import RNN, build_model
+from normcore.models import RNN, RecurrentLayer, build_model
 from normcore.step_norm import COOIJMANS_GAIN, StepBatchNorm
 from normcore.train import run
 
@@ -229,6 +229,70 @@ def test_masked_statistics_are_the_real_samples_statistics():
     before = bn.running_mean.clone()
     bn(z, 0, torch.zeros(3))  # no real sample at this step: nothing learned from it
     assert torch.equal(bn.running_mean, before)
+
+
+def _forced_masked_forward(layer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RecurrentLayer.forward with the mask handed to every step, full ones included: the
+    plain masked path that the layer's unmasked full steps must reproduce."""
+    h = c = x.new_zeros(len(x), layer.width)
+    out = []
+    for t in range(x.shape[1]):
+        m = mask[:, t]
+        h_new, c_new = layer._step(x[:, t], h, c, t, m)
+        keep = m[:, None] > 0
+        h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("kw", MASKED)
+def test_full_steps_run_unmasked_as_the_masked_path_computes_them(kw):
+    """Steps 0-4 have every sample real (shortest length 5) and run unmasked (BN's fused
+    kernel); the rest masked. Outputs, gradients and running statistics are those of the
+    mask handed to every step, up to rounding (float64: float32's is amplified through 12
+    steps of an LSTM to ~1e-5)."""
+    cfg = rnn(seq_len=12, seq_vary=True, **kw)
+    x, _ = _padded_batch()
+    inp = torch.from_numpy(x).double()
+    seq, mask = inp[..., :-1], inp[..., -1]
+    assert RecurrentLayer._full_steps(mask, 12) == [True] * 5 + [False] * 7
+    got = []
+    for forward in ("fast", "forced"):
+        torch.manual_seed(0)
+        model = build_model(cfg, (12, 4), 4).double().train()
+        h = seq
+        for layer in model.blocks:
+            h = layer(h, mask) if forward == "fast" else _forced_masked_forward(layer, h, mask)
+        y = model.head(h[:, -1])
+        F.cross_entropy(y, torch.arange(6) % 4).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        got.append((y.detach(), grads, [b.clone() for b in model.buffers()]))
+    (y0, g0, b0), (y1, g1, b1) = got
+    torch.testing.assert_close(y0, y1, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g0 + b0, g1 + b1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.1])
+def test_masked_bn_gradients_are_batchnorm1ds_on_the_real_samples(gain):
+    """Float64 reference: with the padded outputs discarded (as the RNN does), a masked step's
+    outputs and the gradients of z, g and b are F.batch_norm's on the real rows alone."""
+    torch.manual_seed(0)
+    z = (torch.randn(9, 5, dtype=torch.float64) * 3 + 1).requires_grad_(True)
+    mask = torch.tensor([1, 0, 1, 1, 0, 1, 1, 0, 1], dtype=torch.float64)
+    real = mask > 0
+    upstream = torch.randn(int(real.sum()), 5, dtype=torch.float64)
+    bn = StepBatchNorm(5, 3, gain=gain).double()
+    (bn(z, 1, mask)[real] * upstream).sum().backward()
+    z_ref = z.detach().clone().requires_grad_(True)
+    g = bn.weight.detach().clone().requires_grad_(True)
+    b = bn.bias.detach().clone().requires_grad_(True)
+    ref = F.batch_norm(z_ref[real], None, None, g, b, training=True, eps=bn.eps)
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(z.grad[real], z_ref.grad[real])
+    assert torch.all(z.grad[~real] == 0)  # padding has no say in the real samples' outputs
+    torch.testing.assert_close(bn.weight.grad, g.grad)
+    torch.testing.assert_close(bn.bias.grad, b.grad)
 
 
 def test_default_bn_rnn_is_one_batchnorm1d_as_before():
