@@ -22,7 +22,7 @@ from torch import nn
 from normcore.config import RunConfig
 from normcore.norms import create_norm_layer, make_conv2d, make_linear, resolve
 from normcore.probe.taps import ProbePoint, Tap
-from normcore.step_norm import COOIJMANS_GAIN, StepBatchNorm
+from normcore.step_norm import COOIJMANS_GAIN, StepBatchNorm, host_reads
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -187,7 +187,7 @@ class RecurrentLayer(nn.Module):
         every training step, which the trainer avoids (every step runs masked there)."""
         if mask is None:
             return [True] * T
-        if mask.device.type != "cpu":
+        if not host_reads(mask):
             return [False] * T
         return (mask > 0).all(0).tolist()
 

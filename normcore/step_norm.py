@@ -10,6 +10,9 @@ A ``mask`` ([B], 1 = the sample's sequence is still running, 0 = padding) leaves
 samples out of the batch statistics and out of the running statistics; their outputs are
 normalized with the real samples' statistics and are meant to be discarded by the caller (the
 RNN holds a finished sequence's state). A step where no sample is real updates nothing.
+Masked steps are the RNN's hot loop, so they are cheap: on the CPU BN's fused kernel runs on
+the real rows (the padded rows, discarded, are normalized outside autograd); on a GPU, where
+finding the real rows would sync, the mask weighs the sums.
 
 The scale g and shift b are shared by all steps (one per unit), as in Cooijmans et al.; the
 module is a ``_NormBase`` so probes and ``norm_affine`` read g and b like any BN's.
@@ -26,6 +29,12 @@ from normcore.batch_groups import grouped_batch_norm
 # Cooijmans et al. 2016 initialise BN's g at 0.1 in the LSTM: g = 1 drives the tanh units
 # into saturation and the gradient through time vanishes.
 COOIJMANS_GAIN = 0.1
+
+
+def host_reads(t: torch.Tensor) -> bool:
+    """Whether the host may read ``t`` for free: on the CPU; on a GPU it is a sync, which the
+    trainer keeps out of its steps (the masked paths below then take the weighted sums)."""
+    return t.device.type == "cpu"
 
 
 class StepBatchNorm(nn.modules.batchnorm._NormBase):
@@ -95,7 +104,32 @@ class StepBatchNorm(nn.modules.batchnorm._NormBase):
                 self.momentum or 0.0,
                 self.eps,
             )
+        if host_reads(mask):
+            real = mask.nonzero().squeeze(1)  # (n,)
+            if len(real) >= 2:
+                return self._real_rows(z, real, k)
         return self._masked(z, mask, len(z), k)
+
+    def _real_rows(self, z: torch.Tensor, real: torch.Tensor, k: int) -> torch.Tensor:
+        """A masked training step by BN's fused kernel on the real rows (their outputs and
+        step k's running statistics exactly BatchNorm1d's on them); the padded rows are
+        normalized with the same statistics outside autograd: their outputs are discarded
+        (the RNN holds the state), so no gradient comes back through them."""
+        y_real, mean, invstd = torch.native_batch_norm(
+            z.index_select(0, real),  # (n, C)
+            self.weight,
+            self.bias,
+            self.running_mean[k],
+            self.running_var[k],
+            True,
+            self.momentum or 0.0,
+            self.eps,
+        )
+        with torch.no_grad():
+            y = (z - mean) * invstd  # (B, C)
+            if self.affine:
+                y = torch.addcmul(self.bias, y, self.weight)
+        return y.index_copy(0, real, y_real)
 
     def _masked(
         self, z: torch.Tensor, mask: torch.Tensor, size: int, k: int | None
