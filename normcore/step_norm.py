@@ -10,6 +10,9 @@ A ``mask`` ([B], 1 = the sample's sequence is still running, 0 = padding) leaves
 samples out of the batch statistics and out of the running statistics; their outputs are
 normalized with the real samples' statistics and are meant to be discarded by the caller (the
 RNN holds a finished sequence's state). A step where no sample is real updates nothing.
+Masked steps are the RNN's hot loop, so they are cheap: on the CPU BN's fused kernel runs on
+the real rows (the padded rows, discarded, are normalized outside autograd); on a GPU, where
+finding the real rows would sync, the mask weighs the sums.
 
 The scale g and shift b are shared by all steps (one per unit), as in Cooijmans et al.; the
 module is a ``_NormBase`` so probes and ``norm_affine`` read g and b like any BN's.
@@ -21,9 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normcore.batch_groups import grouped_batch_norm
+
 # Cooijmans et al. 2016 initialise BN's g at 0.1 in the LSTM: g = 1 drives the tanh units
 # into saturation and the gradient through time vanishes.
 COOIJMANS_GAIN = 0.1
+
+
+def host_reads(t: torch.Tensor) -> bool:
+    """Whether the host may read ``t`` for free: on the CPU; on a GPU it is a sync, which the
+    trainer keeps out of its steps (the masked paths below then take the weighted sums)."""
+    return t.device.type == "cpu"
 
 
 class StepBatchNorm(nn.modules.batchnorm._NormBase):
@@ -46,6 +57,9 @@ class StepBatchNorm(nn.modules.batchnorm._NormBase):
             raise ValueError(f"steps {steps} must be >= 1")
         super().__init__(num_features, eps, momentum, affine, track_running_stats=True)
         self.steps = steps
+        # set by batch_groups.statistics_per_group: train mode normalizes each run of this
+        # many samples with its own statistics (None: the whole batch)
+        self.group: int | None = None
         # (steps, C) instead of _NormBase's (C,): one set of statistics per time step
         self.running_mean = torch.zeros(steps, num_features)
         self.running_var = torch.ones(steps, num_features)
@@ -63,9 +77,22 @@ class StepBatchNorm(nn.modules.batchnorm._NormBase):
         """z: [B, C] at time step t; mask: [B] of 0/1 or None (every sample real)."""
         self._check_input_dim(z)
         k = min(t, self.steps - 1)  # beyond the trained length: the last step's statistics
-        if not self.training:
-            mean, var = self.running_mean[k], self.running_var[k]
-        elif mask is None:
+        if not self.training:  # BatchNorm1d's eval computation on step k's statistics
+            return F.batch_norm(
+                z,
+                self.running_mean[k],
+                self.running_var[k],
+                self.weight,
+                self.bias,
+                False,
+                0.0,
+                self.eps,
+            )
+        if self.group is not None:  # batch statistics of each group, running ones untouched
+            if mask is None:
+                return grouped_batch_norm(z, self.group, self.weight, self.bias, self.eps)
+            return self._masked(z, mask, self.group, None)
+        if mask is None:
             # the whole batch is real: exactly BatchNorm1d's computation, on step k's buffers
             return F.batch_norm(
                 z,
@@ -77,28 +104,59 @@ class StepBatchNorm(nn.modules.batchnorm._NormBase):
                 self.momentum or 0.0,
                 self.eps,
             )
-        else:
-            mean, var = self._masked_moments(z, mask, k)
-        y = (z - mean) / torch.sqrt(var + self.eps)
-        if self.affine:
-            y = y * self.weight + self.bias
-        return y
+        if host_reads(mask):
+            real = mask.nonzero().squeeze(1)  # (n,)
+            if len(real) >= 2:
+                return self._real_rows(z, real, k)
+        return self._masked(z, mask, len(z), k)
 
-    def _masked_moments(
-        self, z: torch.Tensor, mask: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The real samples' mean and biased variance (what normalizes, as in BN); the running
-        statistics take the unbiased variance, as BatchNorm1d's do."""
-        w = mask.to(z.dtype)[:, None]  # (B, 1)
-        n = w.sum()
-        safe = n.clamp(min=1.0)
-        mean = (z * w).sum(0) / safe  # (C,)
-        var = ((z - mean) ** 2 * w).sum(0) / safe  # (C,), biased
+    def _real_rows(self, z: torch.Tensor, real: torch.Tensor, k: int) -> torch.Tensor:
+        """A masked training step by BN's fused kernel on the real rows (their outputs and
+        step k's running statistics exactly BatchNorm1d's on them); the padded rows are
+        normalized with the same statistics outside autograd: their outputs are discarded
+        (the RNN holds the state), so no gradient comes back through them."""
+        y_real, mean, invstd = torch.native_batch_norm(
+            z.index_select(0, real),  # (n, C)
+            self.weight,
+            self.bias,
+            self.running_mean[k],
+            self.running_var[k],
+            True,
+            self.momentum or 0.0,
+            self.eps,
+        )
         with torch.no_grad():
-            m = self.momentum or 0.0
-            unbiased = var * n / (n - 1).clamp(min=1.0)
-            # no real sample at this step: the running statistics stay as they are
-            m_eff = m * (n > 0).to(z.dtype)
-            self.running_mean[k].mul_(1 - m_eff).add_(mean.detach() * m_eff)
-            self.running_var[k].mul_(1 - m_eff).add_(unbiased.detach() * m_eff)
-        return mean, var
+            y = (z - mean) * invstd  # (B, C)
+            if self.affine:
+                y = torch.addcmul(self.bias, y, self.weight)
+        return y.index_copy(0, real, y_real)
+
+    def _masked(
+        self, z: torch.Tensor, mask: torch.Tensor, size: int, k: int | None
+    ) -> torch.Tensor:
+        """z normalized with the real samples' mean and biased variance (what normalizes, as
+        in BN), each run of ``size`` samples on its own; step k's running statistics (k not
+        None: one group) take the unbiased variance, as BatchNorm1d's do. Few ops, since this
+        runs at every masked time step: the mask, divided by the real count, weighs the sums."""
+        c = z.shape[1]
+        zg = z.reshape(-1, size, c)  # (G, size, C)
+        w = mask.to(z.dtype).reshape(-1, size, 1)  # (G, size, 1)
+        n = w.sum(1, keepdim=True)  # (G, 1, 1): real samples per group
+        wn = w / n.clamp(min=1.0)  # the real samples' weights, summing to 1 (0 without any)
+        mean = (zg * wn).sum(1, keepdim=True)  # (G, 1, C)
+        d = zg - mean
+        var = (d * d * wn).sum(1, keepdim=True)  # (G, 1, C), biased
+        if k is not None:
+            with torch.no_grad():
+                # no real sample at this step: the running statistics stay as they are
+                m = (n.view(()) > 0).to(z.dtype) * (self.momentum or 0.0)
+                unbiased = var.view(c) * (n.view(()) / (n.view(()) - 1).clamp(min=1.0))
+                # through .data: F.batch_norm at this forward's unmasked steps saved these
+                # buffers for its backward (unread in train mode) and updates them in place
+                # without a version bump; one here would fail that backward's version check
+                self.running_mean.data[k].lerp_(mean.view(c), m)
+                self.running_var.data[k].lerp_(unbiased, m)
+        y = (d * torch.rsqrt(var + self.eps)).view_as(z)  # (B, C)
+        if self.affine:
+            y = torch.addcmul(self.bias, y, self.weight)
+        return y

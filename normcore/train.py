@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normcore.batch_groups import statistics_per_group
 from normcore.config import RunConfig
 from normcore.data import batch_indices, load_dataset, rescaled
 from normcore.data.datasets import SeqSpec
@@ -72,12 +74,18 @@ def evaluate(
     was_training = model.training
     model.train(batch_stats)
     n = len(y) - len(y) % batch_size if batch_stats and len(y) >= batch_size else len(y)
-    size = batch_size if batch_stats else 1024
-    losses, hits = [], []
-    for xb, yb in zip(x[:n].split(size), y[:n].split(size), strict=True):
-        logits = model(xb)  # (b, K)
-        losses.append(F.cross_entropy(logits, yb, reduction="sum"))
-        hits.append((logits.argmax(1) == yb).sum())
+    group = min(batch_size, n)  # batch statistics: one batch of the training size (or all)
+    with ExitStack() as stack:
+        grouped = batch_stats and group >= 2
+        grouped = grouped and stack.enter_context(statistics_per_group(model, group))
+        # ~1024 samples a pass; with batch statistics a whole number of batches, which the
+        # norms normalize one by one within the pass (batch_groups), else one batch a pass
+        size = max(1024 // group, 1) * group if grouped else group if batch_stats else 1024
+        losses, hits = [], []
+        for xb, yb in zip(x[:n].split(size), y[:n].split(size), strict=True):
+            logits = model(xb)  # (b, K)
+            losses.append(F.cross_entropy(logits, yb, reduction="sum"))
+            hits.append((logits.argmax(1) == yb).sum())
     if saved:
         torch._foreach_copy_(list(model.buffers()), saved)
     model.train(was_training)

@@ -1,6 +1,6 @@
 """`normscope claims`: run the seed's claims as experiments and print their verdicts.
 
-    normscope claims --quick              # every claim, small, on the CPU (~4 min on 2 cores)
+    normscope claims --quick              # every claim, small, on the CPU (~3.5 min on 2 cores)
     normscope claims --only C4 --only C7  # some claims (comma-separated works too)
     normscope claims --json results.json  # also write the full results
     normscope claims --dry-run            # the full mode's estimated cost per claim, no runs
@@ -38,7 +38,7 @@ def add_claims_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small nets, few hundred steps, 2 seeds, CPU: 10-20 s a claim, C5 (the RNN) ~2 min",
+        help="small nets, few hundred steps, 2 seeds, CPU: 10-20 s a claim, C5 (the RNN) ~1.5 min",
     )
     p.add_argument(
         "--full",

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
+from normcore import step_norm
 from normcore.config import RNN_ONLY, RunConfig
 from normcore.data import datasets
 from normcore.data.datasets import MOTIF_LEN, SeqSpec, load_dataset, with_mask
-from normcore.models import RNN, build_model
+from normcore.models import RNN, RecurrentLayer, build_model
 from normcore.step_norm import COOIJMANS_GAIN, StepBatchNorm
 from normcore.train import run
 
@@ -229,6 +230,86 @@ def test_masked_statistics_are_the_real_samples_statistics():
     before = bn.running_mean.clone()
     bn(z, 0, torch.zeros(3))  # no real sample at this step: nothing learned from it
     assert torch.equal(bn.running_mean, before)
+
+
+def _forced_masked_forward(layer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RecurrentLayer.forward with the mask handed to every step, full ones included: the
+    plain masked path that the layer's unmasked full steps must reproduce."""
+    h = c = x.new_zeros(len(x), layer.width)
+    out = []
+    for t in range(x.shape[1]):
+        m = mask[:, t]
+        h_new, c_new = layer._step(x[:, t], h, c, t, m)
+        keep = m[:, None] > 0
+        h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("kw", MASKED)
+def test_full_steps_run_unmasked_as_the_masked_path_computes_them(kw, monkeypatch):
+    """The fast paths against the plain masked one. Fast: steps 0-4 have every sample real
+    (shortest length 5) and run unmasked (BN's fused kernel), the rest by the fused kernel on
+    their real rows. Plain: the mask handed to every step, BN by weighted sums (what a GPU
+    runs). Outputs, gradients and running statistics agree up to rounding (float64: float32's
+    is amplified through 12 steps of an LSTM to ~1e-5)."""
+    cfg = rnn(seq_len=12, seq_vary=True, **kw)
+    x, _ = _padded_batch()
+    inp = torch.from_numpy(x).double()
+    seq, mask = inp[..., :-1], inp[..., -1]
+    assert RecurrentLayer._full_steps(mask, 12) == [True] * 5 + [False] * 7
+    got = []
+    for forward in ("fast", "plain"):
+        if forward == "plain":
+            monkeypatch.setattr(step_norm, "host_reads", lambda t: False)
+        torch.manual_seed(0)
+        model = build_model(cfg, (12, 4), 4).double().train()
+        h = seq
+        for layer in model.blocks:
+            h = layer(h, mask) if forward == "fast" else _forced_masked_forward(layer, h, mask)
+        y = model.head(h[:, -1])
+        F.cross_entropy(y, torch.arange(6) % 4).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        got.append((y.detach(), grads, [b.clone() for b in model.buffers()]))
+    (y0, g0, b0), (y1, g1, b1) = got
+    torch.testing.assert_close(y0, y1, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g0 + b0, g1 + b1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["real rows", "weighted"])
+@pytest.mark.parametrize("gain", [1.0, 0.1])
+def test_masked_bn_is_batchnorm1d_on_the_real_samples(gain, path):
+    """Float64 reference: a masked step's real outputs, the gradients of z, g and b (with the
+    padded outputs discarded, as the RNN does) and the running statistics are BatchNorm1d's
+    on the real rows alone; the padded rows are normalized with the real rows' statistics.
+    Two paths: the CPU's (the fused kernel on the real rows) and the weighted sums that a GPU
+    and the grouped evaluation take (called directly here, on the CPU)."""
+    torch.manual_seed(0)
+    z = (torch.randn(9, 5, dtype=torch.float64) * 3 + 1).requires_grad_(True)
+    mask = torch.tensor([1, 0, 1, 1, 0, 1, 1, 0, 1], dtype=torch.float64)
+    real = mask > 0
+    upstream = torch.randn(int(real.sum()), 5, dtype=torch.float64)
+    bn = StepBatchNorm(5, 3, gain=gain).double()
+    y = bn(z, 1, mask) if path == "real rows" else bn._masked(z, mask, 9, 1)
+    (y[real] * upstream).sum().backward()
+    ref_bn = torch.nn.BatchNorm1d(5).double()
+    with torch.no_grad():
+        ref_bn.weight.fill_(gain)
+    z_ref = z.detach().clone().requires_grad_(True)
+    ref = ref_bn(z_ref[real])
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(y[real], ref)
+    torch.testing.assert_close(z.grad[real], z_ref.grad[real])
+    assert torch.all(z.grad[~real] == 0)  # padding has no say in the real samples' outputs
+    torch.testing.assert_close(bn.weight.grad, ref_bn.weight.grad)
+    torch.testing.assert_close(bn.bias.grad, ref_bn.bias.grad)
+    torch.testing.assert_close(bn.running_mean[1], ref_bn.running_mean)
+    torch.testing.assert_close(bn.running_var[1], ref_bn.running_var)
+    assert torch.all(bn.running_mean[[0, 2]] == 0)  # the other steps' statistics untouched
+    zr = z.detach()[real]
+    pad = (z.detach()[~real] - zr.mean(0)) / torch.sqrt(zr.var(0, unbiased=False) + bn.eps)
+    torch.testing.assert_close(y[~real], pad * gain)
 
 
 def test_default_bn_rnn_is_one_batchnorm1d_as_before():
