@@ -82,14 +82,14 @@ def statistics_per_group(model: nn.Module, size: int) -> Iterator[bool]:
     step_norms = [m for m in model.modules() if isinstance(m, StepBatchNorm)]
     batch_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     try:
-        for m in step_norms:
-            m.group = size
-        for m in batch_norms:
+        for step_norm in step_norms:
+            step_norm.group = size
+        for bn in batch_norms:
             # an instance attribute shadows the class's forward; nn.Module calls self.forward
-            m.forward = MethodType(lambda self, x: _grouped_forward(self, x, size), m)
+            setattr(bn, "forward", MethodType(lambda self, x: _grouped_forward(self, x, size), bn))  # noqa: B010
         yield True
     finally:
-        for m in step_norms:
-            m.group = None
-        for m in batch_norms:
-            m.__dict__.pop("forward", None)
+        for step_norm in step_norms:
+            step_norm.group = None
+        for bn in batch_norms:
+            bn.__dict__.pop("forward", None)

@@ -1,6 +1,6 @@
 """`normscope claims`: run the seed's claims as experiments and print their verdicts.
 
-    normscope claims --quick              # every claim, small, on the CPU (~3.5 min on 2 cores)
+    normscope claims --quick              # every claim, small, on the CPU (~2.5 min on 2 cores)
     normscope claims --only C4 --only C7  # some claims (comma-separated works too)
     normscope claims --json results.json  # also write the full results
     normscope claims --dry-run            # the full mode's estimated cost per claim, no runs
@@ -95,8 +95,7 @@ def selected(only: list[str]) -> list[str]:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from normcore.claims import run_claim  # torch is imported here, not for --help
-    from normcore.claims.parallel import ParallelRunner
+    from normcore.claims.parallel import ParallelRunner  # torch is imported here, not for --help
 
     try:
         ids = selected(args.only)
@@ -119,7 +118,14 @@ def cmd_claims(args: argparse.Namespace) -> int:
         return 0
     # shared: claims that reuse an arm's config run it once; a claim's arms run side by side,
     # one process (and one torch thread) per core this process may use
-    runner = ParallelRunner()
+    with ParallelRunner() as runner:
+        return run_claims(args, ids, mode, runner)
+
+
+def run_claims(args: argparse.Namespace, ids: list[str], mode: str, runner: Any) -> int:
+    """Run the claims ``ids`` on ``runner``, print their table, publish them with --full."""
+    from normcore.claims import run_claim
+
     results: list[dict[str, Any]] = []
     failed = 0
     load_before = load_average()

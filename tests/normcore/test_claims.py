@@ -7,6 +7,7 @@ off, ...): a verdict that did not flip would not be reading its numbers.
 
 import json
 import math
+from collections.abc import Iterator
 
 import pytest
 from scipy.stats import spearmanr
@@ -22,6 +23,7 @@ from normcore.claims import (
     scale,
 )
 from normcore.claims.parallel import ParallelRunner
+from normcore.config import RunConfig
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -273,18 +275,18 @@ PROTOCOL = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "FIG1", "ICS"}
 
 
 @pytest.fixture(scope="module")
-def quick_results() -> dict[str, dict]:
+def quick_results() -> Iterator[dict[str, dict]]:
     """Every claim in quick mode, sharing one runner as `normscope claims --quick` does (its
     arms in parallel processes, one thread each); each claim runs when a test first asks for
     it, so `-k C4` runs C4 alone."""
-    runner = ParallelRunner()
 
     class Results(dict):
         def __missing__(self, claim_id: str) -> dict:
             self[claim_id] = claims.run_claim(claim_id, quick=True, runner=runner)
             return self[claim_id]
 
-    return Results()
+    with ParallelRunner() as runner:
+        yield Results()
 
 
 @pytest.mark.slow
@@ -341,3 +343,16 @@ def test_full_mode_arms_are_valid_and_larger_than_quick():
         for arm, config in full["arms"].items():
             small = quick[full["id"]].get(arm)
             assert small is None or config["steps"] > small["steps"], (full["id"], arm)
+
+
+def test_a_parallel_runner_keeps_its_processes_from_one_map_to_the_next():
+    """Its worker processes serve every map until it closes: each spawned one imports torch
+    and the trainer, which a quick run of every claim would otherwise pay dozens of times."""
+    tiny = RunConfig(depth=1, width=4, dataset="digits", batch_size=8, steps=2, device="cpu")
+    with ParallelRunner(workers=2) as runner:
+        first = runner.map([(f"seed {s}", tiny.model_copy(update={"seed": s})) for s in (0, 1)])
+        pids = set(runner._pool._processes)  # type: ignore[union-attr]
+        again = runner.map([(f"seed {s}", tiny.model_copy(update={"seed": s})) for s in (2, 3)])
+        assert set(runner._pool._processes) == pids and len(pids) == 2  # type: ignore[union-attr]
+    assert runner._pool is None
+    assert all(r.status == "completed" and r.frames for r in first + again)
