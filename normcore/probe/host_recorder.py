@@ -132,11 +132,9 @@ class HostRecorder(Recorder):
             and (step.same or not any(taken.same))
             and stats.rows(self._x, None if step.same else self._pre)  # type: ignore[arg-type]
         )
-        if staged:
-            pass
-        elif any(taken.acts) or not self.eager:  # the first probe, or measured after backward
+        if not staged and (any(taken.acts) or not self.eager):  # first probe; rows in parts
             stats(taken.acts, None if step.same else taken.pres)
-        else:
+        elif not staged:
             stats.require_complete()  # in the hooks: every piece of every layer came
         hist, row, glob = ring.host_row()
         hist[:] = self._views[0]
@@ -172,7 +170,7 @@ class HostRecorder(Recorder):
         for refs in acts:  # every piece's activation gradient, or its square (in the hooks)
             items += refs
             squared += [g.dim() == 0 for g in refs]
-        roots = self._roots(items, squared)
+        roots = self._norms_of(items, squared)
         row[:, COL["weight_norm"]] = roots[0 : 2 * self.layers.L : 2]
         row[:, COL["grad_norm"]] = roots[1 : 2 * self.layers.L : 2]
         at = 2 * self.layers.L
@@ -180,7 +178,7 @@ class HostRecorder(Recorder):
             pieces, at = roots[at : at + len(refs)], at + len(refs)
             row[i, COL["act_grad_norm"]] = math.sqrt(sum(r**2 for r in pieces))
 
-    def _roots(self, items: list[torch.Tensor], squared: list[bool]) -> list[float]:
+    def _norms_of(self, items: list[torch.Tensor], squared: list[bool]) -> list[float]:
         """‖t‖ of each item, as floats; a ``squared`` item is a hook's ‖t‖². Tensors below
         HOOKED_BYTES go to one ``_foreach_norm`` (a small model's step pays per call: nine
         dots and their roots cost it ~80 µs); larger ones to BLAS's dot (``_square``)."""
