@@ -14,6 +14,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from normcore.claims.base import ArmRun, Cancelled, LocalRunner, StopFlag
 from normcore.config import RunConfig
@@ -81,10 +82,11 @@ class ParallelRunner(LocalRunner):
                 frames = future.result()
                 status = frames[-1].get("status", "completed") if frames else "failed"
                 self._cache[k] = ArmRun(frames, None, status)
+        except BrokenProcessPool:
+            self.close()  # a worker died: the next map starts a fresh pool
+            raise
         except BaseException:
             for f in futures.values():
                 f.cancel()  # (the ones not started; running ones end before the pool does)
-            if isinstance(self._pool, ProcessPoolExecutor) and self._pool._broken:
-                self.close()  # a worker died: the next map starts a fresh pool
             raise
         return [self._cache[config.model_dump_json()] for _, config in jobs]
