@@ -29,6 +29,7 @@ from normcore.frames import decode
 from normcore.probe.stats import LAYER_NUMBERS
 
 CHUNK = 1024
+MAX_SEQ = 2**62  # past any stored seq: SQLite integers are 64-bit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frame_columns (
@@ -242,10 +243,11 @@ class Reader:
         to_step: int,
         layer_keys: dict[str, list[str]],
         run_keys: list[str],
+        to_seq: int = MAX_SEQ,
     ) -> Columns:
-        """Columns of frames with from_step <= step <= to_step: always seq, step, status,
-        evals; `run_keys` of the run series; per layer the keys asked for ("hist" for the
-        histogram rows)."""
+        """Columns of frames with from_step <= step <= to_step and seq <= to_seq: always seq,
+        step, status, evals; `run_keys` of the run series; per layer the keys asked for
+        ("hist" for the histogram rows)."""
         seal(db, run_id)
         plan = _plan(db, run_id)
         count, contiguous, _ = plan if plan else (0, False, False)
@@ -276,7 +278,7 @@ class Reader:
             tail = self._tail_arrays(db, run_id, sealed_upto, count, contiguous)
             if tail is not None:
                 parts.append(tail)
-        return _assemble(parts, from_step, to_step, layer_keys, run_keys)
+        return _assemble(parts, from_step, to_step, to_seq, layer_keys, run_keys)
 
     def _blobs(
         self,
@@ -317,11 +319,14 @@ def _assemble(
     parts: list[dict[str, np.ndarray]],
     from_step: int,
     to_step: int,
+    to_seq: int,
     layer_keys: dict[str, list[str]],
     run_keys: list[str],
 ) -> Columns:
     names = list(dict.fromkeys(n for p in parts for n in p["names"].tolist()))
-    masks = [(p["step"] >= from_step) & (p["step"] <= to_step) for p in parts]
+    masks = [
+        (p["step"] >= from_step) & (p["step"] <= to_step) & (p["seq"] <= to_seq) for p in parts
+    ]
 
     def cat(key: str, empty: np.ndarray, fill: Any = np.nan) -> np.ndarray:
         pieces = []

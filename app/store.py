@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from app import frame_columns
-from app.frame_columns import Columns
+from app.frame_columns import MAX_SEQ, Columns
 from normcore.frames import ACTIVE, TERMINAL
 
 log = logging.getLogger(__name__)
@@ -290,9 +290,13 @@ class Store:
         to_step: int,
         layer_keys: dict[str, list[str]],
         run_keys: list[str],
+        to_seq: int = MAX_SEQ,
     ) -> Columns:
-        """Columns of the frames with from_step <= step <= to_step (app/frame_columns.py)."""
-        return self._columns.read(self._db(), run_id, from_step, to_step, layer_keys, run_keys)
+        """Columns of the frames with from_step <= step <= to_step and seq <= to_seq
+        (app/frame_columns.py)."""
+        return self._columns.read(
+            self._db(), run_id, from_step, to_step, layer_keys, run_keys, to_seq
+        )
 
     def frames_at(self, run_id: str, seqs: np.ndarray) -> list[tuple[int, bytes]]:
         """The stored frames with these seqs, in seq order."""

@@ -15,6 +15,7 @@ from app import series
 from app.api.params import RunId
 from app.deps import HubDep, SettingsDep, StoreDep
 from app.errors import FieldError
+from app.frame_columns import MAX_SEQ
 from app.live import follow
 from app.schemas import FramesPage
 from app.services import runs as service
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/runs", tags=["frames"])
 def read_frames(
     run_id: RunId,
     store: StoreDep,
-    since_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    since_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
     layers: Annotated[str | None, Query(max_length=4000, description="comma-separated")] = None,
 ) -> Response:
@@ -52,13 +53,22 @@ def read_series(
     points: Annotated[
         int, Query(ge=series.POINTS_RANGE[0], le=series.POINTS_RANGE[1])
     ] = series.DEFAULT_POINTS,
+    to_seq: Annotated[
+        int,
+        Query(
+            ge=-1,
+            le=MAX_SEQ,
+            description="only frames up to this seq (-1: none), e.g. the run's last_seq when "
+            "the view asked, so that several answers describe the same frames",
+        ),
+    ] = MAX_SEQ,
 ) -> Response:
     """Just the requested fields over a step range, as columns, about `points` per series:
     line series by MinMaxLTTB with every extreme exact, every evaluation, heatmaps
     (`hist`: counts summed; `max:<key>`: bucket maximum) on shared step buckets."""
     names = series.parse_list(fields) or []
     page = service.series_page(
-        store, run_id, names, series.parse_list(layers), from_step, to_step, points
+        store, run_id, names, series.parse_list(layers), from_step, to_step, points, to_seq
     )
     return Response(page, media_type="application/json")
 
@@ -70,7 +80,7 @@ def _stored_run(run_id: RunId, store: StoreDep) -> dict[str, Any]:
 def _resume_after(
     # str, not str | None: the document then says "a seq" rather than "a seq or null"
     last_event_id: Annotated[str, Header(max_length=32, pattern=r"^-?[0-9]{1,18}$")] = None,  # type: ignore[assignment]
-    since_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    since_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> int:
     """The seq after which to resume. A reconnect's Last-Event-ID wins; a first connection
     may say with ?since_seq= (as /frames does) where the history it already holds ends."""
@@ -78,7 +88,7 @@ def _resume_after(
         return -1 if since_seq is None else since_seq - 1
     try:
         seq = int(last_event_id)
-        if seq > 2**62:  # past any stored seq, and SQLite integers are 64-bit
+        if seq > MAX_SEQ:
             raise ValueError
         return max(-1, seq)
     except ValueError:

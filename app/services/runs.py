@@ -15,6 +15,7 @@ from typing import Any
 
 from app import series
 from app.errors import FieldError, RunConflict, RunNotFound, limit_message
+from app.frame_columns import MAX_SEQ
 from app.jobs.base import Executor
 from app.live import Hub
 from app.settings import Settings
@@ -112,8 +113,11 @@ def series_page(
     from_step: int,
     to_step: int,
     points: int,
+    to_seq: int = MAX_SEQ,
 ) -> bytes:
-    """The /series JSON: the requested fields over the step range, about `points` each."""
+    """The /series JSON: the requested fields over the step range, about `points` each, of
+    the frames up to `to_seq` (two answers bounded alike describe the same frames, however
+    many a live run stores between them)."""
     series.check_fields(fields)
     series.check_range(from_step, to_step)
     get_run(store, run_id)
@@ -122,7 +126,7 @@ def series_page(
         series.check_layers(layers, known)
     names = known if layers is None else layers
     layer_keys, run_keys = series.wanted_keys(fields, names)
-    cols = store.read_columns(run_id, from_step, to_step, layer_keys, run_keys)
+    cols = store.read_columns(run_id, from_step, to_step, layer_keys, run_keys, to_seq)
     total = len(cols)
     answer = series.series(cols, fields, names, points, from_step, to_step, total)
     answer["layers"] = known

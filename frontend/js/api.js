@@ -99,9 +99,9 @@ export const api = {
   rerunRun: (id) => request(`/api/runs/${enc(id)}/rerun`, { method: "POST" }),
   deleteRun: (id) => request(`/api/runs/${enc(id)}`, { method: "DELETE" }),
   /** Just the fields a view draws, as columns over a step range (app/series.py). */
-  series: (id, { fields, layers, fromStep, toStep, points } = {}) =>
+  series: (id, { fields, layers, fromStep, toStep, toSeq, points } = {}) =>
     request(`/api/runs/${enc(id)}/series${query({
-      fields: fields?.join(","), layers: layers?.join(","), from_step: fromStep, to_step: toStep, points,
+      fields: fields?.join(","), layers: layers?.join(","), from_step: fromStep, to_step: toStep, to_seq: toSeq, points,
     })}`),
   frames: (id, { maxPoints, sinceSeq, layers } = {}) =>
     request(`/api/runs/${enc(id)}/frames${query({ max_points: maxPoints, since_seq: sinceSeq, layers })}`),

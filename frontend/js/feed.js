@@ -38,6 +38,7 @@ export class RunFeed {
     this.lastFlush = 0;
     this.source = null;
     this.stopped = false;
+    this.holding = false; // a load is on its way: live frames wait for its columns
   }
 
   async start() {
@@ -60,7 +61,25 @@ export class RunFeed {
   async load(range, first = false) {
     this.range = range;
     const token = ++this.loads;
-    const span = { points: this.points, fromStep: range?.[0], toStep: range?.[1] };
+    this.holding = true; // live frames wait in `pending` until the new columns are in place
+    try {
+      await this.fetchColumns(range, first, token);
+    } finally {
+      if (token === this.loads) {
+        this.holding = false;
+        this.flush(); // the frames that came meanwhile, those past the answers' last seq
+      }
+    }
+  }
+
+  async fetchColumns(range, first, token) {
+    // Every answer ends at one frame: the newest this view holds (the stream brings the rest),
+    // or before the stream opens the run's newest stored frame. A live run stores frames
+    // between two requests: answers ending at different frames would leave those between
+    // missing from the charts drawn from the shorter one, for good.
+    const live = this.run && !isTerminal(this.run.status);
+    const toSeq = live ? (this.source ? this.cols.lastSeq : this.run.last_seq ?? -1) : undefined;
+    const span = { points: this.points, fromStep: range?.[0], toStep: range?.[1], toSeq };
     let open = this.openLayers?.() ?? [];
     // The views open the top layer by default: with its name known, load it beside the overview.
     if (first && !open.length && this.run?.layers?.length) open = this.run.layers.slice(-1);
@@ -122,12 +141,13 @@ export class RunFeed {
   flush() {
     clearTimeout(this.timer);
     this.timer = null;
-    if (this.stopped || !this.pending.length) return;
+    if (this.stopped || this.holding || !this.pending.length) return;
     const frames = this.pending;
     this.pending = [];
     const start = performance.now();
     this.lastFlush = start;
-    this.onUpdate?.(addFrames(this.cols, frames));
+    const delta = addFrames(this.cols, frames); // also without a listener: `?.(` skips its arguments
+    this.onUpdate?.(delta);
     this.adapt(performance.now() - start);
   }
 

@@ -73,6 +73,23 @@ def test_a_single_step_spike_is_in_the_overview_and_every_zoom_window(store):
         assert len(got["run"]["loss"]["step"]) <= 1000 + 6
 
 
+def test_answers_bounded_by_one_seq_describe_the_same_frames(store):
+    """The run view asks for the overview and a layer's detail in two requests; a live run
+    stores frames between them. Bounded by one seq, both answers end at the same frame, in
+    the sealed chunks and in the open tail alike."""
+    run = store_run(store, 3000, layers=3, bins=16, eval_every=100)
+    for bound in (0, 1023, 1024, 2500, 2999):
+        overview = series(store, run["id"], "loss,eval,max:sat", to_seq=bound)
+        detail = series(store, run["id"], "hist,p50", layers=["h3"], to_seq=bound)
+        for answer in (overview, detail):
+            assert answer["last"]["seq"] == bound and answer["count"] == bound + 1
+        assert overview["heat"]["step"] == detail["heat"]["step"]
+        assert detail["layer"]["h3"]["p50"]["step"][-1] == bound + 1  # step = seq + 1
+    empty = series(store, run["id"], "loss,hist", to_seq=-1)
+    assert empty["count"] == 0 and empty["last"] is None
+    assert series(store, run["id"], "loss", to_seq=10**9)["last"]["seq"] == 2999
+
+
 @pytest.fixture(scope="module")
 def small_run(server) -> str:
     store = Store(server.data_dir / "runs.db")
@@ -109,6 +126,7 @@ def test_series_over_http_holds_just_the_requested_fields(server, small_run):
         ({"from_step": -1}, "from_step", ["0"]),
         ({"to_step": 2**70}, "to_step", []),
         ({"from_step": 10, "to_step": 5}, "to_step", ["below from_step 10"]),
+        ({"to_seq": -2}, "to_seq", ["-1"]),
     ],
 )
 def test_bad_series_requests_are_422_naming_the_parameter(server, small_run, params, loc, words):
