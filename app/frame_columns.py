@@ -100,16 +100,14 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     for f in frames:
         names += [layer["name"] for layer in f.get("layers", []) if layer["name"] not in names]
     out["names"] = np.array(names, dtype=str)
+    by_name = [{la["name"]: la for la in f.get("layers", [])} for f in frames]
+    absent: dict[str, Any] = {}  # a layer a frame lacks: NaN in every line
     for name in names:
-        rows = [
-            next((la for la in f.get("layers", []) if la["name"] == name), None) for f in frames
-        ]
-        first = next((r["hist"] for r in rows if r is not None and r.get("hist")), None)
+        rows = [layers.get(name, absent) for layers in by_name]
+        first = next((r["hist"] for r in rows if r.get("hist")), None)
         bins = len(first["counts"]) if first else 0
-        for key in LAYER_LINES:
-            out[f"{name}/{key}"] = np.array(
-                [np.nan if r is None else _num(r.get(key)) for r in rows], np.float64
-            )
+        for key in LAYER_LINES:  # (numpy reads None as NaN in a float64 array)
+            out[f"{name}/{key}"] = np.array([r.get(key) for r in rows], np.float64)
         hist = np.zeros((n, bins + 2), np.int32)
         for i, r in enumerate(rows):
             h = (r or {}).get("hist")
@@ -173,36 +171,120 @@ def _sealed(db: sqlite3.Connection, run_id: str) -> dict[int, int]:
     )
 
 
-def seal(db: sqlite3.Connection, run_id: str) -> None:
+def seal(db: sqlite3.Connection, run_id: str, hand: dict[int, dict] | None = None) -> int:
     """Write the columns of every chunk of `run_id` that can no longer change and is not
-    written yet (or was written from fewer frames than it now holds)."""
+    written yet (or was written from fewer frames than it now holds): from `hand` (seq ->
+    the frame as its blob decodes) where it holds the chunk's frames, else from the blobs.
+    Returns the seq below which every chunk is written for good (0: none; -1: the run is
+    gone or has gaps in its seqs, so its chunks are never written)."""
     plan = _plan(db, run_id)
     if plan is None or not plan[1]:
-        return  # gaps in the seqs: reads parse frames instead
+        return -1  # gaps in the seqs: reads parse frames instead
     count, _, ended = plan
     done = _sealed(db, run_id)
+    final = 0
     for chunk in range((count + CHUNK - 1) // CHUNK):
-        n = min(CHUNK, count - chunk * CHUNK)
-        if done.get(chunk) == n or (n < CHUNK and not ended):
-            continue
-        frames = _read_frames(db, run_id, chunk * CHUNK, chunk * CHUNK + n)
-        if len(frames) != n:
-            return  # the snapshot moved under us; the next write seals it
-        arrays = from_frames(frames)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("DELETE FROM frame_columns WHERE run_id = ? AND chunk = ?", (run_id, chunk))
-            db.executemany(
-                "INSERT INTO frame_columns (run_id, chunk, key, n, data) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, chunk, key, n, _pack(a)) for key, a in arrays.items()],
-            )
-            db.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            db.execute("ROLLBACK")  # the run was deleted meanwhile
-            return
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        lo, n = chunk * CHUNK, min(CHUNK, count - chunk * CHUNK)
+        if n < CHUNK and not ended:
+            break  # the open tail
+        if done.get(chunk) != n:
+            if not _write(db, run_id, chunk, _chunk_frames(db, run_id, lo, n, hand)):
+                break
+        if final == lo:
+            final = lo + n
+    return final
+
+
+def _chunk_frames(
+    db: sqlite3.Connection, run_id: str, lo: int, n: int, hand: dict[int, dict] | None
+) -> list[dict[str, Any]] | None:
+    """The chunk's n frames from seq lo: from `hand` when it holds them all, else decoded
+    from the store; None when the store holds fewer (the snapshot moved under us)."""
+    if hand is not None and all(seq in hand for seq in range(lo, lo + n)):
+        return [hand[seq] for seq in range(lo, lo + n)]
+    frames = _read_frames(db, run_id, lo, lo + n)
+    return frames if len(frames) == n else None
+
+
+def _write(
+    db: sqlite3.Connection, run_id: str, chunk: int, frames: list[dict[str, Any]] | None
+) -> bool:
+    """The chunk's columns, replacing any written from fewer frames; False if not written."""
+    if frames is None:
+        return False  # the next write seals it
+    n = len(frames)
+    arrays = from_frames(frames)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM frame_columns WHERE run_id = ? AND chunk = ?", (run_id, chunk))
+        db.executemany(
+            "INSERT INTO frame_columns (run_id, chunk, key, n, data) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, chunk, key, n, _pack(a)) for key, a in arrays.items()],
+        )
+        db.execute("COMMIT")
+    except sqlite3.IntegrityError:
+        db.execute("ROLLBACK")  # the run was deleted meanwhile
+        return False
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return True
+
+
+class InHand:
+    """Per live run, the frames committed since its last chunk written for good, as their
+    blobs decode (the recorder has them: app.jobs.job.encode): `seal` writes a chunk from
+    these, not from its blobs decoded again (~25 µs a frame of the server's CPU, which the
+    runs on the same cores need). A run whose frames came without them or with a seq seen
+    before, whose seqs have gaps, or whose blobs pass MAX_BYTES is dropped here; `seal` then
+    decodes its blobs, as it always can."""
+
+    MAX_BYTES = 4 << 20  # of blobs in hand, per run (as dicts, ~13× as much memory)
+
+    def __init__(self) -> None:
+        self._runs: dict[str, dict[int, dict[str, Any]]] = {}
+        self._bytes: dict[str, dict[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self, run_id: str, rows: list[tuple[int, int, bytes]], decoded: list[dict] | None
+    ) -> None:
+        """Frames `rows` (seq, step, blob) were stored; `decoded`: their frames, or None."""
+        with self._lock:
+            sizes = self._bytes.get(run_id, {})
+            if (
+                decoded is None
+                or len(decoded) != len(rows)
+                or any(seq in sizes for seq, _, _ in rows)
+                or sum(sizes.values()) + sum(len(blob) for *_, blob in rows) > self.MAX_BYTES
+            ):
+                self._drop(run_id)
+                return
+            hand = self._runs.setdefault(run_id, {})
+            sizes = self._bytes.setdefault(run_id, {})
+            for (seq, _, blob), frame in zip(rows, decoded, strict=True):
+                hand[seq], sizes[seq] = frame, len(blob)
+
+    def get(self, run_id: str) -> dict[int, dict[str, Any]] | None:
+        return self._runs.get(run_id)
+
+    def written(self, run_id: str, final: int) -> None:
+        """`seal` answered `final`: forget the frames below it (all of them at -1)."""
+        with self._lock:
+            hand = self._runs.get(run_id)
+            if hand is None or final == 0:
+                return
+            if final < 0:
+                self._drop(run_id)
+                return
+            for seq in [seq for seq in hand if seq < final]:
+                del hand[seq], self._bytes[run_id][seq]
+            if not hand:
+                self._drop(run_id)
+
+    def _drop(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+        self._bytes.pop(run_id, None)
 
 
 CACHE_BYTES = 256 << 20  # unpacked sealed arrays kept in memory, least recently used out

@@ -61,6 +61,9 @@ class Hub:
         self.tail = tail
         self.channels: dict[str, Channel] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        # set, then replaced, whenever a sweep's cell has ended (its metric stored): a sweep's
+        # stream takes it before reading the store, then waits on it
+        self.sweeps_changed = asyncio.Event()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -78,6 +81,15 @@ class Hub:
         channel = self.channels.get(run_id)
         if channel is not None:  # no viewers: nothing to keep, the store has it all
             channel.push(frames, run)
+
+    def sweep_changed_threadsafe(self) -> None:
+        """Called by the sweeps' scheduler thread once it stored an ended cell's metric."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._sweep_changed)
+
+    def _sweep_changed(self) -> None:
+        woken, self.sweeps_changed = self.sweeps_changed, asyncio.Event()
+        woken.set()
 
     def join(self, run_id: str) -> Channel:
         channel = self.channels.setdefault(run_id, Channel(self.tail))

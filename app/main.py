@@ -35,7 +35,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        engine = start_engine(settings, hub.publish_threadsafe, make_executor=make_executor)
+        engine = start_engine(
+            settings,
+            hub.publish_threadsafe,
+            sweep_changed=hub.sweep_changed_threadsafe,
+            make_executor=make_executor,
+        )
         app.state.settings, app.state.hub, app.state.store = settings, hub, engine.store
         app.state.executor, app.state.recorder = engine.executor, engine.recorder
         app.state.claims, app.state.sweeps = engine.claims, engine.sweeps

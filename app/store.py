@@ -77,6 +77,9 @@ class Frames:
     rows: list[tuple[int, int, bytes]]
     summary: dict[str, Any]  # {"step", "device", "loss", "acc", "eval_loss", "eval_acc"}
     active_only: bool = False  # store them only while the run is queued or running
+    # the rows' frames as their blobs decode, when the sender has them: the columns of a
+    # chunk are then written from these, not from its blobs decoded again
+    decoded: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Store:
         self._lock = threading.Lock()
         self._db().executescript(_SCHEMA + frame_columns.SCHEMA)  # its own transaction
         self._columns = frame_columns.Reader()
+        self._in_hand = frame_columns.InHand()  # the recorder's frames, until sealed
         self._migrate()
 
     def _migrate(self) -> None:
@@ -187,6 +191,7 @@ class Store:
         return [_run(r) for r in rows], count
 
     def delete_run(self, run_id: str) -> bool:
+        self._in_hand.written(run_id, -1)
         with self._tx() as db:
             return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
 
@@ -212,10 +217,11 @@ class Store:
         write the columns of the chunks of frames these made final (app/frame_columns.py)."""
         ops = list(ops)
         changed: set[str] = set()
+        stored: list[tuple[Frames, bool]] = []  # each Frames op: were all its rows new?
         with self._tx() as db:
             for op in ops:
                 if isinstance(op, Frames):
-                    self._insert_frames(db, op)
+                    stored.append((op, self._insert_frames(db, op) == len(op.rows)))
                 elif isinstance(op, Start):
                     cur = db.execute(
                         "UPDATE runs SET status = 'running', started_at = ? "
@@ -230,21 +236,26 @@ class Store:
                         (op.status, op.error, op.at, op.run_id, *ACTIVE),
                     )
                     changed.update([op.run_id] if cur.rowcount else [])
+        for op, new in stored:
+            self._in_hand.add(op.run_id, op.rows, op.decoded if new else None)
         for run_id in dict.fromkeys(op.run_id for op in ops if not isinstance(op, Start)):
-            try:
-                frame_columns.seal(self._db(), run_id)  # after the commit: writers wait less
+            try:  # after the commit: writers wait less
+                final = frame_columns.seal(self._db(), run_id, self._in_hand.get(run_id))
+                self._in_hand.written(run_id, final)
             except Exception:  # columns are derived: frames are stored, reads parse them
                 log.exception("cannot write the columns of run %s", run_id)
+                self._in_hand.written(run_id, -1)
         return changed
 
     @staticmethod
-    def _insert_frames(db: sqlite3.Connection, op: Frames) -> None:
+    def _insert_frames(db: sqlite3.Connection, op: Frames) -> int:
+        """Store the op's frames; returns how many were new (not already stored)."""
         exists = db.execute(
             "SELECT 1 FROM runs WHERE id = ? AND (? OR status IN (?, ?))",
             (op.run_id, not op.active_only, *ACTIVE),
         ).fetchone()
         if not op.rows or not exists:
-            return  # the run was deleted while its worker was still sending
+            return 0  # the run was deleted while its worker was still sending
         cur = db.executemany(
             "INSERT OR IGNORE INTO frames (run_id, seq, step, data) VALUES (?, ?, ?, ?)",
             [(op.run_id, seq, step, blob) for seq, step, blob in op.rows],
@@ -263,6 +274,7 @@ class Store:
                 op.run_id,
             ),
         )
+        return cur.rowcount
 
     # -- frames ----------------------------------------------------------------------------
     def read_frames(self, run_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:

@@ -180,7 +180,13 @@ def clean(value: Any, digits: int = 5) -> Any:
 def to_json(frame: Frame) -> str:
     """The wire form (SSE data, JSON lines export): compact, NaN-free JSON (orjson: a tenth
     of json.dumps's time on a frame, the same values; floats in their shortest form)."""
-    return orjson.dumps(clean(frame)).decode()
+    return wire(frame)[1]
+
+
+def wire(frame: Frame) -> tuple[Frame, str]:
+    """(the cleaned frame, its wire JSON): the dict is what parsing the JSON gives back."""
+    cleaned = clean(frame)
+    return cleaned, orjson.dumps(cleaned).decode()
 
 
 def encode(frame: Frame) -> bytes:

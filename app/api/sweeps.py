@@ -4,7 +4,9 @@ delete, their live progress (SSE) and the summary as CSV."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -14,7 +16,8 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.sse import format_sse_event
 
 from app.api.params import SweepId
-from app.deps import SettingsDep, SweepsDep
+from app.deps import HubDep, SettingsDep, SweepsDep
+from app.live import Hub
 from app.schemas import Sweep, SweepIn, SweepList
 from app.services.sweeps import SweepService
 
@@ -80,24 +83,26 @@ def export_sweep(sweep_id: SweepId, sweeps: SweepsDep) -> PlainTextResponse:
         }
     },
 )
-async def stream_sweep(sweep_id: SweepId, sweeps: SweepsDep, settings: SettingsDep):
+async def stream_sweep(sweep_id: SweepId, sweeps: SweepsDep, settings: SettingsDep, hub: HubDep):
     """Live progress: a `cell` event (SweepCell JSON) for every cell that has ended, then a
     `sweep` event (the Sweep) when the sweep has ended."""
     await anyio.to_thread.run_sync(sweeps.read, sweep_id)  # 404 before the stream starts
     return StreamingResponse(
-        _events(sweeps, sweep_id, settings.keepalive_s),
+        _events(sweeps, hub, sweep_id, settings.keepalive_s),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _events(
-    sweeps: SweepService, sweep_id: str, keepalive_s: float, poll_s: float = 0.25
+    sweeps: SweepService, hub: Hub, sweep_id: str, keepalive_s: float, poll_s: float = 1.0
 ) -> AsyncIterator[bytes]:
-    """Polls the store (a cell ends at most a few times a second; a poll is one query)."""
+    """Reads the sweep when a cell has ended (the hub says so the moment its metric is
+    stored), and every `poll_s` in case a change came from elsewhere (a cancel)."""
     sent: dict[tuple[int, int], str] = {}
     quiet = 0.0
     while True:
+        changed = hub.sweeps_changed  # before the read: a change during it wakes the wait
         try:
             sweep = await anyio.to_thread.run_sync(sweeps.read, sweep_id)
         except Exception:  # deleted meanwhile: the stream ends
@@ -111,8 +116,10 @@ async def _events(
         if sweep["status"] not in ("queued", "running"):
             yield format_sse_event(event="sweep", data_str=json.dumps(sweep))
             return
-        await asyncio.sleep(poll_s)
-        quiet += poll_s
+        start = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), poll_s)
+        quiet += time.monotonic() - start
         if quiet >= keepalive_s:
             quiet = 0.0
             yield format_sse_event(comment="keep-alive")

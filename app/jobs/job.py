@@ -10,7 +10,8 @@ import traceback
 import zlib
 from typing import Any
 
-from normcore.frames import to_json
+from app.jobs.base import WireFrame
+from normcore.frames import wire
 
 MAX_ERROR = 2000  # characters of an error kept on the run
 
@@ -44,8 +45,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"[:MAX_ERROR]
 
 
-def encode(frame: dict[str, Any]) -> tuple[int, int, str, bytes]:
-    """(seq, step, wire JSON, stored blob): the blob is `normcore.frames.encode(frame)`,
-    computed from the same text instead of serializing twice."""
-    text = to_json(frame)
-    return int(frame["seq"]), int(frame.get("step") or 0), text, zlib.compress(text.encode(), 6)
+def encode(frame: dict[str, Any]) -> WireFrame:
+    """(seq, step, wire JSON, stored blob, the frame as the blob decodes): the blob is
+    `normcore.frames.encode(frame)`, computed from the same text instead of serializing
+    twice; the decoded frame is the cleaned dict the text was written from."""
+    stored, text = wire(frame)
+    seq, step = int(frame["seq"]), int(frame.get("step") or 0)
+    return seq, step, text, zlib.compress(text.encode(), 6), stored

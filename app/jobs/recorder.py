@@ -44,9 +44,10 @@ class Recorder:
         self._queue.put((Start(run_id, time.time()), []))
 
     def frames(self, run_id: str, items: list[WireFrame], summary: dict[str, Any]) -> None:
-        rows = [(seq, step, blob) for seq, step, _, blob in items]
-        texts = [(seq, text) for seq, _, text, _ in items]
-        self._queue.put((Frames(run_id, rows, summary), texts))
+        rows = [(seq, step, blob) for seq, step, _, blob, _ in items]
+        texts = [(seq, text) for seq, _, text, _, _ in items]
+        decoded = [frame for *_, frame in items]
+        self._queue.put((Frames(run_id, rows, summary, decoded=decoded), texts))
 
     def finished(self, run_id: str, status: str, error: str | None = None) -> None:
         self._queue.put((Finish(run_id, status, error, time.time()), []))

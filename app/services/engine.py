@@ -48,11 +48,13 @@ def start_engine(
     settings: Settings,
     publish: Publish | None = None,
     *,
+    sweep_changed: Callable[[], None] | None = None,
     owner: bool = True,
     make_executor: Callable[[Settings, Sink], Executor] = make_executor,
 ) -> Engine:
     """Open the store and start everything over it. `publish` hears every batch of frames and
-    status change the recorder commits (the server's hub); sweeps hear the status changes."""
+    status change the recorder commits (the server's hub); sweeps hear the status changes and
+    call `sweep_changed` once they stored an ended cell's metric."""
     store = Store(settings.db_path)
     if owner:
         left = store.mark_interrupted("the server stopped while the run was active")
@@ -71,6 +73,6 @@ def start_engine(
     executor = make_executor(settings, recorder)
     executor.start()
     claims = ClaimService(store, executor, settings)  # claim runs left active: interrupted
-    sweeps.append(SweepService(store, executor, settings))
+    sweeps.append(SweepService(store, executor, settings, sweep_changed))
     sweeps[0].start()
     return Engine(settings, store, recorder, executor, claims, sweeps[0], owner)

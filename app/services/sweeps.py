@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from app.errors import FieldError, QueueFull, RunConflict, SweepNotFound
@@ -64,8 +65,15 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 class SweepService:
     """Create, read, cancel, resume and delete sweeps; schedule their cells."""
 
-    def __init__(self, store: Store, executor: Executor, settings: Settings):
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        settings: Settings,
+        changed: Callable[[], None] | None = None,
+    ):
         self.store, self.executor, self.settings = store, executor, settings
+        self.changed = changed  # told when cells have ended (their metrics stored)
         self.store.db().executescript(_SCHEMA)
         self._pending: deque[tuple[str, dict[str, Any]]] = deque()  # (run_id, config)
         self._ended: queue.SimpleQueue[str] = queue.SimpleQueue()  # run ids that ended
@@ -326,12 +334,16 @@ class SweepService:
         self.store.apply([Finish(run_id, "failed", error, time.time())])
 
     def _record_ended(self) -> None:
+        measured = False
         while True:
             try:
                 run_id = self._ended.get_nowait()
             except queue.Empty:
-                return
+                break
             self._measure(run_id)
+            measured = True
+        if measured and self.changed is not None:
+            self.changed()
 
     def _measure(self, run_id: str) -> None:
         """Store the metric of a sweep cell's run that has ended (nothing for other runs)."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 
 import pytest
 
+from app.jobs.job import encode as wire_frame
 from app.jobs.recorder import Recorder
 from app.store import Finish, Frames, Start, Store, frame_text, spread
 from normcore.config import RunConfig
@@ -147,10 +147,7 @@ def test_recorder_batches_many_frames_into_few_transactions(store):
     recorder.start()
     recorder.started(run_id)
     for seq in range(2000):  # one frame per call: the worst case a worker could send
-        text = to_json(_frame(seq))
-        recorder.frames(
-            run_id, [(seq, seq + 1, text, zlib.compress(text.encode()))], {"step": seq + 1}
-        )
+        recorder.frames(run_id, [wire_frame(_frame(seq))], {"step": seq + 1})
     recorder.finished(run_id, "completed")
     assert done.wait(10)
     recorder.stop()
@@ -158,6 +155,46 @@ def test_recorder_batches_many_frames_into_few_transactions(store):
     assert store.get_run(run_id)["frame_count"] == 2000
     seqs = [seq for _, frames, _ in published for seq, _ in frames]
     assert seqs == list(range(2000)), "published in order, each once, after the commit"
+
+
+def test_columns_are_written_from_the_frames_in_hand_as_from_their_blobs(store, monkeypatch):
+    """The recorder hands the store each frame as its blob decodes: a chunk's columns are
+    written from those, no blob decoded, and equal the columns written from the blobs; once
+    the run has ended nothing is kept in hand."""
+    from app import frame_columns
+
+    decoded: list[int] = []
+    read = frame_columns._read_frames
+    monkeypatch.setattr(
+        frame_columns,
+        "_read_frames",
+        lambda db, run_id, lo, hi: decoded.append(hi - lo) or read(db, run_id, lo, hi),
+    )
+    n = frame_columns.CHUNK + 300
+    frames = [{**_frame(seq), "loss": 1 / (seq + 1), "acc": None} for seq in range(n)]
+    runs = {}
+    for hand in (True, False):
+        run_id = runs[hand] = _new_run(store)
+        store.apply([Start(run_id, 0.0)])
+        for lo in range(0, n, 100):
+            items = [wire_frame(f) for f in frames[lo : lo + 100]]
+            rows = [(seq, step, blob) for seq, step, _, blob, _ in items]
+            decoded_frames = [frame for *_, frame in items] if hand else None
+            store.apply([Frames(run_id, rows, {"step": lo}, decoded=decoded_frames)])
+        store.apply([Finish(run_id, "completed", None, 1.0)])
+        assert store._in_hand.get(run_id) is None
+    assert decoded == [frame_columns.CHUNK, 300]  # the run without frames in hand only
+    got, want = (
+        store.read_columns(runs[h], 0, 2**62, {"h1": ["mean", "hist"]}, ["loss", "acc"])
+        for h in (True, False)
+    )
+    assert list(got.seq) == list(range(n))
+    for key in ("seq", "step", "status", "evals", "has_eval"):
+        assert getattr(got, key).tobytes() == getattr(want, key).tobytes(), key
+    for key in ("loss", "acc"):
+        assert got.run[key].tobytes() == want.run[key].tobytes(), key
+    for key in ("mean", "hist"):
+        assert got.layers["h1"][key].tobytes() == want.layers["h1"][key].tobytes(), key
 
 
 def test_sampling_reads_one_snapshot_while_frames_are_being_written(store):
