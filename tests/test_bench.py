@@ -45,7 +45,7 @@ def test_probe_overhead_bench_measures_every_variant(tmp_path):
 
 def test_sweep_bench_measures_scheduling_and_throughput(tmp_path):
     out = tmp_path / "sweep.json"
-    args = ["--cells", "2", "--steps", "5", "--json", str(out)]
+    args = ["--cells", "2", "--steps", "5", "--rounds", "2", "--json", str(out)]
     result = subprocess.run(
         [sys.executable, ROOT / "bench" / "sweep_overhead.py", *args],
         capture_output=True,
@@ -56,6 +56,7 @@ def test_sweep_bench_measures_scheduling_and_throughput(tmp_path):
     table = json.loads(out.read_text())
     assert table["scheduling"]["cells"] == 2 and table["scheduling"]["wall_s"] > 0
     assert table["throughput"]["cells"] == 8 and table["throughput"]["ratio"] > 0
+    assert len(table["throughput"]["rounds"]) == 2
     assert "per cell" in result.stdout and "2×2×2" in result.stdout
 
 
