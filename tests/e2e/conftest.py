@@ -83,6 +83,20 @@ class Dashboard:
     def points(self, selector: str) -> int:
         return max(self.traces(selector) or [0])
 
+    def assert_points(self, selector: str, n: int, timeout_s: float = 15) -> None:
+        """The chart at `selector` comes to hold n points: its last throttled update may wait
+        up to 2 s on a loaded machine (feed.js adapts the interval to the drawing's cost)."""
+        try:
+            self.page.wait_for_function(
+                """([sel, n]) => { const el = document.querySelector(sel);
+                     const lengths = el && el.data ? el.data.map((t) => (t.x || []).length) : [];
+                     return Math.max(0, ...lengths) === n; }""",
+                arg=[selector, n],
+                timeout=timeout_s * 1000,
+            )
+        except Exception:
+            raise AssertionError(f"{selector}: {self.points(selector)} points, not {n}") from None
+
     def status(self) -> str:
         return self.page.get_attribute(".run-status [data-status]", "data-status") or ""
 

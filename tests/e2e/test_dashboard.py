@@ -57,9 +57,8 @@ def assert_every_frame_drawn(dash: Dashboard, server: Any, run_id: str, chart: s
     with server.client() as client:
         stored = client.get(f"/api/runs/{run_id}").json()
     frames = stored["frame_count"]
-    dash.page.wait_for_timeout(400)  # the last throttled update
-    assert dash.points("[data-panel=overview]") == frames
-    assert dash.points(chart) == frames
+    dash.assert_points("[data-panel=overview]", frames)
+    dash.assert_points(chart, frames)
     assert dash.page.evaluate(f"document.querySelector('{chart}').data[0].z.length") == frames
     progress = dash.page.get_by_test_id("progress").inner_text()
     step, steps = stored["step"], stored["config"]["steps"]  # steps 0: open-ended (watched)
@@ -311,8 +310,7 @@ def test_token_server_streams_with_token_asks_without_and_shows_unreachable(
         assert streams and all("token=s3cret" in u for u in streams), live.requests
         with private.client() as client:
             frames = client.get(f"/api/runs/{run_id}").json()["frame_count"]
-        live.page.wait_for_timeout(400)
-        assert live.points("[data-panel=overview]") == frames
+        live.assert_points("[data-panel=overview]", frames)
         live.assert_clean()
 
         # Without a token the banner asks for one; once given, the views load.
