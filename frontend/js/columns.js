@@ -111,6 +111,12 @@ function registerLayers(cols, frame) {
       cols.layers[l.name] = newLayer(l.name, l.hist);
       cols.layerNames.push(l.name);
       added = true;
+    } else if (!cols.layers[l.name].centers.length && l.hist?.counts?.length) {
+      // known by name before any of its values came (a load that ended before its frames):
+      // its heatmap's rows come with its first histogram
+      const layer = cols.layers[l.name];
+      Object.assign(layer, { lo: l.hist.lo, hi: l.hist.hi, centers: binCenters(l.hist) });
+      added = true;
     }
   }
   if (added) {
@@ -278,7 +284,8 @@ export function fromSeries(answers, cap = DEFAULT_CAP) {
       for (const [k, v] of Object.entries(data)) {
         if (k === "hist") {
           const bins = v.counts[0] ? v.counts[0].length - 2 : 0;
-          Object.assign(layer, { lo: v.lo, hi: v.hi, centers: binCenters({ lo: v.lo, hi: v.hi, counts: new Array(bins) }) });
+          // no rows, no bins: the rows come with the layer's first histogram (registerLayers)
+          if (bins) Object.assign(layer, { lo: v.lo, hi: v.hi, centers: binCenters({ lo: v.lo, hi: v.hi, counts: new Array(bins) }) });
           layer.hx = grid.slice();
           layer.density = v.counts.map((row) => densityColumn({ under: row[0], counts: row.slice(1, -1), over: row.at(-1) }));
         } else if (k.startsWith("max:")) {

@@ -153,6 +153,18 @@ test("a reload while live keeps the frames the stream brought during it", async 
   feed.stop();
 });
 
+test("a run with no frame yet when the view asked gets its heatmap's rows with its first frame", async () => {
+  const run = new LiveRun(0, 4); // the server names the layers (the run's), with no rows yet
+  const feed = await follow(run);
+  assert.deepEqual(run.asked, [-1, -1]);
+  await settle();
+  assertEveryFrame(feed, run);
+  const { centers } = feed.cols.layers.h2;
+  assert.equal(centers.length, 8 + 2); // 8 bins, the underflow and the overflow
+  assert.ok(centers.every(Number.isFinite), centers);
+  feed.stop();
+});
+
 test("a finished run's answers are not bounded", async () => {
   const run = new LiveRun(6, 0);
   run.record = () => ({ id: "r", status: "completed", layers: ["h1", "h2"], last_seq: 2 });
