@@ -181,6 +181,13 @@ def test_preset_opens_compare_with_both_runs_drawn(dash: Dashboard, server: Any)
         )
         assert sorted(names) == ["batch", "no norm"]
         assert dash.page.locator(".chip").count() == 2
+        # Saturation as the run view opens it: graded (the strict cut reads ~0 here).
+        assert dash.page.locator("#compare-sat").input_value() == "sat_graded"
+        dash.page.wait_for_function(
+            """() => { const el = document.querySelector('[data-panel=compare-sat]');
+                 return el && el.data && el.data.length === 2
+                   && el.data.some((t) => t.y.some((v) => v > 0.01)); }"""
+        )
         # Let the curves take shape for the picture: up to 10 s more, not a condition.
         dash.page.mouse.move(683, 12, steps=3)  # onto the header, off every chart
         deadline = time.monotonic() + 10

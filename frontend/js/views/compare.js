@@ -11,13 +11,16 @@ import * as overview from "../panels/overview.js";
 import * as P from "../plot.js";
 import { href } from "../router.js";
 import {
-  compareGbTraces, compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS, RUN_COLORS,
-  sharedRange, stepRange,
+  compareGbTraces, compareLayerTraces, comparePercentileTraces, compareRunTraces, LOG_AXIS,
+  OVERVIEW_METRICS, RUN_COLORS, sharedRange, stepRange,
 } from "../transforms.js";
 
 const CAP = 600; // points per run: four runs stay light
 // What Compare's panels draw of the picked layer (RunFeed loads the rest for every run).
-const LAYER_FIELDS = ["p15", "p50", "p85", "sat", "sat_pre", "grad_norm", "w1_first", "g_mean", "b_mean", "hist"];
+const LAYER_FIELDS = ["p15", "p50", "p85", "sat_graded", "sat", "sat_pre", "grad_norm", "w1_first", "g_mean", "b_mean", "hist"];
+// The saturation Compare draws, as the run view's overview offers it (docs/saturation.md):
+// graded first, the strict cut (reads ~0 until units are pinned) and the cut before the norm.
+const SATURATIONS = ["sat_graded", "sat", "sat_pre"];
 const REDRAW_MS = 400;
 
 const LINE_PANELS = [
@@ -25,7 +28,7 @@ const LINE_PANELS = [
   ["eval-loss", "held-out loss", (runs) => compareRunTraces(runs, "eval.loss"), {}],
   ["eval-acc", "held-out accuracy", (runs) => compareRunTraces(runs, "eval.acc"), { yaxis: { range: [0, 1.02] } }],
   ["percentiles", "15 / 50 / 85th percentile", (runs, l) => comparePercentileTraces(runs, l), {}],
-  ["sat", "saturation", (runs, l, pre) => compareLayerTraces(runs, l, pre ? "sat_pre" : "sat"), { yaxis: { range: [0, 1.02] } }],
+  ["sat", "saturation", (runs, l, sat) => compareLayerTraces(runs, l, sat), { yaxis: { range: [0, 1.02] } }],
   ["grad", "‖∇W‖ (log)", (runs, l) => compareLayerTraces(runs, l, "grad_norm"), { yaxis: LOG_AXIS }],
   ["drift", "drift: W1 to first", (runs, l) => compareLayerTraces(runs, l, "w1_first"), { yaxis: { rangemode: "tozero" } }],
   ["gb", "norm's g (solid) and b (dashed), mean", (runs, l) => compareGbTraces(runs, l), {}],
@@ -40,10 +43,11 @@ export function mount(root, { ids }) {
   }
   // loading: feeds still loading since the last loadAll; a load's redraw waits for all of
   // them (one draw of the 16 panels, not one per run), live updates are throttled instead.
-  const state = { layer: null, pre: false, timer: null, last: 0, cost: 0, range: null, loading: new Set(), drawn: false };
+  const state = { layer: null, sat: SATURATIONS[0], timer: null, last: 0, cost: 0, range: null, loading: new Set(), drawn: false };
   const chips = h("div", { class: "chips" });
   const layerSelect = h("select", { id: "compare-layer", onchange: () => { state.layer = layerSelect.value; loadAll(state.range); } });
-  const preToggle = h("input", { type: "checkbox", id: "compare-pre", onchange: () => { state.pre = preToggle.checked; loadAll(state.range); } });
+  const satSelect = h("select", { id: "compare-sat", onchange: () => { state.sat = satSelect.value; loadAll(state.range); } },
+    SATURATIONS.map((key) => h("option", { value: key }, OVERVIEW_METRICS[key].label)));
   const lineEls = Object.fromEntries(LINE_PANELS.map(([key]) => [key, h("div", { class: "plot small", dataset: { panel: `compare-${key}` } })]));
   const heatRow = h("div", { class: "side-by-side" });
   const satRow = h("div", { class: "side-by-side" });
@@ -54,7 +58,7 @@ export function mount(root, { ids }) {
       h("div", { class: "run-line" }, h("h2", {}, "Compare"), chips),
       h("div", { class: "run-line controls" },
         h("label", { for: "compare-layer" }, "Layer "), layerSelect,
-        h("label", { class: "check" }, preToggle, " saturation before the norm")),
+        h("label", { for: "compare-sat" }, "Saturation "), satSelect),
       errors),
     h("section", { class: "compare-grid" }, Object.values(lineEls).map((e) => h("div", { class: "card" }, e))),
     h("section", { class: "card" }, h("h3", {}, "Distribution over steps, same bins and colour scale"), heatRow),
@@ -66,7 +70,7 @@ export function mount(root, { ids }) {
     points: CAP,
     layerFields: LAYER_FIELDS,
     openLayers: () => (state.layer ? [state.layer] : []),
-    overview: () => [state.pre ? "sat_pre" : "sat"],
+    overview: () => [state.sat],
     onRun: (run) => { r.run = run; renderChips(); },
     onUpdate: (delta) => (delta.reshape ? loaded(r.id) : schedule()),
     onError: (err) => (err.status === 404 ? missing(r.id) : errors.append(errorBox(`Run ${r.id}`, err.message))),
@@ -160,8 +164,9 @@ export function mount(root, { ids }) {
     const xrange = state.range ?? [0, maxStep];
     const xaxis = { title: { text: "step", standoff: 4 }, range: xrange, automargin: true };
     for (const [key, title, build, extra] of LINE_PANELS) {
-      const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.pre) : [];
-      const t = !LAYER_PANELS.has(key) || !l ? title : `${l}: ${title}${key === "sat" && state.pre ? " before norm" : ""}`;
+      const traces = l || !LAYER_PANELS.has(key) ? build(runs, l, state.sat) : [];
+      const what = key === "sat" ? OVERVIEW_METRICS[state.sat].label : title;
+      const t = !LAYER_PANELS.has(key) || !l ? what : `${l}: ${what}`;
       P.draw(lineEls[key], traces, P.layout(t, {
         xaxis,
         yaxis: { automargin: true, zeroline: false, ...extra.yaxis },
@@ -174,8 +179,8 @@ export function mount(root, { ids }) {
         heatmap.draw(r.heat, r.cols, l, { title: `${r.label}: ${l}`, yrange: range, xrange });
       } else P.draw(r.heat, [], empty(r));
       if (r.cols.step.length) {
-        const title = `${r.label}: saturation${state.pre ? " before norm" : ""}`;
-        overview.draw(r.sat, r.cols, state.pre ? "sat_pre" : "sat", { title, xrange });
+        const title = `${r.label}: ${OVERVIEW_METRICS[state.sat].label}`;
+        overview.draw(r.sat, r.cols, state.sat, { title, xrange });
       } else P.draw(r.sat, [], empty(r));
     }
   }
