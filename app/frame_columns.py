@@ -231,62 +231,6 @@ def _write(
     return True
 
 
-class InHand:
-    """Per live run, the frames committed since its last chunk written for good, as their
-    blobs decode (the recorder has them: app.jobs.job.encode): `seal` writes a chunk from
-    these, not from its blobs decoded again (~25 µs a frame of the server's CPU, which the
-    runs on the same cores need). A run whose frames came without them or with a seq seen
-    before, whose seqs have gaps, or whose blobs pass MAX_BYTES is dropped here; `seal` then
-    decodes its blobs, as it always can."""
-
-    MAX_BYTES = 4 << 20  # of blobs in hand, per run (as dicts, ~13× as much memory)
-
-    def __init__(self) -> None:
-        self._runs: dict[str, dict[int, dict[str, Any]]] = {}
-        self._bytes: dict[str, dict[int, int]] = {}
-        self._lock = threading.Lock()
-
-    def add(
-        self, run_id: str, rows: list[tuple[int, int, bytes]], decoded: list[dict] | None
-    ) -> None:
-        """Frames `rows` (seq, step, blob) were stored; `decoded`: their frames, or None."""
-        with self._lock:
-            sizes = self._bytes.get(run_id, {})
-            if (
-                decoded is None
-                or len(decoded) != len(rows)
-                or any(seq in sizes for seq, _, _ in rows)
-                or sum(sizes.values()) + sum(len(blob) for *_, blob in rows) > self.MAX_BYTES
-            ):
-                self._drop(run_id)
-                return
-            hand = self._runs.setdefault(run_id, {})
-            sizes = self._bytes.setdefault(run_id, {})
-            for (seq, _, blob), frame in zip(rows, decoded, strict=True):
-                hand[seq], sizes[seq] = frame, len(blob)
-
-    def get(self, run_id: str) -> dict[int, dict[str, Any]] | None:
-        return self._runs.get(run_id)
-
-    def written(self, run_id: str, final: int) -> None:
-        """`seal` answered `final`: forget the frames below it (all of them at -1)."""
-        with self._lock:
-            hand = self._runs.get(run_id)
-            if hand is None or final == 0:
-                return
-            if final < 0:
-                self._drop(run_id)
-                return
-            for seq in [seq for seq in hand if seq < final]:
-                del hand[seq], self._bytes[run_id][seq]
-            if not hand:
-                self._drop(run_id)
-
-    def _drop(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
-        self._bytes.pop(run_id, None)
-
-
 CACHE_BYTES = 256 << 20  # unpacked sealed arrays kept in memory, least recently used out
 
 

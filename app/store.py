@@ -25,6 +25,7 @@ import numpy as np
 
 from app import frame_columns
 from app.frame_columns import MAX_SEQ, Columns
+from app.frames_in_hand import InHand
 from normcore.frames import ACTIVE, TERMINAL
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class Store:
         self._lock = threading.Lock()
         self._db().executescript(_SCHEMA + frame_columns.SCHEMA)  # its own transaction
         self._columns = frame_columns.Reader()
-        self._in_hand = frame_columns.InHand()  # the recorder's frames, until sealed
+        self._in_hand = InHand()  # the recorder's frames, until sealed
         self._migrate()
 
     def _migrate(self) -> None:
@@ -191,7 +192,7 @@ class Store:
         return [_run(r) for r in rows], count
 
     def delete_run(self, run_id: str) -> bool:
-        self._in_hand.written(run_id, -1)
+        self._in_hand.drop(run_id)
         with self._tx() as db:
             return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
 
@@ -244,7 +245,7 @@ class Store:
                 self._in_hand.written(run_id, final)
             except Exception:  # columns are derived: frames are stored, reads parse them
                 log.exception("cannot write the columns of run %s", run_id)
-                self._in_hand.written(run_id, -1)
+                self._in_hand.drop(run_id)
         return changed
 
     @staticmethod

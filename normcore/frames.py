@@ -191,7 +191,12 @@ def wire(frame: Frame) -> tuple[Frame, str]:
 
 def encode(frame: Frame) -> bytes:
     """The storage form: compressed wire JSON."""
-    return zlib.compress(to_json(frame).encode(), 6)
+    return compress(to_json(frame))
+
+
+def compress(text: str) -> bytes:
+    """The storage form of a frame's wire JSON (what `decode` reads back)."""
+    return zlib.compress(text.encode(), 6)
 
 
 def decode(blob: bytes) -> Frame:

@@ -7,11 +7,10 @@ import os
 import queue
 import threading
 import traceback
-import zlib
 from typing import Any
 
 from app.jobs.base import WireFrame
-from normcore.frames import wire
+from normcore.frames import compress, wire
 
 MAX_ERROR = 2000  # characters of an error kept on the run
 
@@ -51,4 +50,4 @@ def encode(frame: dict[str, Any]) -> WireFrame:
     twice; the decoded frame is the cleaned dict the text was written from."""
     stored, text = wire(frame)
     seq, step = int(frame["seq"]), int(frame.get("step") or 0)
-    return seq, step, text, zlib.compress(text.encode(), 6), stored
+    return seq, step, text, compress(text), stored
