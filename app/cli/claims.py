@@ -38,7 +38,7 @@ def add_claims_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small nets, few hundred steps, 2 seeds, CPU: 10-20 s a claim, C5 (the RNN) ~1.5 min",
+        help="small nets, few hundred steps, 2 seeds, CPU: 10-20 s a claim, C5 (the RNN) ~1.3 min",
     )
     p.add_argument(
         "--full",

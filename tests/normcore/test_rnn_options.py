@@ -277,6 +277,44 @@ def test_full_steps_run_unmasked_as_the_masked_path_computes_them(kw, monkeypatc
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(norm="none"),
+        dict(norm="layer", placement="after"),
+        dict(norm="batch", bn_per_step=True),
+        dict(norm="rms", cell="lstm", depth=2),
+        dict(norm="layer", norm_terms="separate"),
+    ],
+)
+def test_input_terms_for_all_steps_at_once_compute_the_concatenated_step(kw):
+    """``_input_terms`` (W_x x_t for every step in one matmul, then W_h h_{t-1} per step)
+    against the step over the concatenation [x_t, h_{t-1}], which a hooked layer still takes:
+    outputs and gradients agree in float64 up to rounding."""
+    x = torch.randn(5, 12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = []
+    for hooked in (False, True):
+        torch.manual_seed(0)
+        model = build_model(rnn(seq_len=12, **kw), (12, 3), 4).double().train()
+        for layer in model.blocks:
+            if hooked:
+                layer.linear.register_forward_hook(lambda *_: None)
+            assert (layer._input_terms(x[..., :1].expand(5, 12, layer.n_in))[1] is None) == hooked
+        y = model(x)
+        F.cross_entropy(y, torch.arange(5) % 4).backward()
+        got.append([y.detach()] + [p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*got, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("norm", ["weight", "cosine"])
+def test_layers_that_see_the_whole_concatenation_keep_the_step_over_it(norm):
+    model = build_model(rnn(norm=norm), (20, 3), 4)
+    layer = model.blocks[0]
+    xs, w_h = layer._input_terms(torch.randn(2, 20, 3))
+    assert w_h is None and xs.shape == (2, 20, 3)
+
+
 @pytest.mark.parametrize("path", ["real rows", "weighted"])
 @pytest.mark.parametrize("gain", [1.0, 0.1])
 def test_masked_bn_is_batchnorm1d_on_the_real_samples(gain, path):

@@ -193,7 +193,7 @@ function mountClaim(root, id) {
   function drawResult(run) {
     for (const el of plots.splice(0)) P.purge(el);
     if (!run?.result) {
-      fill(resultEl, h("section", { class: "card" }, h("p", { class: "muted" }, "No result yet: press Run (quick), 10-20 s for most claims on a laptop, about 1.5 minutes for C5 (the RNN).")));
+      fill(resultEl, h("section", { class: "card" }, h("p", { class: "muted" }, "No result yet: press Run (quick), 10-20 s for most claims on a laptop, about 1.3 minutes for C5 (the RNN).")));
       return;
     }
     const r = run.result;
