@@ -51,6 +51,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, Literal, get_args
 
+import numpy as np
 import orjson
 
 Frame = dict[str, Any]
@@ -72,6 +73,7 @@ TERMINAL = tuple(s for s in RUN_STATUSES if s not in ACTIVE)
 PROBE_ROWS = 32
 FLUSH_SECONDS = 0.5
 
+DIGITS = 5  # significant digits a stored frame keeps of each float
 EXACT_KEYS = frozenset({"time"})  # unix seconds need all their digits
 _FORMATS = {d: f"%.{d}g" for d in range(1, 18)}
 _JUST_INT = frozenset({int})  # a list whose types all are in it (bool is not): ints only
@@ -137,7 +139,7 @@ def summarize(frame: Frame, summary: dict[str, Any]) -> None:
         summary.update(eval_loss=frame["eval"].get("loss"), eval_acc=frame["eval"].get("acc"))
 
 
-def clean(value: Any, digits: int = 5) -> Any:
+def clean(value: Any, digits: int = DIGITS) -> Any:
     """Round floats to `digits` significant digits; NaN/inf become None (valid JSON)."""
     # This runs once per frame on the training machine's core (the worker encodes), where a
     # frame is ~60 floats, ~20 other scalars and a few histograms: dicts are walked inline,
@@ -177,15 +179,60 @@ def clean(value: Any, digits: int = 5) -> Any:
     return value
 
 
+def round_sig(values: np.ndarray, digits: int = DIGITS) -> np.ndarray:
+    """``clean``'s rounding for a float64 array at once: each finite value becomes
+    ``float("%.{digits}g" % v)``, bit for bit; NaN and ±inf stay (the caller makes them None).
+
+    A value's ``digits`` leading decimals, m = x·10^s, are computed in float64 and rounded
+    half to even; the result is m / 10^s (or m·10^-s), one correctly rounded operation on
+    exact operands, so the nearest double to the decimal, as parsing the printed text gives.
+    Where that could differ from printf's rounding of the exact binary value — a fraction of
+    m within 1e-9 of a half, m with a digit too many or too few (log10 rounded across a power
+    of ten), or 10^s not exact (|s| > 22) — the value goes through "%.{digits}g" itself."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    x = out.ravel()
+    idx = np.flatnonzero(np.isfinite(x) & (x != 0.0))
+    if idx.size == 0:
+        return out
+    v = x[idx]
+    a = np.abs(v)
+    s = digits - 1 - np.floor(np.log10(a)).astype(np.int64)
+    exact = np.abs(s) <= 22
+    up = np.where(s >= 0, s, 0)
+    down = np.where(s < 0, -s, 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = a * 10.0**up / 10.0**down  # one of the two is 1: one rounding
+        r = np.rint(m)
+        fine = (
+            exact
+            & (np.abs(m - np.floor(m) - 0.5) > 1e-9)
+            & (m >= 10.0 ** (digits - 1))
+            & (m < 10.0**digits)
+        )
+        rounded = np.copysign(r / 10.0**up * 10.0**down, v)
+    x[idx] = np.where(fine, rounded, v)
+    fmt = _FORMATS[digits]
+    for j in idx[~fine]:
+        x[j] = float(fmt % x[j])
+    return out
+
+
 def to_json(frame: Frame) -> str:
     """The wire form (SSE data, JSON lines export): compact, NaN-free JSON (orjson: a tenth
     of json.dumps's time on a frame, the same values; floats in their shortest form)."""
     return wire(frame)[1]
 
 
-def wire(frame: Frame) -> tuple[Frame, str]:
-    """(the cleaned frame, its wire JSON): the dict is what parsing the JSON gives back."""
-    cleaned = clean(frame)
+def wire(frame: Frame, layers_rounded: bool = False) -> tuple[Frame, str]:
+    """(the cleaned frame, its wire JSON): the dict is what parsing the JSON gives back.
+    ``layers_rounded``: the frame's layers are clean already (a trainer run with
+    ``rounded=True``): they are kept as they are instead of walked, ~90 % of a frame's
+    cleaning (tests/normcore/test_frames.py holds the two ways equal)."""
+    if layers_rounded and "layers" in frame:
+        cleaned = clean({**frame, "layers": None})
+        cleaned["layers"] = frame["layers"]  # (in its place: the key order is the frame's)
+    else:
+        cleaned = clean(frame)
     return cleaned, orjson.dumps(cleaned).decode()
 
 
@@ -195,8 +242,10 @@ def encode(frame: Frame) -> bytes:
 
 
 def compress(text: str) -> bytes:
-    """The storage form of a frame's wire JSON (what `decode` reads back)."""
-    return zlib.compress(text.encode(), 6)
+    """The storage form of a frame's wire JSON (what `decode` reads back). zlib's fastest
+    level: on an 8-layer frame 57 µs and 1.7 KB against level 6's 87 µs and 1.5 KB, and the
+    server compresses every frame of every run while runs share its cores."""
+    return zlib.compress(text.encode(), 1)
 
 
 def decode(blob: bytes) -> Frame:

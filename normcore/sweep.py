@@ -168,30 +168,67 @@ def expand(base: dict[str, Any], grid: dict[str, Sequence[Any]], seeds: int) -> 
     return out
 
 
+@dataclass
+class RunSeries:
+    """What the metrics read off a finished run, in frame order, None where a frame has no
+    value (a NaN is a value: a diverged number): ``evals`` the held-out "acc" and "loss" of
+    the frames that evaluated, ``loss`` every frame's training loss, ``sat_last`` the last
+    layer's saturation of the frames with layers, ``w1_prev`` (frames, layers) the drift to
+    the previous probe. Built from frames (``from_frames``) or from a store's columns
+    (app/services/sweeps.py), read by one rule (``metric_of``)."""
+
+    evals: dict[str, list[float | None]]
+    loss: list[float | None]
+    sat_last: list[float | None]
+    w1_prev: list[list[float | None]]
+
+    @classmethod
+    def from_frames(cls, frames: Iterable[dict[str, Any]]) -> RunSeries:
+        frames = list(frames)
+        evals = [f["eval"] for f in frames if f.get("eval")]
+        layered = [f["layers"] for f in frames if f.get("layers")]
+        return cls(
+            evals={k: [_num(e.get(k)) for e in evals] for k in ("acc", "loss")},
+            loss=[_num(f.get("loss")) for f in frames],
+            sat_last=[_num(layers[-1].get("sat")) for layers in layered],
+            w1_prev=[[_num(la.get("w1_prev")) for la in f.get("layers") or []] for f in frames],
+        )
+
+
 def metric_value(metric: str, frames: Iterable[dict[str, Any]]) -> float | None:
     """The metric of one finished run from its frames (in seq order); None when the run has
     nothing to say (no evaluation, diverged layers)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is unknown; known: {', '.join(METRICS)}")
-    frames = list(frames)
+    _check_metric(metric)
+    return metric_of(metric, RunSeries.from_frames(frames))
+
+
+def metric_of(metric: str, series: RunSeries) -> float | None:
+    """The metric of one finished run from its series (``RunSeries``)."""
+    _check_metric(metric)
     if metric in ("eval_acc", "eval_loss"):
-        key = metric.removeprefix("eval_")
-        evals = [f["eval"][key] for f in frames if f.get("eval") and f["eval"].get(key) is not None]
+        evals = _present(series.evals[metric.removeprefix("eval_")])
         return _finite(evals[-1]) if evals else None
     if metric == "loss":
-        losses = [f["loss"] for f in frames if f.get("loss") is not None][-10:]
+        losses = _present(series.loss)[-10:]
         return _finite(sum(losses) / len(losses)) if losses else None
     if metric == "sat_last":
-        sats = [f["layers"][-1].get("sat") for f in frames if f.get("layers")]
-        sats = [s for s in sats if s is not None]
+        sats = _present(series.sat_last)
         return _finite(sats[-1]) if sats else None
-    drifts = [
-        layer["w1_prev"]
-        for f in frames
-        for layer in f.get("layers") or []
-        if layer.get("w1_prev") is not None
-    ]
+    drifts = _present(v for row in series.w1_prev for v in row)  # frame by frame, as stored
     return _finite(sum(drifts) / len(drifts)) if drifts else None
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is unknown; known: {', '.join(METRICS)}")
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
 
 
 def _finite(value: float) -> float | None:

@@ -33,7 +33,7 @@ from normcore.config import RunConfig
 from normcore.data import batch_indices, load_dataset, rescaled
 from normcore.data.datasets import SeqSpec
 from normcore.drift import ics as ics_measure
-from normcore.frames import FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
+from normcore.frames import DIGITS, FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
 from normcore.models import build_model
 from normcore.norms import NORMS
 from normcore.probe.probe import Probe
@@ -102,9 +102,15 @@ def held_out(
 
 
 def run(
-    config: RunConfig | dict[str, Any], *, should_stop: Callable[[], bool] | None = None
+    config: RunConfig | dict[str, Any],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    rounded: bool = False,
 ) -> Iterator[Frame]:
-    """Train ``config``; yield a frame every ``probe_every`` steps and a final one."""
+    """Train ``config``; yield a frame every ``probe_every`` steps and a final one.
+    ``rounded``: the layers' floats come rounded as the wire keeps them (the probe rounds a
+    flush's rows at once, ``normcore.frames.round_sig``), for frames bound for a store
+    (``normcore.frames.wire(frame, layers_rounded=True)``); else at full precision."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -121,6 +127,7 @@ def run(
         rows=PROBE_ROWS,
         device=device,
         optimizer=optimizer,
+        digits=DIGITS if rounded else None,
     )
     batches = batch_indices(data, cfg.batch_order, cfg.batch_size, cfg.seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)

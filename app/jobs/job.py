@@ -22,7 +22,8 @@ def train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQue
 
     last: dict[str, Any] = {}
     try:
-        for frame in run(RunConfig.model_validate(config), should_stop=stop.is_set):
+        frames = run(RunConfig.model_validate(config), should_stop=stop.is_set, rounded=True)
+        for frame in frames:
             outbox.put(frame)
             last = frame
     except BaseException as exc:  # MemoryError, CUDA OOM, a bug: the run fails, with why
@@ -45,9 +46,11 @@ def describe(exc: BaseException) -> str:
 
 
 def encode(frame: dict[str, Any]) -> WireFrame:
-    """(seq, step, wire JSON, stored blob, the frame as the blob decodes): the blob is
-    `normcore.frames.encode(frame)`, computed from the same text instead of serializing
-    twice; the decoded frame is the cleaned dict the text was written from."""
-    stored, text = wire(frame)
+    """A frame of ``train`` -> (seq, step, wire JSON, stored blob, the frame as the blob
+    decodes): the blob is `normcore.frames.encode(frame)`, computed from the same text
+    instead of serializing twice; the decoded frame is the cleaned dict the text was written
+    from. ``train``'s frames come with their layers rounded already (``run(rounded=True)``),
+    so only the rest of the frame is cleaned here."""
+    stored, text = wire(frame, layers_rounded=True)
     seq, step = int(frame["seq"]), int(frame.get("step") or 0)
     return seq, step, text, compress(text), stored

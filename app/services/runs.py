@@ -48,7 +48,7 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 def read_run(store: Store, run_id: str) -> dict[str, Any]:
     """The run with its layers' names (from two frames: cheap for one run, not for a list), so
     a view can load a layer's detail beside the overview rather than after it."""
-    return {**get_run(store, run_id), "layers": _layer_names(store, run_id)}
+    return {**get_run(store, run_id), "layers": layer_names(store, run_id)}
 
 
 def create_run(
@@ -121,7 +121,7 @@ def series_page(
     series.check_fields(fields)
     series.check_range(from_step, to_step)
     get_run(store, run_id)
-    known = _layer_names(store, run_id)
+    known = layer_names(store, run_id)
     if layers is not None:
         series.check_layers(layers, known)
     names = known if layers is None else layers
@@ -133,7 +133,7 @@ def series_page(
     return series.dumps(answer)
 
 
-def _layer_names(store: Store, run_id: str) -> list[str]:
+def layer_names(store: Store, run_id: str) -> list[str]:
     """The run's layers, from its first and newest frames (a layer may appear late)."""
     run = get_run(store, run_id)
     rows = store.read_frames(run_id, -1, 1) + store.read_frames(run_id, run["last_seq"] - 1, 1)

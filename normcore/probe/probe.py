@@ -68,8 +68,10 @@ class Probe:
         device: torch.device | str = "cpu",
         optimizer: torch.optim.Optimizer | None = None,
         path: str | None = None,
+        digits: int | None = None,
     ) -> None:
         self.points, self.names = points, [p.name for p in points]
+        self.digits = digits  # frames' floats rounded as the wire keeps them (layer_frames)
         self.L, self.bins, self.rows, self.activation = len(points), bins, rows, activation
         self.device = torch.device(device)
         path = resolve_path(path, self.device)
@@ -203,7 +205,7 @@ class Probe:
         per layer (collect, the norms, Δw)."""
         p0 = probes[0]
         alike = {
-            (type(p.recorder), p.recorder.path, p.shapes, p.activation, p.bins, p.rows)
+            (type(p.recorder), p.recorder.path, p.shapes, p.activation, p.bins, p.rows, p.digits)
             for p in probes
         }
         if len(alike) != 1 or type(p0.recorder) is not HostRecorder:
@@ -218,6 +220,7 @@ class Probe:
             device=p0.device,
             optimizer=p0.optimizer,
             path=p0.recorder.path,
+            digits=p0.digits,
         )
         for p in probes:
             p.close()
@@ -335,6 +338,7 @@ class Probe:
             self.first,
             self.prev,
             self.activation,
+            self.digits,
         )
         return self._rows(steps, display, scal, glob)
 
@@ -365,10 +369,10 @@ def flush_together(probes: list[Probe]) -> list[list[tuple]]:
     ``layer_frames``: its ~40 array operations cost about as much for one layer as for many,
     and a Watch of a whole model holds a probe per layer shape. Every operation there is per
     layer row, so each layer's numbers are those its own flush gives. Probes that differ in
-    rows held, bins, activation or references (none yet, or some) flush one by one."""
+    rows held, bins, activation, digits or references (none yet, or some) flush one by one."""
     rings = [p.ring for p in probes]
     alike = {
-        (r.count if r else 0, p.bins, p.activation, p.first is None, p.prev is None)
+        (r.count if r else 0, p.bins, p.activation, p.digits, p.first is None, p.prev is None)
         for p, r in zip(probes, rings, strict=True)
     }
     if len(probes) < 2 or len(alike) != 1 or not all(r and r.count for r in rings):
@@ -387,6 +391,7 @@ def flush_together(probes: list[Probe]) -> list[list[tuple]]:
         first,
         prev,
         p0.activation,
+        p0.digits,
     )
     out, at = [], 0
     for p, (_, part, glob) in zip(probes, reads, strict=True):

@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from normcore.drift import wasserstein1
+from normcore.frames import round_sig
 from normcore.probe import kernels
 
 SAT_THRESHOLD = {"sigmoid": 4.356, "tanh": 2.178}  # f'(x) < 5% of max f' beyond these
@@ -419,6 +420,7 @@ def layer_frames(
     first: np.ndarray | None,
     prev: np.ndarray | None,
     activation: str | None = None,
+    digits: int | None = None,
 ) -> tuple[list[list[dict]], np.ndarray]:
     """Host rows of k probed steps, ``hist`` (k, L, S) and ``scal`` (k, L, len(FIELDS)) ->
     each step's Frame layers (see normcore.frames), and the display counts (k, L, bins+2).
@@ -426,6 +428,8 @@ def layer_frames(
     ``first``, ``prev``: the display counts of the run's first and of the previous probe (None
     before there was one: a probe is then its own reference, W1 0, or NaN with no values).
     ``activation`` names the graded saturation's f (None: those numbers are None).
+    ``digits``: round every float as ``normcore.frames.clean`` would (``round_sig``), so a
+    frame bound for the wire needs no walk through its layers (None: full precision).
     All k steps in one set of array operations: a flush costs the host little per frame."""
     k, L, fine = len(hist), len(names), bins * FINE
     get = dict(zip(FIELDS, np.moveaxis(scal, -1, 0), strict=True))  # each (k, L)
@@ -470,6 +474,9 @@ def layer_frames(
             numbers["sat_graded"] = numbers["sat"]
     none = np.full((k, L), np.nan)
     values = np.stack([numbers.get(key, get.get(key, none)) for key in LAYER_NUMBERS], axis=-1)
+    bounds = edges if digits is None else round_sig(edges, digits)
+    if digits is not None:
+        values = round_sig(values, digits)
     # Python floats, None where not finite: one object array, not a test per number (a
     # flush of 32 steps builds hundreds of layers)
     boxed = values.astype(object)
@@ -478,7 +485,7 @@ def layer_frames(
     counts, unders, overs, bad = (
         a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])
     )
-    lo, hi = edges[:, 0].tolist(), edges[:, 1].tolist()
+    lo, hi = bounds[:, 0].tolist(), bounds[:, 1].tolist()
     steps = []
     for j in range(k):
         layers = []

@@ -220,3 +220,22 @@ def test_sampling_reads_one_snapshot_while_frames_are_being_written(store):
     seqs = [seq for seq, _ in rows]
     assert written and len(seqs) == 10 and seqs[0] == 0
     assert seqs[-1] == total - 1, f"the last frame of the {total} counted; got {seqs}"
+
+
+@pytest.mark.parametrize("steps", [60, 1100])  # an open tail only; a sealed chunk and a tail
+def test_a_sweeps_metric_from_columns_is_the_metric_of_the_decoded_frames(store, steps):
+    """The sweep service reads a cell's metric off the run's columns (run_series); the same
+    rule over the stored frames, decoded one by one, gives every metric exactly."""
+    from app.services.sweeps import run_series
+    from normcore.sweep import METRICS, metric_of, metric_value
+    from normcore.train import run
+
+    cfg = RunConfig(steps=steps, probe_every=1, eval_every=25, depth=2, width=8)
+    run_id = _new_run(store, **cfg.model_dump())
+    frames = [wire_frame(f) for f in run(cfg, rounded=True)]
+    store.apply([Start(run_id, 1.0), Frames(run_id, [(s, t, b) for s, t, _, b, _ in frames], {})])
+    store.apply([Finish(run_id, "completed", None, 2.0)])
+    stored = [decode(blob) for _, blob in store.iter_frames(run_id)]
+    for metric in METRICS:
+        want = metric_value(metric, stored)
+        assert want is not None and metric_of(metric, run_series(store, run_id, metric)) == want
