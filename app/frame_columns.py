@@ -15,6 +15,7 @@ CHUNK - 1 frames, memoised by frame count).
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import threading
 import zlib
@@ -106,20 +107,46 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         rows = [layers.get(name, absent) for layers in by_name]
         first = next((r["hist"] for r in rows if r.get("hist")), None)
         bins = len(first["counts"]) if first else 0
-        for key in LAYER_LINES:  # (numpy reads None as NaN in a float64 array)
-            out[f"{name}/{key}"] = np.array([r.get(key) for r in rows], np.float64)
-        hist = np.zeros((n, bins + 2), np.int32)
-        for i, r in enumerate(rows):
-            h = (r or {}).get("hist")
-            if h:
-                counts = [c or 0 for c in h["counts"]][:bins]
-                hist[i, : len(counts) + 2] = [h.get("under") or 0, *counts, h.get("over") or 0]
-        out[f"{name}/hist"] = hist
+        table = _lines(rows)
+        for j, key in enumerate(LAYER_LINES):
+            out[f"{name}/{key}"] = np.ascontiguousarray(table[:, j])
+        out[f"{name}/hist"] = _hist_rows(rows, bins)
         edges = [first["lo"], first["hi"]] if first else [0.0, 1.0]
         out[f"{name}/edges"] = np.array(edges, np.float64)
     last = frames[-1] if frames else {}
     out["last"] = np.array(json.dumps({k: last.get(k) for k in ("device", "steps_per_s")}))
     return out
+
+
+_LINE_VALUES = operator.itemgetter(*LAYER_LINES)
+
+
+def _lines(rows: list[dict[str, Any]]) -> np.ndarray:
+    """(n, len(LAYER_LINES)) float64 of the layer rows, NaN for None or a missing key: the
+    keys of a row at once (a trainer's rows have them all), else one by one."""
+    try:  # (numpy reads None as NaN in a float64 array)
+        table = np.array([_LINE_VALUES(r) for r in rows], np.float64)
+    except (KeyError, TypeError):  # a layer the frame lacks ({}), a key a row lacks
+        table = np.array([[r.get(k) for k in LAYER_LINES] for r in rows], np.float64)
+    return table.reshape(len(rows), len(LAYER_LINES))
+
+
+def _hist_rows(rows: list[dict[str, Any]], bins: int) -> np.ndarray:
+    """(n, bins + 2) int32 rows [under, counts..., over] of the layer rows' histograms (zeros
+    where a row has none): all at once where every row has one of ``bins`` counts."""
+    hists = [r.get("hist") for r in rows]
+    try:
+        if all(h and len(h["counts"]) == bins for h in hists):
+            table = [[h["under"], *h["counts"], h["over"]] for h in hists]
+            return np.array(table, np.int32).reshape(len(rows), bins + 2)
+    except (KeyError, TypeError, ValueError):  # None counts, a missing key: one by one
+        pass
+    hist = np.zeros((len(rows), bins + 2), np.int32)
+    for i, h in enumerate(hists):
+        if h:
+            counts = [c or 0 for c in h["counts"]][:bins]
+            hist[i, : len(counts) + 2] = [h.get("under") or 0, *counts, h.get("over") or 0]
+    return hist
 
 
 def _pack(array: np.ndarray) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from app.jobs.job import encode as wire_frame
@@ -239,3 +240,33 @@ def test_a_sweeps_metric_from_columns_is_the_metric_of_the_decoded_frames(store,
     for metric in METRICS:
         want = metric_value(metric, stored)
         assert want is not None and metric_of(metric, run_series(store, run_id, metric)) == want
+
+
+def test_columns_of_frames_with_gaps_read_each_gap_as_missing():
+    """from_frames takes a row's keys at once where it has them all; a layer a frame lacks, a
+    key a row lacks and a histogram with None counts or another length go the slow way, to
+    the same columns: NaN where a number is missing, zeros where a histogram is."""
+    from app.frame_columns import LAYER_LINES, from_frames
+
+    def layer(mean, hist=True, **changes):
+        row = {k: 0.5 for k in LAYER_LINES} | {"name": "h1", "mean": mean, "nonfinite": 0}
+        if hist:
+            row["hist"] = {"lo": -1.0, "hi": 1.0, "counts": [1, 2, 3], "under": 4, "over": 5}
+        return row | changes
+
+    frames = [
+        {"seq": 0, "layers": [layer(0.0)]},
+        {"seq": 1, "layers": []},  # the layer is missing
+        {"seq": 2, "layers": [{k: v for k, v in layer(2.0).items() if k != "std"}]},
+        {"seq": 3, "layers": [layer(None, hist=False)]},
+    ]
+    full = from_frames(frames[:1] * 3)
+    assert full["h1/mean"].tolist() == [0.0] * 3
+    assert full["h1/hist"].tolist() == [[4, 1, 2, 3, 5]] * 3
+    out = from_frames(frames)
+    assert np.isnan(out["h1/mean"][[1, 3]]).all() and out["h1/mean"][2] == 2.0
+    assert np.isnan(out["h1/std"][[1, 2]]).all() and out["h1/std"][3] == 0.5
+    assert out["h1/hist"].tolist() == [[4, 1, 2, 3, 5], [0] * 5, [4, 1, 2, 3, 5], [0] * 5]
+    frames[0]["layers"][0]["hist"] |= {"counts": [None, 2, 3], "under": None}
+    frames[2]["layers"][0]["hist"]["counts"] = [1, 2, 3, 9]  # longer: cut to the first's bins
+    assert from_frames(frames)["h1/hist"].tolist()[0::2] == [[0, 0, 2, 3, 5], [4, 1, 2, 3, 5]]
