@@ -134,7 +134,7 @@ def _lines(rows: list[dict[str, Any]]) -> np.ndarray:
 def _hist_rows(rows: list[dict[str, Any]], bins: int) -> np.ndarray:
     """(n, bins + 2) int32 rows [under, counts..., over] of the layer rows' histograms (zeros
     where a row has none): all at once where every row has one of ``bins`` counts."""
-    hists = [r.get("hist") for r in rows]
+    hists: list[Any] = [r.get("hist") for r in rows]
     try:
         if all(h and len(h["counts"]) == bins for h in hists):
             table = [[h["under"], *h["counts"], h["over"]] for h in hists]
