@@ -395,23 +395,22 @@ def run_series(store: Store, run_id: str, metric: str) -> RunSeries:
     few arrays instead of parsing every frame (a 500-step cell's frames cost the server
     ~20 ms to decode). Missing values are None, as in the frames (a stored frame holds no
     NaN: ``clean`` made it None)."""
-    key = {"sat_last": "sat", "drift_mean": "w1_prev"}.get(metric)
+    key = {"sat_last": "sat", "drift_mean": "w1_prev"}.get(metric)  # a layer line, or none
     names = service.layer_names(store, run_id) if key else []
     if metric == "sat_last":
         names = names[-1:]
+    layer_keys = {name: [key] for name in names} if key else {}
     run_keys = ["loss"] if metric == "loss" else []
-    cols = store.read_columns(
-        run_id, 0, series.MAX_STEP, {name: [key] for name in names if key}, run_keys
-    )
+    cols = store.read_columns(run_id, 0, series.MAX_STEP, layer_keys, run_keys)
     evals = cols.evals[cols.has_eval]
-    drift = [cols.layers[name][key] for name in names] if key else []
+    lines = [cols.layers[name][key] for name in names] if key else []  # one per layer
     return RunSeries(
         evals={k: _values(evals[:, EVAL_KEYS.index(k)]) for k in ("acc", "loss")},
         loss=_values(cols.run["loss"]) if run_keys else [],
-        sat_last=_values(drift[0]) if metric == "sat_last" and drift else [],
-        w1_prev=(
-            [_values(row) for row in np.stack(drift, axis=1)]
-            if metric == "drift_mean" and drift
+        sat_last=_values(lines[0]) if metric == "sat_last" and lines else [],
+        w1_prev=(  # (frames, layers): frame by frame, as the frames list them
+            [_values(row) for row in np.stack(lines, axis=1)]
+            if metric == "drift_mean" and lines
             else []
         ),
     )

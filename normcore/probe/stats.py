@@ -474,9 +474,8 @@ def layer_frames(
             numbers["sat_graded"] = numbers["sat"]
     none = np.full((k, L), np.nan)
     values = np.stack([numbers.get(key, get.get(key, none)) for key in LAYER_NUMBERS], axis=-1)
-    bounds = edges if digits is None else round_sig(edges, digits)
-    if digits is not None:
-        values = round_sig(values, digits)
+    if digits is not None:  # (the numbers are computed: from here on edges are only shown)
+        values, edges = round_sig(values, digits), round_sig(edges, digits)
     # Python floats, None where not finite: one object array, not a test per number (a
     # flush of 32 steps builds hundreds of layers)
     boxed = values.astype(object)
@@ -485,7 +484,7 @@ def layer_frames(
     counts, unders, overs, bad = (
         a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])
     )
-    lo, hi = bounds[:, 0].tolist(), bounds[:, 1].tolist()
+    lo, hi = edges[:, 0].tolist(), edges[:, 1].tolist()
     steps = []
     for j in range(k):
         layers = []
