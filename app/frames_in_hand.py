@@ -11,15 +11,16 @@ class InHand:
     """Per live run, the frames committed since its last chunk written for good, as their
     blobs decode (the recorder has them: app.jobs.job.encode): `frame_columns.seal` writes a
     chunk from these, not from its blobs decoded again (~25 µs a frame of the server's CPU,
-    which the runs on the same cores need). A run whose frames came without them or with a seq seen
-    before, whose seqs have gaps, or whose blobs pass MAX_BYTES is dropped here; `seal` then
-    decodes its blobs, as it always can."""
+    which the runs on the same cores need). A run whose frames came without them or with a
+    seq seen before, whose seqs have gaps, or whose blobs pass MAX_BYTES is dropped here;
+    `seal` then decodes its blobs, as it always can."""
 
     MAX_BYTES = 4 << 20  # of blobs in hand, per run (as dicts, ~13× as much memory)
 
     def __init__(self) -> None:
         self._runs: dict[str, dict[int, dict[str, Any]]] = {}
-        self._bytes: dict[str, dict[int, int]] = {}
+        self._bytes: dict[str, dict[int, int]] = {}  # each frame's blob size ...
+        self._total: dict[str, int] = {}  # ... and their sum, kept as they come and go
         self._lock = threading.Lock()
 
     def add(
@@ -32,7 +33,7 @@ class InHand:
                 decoded is None
                 or len(decoded) != len(rows)
                 or any(seq in sizes for seq, _, _ in rows)
-                or sum(sizes.values()) + sum(len(blob) for *_, blob in rows) > self.MAX_BYTES
+                or self._total.get(run_id, 0) + sum(len(blob) for *_, blob in rows) > self.MAX_BYTES
             ):
                 self._drop(run_id)
                 return
@@ -40,6 +41,7 @@ class InHand:
             sizes = self._bytes.setdefault(run_id, {})
             for (seq, _, blob), frame in zip(rows, decoded, strict=True):
                 hand[seq], sizes[seq] = frame, len(blob)
+            self._total[run_id] = self._total.get(run_id, 0) + sum(len(b) for *_, b in rows)
 
     def get(self, run_id: str) -> dict[int, dict[str, Any]] | None:
         return self._runs.get(run_id)
@@ -54,7 +56,8 @@ class InHand:
                 self._drop(run_id)
                 return
             for seq in [seq for seq in hand if seq < final]:
-                del hand[seq], self._bytes[run_id][seq]
+                del hand[seq]
+                self._total[run_id] -= self._bytes[run_id].pop(seq)
             if not hand:
                 self._drop(run_id)
 
@@ -66,3 +69,4 @@ class InHand:
     def _drop(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
         self._bytes.pop(run_id, None)
+        self._total.pop(run_id, None)

@@ -198,13 +198,13 @@ class RunSeries:
 def metric_value(metric: str, frames: Iterable[dict[str, Any]]) -> float | None:
     """The metric of one finished run from its frames (in seq order); None when the run has
     nothing to say (no evaluation, diverged layers)."""
-    _check_metric(metric)
     return metric_of(metric, RunSeries.from_frames(frames))
 
 
 def metric_of(metric: str, series: RunSeries) -> float | None:
     """The metric of one finished run from its series (``RunSeries``)."""
-    _check_metric(metric)
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is unknown; known: {', '.join(METRICS)}")
     if metric in ("eval_acc", "eval_loss"):
         evals = _present(series.evals[metric.removeprefix("eval_")])
         return _finite(evals[-1]) if evals else None
@@ -216,11 +216,6 @@ def metric_of(metric: str, series: RunSeries) -> float | None:
         return _finite(sats[-1]) if sats else None
     drifts = _present(v for row in series.w1_prev for v in row)  # frame by frame, as stored
     return _finite(sum(drifts) / len(drifts)) if drifts else None
-
-
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is unknown; known: {', '.join(METRICS)}")
 
 
 def _num(value: Any) -> float | None:

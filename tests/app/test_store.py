@@ -270,3 +270,20 @@ def test_columns_of_frames_with_gaps_read_each_gap_as_missing():
     frames[0]["layers"][0]["hist"] |= {"counts": [None, 2, 3], "under": None}
     frames[2]["layers"][0]["hist"]["counts"] = [1, 2, 3, 9]  # longer: cut to the first's bins
     assert from_frames(frames)["h1/hist"].tolist()[0::2] == [[0, 0, 2, 3, 5], [4, 1, 2, 3, 5]]
+
+
+def test_frames_in_hand_are_kept_up_to_max_bytes_and_written_ones_free_their_room(monkeypatch):
+    from app.frames_in_hand import InHand
+
+    monkeypatch.setattr(InHand, "MAX_BYTES", 100)
+    hand = InHand()
+    rows = lambda seqs: [(s, s, b"x" * 30) for s in seqs]  # noqa: E731
+    hand.add("r", rows([0, 1, 2]), [{"seq": s} for s in range(3)])  # 90 bytes
+    assert sorted(hand.get("r") or {}) == [0, 1, 2]
+    hand.written("r", 2)  # seqs 0, 1 written for good: 30 bytes left in hand
+    hand.add("r", rows([3, 4]), [{"seq": 3}, {"seq": 4}])  # 90 bytes
+    assert sorted(hand.get("r") or {}) == [2, 3, 4]
+    hand.add("r", rows([5]), [{"seq": 5}])  # 120 bytes: over, the run is dropped
+    assert hand.get("r") is None
+    hand.add("r", rows([6]), [{"seq": 6}])  # dropped runs start again from nothing
+    assert sorted(hand.get("r") or {}) == [6]
