@@ -17,6 +17,7 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
+import torch.nn.modules.module as _module
 from torch import nn
 
 from normcore.config import RunConfig
@@ -40,6 +41,24 @@ def trained_weight(layer: nn.Module) -> nn.Parameter:
     return cast(nn.Parameter, layer.weight)
 
 
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, straight to its ``forward`` while no hook could see the call: nn.Module's
+    call costs ~3 µs, and a Block's taps, norm and activation are four calls a layer (a 3×100
+    MLP's forward: 200 µs against a plain nn.Sequential's 155 µs on a 2-core laptop)."""
+    if (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or _module._global_forward_hooks
+        or _module._global_forward_pre_hooks
+        or _module._global_backward_hooks
+        or _module._global_backward_pre_hooks
+    ):
+        return module(x)
+    return module.forward(x)
+
+
 class Block(nn.Module):
     """One hidden layer: z = linear(x); h = act(norm(z)) or norm(act(z)).
 
@@ -53,10 +72,10 @@ class Block(nn.Module):
         self.pre, self.act_in = Tap(), Tap()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.pre(self.linear(x))  # (B, H) or (B, C, H, W)
+        z = _call(self.pre, self.linear(x))  # (B, H) or (B, C, H, W)
         if self.placement == "before":
-            return self.act(self.act_in(self.norm(z)))
-        return self.norm(self.act(self.act_in(z)))
+            return _call(self.act, _call(self.act_in, _call(self.norm, z)))
+        return _call(self.norm, _call(self.act, _call(self.act_in, z)))
 
     def probe_point(self, name: str, in_linear: bool) -> ProbePoint:
         affine = self.linear if in_linear else self.norm
@@ -93,7 +112,7 @@ class MLP(_Probed):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)  # (B, F)
         for block in self.blocks:
-            x = block(x)  # (B, H)
+            x = _call(block, x)  # (B, H)
         return self.head(x)  # (B, K)
 
 
@@ -122,7 +141,7 @@ class ConvNet(_Probed):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.view(len(x), *self.in_shape)  # (B, 1, H, W)
         for block in self.blocks:
-            x = block(x)  # (B, C, H, W)
+            x = _call(block, x)  # (B, C, H, W)
         return self.head(x.mean((2, 3)))  # (B, C) -> (B, K)
 
 

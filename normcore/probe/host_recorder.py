@@ -25,6 +25,10 @@ from normcore.probe.recorder import Layers, Recorder, Step, Taken
 from normcore.probe.ring import Ring
 from normcore.probe.stats import COL, STAT_FIELDS, LayerStats
 
+_STATS = len(STAT_FIELDS)  # a row's first columns: LayerStats's
+_NORMS = slice(COL["grad_norm"], COL["weight_norm"] + 1)  # ‖∇w‖, ‖∂a‖, ‖w‖: adjacent
+assert COL["act_grad_norm"] == COL["grad_norm"] + 1 == COL["weight_norm"] - 1
+
 
 def _square(t: torch.Tensor) -> torch.Tensor:
     """‖t‖² as ⟨t, t⟩: BLAS's dot reads a 4 MB weight from L3 ~25% faster than vector_norm,
@@ -37,6 +41,11 @@ def _square(t: torch.Tensor) -> torch.Tensor:
 def _float32(t: torch.Tensor) -> torch.Tensor:
     """t as float32 (itself when it is: no torch call, which a small step pays for)."""
     return t if t.dtype == torch.float32 else t.float()
+
+
+def _small_float32(t: torch.Tensor, limit: int) -> bool:
+    """A float32 tensor of under ``limit`` bytes (``_foreach_norm``'s share of a small step)."""
+    return t.dtype == torch.float32 and t.numel() * 4 < limit
 
 
 def _roots(squares: list[torch.Tensor]) -> list[float]:
@@ -84,6 +93,22 @@ class HostRecorder(Recorder):
         self._views = self.stats.hist.numpy(), self.stats.cols.numpy()  # (numpy views, made once)
         if not self.eager:  # after-backward: the taps copy each step's layers here
             self._x = torch.empty(layers.L, n, device=layers.device)
+        # the layers with a norm's gain or shift, and those parameters (fixed for the run)
+        self._affine = [
+            (prefix, have, [params[i] for i in have])
+            for prefix, params in (("g", layers.gains), ("b", layers.shifts))
+            if (have := [i for i, p in enumerate(params) if p is not None])
+        ]
+        # ‖∇w‖, ‖∂a‖ and ‖w‖ of every layer in one _foreach_norm, straight into their three
+        # adjacent columns: no weight hooked, every tensor small and float32 (a step whose
+        # activation gradients come in one piece a layer and as tensors, not squares)
+        acts = self.taken.acts
+        self._one_call = (
+            not any(self._hooked)
+            and not self.eager
+            and all(_small_float32(w, self.HOOKED_BYTES) for w in layers.weights)
+            and all(len(refs) == 1 and _small_float32(refs[0], self.HOOKED_BYTES) for refs in acts)
+        )
         return self.stats
 
     def arm(self) -> None:
@@ -117,6 +142,54 @@ class HostRecorder(Recorder):
     def record(self, step: Step, ring: Ring) -> None:
         stats, layers, taken = self.stats, self.layers, self.taken
         assert stats is not None
+        hist, row, glob = ring.host_row()
+        # staged copies (after the first probe) whose layers all have, or all lack, a
+        # pre-activation of their own: every layer from its staging row, in one call, written
+        # straight into the ring's row
+        staged = (
+            not self.eager
+            and not step.first
+            and (step.same or not any(taken.same))
+            and stats.rows(
+                self._x,  # type: ignore[arg-type]
+                None if step.same else self._pre,
+                hist,
+                row[:, :_STATS],
+            )
+        )
+        if not staged:
+            if any(taken.acts) or not self.eager:  # first probe; rows in parts
+                stats(taken.acts, None if step.same else taken.pres)
+            else:
+                stats.require_complete()  # in the hooks: every piece of every layer came
+            hist[:] = self._views[0]
+            row[:, :_STATS] = self._views[1]
+        row[:, _STATS:] = math.nan  # columns with no value (yet: Δw, ICS)
+        self._write_norms(row, step)
+        for prefix, have, params in self._affine:
+            values = torch.stack(params).float().numpy()  # (no bf16)
+            mean, std = np.empty(len(have)), np.empty(len(have))
+            row_moments(values, mean, std)
+            row[have, COL[f"{prefix}_mean"]], row[have, COL[f"{prefix}_std"]] = mean, std
+        if (lr := layers.sgd_lr()) is not None:
+            row[:, COL["update_norm"]] = row[:, COL["grad_norm"]] * lr
+        acc = math.nan
+        if step.logits is not None and step.targets is not None:
+            acc = hits(_float32(step.logits).numpy(), step.targets.numpy()) / step.targets.shape[0]
+        glob[0], glob[1] = step.loss.item(), acc
+        if layers.old:
+            torch._foreach_copy_(layers.old, layers.weights)  # for ‖Δw‖ after the step
+        self._norms = [None] * layers.L
+
+    def _write_norms(self, row: np.ndarray, step: Step) -> None:
+        """‖∇w‖, the activation gradient's norm and ‖w‖ into ``row``: from the squares the
+        hooks took where they are of the gradients as they are now, else taken now."""
+        L = self.layers.L
+        acts = self.taken.act_grads if step.act_grads else []
+        if self._one_call and acts and all(len(refs) == 1 for refs in acts):  # (one call)
+            small = [*step.grads, *(refs[0] for refs in acts), *self.layers.weights]
+            row[:, _NORMS] = torch.stack(torch._foreach_norm(small)).numpy().reshape(3, L).T
+            return
         hooked = all(  # the hooks' norms are of the gradients as they are now
             n is not None and n[2] is g and n[3] == v
             for n, g, v, on in zip(
@@ -124,56 +197,18 @@ class HostRecorder(Recorder):
             )
             if on
         )
-        # staged copies (after the first probe) whose layers all have, or all lack, a
-        # pre-activation of their own: every layer from its staging row, in one call
-        staged = (
-            not self.eager
-            and not step.first
-            and (step.same or not any(taken.same))
-            and stats.rows(self._x, None if step.same else self._pre)  # type: ignore[arg-type]
-        )
-        if not staged and (any(taken.acts) or not self.eager):  # first probe; rows in parts
-            stats(taken.acts, None if step.same else taken.pres)
-        elif not staged:
-            stats.require_complete()  # in the hooks: every piece of every layer came
-        hist, row, glob = ring.host_row()
-        hist[:] = self._views[0]
-        row[:, len(STAT_FIELDS) :] = math.nan  # columns with no value (yet: Δw, ICS)
-        row[:, : len(STAT_FIELDS)] = self._views[1]
-        self._write_norms(row, step, hooked)
-        for prefix, params in (("g", layers.gains), ("b", layers.shifts)):
-            have = [i for i, p in enumerate(params) if p is not None]  # (layers with a norm)
-            if have:
-                values = torch.stack([params[i] for i in have]).float().numpy()  # (no bf16)
-                mean, std = np.empty(len(have)), np.empty(len(have))
-                row_moments(values, mean, std)
-                row[have, COL[f"{prefix}_mean"]], row[have, COL[f"{prefix}_std"]] = mean, std
-        if (lr := layers.sgd_lr()) is not None:
-            row[:, COL["update_norm"]] = row[:, COL["grad_norm"]] * lr
-        acc = math.nan
-        if step.logits is not None and step.targets is not None:
-            acc = hits(_float32(step.logits).numpy(), step.targets.numpy()) / step.targets.shape[0]
-        glob[:] = float(step.loss), acc
-        if layers.old:
-            torch._foreach_copy_(layers.old, layers.weights)  # for ‖Δw‖ after the step
-        self._norms = [None] * layers.L
-
-    def _write_norms(self, row: np.ndarray, step: Step, hooked: bool) -> None:
-        """‖w‖, ‖∇w‖ and the activation gradient's norm into ``row``: from the squares the
-        hooks took (``hooked``: of the gradients as they are now), else taken now."""
         items: list[torch.Tensor] = []
         layers = zip(self.layers.weights, step.grads, self._norms, self._hooked, strict=True)
-        for w, g, norms, on in layers:  # (a layer without a hook: taken now)
-            items += norms[:2] if hooked and on else (w, g)  # type: ignore[index]
+        for w, g, kept, on in layers:  # (a layer without a hook: taken now)
+            items += kept[:2] if hooked and on else (w, g)  # type: ignore[index]
         squared = [t.dim() == 0 for t in items]  # (a weight or gradient is never 0-d)
-        acts = self.taken.act_grads if step.act_grads else []
         for refs in acts:  # every piece's activation gradient, or its square (in the hooks)
             items += refs
             squared += [g.dim() == 0 for g in refs]
         roots = self._norms_of(items, squared)
-        row[:, COL["weight_norm"]] = roots[0 : 2 * self.layers.L : 2]
-        row[:, COL["grad_norm"]] = roots[1 : 2 * self.layers.L : 2]
-        at = 2 * self.layers.L
+        row[:, COL["weight_norm"]] = roots[0 : 2 * L : 2]
+        row[:, COL["grad_norm"]] = roots[1 : 2 * L : 2]
+        at = 2 * L
         for i, refs in enumerate(acts):  # over an RNN's time steps
             pieces, at = roots[at : at + len(refs)], at + len(refs)
             row[i, COL["act_grad_norm"]] = math.sqrt(sum(r**2 for r in pieces))

@@ -80,6 +80,7 @@ class Probe:
         self.taken = Taken(self.L)
         self.recorder = RECORDERS[path](self.layers, self.taken, path)
         self.armed = False
+        self._clear = True  # nothing taken since the last disarm
         self.ring: Ring | None = None  # built at the first collect (needs the slot count)
         self._pre_version = [0] * self.L  # of each pre tap's tensor when its hook saw it
         self._seen = [0] * self.L  # values of the probed step each layer's act tap saw
@@ -158,15 +159,17 @@ class Probe:
 
     def arm(self) -> None:
         """The next forward/backward is a probed step."""
-        self.disarm()
+        if not self._clear:  # (after collect it is: a small step pays per call)
+            self.disarm()
         self.recorder.arm()
-        self.armed = True
+        self.armed, self._clear = True, False
 
     def disarm(self) -> None:
         """The armed step ends without ``collect`` (it raised): drop what the taps took."""
         self.armed = False
         self.taken.clear()
         self._seen, self._trouble = [0] * self.L, []
+        self._clear = True
 
     def drop_row(self) -> None:
         """Forget the step ``collect`` wrote last (``after_step`` not yet called)."""

@@ -49,8 +49,8 @@ class Ring:
         """CPU: numpy views of the next row (hist, scal, glob), for the caller to fill;
         ``index`` moves on."""
         hist, scal, glob, index = self._views
-        r = int(index[0])
-        index[0] += 1
+        r = self.count  # (the device counter equals it on a CPU: written, dropped, read alike)
+        index[0] = r + 1
         return hist[r], scal[r], glob[r]
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
