@@ -79,6 +79,21 @@ _FORMATS = {d: f"%.{d}g" for d in range(1, 18)}
 _JUST_INT = frozenset({int})  # a list whose types all are in it (bool is not): ints only
 
 
+class LayersLater:
+    """A frame's ``layers`` still to be built: step ``j`` of a flush whose ``steps()`` builds
+    every step's layers at once (normcore.probe.probe.FlushLayers). A trainer asked for them
+    (``run(layers_later=True)``) hands these on, so the layers are built where the frame is
+    encoded, in the server's process and not on the training core; ``wire`` builds them."""
+
+    __slots__ = ("flush", "j")
+
+    def __init__(self, flush: Any, j: int) -> None:
+        self.flush, self.j = flush, j
+
+    def built(self) -> list[dict[str, Any]]:
+        return self.flush.steps()[self.j]
+
+
 def make_frame(
     *,
     seq: int,
@@ -90,12 +105,13 @@ def make_frame(
     acc: float | None,
     lr: float | None,
     steps_per_s: float,
-    layers: list[dict[str, Any]],
+    layers: list[dict[str, Any]] | LayersLater,
     eval: dict[str, Any] | None = None,
     val: dict[str, Any] | None = None,
     ics: list[dict[str, Any]] | None = None,
 ) -> Frame:
-    """One frame, with every key the contract above names (the trainer's and Watch's alike)."""
+    """One frame, with every key the contract above names (the trainer's and Watch's alike);
+    its ``layers`` may be still to be built (``LayersLater``: ``wire`` builds them)."""
     return dict(
         seq=seq,
         step=step,
@@ -227,7 +243,11 @@ def wire(frame: Frame, layers_rounded: bool = False) -> tuple[Frame, str]:
     """(the cleaned frame, its wire JSON): the dict is what parsing the JSON gives back.
     ``layers_rounded``: the frame's layers are clean already (a trainer run with
     ``rounded=True``): they are kept as they are instead of walked, ~90 % of a frame's
-    cleaning (tests/normcore/test_frames.py holds the two ways equal)."""
+    cleaning (tests/normcore/test_frames.py holds the two ways equal). Layers still to be
+    built (``LayersLater``) are built first."""
+    layers = frame.get("layers")
+    if isinstance(layers, LayersLater):
+        frame = {**frame, "layers": layers.built()}
     if layers_rounded and "layers" in frame:
         cleaned = clean({**frame, "layers": None})
         cleaned["layers"] = frame["layers"]  # (in its place: the key order is the frame's)

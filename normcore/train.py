@@ -106,11 +106,14 @@ def run(
     *,
     should_stop: Callable[[], bool] | None = None,
     rounded: bool = False,
+    layers_later: bool = False,
 ) -> Iterator[Frame]:
     """Train ``config``; yield a frame every ``probe_every`` steps and a final one.
     ``rounded``: the layers' floats come rounded as the wire keeps them (the probe rounds a
     flush's rows at once, ``normcore.frames.round_sig``), for frames bound for a store
-    (``normcore.frames.wire(frame, layers_rounded=True)``); else at full precision."""
+    (``normcore.frames.wire(frame, layers_rounded=True)``); else at full precision.
+    ``layers_later``: a frame's ``layers`` is a ``normcore.frames.LayersLater``, built by
+    ``wire`` where the frame is encoded (a server's process: off the training core)."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -152,7 +155,7 @@ def run(
     def emit(final: bool) -> Iterator[Frame]:
         """Flush the probe (one host sync) and turn its rows into frames."""
         nonlocal seq, last_flush, force_probe
-        rows, last_flush = probe.flush(), time.perf_counter()
+        rows, last_flush = probe.flush(later=layers_later), time.perf_counter()
         diverged = bool(bad)
         for info, (layers, loss_v, acc_v, ics_v) in zip(meta, rows, strict=True):
             step = info["step"]

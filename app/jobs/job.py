@@ -22,7 +22,12 @@ def train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQue
 
     last: dict[str, Any] = {}
     try:
-        frames = run(RunConfig.model_validate(config), should_stop=stop.is_set, rounded=True)
+        frames = run(
+            RunConfig.model_validate(config),
+            should_stop=stop.is_set,
+            rounded=True,
+            layers_later=True,  # built by ``encode``: by the server, for a local worker
+        )
         for frame in frames:
             outbox.put(frame)
             last = frame
@@ -50,7 +55,8 @@ def encode(frame: dict[str, Any]) -> WireFrame:
     decodes): the blob is `normcore.frames.encode(frame)`, computed from the same text
     instead of serializing twice; the decoded frame is the cleaned dict the text was written
     from. ``train``'s frames come with their layers rounded already (``run(rounded=True)``),
-    so only the rest of the frame is cleaned here."""
+    so only the rest of the frame is cleaned here, and their layers still to be built
+    (``run(layers_later=True)``): ``wire`` builds them, all of a flush's at once."""
     stored, text = wire(frame, layers_rounded=True)
     seq, step = int(frame["seq"]), int(frame.get("step") or 0)
     return seq, step, text, compress(text), stored

@@ -20,16 +20,19 @@ All hidden layers of a model must have equal shapes (ours do), so one ``stack`` 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from normcore.frames import LayersLater
 from normcore.probe import kernels
 from normcore.probe.device_recorder import DeviceRecorder
 from normcore.probe.graphs import GraphReplay
 from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.recorder import PATHS, Layers, Recorder, Step, Taken
 from normcore.probe.ring import Ring
-from normcore.probe.stats import COL, FIELDS, choose_edges, layer_frames
+from normcore.probe.stats import COL, FIELDS, choose_edges, display_counts, layer_frames
 from normcore.probe.taps import ProbePoint, Reader
 
 RECORDERS: dict[str, type[Recorder]] = {
@@ -326,16 +329,20 @@ class Probe:
     def full(self) -> bool:
         return self.ring is not None and self.ring.full()
 
-    def flush(self) -> list[tuple[list[dict], float, float, list[dict] | None]]:
-        """Copy the used rows to the host (one sync) -> [(layers, loss, acc, ics)] in order."""
+    def flush(
+        self, later: bool = False
+    ) -> list[tuple[list[dict] | LayersLater, float, float, Any]]:
+        """Copy the used rows to the host (one sync) -> [(layers, loss, acc, ics)] in order.
+        ``later``: each step's layers as ``LayersLater``, built where a frame is encoded
+        (``FlushLayers``): a flush then costs the training process a copy of its rows."""
         if self.ring is None or self.ring.count == 0:
             return []
         hist, scal, glob = self.ring.read()
-        steps, display = layer_frames(
+        flush = FlushLayers(
             self.names,
             self.edges,
-            hist,
-            scal,
+            hist.copy() if later else hist,  # (the ring's rows are written again)
+            scal.copy() if later else scal,
             self.n,
             self.bins,
             self.first,
@@ -343,18 +350,24 @@ class Probe:
             self.activation,
             self.digits,
         )
+        if later:
+            steps: list = [LayersLater(flush, j) for j in range(len(hist))]
+            display = display_counts(hist, self.bins)
+        else:
+            steps, display = flush.build()
         return self._rows(steps, display, scal, glob)
 
-    def _rows(self, steps: list[list[dict]], display: np.ndarray, scal, glob) -> list[tuple]:
+    def _rows(self, steps: list, display: np.ndarray, scal, glob) -> list[tuple]:
         """``flush``'s answer from the Frame layers of the rows read, each step's ``display``
         counts (k, L, bins + 2) and the rows' columns; the display counts become references."""
         if self.first is None:
             self.first = display[0]
         self.prev = display[-1]
         out = []
+        measured = np.isfinite(scal[:, :, COL["ics_cos"]]).any(1).tolist()  # (ICS, per row)
         for k, layers in enumerate(steps):
             ics = None
-            if np.isfinite(scal[k, :, COL["ics_cos"]]).any():
+            if measured[k]:
                 ics = [
                     dict(
                         name=name,
@@ -365,6 +378,24 @@ class Probe:
                 ]
             out.append((layers, float(glob[k, 0]), float(glob[k, 1]), ics))
         return out
+
+
+class FlushLayers:
+    """What ``layer_frames`` needs of one flush, held (and pickled) until its layers are
+    wanted: ``steps()`` builds every step's at once, once."""
+
+    def __init__(self, names, edges, hist, scal, n, bins, first, prev, activation, digits):
+        self.args = (names, edges, hist, scal, n, bins, first, prev, activation, digits)
+        self._steps: list[list[dict]] | None = None
+
+    def build(self) -> tuple[list[list[dict]], np.ndarray]:
+        """(each step's Frame layers, the display counts): ``layer_frames``."""
+        return layer_frames(*self.args)
+
+    def steps(self) -> list[list[dict]]:
+        if self._steps is None:
+            self._steps = self.build()[0]
+        return self._steps
 
 
 def flush_together(probes: list[Probe]) -> list[list[tuple]]:

@@ -439,9 +439,8 @@ def layer_frames(
     All k steps in one set of array operations: a flush costs the host little per frame."""
     k, L, fine = len(hist), len(names), bins * FINE
     get = dict(zip(FIELDS, np.moveaxis(scal, -1, 0), strict=True))  # each (k, L)
-    under, over = hist[..., 0], hist[..., fine + 1]
-    coarse = hist[..., 1 : fine + 1].reshape(k, L, bins, FINE).sum(-1)
-    display = np.concatenate([under[..., None], coarse, over[..., None]], axis=-1)
+    display = display_counts(hist, bins)
+    under, coarse, over = display[..., 0], display[..., 1:-1], display[..., -1]
     nf = n - get["nonfinite"]
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = get["sum"] / nf  # sums are of x - centre, centre = (lo + hi) / 2
@@ -502,6 +501,14 @@ def layer_frames(
             layers.append(dict(zip(_LAYER_KEYS, cells, strict=True)))
         steps.append(layers)
     return steps, display
+
+
+def display_counts(hist: np.ndarray, bins: int) -> np.ndarray:
+    """Fine histogram rows (k, L, S) -> the display counts (k, L, bins + 2): under, each
+    display bin's FINE sub-bins summed, over."""
+    k, L, fine = *hist.shape[:2], bins * FINE
+    coarse = hist[..., 1 : fine + 1].reshape(k, L, bins, FINE).sum(-1)
+    return np.concatenate([hist[..., :1], coarse, hist[..., fine + 1 : fine + 2]], axis=-1)
 
 
 def percentiles(

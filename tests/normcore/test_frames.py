@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -141,16 +142,25 @@ def test_round_sig_keeps_the_shape_and_leaves_its_input_alone():
 def test_a_run_with_rounded_layers_stores_what_cleaning_its_frames_stores(changes):
     """``run(rounded=True)`` rounds the layers in the probe's flush, and ``wire`` then keeps
     them as they are: the frames, their wire text and the stored blobs are the ones a full
-    precision run gives through ``clean``, byte for byte."""
+    precision run gives through ``clean``, byte for byte. So are those of
+    ``run(layers_later=True)``, whose layers ``wire`` builds after the frames crossed a pipe
+    (pickled in batches that split flushes, as a worker sends them)."""
     from normcore.config import RunConfig
-    from normcore.frames import to_json, wire
+    from normcore.frames import LayersLater, to_json, wire
     from normcore.train import run
 
     cfg = RunConfig(**{"steps": 40, "probe_every": 3, "eval_every": 20, **changes})
     plain, rounded = list(run(cfg)), list(run(cfg, rounded=True))
-    assert len(plain) == len(rounded) > 1
-    for full, short in zip(plain, rounded, strict=True):
-        short = {**short, "time": full["time"], "steps_per_s": full["steps_per_s"]}  # clocks
-        full = {**full, "steps_per_s": full["steps_per_s"]}
+    later = list(run(cfg, rounded=True, layers_later=True))
+    assert all(isinstance(f["layers"], LayersLater) for f in later)
+    later = [
+        f for at in range(0, len(later), 5) for f in pickle.loads(pickle.dumps(later[at : at + 5]))
+    ]
+    assert len(plain) == len(rounded) == len(later) > 1
+    for full, short, sent in zip(plain, rounded, later, strict=True):
+        clocks = {"time": full["time"], "steps_per_s": full["steps_per_s"]}
+        short, sent = {**short, **clocks}, {**sent, **clocks}
         assert short["layers"] == clean(full["layers"])
-        assert wire(short, layers_rounded=True)[1] == wire(full)[1] == to_json(full)
+        text = wire(full)[1]
+        assert wire(short, layers_rounded=True)[1] == text == to_json(full)
+        assert wire(sent, layers_rounded=True)[1] == text
