@@ -217,6 +217,14 @@ class Store:
         """Apply operations in one transaction; return the ids whose status changed. Then
         write the columns of the chunks of frames these made final (app/frame_columns.py)."""
         ops = list(ops)
+        changed = self.commit(ops)
+        self.seal(ops)
+        return changed
+
+    def commit(self, ops: list[Op]) -> set[str]:
+        """``apply``'s transaction alone: the ids whose status changed. ``seal`` then writes
+        the columns (a recorder announces the commit first: a run's last chunk takes tens of
+        milliseconds, and its frames and status are stored already)."""
         changed: set[str] = set()
         stored: list[tuple[Frames, bool]] = []  # each Frames op: were all its rows new?
         with self._tx() as db:
@@ -239,6 +247,10 @@ class Store:
                     changed.update([op.run_id] if cur.rowcount else [])
         for op, new in stored:
             self._in_hand.add(op.run_id, op.rows, op.decoded if new else None)
+        return changed
+
+    def seal(self, ops: list[Op]) -> None:
+        """The columns of the chunks of frames that ``ops`` (committed) made final."""
         for run_id in dict.fromkeys(op.run_id for op in ops if not isinstance(op, Start)):
             try:  # after the commit: writers wait less
                 final = frame_columns.seal(self._db(), run_id, self._in_hand.get(run_id))
@@ -246,7 +258,6 @@ class Store:
             except Exception:  # columns are derived: frames are stored, reads parse them
                 log.exception("cannot write the columns of run %s", run_id)
                 self._in_hand.drop(run_id)
-        return changed
 
     @staticmethod
     def _insert_frames(db: sqlite3.Connection, op: Frames) -> int:

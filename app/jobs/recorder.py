@@ -5,7 +5,9 @@ enqueue. One writer thread drains the queue and commits everything that piled up
 transaction (at most one commit per `min_interval_s`, so a run probing every step makes tens
 of commits a second, not hundreds), and only then tells the hub, so a subscriber woken by the
 hub always finds the frames in the store. Order is kept: a run's last frames are committed
-with or before its final status.
+with or before its final status. The columns of the chunks a commit made final are written
+after the hub heard of it (a run's last chunk takes tens of milliseconds), and ``changed``
+hears of status changes after that (a sweep reads an ended cell's metric from them).
 """
 
 from __future__ import annotations
@@ -32,9 +34,16 @@ _STOP = object()
 class Recorder:
     """Thread-safe sink for executor events; see the module docstring."""
 
-    def __init__(self, store: Store, publish: Publish, min_interval_s: float = 0.01):
+    def __init__(
+        self,
+        store: Store,
+        publish: Publish,
+        min_interval_s: float = 0.01,
+        changed: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.store = store
         self.publish = publish
+        self.changed = changed  # hears each status change once its run's columns are written
         self.min_interval_s = min_interval_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
@@ -81,14 +90,23 @@ class Recorder:
     def _commit(self, batch: list[tuple[Op, list[tuple[int, str]]]]) -> None:
         if not batch:
             return
+        ops = [op for op, _ in batch]
         try:
-            changed = self.store.apply(op for op, _ in batch)
+            changed = self.store.commit(ops)
         except Exception:  # a full disk must not kill the writer; the runs show the gap
             log.exception("recorder: committing %d operations failed", len(batch))
             return
         texts: dict[str, list[tuple[int, str]]] = {}
         for op, frame_texts in batch:
             texts.setdefault(op.run_id, []).extend(frame_texts)
+        runs = []
         for run_id, frame_texts in texts.items():
             run = self.store.get_run(run_id) if run_id in changed else None
             self.publish(run_id, frame_texts, run)
+            runs += [run] if run is not None else []
+        # the columns after the announcement (they are derived: a read parses frames where
+        # they are missing), and those who read them (a sweep's metric) after the columns
+        self.store.seal(ops)
+        if self.changed is not None:
+            for run in runs:
+                self.changed(run)

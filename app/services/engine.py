@@ -65,10 +65,12 @@ def start_engine(
     def committed(run_id: str, frames: list[tuple[int, str]], run: dict[str, Any] | None) -> None:
         if publish is not None:
             publish(run_id, frames, run)
-        if run is not None and sweeps:
+
+    def changed(run: dict[str, Any]) -> None:
+        if sweeps:
             sweeps[0].run_changed(run)  # a cell ended: the sweep's next one may start
 
-    recorder = Recorder(store, committed)
+    recorder = Recorder(store, committed, changed=changed)
     recorder.start()
     executor = make_executor(settings, recorder)
     executor.start()

@@ -143,8 +143,8 @@ def test_recorder_batches_many_frames_into_few_transactions(store):
 
     recorder = Recorder(store, publish, min_interval_s=0.01)
     commits = []
-    apply = store.apply
-    store.apply = lambda ops: commits.append(1) or apply(ops)  # count transactions
+    commit = store.commit
+    store.commit = lambda ops: commits.append(1) or commit(ops)  # count transactions
     recorder.start()
     recorder.started(run_id)
     for seq in range(2000):  # one frame per call: the worst case a worker could send
@@ -156,6 +156,36 @@ def test_recorder_batches_many_frames_into_few_transactions(store):
     assert store.get_run(run_id)["frame_count"] == 2000
     seqs = [seq for _, frames, _ in published for seq, _ in frames]
     assert seqs == list(range(2000)), "published in order, each once, after the commit"
+    assert 0 < len(commits)
+
+
+def test_the_recorder_announces_a_runs_end_before_writing_its_last_columns(store):
+    """The hub hears a run's final status as soon as it is committed; the columns of its last
+    chunk are written after that, and ``changed`` (a sweep reading its metric from them)
+    hears of the end once they are."""
+    from app import frame_columns
+
+    run_id = _new_run(store)
+    heard: dict[str, dict[int, int]] = {}
+    done = threading.Event()
+
+    def publish(rid, frames, run):
+        if run is not None and run["status"] == "completed":
+            heard["publish"] = frame_columns._sealed(store._db(), rid)
+
+    def changed(run):
+        if run["status"] == "completed":
+            heard["changed"] = frame_columns._sealed(store._db(), run["id"])
+            done.set()
+
+    recorder = Recorder(store, publish, changed=changed)
+    recorder.start()
+    recorder.started(run_id)
+    recorder.frames(run_id, [wire_frame(_frame(seq)) for seq in range(300)], {"step": 300})
+    recorder.finished(run_id, "completed")
+    assert done.wait(10)
+    recorder.stop()
+    assert heard == {"publish": {}, "changed": {0: 300}}
 
 
 def test_columns_are_written_from_the_frames_in_hand_as_from_their_blobs(store, monkeypatch):
