@@ -93,6 +93,11 @@ class LayersLater:
     def built(self) -> list[dict[str, Any]]:
         return self.flush.steps()[self.j]
 
+    @property
+    def last(self) -> bool:
+        """The flush's last step."""
+        return self.j == self.flush.count - 1
+
 
 def make_frame(
     *,

@@ -10,17 +10,20 @@ import traceback
 from typing import Any
 
 from app.jobs.base import WireFrame
-from normcore.frames import compress, wire
+from normcore.frames import LayersLater, compress, wire
 
 MAX_ERROR = 2000  # characters of an error kept on the run
 
 
 def train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQueue) -> tuple:
-    """Run the trainer; return (status, error). Never raises."""
+    """Run the trainer, putting its frames in ``outbox`` a flush at a time (lists: the frames
+    whose layers one flush builds cross a pipe together, so they are built once); return
+    (status, error). Never raises."""
     from normcore.config import RunConfig
     from normcore.train import run
 
     last: dict[str, Any] = {}
+    burst: list[dict[str, Any]] = []
     try:
         frames = run(
             RunConfig.model_validate(config),
@@ -29,10 +32,17 @@ def train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQue
             layers_later=True,  # built by ``encode``: by the server, for a local worker
         )
         for frame in frames:
-            outbox.put(frame)
+            burst.append(frame)
+            layers = frame["layers"]
+            if not isinstance(layers, LayersLater) or layers.last:
+                outbox.put(burst)
+                burst = []
             last = frame
     except BaseException as exc:  # MemoryError, CUDA OOM, a bug: the run fails, with why
         return "failed", describe(exc)
+    finally:  # a flush cut short (the run diverged, stopped or failed): its frames so far
+        if burst:
+            outbox.put(burst)
     status = last.get("status")
     finished = status == "diverged" or (
         status == "completed" and last.get("step") == config["steps"]

@@ -38,7 +38,7 @@ from normcore.frames import summarize
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.5  # longest a take() waits for frames; the run's end wakes it at once
-_BATCH = 256  # frames per answer at most, as the local worker's sender
+_BATCH = 16  # bursts (a flush's frames each) per answer at most, as the local worker's sender
 _MAX_ERROR = 2000
 _END = object()
 
@@ -73,7 +73,7 @@ class _RunActor:
                 items.append(self._outbox.get_nowait())
         except queue.Empty:
             pass
-        frames = [item for item in items if item is not _END]
+        frames = [f for burst in items if burst is not _END for f in burst]  # (train's bursts)
         for frame in frames:
             summarize(frame, self._summary)
         done = self._result if items and items[-1] is _END else None

@@ -109,17 +109,18 @@ def _listen(conn: Connection, jobs: queue.SimpleQueue, running: list[threading.E
 
 
 def _send(conn: Connection, outbox: queue.SimpleQueue) -> None:
-    """Send frames in batches: one message per burst, not per frame."""
+    """Send frames in batches: one message for the bursts (``train``'s flushes) waiting, up to
+    16 of them, not one per frame."""
     summary: dict[str, Any] = {}
     while True:
         items = [outbox.get()]
-        while len(items) < 256:
+        while len(items) < 16:
             try:
                 items.append(outbox.get_nowait())
             except queue.Empty:
                 break
         done = items[-1] is _END
-        frames = [f for f in items if f is not _END]
+        frames = [f for burst in items if burst is not _END for f in burst]  # (train's bursts)
         if frames:
             for frame in frames:
                 summarize(frame, summary)

@@ -386,6 +386,7 @@ class FlushLayers:
 
     def __init__(self, names, edges, hist, scal, n, bins, first, prev, activation, digits):
         self.args = (names, edges, hist, scal, n, bins, first, prev, activation, digits)
+        self.count = len(hist)  # steps
         self._steps: list[list[dict]] | None = None
 
     def build(self) -> tuple[list[list[dict]], np.ndarray]:
