@@ -62,15 +62,11 @@ def start_engine(
             log.warning("marked %d runs interrupted: %s", len(left), ", ".join(left))
     sweeps: list[SweepService] = []  # set below: the recorder starts before the service
 
-    def committed(run_id: str, frames: list[tuple[int, str]], run: dict[str, Any] | None) -> None:
-        if publish is not None:
-            publish(run_id, frames, run)
-
     def changed(run: dict[str, Any]) -> None:
         if sweeps:
             sweeps[0].run_changed(run)  # a cell ended: the sweep's next one may start
 
-    recorder = Recorder(store, committed, changed=changed)
+    recorder = Recorder(store, publish or (lambda *_: None), changed=changed)
     recorder.start()
     executor = make_executor(settings, recorder)
     executor.start()

@@ -43,11 +43,6 @@ def _float32(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.float32 else t.float()
 
 
-def _small_float32(t: torch.Tensor, limit: int) -> bool:
-    """A float32 tensor of under ``limit`` bytes (``_foreach_norm``'s share of a small step)."""
-    return t.dtype == torch.float32 and t.numel() * 4 < limit
-
-
 def _roots(squares: list[torch.Tensor]) -> list[float]:
     """√ of each square as floats, in the square's dtype. One stacked sqrt where they share
     a dtype (the usual case): a small model's step pays per torch call. torch's sqrt gives
@@ -100,14 +95,18 @@ class HostRecorder(Recorder):
             if (have := [i for i, p in enumerate(params) if p is not None])
         ]
         # ‖∇w‖, ‖∂a‖ and ‖w‖ of every layer in one _foreach_norm, straight into their three
-        # adjacent columns: no weight hooked, every tensor small and float32 (a step whose
-        # activation gradients come in one piece a layer and as tensors, not squares)
-        acts = self.taken.acts
+        # adjacent columns: no weight hooked (so each is small), every tensor float32, and the
+        # activation gradients small, in one piece a layer, as tensors (not the hooks' squares)
         self._one_call = (
             not any(self._hooked)
             and not self.eager
-            and all(_small_float32(w, self.HOOKED_BYTES) for w in layers.weights)
-            and all(len(refs) == 1 and _small_float32(refs[0], self.HOOKED_BYTES) for refs in acts)
+            and all(w.dtype == torch.float32 for w in layers.weights)
+            and all(
+                len(refs) == 1
+                and refs[0].dtype == torch.float32
+                and refs[0].numel() * 4 < self.HOOKED_BYTES
+                for refs in self.taken.acts
+            )
         )
         return self.stats
 

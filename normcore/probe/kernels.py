@@ -170,17 +170,16 @@ def accumulate(
 
 @_compiled()
 def accumulate_rows(
-    xs, pres, same, centres, scales, k, fine, t, dead, slots, counts, hists, rows, hist, cols
+    xs, pres, same, centres, scales, k, fine, t, dead, slots, counts, hists, rows, empty, hist, cols
 ):
     """Every layer at once: row i of ``xs`` (L, n) (and of ``pres``) is layer i's whole step,
     with centre and scale ``centres[i]``, ``scales[i]``; ``hist[i]`` and ``cols[i]`` are
-    written anew (no reset first: they may be a ring's row). One call for a small step's
-    layers, whose per-call cost (~15 µs of Python and dispatch a layer) is what a small
-    model pays most for."""
+    written anew, from zeros and the ``empty`` row (no reset first: they are a ring's row).
+    One call for a small step's layers, whose per-call cost (~15 µs of Python and dispatch a
+    layer) is what a small model pays most for."""
     for i in range(xs.shape[0]):
         hist[i, :] = 0.0
-        cols[i, :] = 0.0
-        cols[i, 3], cols[i, 4] = np.inf, -np.inf
+        cols[i, :] = empty
         _piece(
             xs[i],
             pres[i],

@@ -230,17 +230,12 @@ class LayerStats:
         return self.hist, self.cols
 
     def rows(
-        self,
-        x: torch.Tensor,
-        pre: torch.Tensor | None,
-        hist: np.ndarray | None = None,
-        cols: np.ndarray | None = None,
+        self, x: torch.Tensor, pre: torch.Tensor | None, hist: np.ndarray, cols: np.ndarray
     ) -> bool:
         """All L layers from rows of (L, n) float32 buffers (the deferred path's staging rows,
-        each a layer's values of the step) in one kernel call -> done; False where a layer
-        goes in parts (more than one thread: ``layer`` splits it). The rows go to ``hist``
-        (L, S) and ``cols`` (L, len(STAT_FIELDS)) where given (a ring's row), written anew;
-        else to the staging buffers."""
+        each a layer's values of the step) in one kernel call, written anew into ``hist``
+        (L, S) and ``cols`` (L, len(STAT_FIELDS)), a ring's row -> done; False where a layer
+        goes in parts (more than one thread: ``layer`` splits it)."""
         if self._kernel is not kernels.accumulate:
             return False
         xs = x.numpy()
@@ -254,8 +249,9 @@ class LayerStats:
             *self._sat,
             self._slots,
             *self._scratch,
-            self._hist if hist is None else hist,
-            self._cols if cols is None else cols,
+            _EMPTY_ROW,
+            hist,
+            cols,
         )
         return True
 
