@@ -6,11 +6,12 @@ norms of a weight and its gradient are taken the moment backward has written the
 ``after-backward`` runs the same kernels at ``collect`` on the copies the taps took into
 staging rows, all layers in one call (``LayerStats.rows``). A small step pays per call, not
 per pass: below ``EAGER_BYTES`` of values a layer, ``in-hooks`` stages its layers the same
-way, and tensors below ``HOOKED_BYTES`` have their norms taken in one call at collect. Either
-way ``record`` then writes the ring's row in place through numpy views: reading a CPU tensor
-is no sync, and a small model's step is short enough that each of the torch path's ~40 calls
-shows. Accuracy and the g/b moments are summed in float64 here, in float32 by
-``DeviceRecorder``.
+way, tensors below ``HOOKED_BYTES`` have their norms taken at collect (a layer's three in one
+kernel call, ``kernels.layer_norms``), and its activation gradient is kept by retain_grad, not
+a hook (``_watch_grad``). Either way ``record`` then writes the ring's row in place through
+numpy views: reading a CPU tensor is no sync, and a small model's step is short enough that
+each of the torch path's ~40 calls shows. Accuracy, the g/b moments and a small layer's norms
+are summed in float64 here, in float32 by ``DeviceRecorder``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from normcore.probe.kernels import hits, row_moments
+from normcore.probe.kernels import hits, layer_norms, row_moments
 from normcore.probe.recorder import Layers, Recorder, Step, Taken
 from normcore.probe.ring import Ring
 from normcore.probe.stats import COL, STAT_FIELDS, LayerStats
@@ -80,6 +81,11 @@ class HostRecorder(Recorder):
         self._norms: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None]
         self._norms = [None] * layers.L
         self._hooked = [self.hooks_weight(w) for w in layers.weights]  # (as the probe asks)
+        # layers whose output no later op of the step changes in place (as far as seen): their
+        # activation gradient is kept by retain_grad, which costs a small step a quarter of a
+        # gradient hook (no Python call in backward), but gives the gradient of a tensor's
+        # latest version where a hook gives that of the tensor as the tap saw it
+        self._retain = [True] * layers.L
 
     def setup(self, edges: np.ndarray, n: int, bins: int, activation: str) -> LayerStats:
         layers = self.layers
@@ -94,8 +100,8 @@ class HostRecorder(Recorder):
             for prefix, params in (("g", layers.gains), ("b", layers.shifts))
             if (have := [i for i, p in enumerate(params) if p is not None])
         ]
-        # ‖∇w‖, ‖∂a‖ and ‖w‖ of every layer in one _foreach_norm, straight into their three
-        # adjacent columns: no weight hooked (so each is small), every tensor float32, and the
+        # ‖∇w‖, ‖∂a‖ and ‖w‖ of a layer in one kernel call, straight into their three adjacent
+        # columns: no weight hooked (so each is small), every tensor float32, and the
         # activation gradients small, in one piece a layer, as tensors (not the hooks' squares)
         self._one_call = (
             not any(self._hooked)
@@ -128,6 +134,34 @@ class HostRecorder(Recorder):
         if out.requires_grad:
             out.register_hook(_append_square(self.taken.act_grads[i]))
         return None
+
+    def _watch_grad(self, i: int, out: torch.Tensor) -> None:
+        """A gradient hook in the first probed step, which finds the layers whose output is
+        changed in place after the tap; retain_grad after it, where none is."""
+        # (a leaf's .grad would accumulate over steps; a non-leaf's is the step's own)
+        mine = self.stats is not None and self._retain[i] and out.grad_fn is not None
+        if mine:
+            out.retain_grad()
+        else:
+            super()._watch_grad(i, out)
+        self.taken.outs.append((i, out, out._version, mine))
+
+    def backward_done(self) -> None:
+        """The kept gradients into ``taken.act_grads``. A layer whose output was changed in
+        place since its tap goes back to a hook from the next step, and its kept gradient
+        (of the changed tensor) is dropped: the step's activation gradient norms are NaN.
+        (The .grad stays on the model's tensor, which is freed with it: clearing it would
+        take it from a model that retains it too.)"""
+        taken, changed = self.taken, set()
+        for i, out, version, mine in taken.outs:
+            if out._version != version:
+                self._retain[i] = False
+                if mine:
+                    changed.add(i)
+            elif mine and (grad := out.grad) is not None:
+                taken.act_grads[i].append(grad)
+        for i in changed:
+            taken.act_grads[i].clear()
 
     def weight_grad(self, i: int, weight: torch.Tensor) -> None:
         # ‖w‖ and ‖∇w‖ now (w was just read for the input's gradient): both are still in
@@ -186,8 +220,9 @@ class HostRecorder(Recorder):
         L = self.layers.L
         acts = self.taken.act_grads if step.act_grads else []
         if self._one_call and acts and all(len(refs) == 1 for refs in acts):  # (one call)
-            small = [*step.grads, *(refs[0] for refs in acts), *self.layers.weights]
-            row[:, _NORMS] = torch.stack(torch._foreach_norm(small)).numpy().reshape(3, L).T
+            each = zip(step.grads, acts, self.layers.weights, row[:, _NORMS], strict=True)
+            for g, (a,), w, out in each:
+                layer_norms(g.numpy(), a.numpy(), w.detach().numpy(), out)
             return
         hooked = all(  # the hooks' norms are of the gradients as they are now
             n is not None and n[2] is g and n[3] == v

@@ -267,6 +267,7 @@ class Probe:
             for i, got in enumerate(self._seen):
                 if got != self.n:
                     raise stats._size_error(i, got)
+        self.recorder.backward_done()
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         self._grad_versions = [(g, g._version) for g in grads]
         step = Step(

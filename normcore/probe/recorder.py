@@ -79,12 +79,15 @@ class Taken:
         self.pres: list[list[torch.Tensor]] = [[] for _ in range(layers)]
         self.act_grads: list[list[torch.Tensor]] = [[] for _ in range(layers)]  # or norms
         self.same = [True] * layers  # pre-activation is the activation input (no norm)
+        # (layer, output, its version when taken, whether the recorder made it keep its .grad)
+        self.outs: list[tuple[int, torch.Tensor, int, bool]] = []
 
     def clear(self) -> None:
         for lists in (self.acts, self.pres, self.act_grads):
             for refs in lists:
                 refs.clear()
         self.same = [True] * len(self.same)
+        self.outs.clear()
 
 
 @dataclass
@@ -137,8 +140,15 @@ class Recorder:
         taken.acts[i].append(x)
         taken.pres[i][-1] = x if same else self._keep(pre, self._pre_rows(), i, off)
         if out.requires_grad:
-            out.register_hook(taken.act_grads[i].append)
+            self._watch_grad(i, out)
         return None
+
+    def _watch_grad(self, i: int, out: torch.Tensor) -> None:
+        """Have backward hand layer i's ``out``'s gradient to ``taken.act_grads[i]``."""
+        out.register_hook(self.taken.act_grads[i].append)
+
+    def backward_done(self) -> None:
+        """At ``collect``, before reading ``taken``: the step's backward has run."""
 
     def weight_grad(self, i: int, weight: torch.Tensor) -> None:
         """Backward has just written layer i's ``weight.grad`` (if ``WEIGHT_GRADS``)."""

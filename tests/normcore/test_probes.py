@@ -222,6 +222,65 @@ def numpy64(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy().copy()
 
 
+class InPlaceAfterTap(torch.nn.Module):
+    """Two layers whose activation input is doubled in place after its tap, from the
+    ``start``-th forward pass on (a model may change what it does between steps)."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__()
+        self.start, self.calls = start, 0
+        self.linears = torch.nn.ModuleList([torch.nn.Linear(6, 8), torch.nn.Linear(8, 8)])
+        self.taps = torch.nn.ModuleList([Tap(), Tap()])
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        self.calls += 1
+        for linear, tap in zip(self.linears, self.taps, strict=True):
+            z = tap(linear(x))
+            if self.calls >= self.start:
+                z.mul_(2.0)
+            x = torch.sigmoid(z)
+        return self.head(x)
+
+    def points(self) -> list[ProbePoint]:
+        return [
+            ProbePoint(f"h{i + 1}", tap, tap, linear.weight, torch.nn.Identity())
+            for i, (linear, tap) in enumerate(zip(self.linears, self.taps, strict=True))
+        ]
+
+
+@pytest.mark.parametrize("start", [1, 3])
+@pytest.mark.parametrize("path", ["in-hooks", "after-backward"])
+@NUMBA
+def test_activation_gradient_is_of_the_tensor_the_tap_saw(path, start):
+    """The host paths keep a small layer's activation gradient with retain_grad after the
+    first step, which would give the gradient of a tensor changed in place since its tap
+    (here half the tap's). The first step finds such layers and keeps hooks on them; a layer
+    that turns in-place later reads NaN (None in a frame) for that one step, never a wrong
+    norm."""
+    torch.manual_seed(0)
+    model = InPlaceAfterTap(start)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(model.points(), activation="sigmoid", bins=BINS, rows=8, optimizer=opt, path=path)
+    grads: list[torch.Tensor] = []  # the gradient of each tap's tensor, as the tap saw it
+    for tap in model.taps:
+        tap.sinks.append(lambda out: out.register_hook(grads.append))
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    expected = []
+    for _ in range(5):
+        grads.clear()
+        probed_step(model, probe, opt, x, y)
+        expected.append([float(g.norm()) for g in reversed(grads)])  # (backward: last first)
+    got = [[layer["act_grad_norm"] for layer in layers] for layers, *_ in probe.flush()]
+    for step, (want, have) in enumerate(zip(expected, got, strict=True), start=1):
+        if step == start > 1 and path == "after-backward":  # turned in-place after step 1
+            assert have == [None, None], (step, have)  # (a frame's NaN)
+        else:
+            assert have == pytest.approx(want, rel=1e-5), (step, have, want)
+    if path == "after-backward":
+        assert probe.recorder._retain == [False, False]  # hooks from the step it was seen
+
+
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.5),
     "momentum": lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
