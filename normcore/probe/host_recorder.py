@@ -136,8 +136,12 @@ class HostRecorder(Recorder):
         return None
 
     def _watch_grad(self, i: int, out: torch.Tensor) -> None:
-        """A gradient hook in the first probed step, which finds the layers whose output is
-        changed in place after the tap; retain_grad after it, where none is."""
+        """A small output's gradient: a hook in the first probed step, which finds the layers
+        whose output is changed in place after the tap; retain_grad after it, where none is.
+        A large one's keeps its hook (retain_grad clones it, where a hook hands it over)."""
+        if out.numel() * out.element_size() >= self.HOOKED_BYTES:
+            super()._watch_grad(i, out)
+            return
         # (a leaf's .grad would accumulate over steps; a non-leaf's is the step's own)
         mine = self.stats is not None and self._retain[i] and out.grad_fn is not None
         if mine:
