@@ -10,9 +10,20 @@ import traceback
 from typing import Any
 
 from app.jobs.base import WireFrame
-from normcore.frames import LayersLater, compress, wire
+from normcore.frames import LayersLater, compress, summarize, wire
 
 MAX_ERROR = 2000  # characters of an error kept on the run
+BURSTS_PER_MESSAGE = 16  # a sender hands on at most this many of ``train``'s bursts at once
+END = object()  # what a runner puts in the outbox once ``train`` has returned
+
+
+def frames_of(items: list[Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frames of outbox items (``train``'s bursts, and ``END``), in order; ``summary``
+    (the run's latest metrics) updated from them."""
+    frames = [frame for burst in items if burst is not END for frame in burst]
+    for frame in frames:
+        summarize(frame, summary)
+    return frames
 
 
 def train(config: dict[str, Any], stop: threading.Event, outbox: queue.SimpleQueue) -> tuple:

@@ -31,16 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.jobs.base import JobQueue, Sink
-from app.jobs.job import encode, train
+from app.jobs.job import BURSTS_PER_MESSAGE, END, encode, frames_of, train
 from app.settings import Settings
-from normcore.frames import summarize
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.5  # longest a take() waits for frames; the run's end wakes it at once
-_BATCH = 16  # bursts (a flush's frames each) per answer at most, as the local worker's sender
 _MAX_ERROR = 2000
-_END = object()
 
 
 class _RunActor:
@@ -60,7 +57,7 @@ class _RunActor:
 
     def _train(self, config: dict[str, Any]) -> None:
         self._result = train(config, self._stop, self._outbox)  # never raises
-        self._outbox.put(_END)
+        self._outbox.put(END)
 
     def take(self, wait_s: float) -> dict[str, Any]:
         """Frames encoded since the last call, the run summary, and (status, error) at the end."""
@@ -69,14 +66,12 @@ class _RunActor:
         items = []
         try:
             items.append(self._outbox.get(timeout=wait_s))
-            while len(items) < _BATCH and items[-1] is not _END:
+            while len(items) < BURSTS_PER_MESSAGE and items[-1] is not END:
                 items.append(self._outbox.get_nowait())
         except queue.Empty:
             pass
-        frames = [f for burst in items if burst is not _END for f in burst]  # (train's bursts)
-        for frame in frames:
-            summarize(frame, self._summary)
-        done = self._result if items and items[-1] is _END else None
+        frames = frames_of(items, self._summary)
+        done = self._result if items and items[-1] is END else None
         return {
             "pid": os.getpid(),
             "node": self._node,

@@ -27,10 +27,8 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from app.jobs.job import train
-from normcore.frames import clean, summarize
-
-_END = object()
+from app.jobs.job import BURSTS_PER_MESSAGE, END, frames_of, train
+from normcore.frames import clean
 
 
 def main(conn: Connection) -> None:
@@ -61,7 +59,7 @@ def _run(conn: Connection, job: tuple, stop: threading.Event) -> None:
     sender = threading.Thread(target=_send, args=(conn, outbox), daemon=True)
     sender.start()
     status, error = train(config, stop, outbox)
-    outbox.put(_END)
+    outbox.put(END)
     sender.join()
     _send_or_exit(conn, ("done", status, error))
 
@@ -110,20 +108,18 @@ def _listen(conn: Connection, jobs: queue.SimpleQueue, running: list[threading.E
 
 def _send(conn: Connection, outbox: queue.SimpleQueue) -> None:
     """Send frames in batches: one message for the bursts (``train``'s flushes) waiting, up to
-    16 of them, not one per frame."""
+    ``BURSTS_PER_MESSAGE`` of them, not one per frame."""
     summary: dict[str, Any] = {}
     while True:
         items = [outbox.get()]
-        while len(items) < 16:
+        while len(items) < BURSTS_PER_MESSAGE:
             try:
                 items.append(outbox.get_nowait())
             except queue.Empty:
                 break
-        done = items[-1] is _END
-        frames = [f for burst in items if burst is not _END for f in burst]  # (train's bursts)
+        done = items[-1] is END
+        frames = frames_of(items, summary)
         if frames:
-            for frame in frames:
-                summarize(frame, summary)
             _send_or_exit(conn, ("frames", frames, clean(summary)))
         if done:
             return
