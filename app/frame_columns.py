@@ -18,7 +18,6 @@ import json
 import operator
 import sqlite3
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from normcore.frames import decode
+from normcore.frames import decode, pack, unpack
 from normcore.probe.stats import LAYER_NUMBERS
 
 CHUNK = 1024
@@ -151,16 +150,16 @@ def _hist_rows(rows: list[dict[str, Any]], bins: int) -> np.ndarray:
 
 def _pack(array: np.ndarray) -> bytes:
     """dtype and shape in a short text line, then the raw bytes (np.save's header costs a
-    Python literal parse per blob, and a view reads thousands). Compressed ("Z") when that
-    saves a fifth, else raw ("R"): measured floats barely compress, and inflating them cost
-    more than reading them."""
+    Python literal parse per blob, and a view reads thousands). Compressed ("Z":
+    `normcore.frames.pack`) when that saves a fifth, else raw ("R"): measured floats barely
+    compress, and inflating them cost more than reading them."""
     raw = f"{array.dtype.str} {' '.join(map(str, array.shape))}\n".encode() + array.tobytes()
-    packed = zlib.compress(raw, 1)
+    packed = pack(raw)
     return b"Z" + packed if len(packed) < 0.8 * len(raw) else b"R" + raw
 
 
 def _unpack(blob: bytes) -> np.ndarray:
-    raw = zlib.decompress(blob[1:]) if blob[:1] == b"Z" else blob[1:]
+    raw = unpack(blob[1:]) if blob[:1] == b"Z" else blob[1:]
     end = raw.index(b"\n")
     dtype, *shape = raw[:end].decode().split(" ")
     return np.frombuffer(raw, np.dtype(dtype), offset=end + 1).reshape([int(n) for n in shape if n])

@@ -1,6 +1,6 @@
 """The run store: SQLite in WAL mode, the source of truth for runs and their frames.
 
-Frames are kept in `normcore.frames.encode` form (zlib of the wire JSON), so serving one to
+Frames are kept in `normcore.frames.encode` form (the wire JSON, compressed), so serving one to
 an SSE client or an export is a decompress, never a parse. Writers batch: `apply` takes a
 list of operations and commits them in one transaction (the recorder thread calls it with
 whatever piled up while the previous commit ran). Readers use their own connection per
@@ -15,7 +15,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from app import frame_columns
 from app.frame_columns import MAX_SEQ, Columns
 from app.frames_in_hand import InHand
-from normcore.frames import ACTIVE, TERMINAL
+from normcore.frames import ACTIVE, TERMINAL, unpack
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ def spread(total: int, max_points: int) -> list[int]:
 
 def frame_text(blob: bytes) -> str:
     """A stored frame as its wire JSON text (what SSE and JSON lines send)."""
-    return zlib.decompress(blob).decode()
+    return unpack(blob).decode()
 
 
 class Store:

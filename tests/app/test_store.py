@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from app.jobs.job import encode as wire_frame
 from app.jobs.recorder import Recorder
 from app.store import Finish, Frames, Start, Store, frame_text, spread
 from normcore.config import RunConfig
-from normcore.frames import decode, encode, to_json
+from normcore.frames import ZSTD_MAGIC, decode, encode, to_json
 
 
 @pytest.fixture
@@ -50,6 +51,43 @@ def test_store_uses_wal_and_stores_frames_in_the_encoded_form(store):
     [(seq, blob)] = store.read_frames(run_id, 1, 10)
     assert seq == 2 and decode(blob) == decode(encode(_frame(2)))
     assert frame_text(blob) == to_json(_frame(2))
+
+
+def test_a_store_written_with_zlib_reads_as_one_written_now(store, monkeypatch):
+    """Frames and columns are stored with zstd now; a store from before holds zlib blobs of
+    both, and every read (a frame's text, its dict, a view's columns) gives the same."""
+    from app import frame_columns
+
+    n = frame_columns.CHUNK + 5
+    runs = {}
+    for old in (True, False):
+        with monkeypatch.context() as m:
+            if old:  # what the store wrote before: zlib at its fastest level
+                m.setattr(frame_columns, "pack", lambda raw: zlib.compress(raw, 1))
+            run_id = runs[old] = _new_run(store)
+            rows = [
+                (s, s + 1, zlib.compress(to_json(_frame(s)).encode(), 1) if old else blob)
+                for s, _, blob in _rows(range(n))
+            ]
+            store.apply([Start(run_id, 0.0), Frames(run_id, rows, {"step": n})])
+            store.apply([Finish(run_id, "completed", None, 1.0)])
+        blobs = [blob for _, blob in store.read_frames(runs[old], -1, n)]
+        assert all((blob[:4] == ZSTD_MAGIC) != old for blob in blobs)
+        packed = store._db().execute(
+            "SELECT data FROM frame_columns WHERE run_id = ? AND key = 'seq'", (run_id,)
+        )
+        compressed = [blob for (blob,) in packed if blob[:1] == b"Z"]  # (else raw: "R")
+        assert compressed and all((blob[1:5] == ZSTD_MAGIC) != old for blob in compressed)
+    old_frames, new_frames = (store.read_frames(runs[old], -1, n) for old in (True, False))
+    for (_, a), (_, b) in zip(old_frames, new_frames, strict=True):
+        assert frame_text(a) == frame_text(b) and decode(a) == decode(b)
+    got, want = (
+        store.read_columns(runs[old], 0, 2**62, {"h1": ["mean", "hist"]}, ["loss", "step"])
+        for old in (True, False)
+    )
+    assert got.run["loss"].tobytes() == want.run["loss"].tobytes()
+    assert got.layers["h1"]["mean"].tobytes() == want.layers["h1"]["mean"].tobytes()
+    assert list(got.seq) == list(range(n))
 
 
 def test_run_lifecycle_sets_status_times_step_and_final_metrics(store):
