@@ -85,19 +85,18 @@ def _busy(seconds: float) -> None:
 
 
 class Serve:
-    """`normscope serve` with default settings on a free loopback port and a temp data dir."""
+    """`normscope serve` with default settings on a free loopback port and a temp data dir
+    (``launcher``: what runs the CLI, ``python -m app.cli`` unless another bench wraps it)."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, launcher: list[str] | None = None, env: dict | None = None):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NORMSCOPE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NORMSCOPE_")} | (env or {})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.log = open(data_dir / "serve.log", "w")  # noqa: SIM115  (closed in stop)
         command = [
-            sys.executable,
-            "-m",
-            "app.cli",
+            *(launcher or [sys.executable, "-m", "app.cli"]),
             "serve",
             "--port",
             str(self.port),
