@@ -78,6 +78,7 @@ FLUSH_SECONDS = 0.5
 DIGITS = 5  # significant digits a stored frame keeps of each float
 EXACT_KEYS = frozenset({"time"})  # unix seconds need all their digits
 _FORMATS = {d: f"%.{d}g" for d in range(1, 18)}
+_POW10 = np.array([10.0**j for j in range(23)])  # 10^j, each exact
 _JUST_INT = frozenset({int})  # a list whose types all are in it (bool is not): ints only
 
 
@@ -221,18 +222,18 @@ def round_sig(values: np.ndarray, digits: int = DIGITS) -> np.ndarray:
     a = np.abs(v)
     s = digits - 1 - np.floor(np.log10(a)).astype(np.int64)
     exact = np.abs(s) <= 22
-    up = np.where(s >= 0, s, 0)
-    down = np.where(s < 0, -s, 0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        m = a * 10.0**up / 10.0**down  # one of the two is 1: one rounding
-        r = np.rint(m)
-        fine = (
-            exact
-            & (np.abs(m - np.floor(m) - 0.5) > 1e-9)
-            & (m >= 10.0 ** (digits - 1))
-            & (m < 10.0**digits)
-        )
-        rounded = np.copysign(r / 10.0**up * 10.0**down, v)
+    # 10^|s| from a table (exact: every power up to 10^22 is a double), where np.power cost
+    # most of a flush's rounding; clipped where |s| > 22, whose values take printf's path
+    up, down = _POW10[np.clip(s, 0, 22)], _POW10[np.clip(-s, 0, 22)]
+    m = a * up / down  # one of the two is 1: one rounding
+    r = np.rint(m)
+    fine = (
+        exact
+        & (np.abs(m - np.floor(m) - 0.5) > 1e-9)
+        & (m >= 10.0 ** (digits - 1))
+        & (m < 10.0**digits)
+    )
+    rounded = np.copysign(r / up * down, v)
     x[idx] = np.where(fine, rounded, v)
     fmt = _FORMATS[digits]
     for j in idx[~fine]:

@@ -402,13 +402,17 @@ def graded(
     lo, w = edges[:, :1], (edges[:, 1:] - edges[:, :1]) / fine
     # slot centres: under at lo, fine bins at their middles, over at hi -> (L, fine + 2)
     x = np.concatenate([lo, lo + (np.arange(fine) + 0.5) * w, edges[:, 1:]], axis=1)
+    y = f(x)
+    basis = np.stack([np.ones_like(x), slope(x), y, y * y], axis=-1)  # (L, fine + 2, 4)
     counts = hist[..., : fine + 2]  # the non-finite slot adds nothing: slope 0
-    nf = counts.sum(-1)
+    # each layer's rows times its basis, one matmul: the four sums of every (step, layer) at
+    # once, where three products of the rows and their sums cost a flush ~1.4× as much
+    rows = np.moveaxis(counts, 1, 0).astype(np.float64)  # (L, k, fine + 2)
+    nf, sloped, s1, s2 = np.moveaxis(np.matmul(rows, basis), -1, 0).swapaxes(1, 2)  # (k, L)
     with np.errstate(invalid="ignore", divide="ignore"):
-        lost = 1 - (counts * slope(x)).sum(-1) / n
-        y = f(x)
-        mean = (counts * y).sum(-1) / nf
-        var = (counts * y**2).sum(-1) / nf - mean**2
+        lost = 1 - sloped / n
+        mean = s1 / nf
+        var = s2 / nf - mean**2
     return lost, mean, np.sqrt(np.maximum(var, 0.0))
 
 
@@ -503,8 +507,14 @@ def display_counts(hist: np.ndarray, bins: int) -> np.ndarray:
     """Fine histogram rows (k, L, S) -> the display counts (k, L, bins + 2): under, each
     display bin's FINE sub-bins summed, over."""
     k, L, fine = *hist.shape[:2], bins * FINE
-    coarse = hist[..., 1 : fine + 1].reshape(k, L, bins, FINE).sum(-1)
-    return np.concatenate([hist[..., :1], coarse, hist[..., fine + 1 : fine + 2]], axis=-1)
+    out = np.empty((k, L, bins + 2), hist.dtype)
+    out[..., 0], out[..., -1] = hist[..., 0], hist[..., fine + 1]
+    fines, coarse = hist[..., 1 : fine + 1], out[..., 1:-1]
+    # FINE strided adds: twice as fast as summing a reshaped axis of FINE (a short inner loop)
+    np.copyto(coarse, fines[..., 0::FINE])
+    for j in range(1, FINE):
+        coarse += fines[..., j::FINE]
+    return out
 
 
 def percentiles(
