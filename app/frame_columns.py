@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from normcore.frames import decode, pack, unpack
-from normcore.probe.stats import LAYER_NUMBERS
+from normcore.probe.frame_numbers import LAYER_NUMBERS
 
 CHUNK = 1024
 MAX_SEQ = 2**62  # past any stored seq: SQLite integers are 64-bit

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from normcore.probe.stats import LAYER_NUMBERS
+from normcore.probe.frame_numbers import LAYER_NUMBERS
 
 RUN_NUMBERS = ("loss", "acc", "lr", "steps_per_s")
 

@@ -84,7 +84,7 @@ _JUST_INT = frozenset({int})  # a list whose types all are in it (bool is not): 
 
 class LayersLater:
     """A frame's ``layers`` still to be built: step ``j`` of a flush whose ``steps()`` builds
-    every step's layers at once (normcore.probe.probe.FlushLayers). A trainer asked for them
+    every step's layers at once (normcore.probe.frame_numbers.FlushLayers). A trainer asked for them
     (``run(layers_later=True)``) hands these on, so the layers are built where the frame is
     encoded, in the server's process and not on the training core; ``wire`` builds them."""
 

@@ -22,7 +22,7 @@ from app.settings import Settings
 from app.store import Finish, Store, frame_text
 from normcore.config import RunConfig
 from normcore.frames import ACTIVE, TERMINAL, decode
-from normcore.probe.stats import LAYER_NUMBERS
+from normcore.probe.frame_numbers import LAYER_NUMBERS
 
 
 def check_limits(config: RunConfig, settings: Settings) -> None:

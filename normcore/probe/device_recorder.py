@@ -17,10 +17,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from normcore.probe.frame_numbers import FIELDS
 from normcore.probe.graphs import GraphReplay
 from normcore.probe.recorder import Layers, Recorder, Step, Taken
 from normcore.probe.ring import Ring
-from normcore.probe.stats import FIELDS, STAT_FIELDS, LayerStats
+from normcore.probe.stats import STAT_FIELDS, LayerStats
 
 
 class DeviceRecorder(Recorder):

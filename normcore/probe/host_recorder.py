@@ -21,10 +21,11 @@ import math
 import numpy as np
 import torch
 
+from normcore.probe.frame_numbers import COL
 from normcore.probe.kernels import hits, layer_norms, row_moments
 from normcore.probe.recorder import Layers, Recorder, Step, Taken
 from normcore.probe.ring import Ring
-from normcore.probe.stats import COL, STAT_FIELDS, LayerStats
+from normcore.probe.stats import STAT_FIELDS, LayerStats
 
 _STATS = len(STAT_FIELDS)  # a row's first columns: LayerStats's
 _NORMS = slice(COL["grad_norm"], COL["weight_norm"] + 1)  # ‖∇w‖, ‖∂a‖, ‖w‖: adjacent

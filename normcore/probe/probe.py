@@ -28,11 +28,12 @@ import torch
 from normcore.frames import LayersLater
 from normcore.probe import kernels
 from normcore.probe.device_recorder import DeviceRecorder
+from normcore.probe.frame_numbers import COL, FIELDS, FlushLayers, display_counts, layer_frames
 from normcore.probe.graphs import GraphReplay
 from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.recorder import PATHS, Layers, Recorder, Step, Taken
 from normcore.probe.ring import Ring
-from normcore.probe.stats import COL, FIELDS, choose_edges, display_counts, layer_frames
+from normcore.probe.stats import choose_edges
 from normcore.probe.taps import ProbePoint, Reader
 
 RECORDERS: dict[str, type[Recorder]] = {
@@ -379,25 +380,6 @@ class Probe:
                 ]
             out.append((layers, float(glob[k, 0]), float(glob[k, 1]), ics))
         return out
-
-
-class FlushLayers:
-    """What ``layer_frames`` needs of one flush, held (and pickled) until its layers are
-    wanted: ``steps()`` builds every step's at once, once."""
-
-    def __init__(self, names, edges, hist, scal, n, bins, first, prev, activation, digits):
-        self.args = (names, edges, hist, scal, n, bins, first, prev, activation, digits)
-        self.count = len(hist)  # steps
-        self._steps: list[list[dict]] | None = None
-
-    def build(self) -> tuple[list[list[dict]], np.ndarray]:
-        """(each step's Frame layers, the display counts): ``layer_frames``."""
-        return layer_frames(*self.args)
-
-    def steps(self) -> list[list[dict]]:
-        if self._steps is None:
-            self._steps = self.build()[0]
-        return self._steps
 
 
 def flush_together(probes: list[Probe]) -> list[list[tuple]]:

@@ -13,8 +13,8 @@ whole run, chosen by ``path`` when the probe is built (``PATHS``):
   staged          ``DeviceRecorder``: the same batch on fixed buffers, replayed as a CUDA
                   graph (the default on CUDA; a CPU runs it eagerly, as the tests do).
 
-Both fill the same columns (normcore.probe.stats.FIELDS) at different precision: the host
-sums in float64 (the kernels, accuracy, the g/b moments), the device in float32.
+Both fill the same columns (normcore.probe.frame_numbers.FIELDS) at different precision: the
+host sums in float64 (the kernels, accuracy, the g/b moments), the device in float32.
 
 The first probed step fixes the histogram edges, so on every path its taps keep clones and
 it is measured at ``collect``. A later in-place op (ReLU(inplace=True), a residual ``+=``)

@@ -1,10 +1,10 @@
 """The probe's ring buffer: one row per probed step, on the device, read by the host in bulk.
 
 A row is a layer histogram block ``hist`` (L, S), the per-layer columns ``scal`` (L, F,
-float64, NaN until written: normcore.probe.stats.FIELDS) and ``glob`` (loss, accuracy). Rows are
-written at ``index``, a device-side counter, so a captured CUDA graph writes the right row on
-every replay; nothing reads the device until ``read``, which copies the used rows to (pinned,
-on CUDA) host memory in one go: the probe's one host sync per flush.
+float64, NaN until written: normcore.probe.frame_numbers.FIELDS) and ``glob`` (loss,
+accuracy). Rows are written at ``index``, a device-side counter, so a captured CUDA graph
+writes the right row on every replay; nothing reads the device until ``read``, which copies
+the used rows to (pinned, on CUDA) host memory in one go: the probe's one host sync per flush.
 """
 
 from __future__ import annotations

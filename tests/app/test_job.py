@@ -9,7 +9,7 @@ import threading
 
 from app.jobs.job import encode, train
 from normcore.frames import LayersLater, wire
-from normcore.probe.probe import FlushLayers
+from normcore.probe.frame_numbers import FlushLayers
 
 
 def test_train_hands_on_each_flush_as_one_burst_built_once_where_encoded(monkeypatch):

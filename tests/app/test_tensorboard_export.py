@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
 )
 
 from app.tensorboard_export import RUN_NUMBERS, write_events  # noqa: E402
-from normcore.probe.stats import LAYER_NUMBERS  # noqa: E402
+from normcore.probe.frame_numbers import LAYER_NUMBERS  # noqa: E402
 from normcore.watch import Watch  # noqa: E402
 from tests.utils.own_model import tapering_mlp  # noqa: E402
 from tests.utils.server import ROOT  # noqa: E402

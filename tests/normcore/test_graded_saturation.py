@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from normcore.probe import kernels
-from normcore.probe.stats import FIELDS, FINE, STAT_FIELDS, LayerStats, choose_edges, layer_frames
+from normcore.probe.frame_numbers import FIELDS, FINE, layer_frames
+from normcore.probe.stats import STAT_FIELDS, LayerStats, choose_edges
 
 BINS = 16
 # |d/dx f'(x)/max f'|: sigmoid's is max |tanh(x/2) sech^2(x/2)| / 1 = 0.385, tanh's twice that

@@ -20,18 +20,10 @@ from normcore.norms import norm_affine
 from normcore.probe import kernels
 from normcore.probe import stats as stats_module
 from normcore.probe.device_recorder import DeviceRecorder
+from normcore.probe.frame_numbers import FIELDS, FINE, layer_frames
 from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.probe import Probe
-from normcore.probe.stats import (
-    ACT_RANGE,
-    FIELDS,
-    FINE,
-    SAT_THRESHOLD,
-    STAT_FIELDS,
-    LayerStats,
-    choose_edges,
-    layer_frames,
-)
+from normcore.probe.stats import ACT_RANGE, SAT_THRESHOLD, STAT_FIELDS, LayerStats, choose_edges
 from normcore.probe.taps import ProbePoint, Tap
 from normcore.train import run
 from tests.utils.probing import probed_step

@@ -12,10 +12,10 @@ from normcore.config import RunConfig
 from normcore.models import build_model
 from normcore.probe import kernels
 from normcore.probe.device_recorder import DeviceRecorder
+from normcore.probe.frame_numbers import FINE
 from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.probe import RECORDERS, Probe, resolve_path
 from normcore.probe.recorder import PATHS
-from normcore.probe.stats import FINE
 from normcore.watch import Watch
 from tests.utils.probing import probed_step
 
