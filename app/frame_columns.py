@@ -14,6 +14,7 @@ CHUNK - 1 frames, memoised by frame count).
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import sqlite3
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from normcore.frames import decode, pack, unpack
-from normcore.probe.frame_numbers import LAYER_NUMBERS
+from normcore.probe.frame_numbers import LAYER_LINES, TableRow
 
 CHUNK = 1024
 MAX_SEQ = 2**62  # past any stored seq: SQLite integers are 64-bit
@@ -44,8 +45,6 @@ CREATE TABLE IF NOT EXISTS frame_columns (
 
 RUN_LINES = ("loss", "acc", "lr", "steps_per_s")
 EVAL_KEYS = ("loss", "acc", "loss_batch", "acc_batch")
-# A layer's numbers (normcore.probe.stats, the one list), and its count of non-finite values
-LAYER_LINES = (*LAYER_NUMBERS, "nonfinite")
 FRAME_STATUS = ("running", "completed", "diverged")  # codes 0, 1, 2 in the "status" column
 
 
@@ -74,7 +73,9 @@ def _num(value: Any) -> float:
 
 
 def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """The blobs' arrays of one chunk: {key: array}, layer keys as "name/key"."""
+    """The blobs' arrays of one chunk: {key: array}, layer keys as "name/key". A frame's
+    layers are dicts as they decode, or a row of its flush's table (a frame held in hand:
+    app.jobs.job.encode)."""
     n = len(frames)
     out: dict[str, np.ndarray] = {
         "seq": np.array([f["seq"] for f in frames], np.int64),
@@ -96,6 +97,22 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
             has_eval[i] = True
             evals[i] = [_num(f["eval"].get(k)) for k in EVAL_KEYS]
     out["eval"], out["has_eval"] = evals, has_eval
+    rows = [f.get("layers") for f in frames]
+    table_rows = [row for row in rows if isinstance(row, TableRow)]
+    if table_rows and len(table_rows) == n and _one_layout(table_rows):
+        out.update(_table_columns(table_rows))
+    else:
+        if table_rows:  # (a chunk is held or decoded whole: its frames' layers never mix)
+            frames = [{**f, "layers": _layer_dicts(f.get("layers"))} for f in frames]
+        out.update(_dict_columns(frames))
+    last = frames[-1] if frames else {}
+    out["last"] = np.array(json.dumps({k: last.get(k) for k in ("device", "steps_per_s")}))
+    return out
+
+
+def _dict_columns(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The layer columns of frames whose layers are dicts, as they decode."""
+    out: dict[str, np.ndarray] = {}
     names: list[str] = []
     for f in frames:
         names += [layer["name"] for layer in f.get("layers", []) if layer["name"] not in names]
@@ -112,9 +129,38 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         out[f"{name}/hist"] = _hist_rows(rows, bins)
         edges = [first["lo"], first["hi"]] if first else [0.0, 1.0]
         out[f"{name}/edges"] = np.array(edges, np.float64)
-    last = frames[-1] if frames else {}
-    out["last"] = np.array(json.dumps({k: last.get(k) for k in ("device", "steps_per_s")}))
     return out
+
+
+def _one_layout(rows: list[TableRow]) -> bool:
+    """Every row's table holds the same layers, in the same order."""
+    names = rows[0].table.names
+    return all(row.table.names == names for row in rows)
+
+
+def _table_columns(rows: list[TableRow]) -> dict[str, np.ndarray]:
+    """The layer columns of frames whose layers are rows of their flushes' tables, one layout
+    (``_one_layout``): the tables' arrays sliced, the same columns ``_dict_columns`` reads
+    from the frames' dicts (tests/app/test_store.py), no dict read."""
+    parts = [
+        (table, [row.j for row in group])
+        for table, group in itertools.groupby(rows, key=operator.attrgetter("table"))
+    ]
+    lines = np.concatenate([table.lines[js] for table, js in parts])  # (n, L, lines)
+    hist = np.concatenate([table.display[js] for table, js in parts]).astype(np.int32)
+    first = rows[0].table
+    out = {"names": np.array(first.names, dtype=str)}
+    for i, name in enumerate(first.names):
+        for j, key in enumerate(LAYER_LINES):
+            out[f"{name}/{key}"] = np.ascontiguousarray(lines[:, i, j])
+        out[f"{name}/hist"] = np.ascontiguousarray(hist[:, i])
+        out[f"{name}/edges"] = first.edges[i].astype(np.float64)
+    return out
+
+
+def _layer_dicts(layers: Any) -> Any:
+    """A held frame's layers as they decode: a table row's as dicts, others as they are."""
+    return layers.table.layers()[layers.j] if isinstance(layers, TableRow) else layers
 
 
 _LINE_VALUES = operator.itemgetter(*LAYER_LINES)

@@ -9,13 +9,14 @@ from typing import Any
 
 class InHand:
     """Per live run, the frames committed since its last chunk written for good, as their
-    blobs decode (the recorder has them: app.jobs.job.encode): `frame_columns.seal` writes a
-    chunk from these, not from its blobs decoded again (~25 µs a frame of the server's CPU,
-    which the runs on the same cores need). A run whose frames came without them or with a
-    seq seen before, whose seqs have gaps, or whose blobs pass MAX_BYTES is dropped here;
-    `seal` then decodes its blobs, as it always can."""
+    blobs decode, a trainer's layers as the arrays of their flush (the recorder has them:
+    app.jobs.job.encode): `frame_columns.seal` writes a chunk from these, not from its blobs
+    decoded again (~25 µs a frame of the server's CPU, which the runs on the same cores need).
+    A run whose frames came without them or with a seq seen before, whose seqs have gaps, or
+    whose blobs pass MAX_BYTES is dropped here; `seal` then decodes its blobs, as it always
+    can."""
 
-    MAX_BYTES = 4 << 20  # of blobs in hand, per run (as dicts, ~13× as much memory)
+    MAX_BYTES = 4 << 20  # of blobs in hand, per run (layers as dicts: ~13× as much memory)
 
     def __init__(self) -> None:
         self._runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -23,15 +24,13 @@ class InHand:
         self._total: dict[str, int] = {}  # ... and their sum, kept as they come and go
         self._lock = threading.Lock()
 
-    def add(
-        self, run_id: str, rows: list[tuple[int, int, bytes]], decoded: list[dict] | None
-    ) -> None:
-        """Frames `rows` (seq, step, blob) were stored; `decoded`: their frames, or None."""
+    def add(self, run_id: str, rows: list[tuple[int, int, bytes]], held: list[dict] | None) -> None:
+        """Frames `rows` (seq, step, blob) were stored; `held`: their frames, or None."""
         with self._lock:
             sizes = self._bytes.get(run_id, {})
             if (
-                decoded is None
-                or len(decoded) != len(rows)
+                held is None
+                or len(held) != len(rows)
                 or any(seq in sizes for seq, _, _ in rows)
                 or self._total.get(run_id, 0) + sum(len(blob) for *_, blob in rows) > self.MAX_BYTES
             ):
@@ -39,7 +38,7 @@ class InHand:
                 return
             hand = self._runs.setdefault(run_id, {})
             sizes = self._bytes.setdefault(run_id, {})
-            for (seq, _, blob), frame in zip(rows, decoded, strict=True):
+            for (seq, _, blob), frame in zip(rows, held, strict=True):
                 hand[seq], sizes[seq] = frame, len(blob)
             self._total[run_id] = self._total.get(run_id, 0) + sum(len(b) for *_, b in rows)
 

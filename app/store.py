@@ -77,9 +77,10 @@ class Frames:
     rows: list[tuple[int, int, bytes]]
     summary: dict[str, Any]  # {"step", "device", "loss", "acc", "eval_loss", "eval_acc"}
     active_only: bool = False  # store them only while the run is queued or running
-    # the rows' frames as their blobs decode, when the sender has them: the columns of a
+    # the rows' frames as their blobs decode (their layers as a flush's arrays, where they
+    # were built from them: app.jobs.job.encode), when the sender has them: the columns of a
     # chunk are then written from these, not from its blobs decoded again
-    decoded: list[dict[str, Any]] | None = None
+    held: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ class Store:
                     )
                     changed.update([op.run_id] if cur.rowcount else [])
         for op, new in stored:
-            self._in_hand.add(op.run_id, op.rows, op.decoded if new else None)
+            self._in_hand.add(op.run_id, op.rows, op.held if new else None)
         return changed
 
     def seal(self, ops: list[Op]) -> None:

@@ -7,12 +7,15 @@ cores with the runs, so each µs here is taken from training when cores are busy
 four runs on two cores). Measured per frame, thread CPU time, the best of ``--rounds``, for
 the dashboard's default network and for the 4-run preset's BN run (6×100 tanh):
 
-  layers      the flush's frame layers from its rows (``FlushLayers.steps``: layer_frames)
+  layers      the flush's frame layers from its rows (``FlushLayers.steps``: its arrays,
+              ``layer_table``, then their dicts)
   wire        the frame's cleaning and JSON (``normcore.frames.wire``)
   zlib 1      zlib at level 1, its fastest (how frames were stored before)
   zstd 1      ``normcore.frames.pack`` (how frames are stored now)
   inflate     reading a blob back (SSE replay, exports, views of the open tail)
-  columns     ``app.frame_columns.from_frames`` over the frames, as a chunk's are written
+  columns     ``app.frame_columns.from_frames`` over the frames, as a chunk's are written:
+    dicts     from the layers' dicts (a stored chunk's blobs decoded; a live run's before)
+    held      from the rows of the flushes' arrays the server holds (a live run's now)
 
     python bench/encoding.py --steps 512 --rounds 3
 """
@@ -56,7 +59,7 @@ def measure(config: dict, rounds: int) -> dict[str, float]:
 
     def forget() -> None:  # each round builds the layers anew
         for flush in flushes:
-            flush._steps = None
+            flush._table = flush._steps = None
 
     row = {"layers": per_frame(lambda: [f.steps() for f in flushes], n, rounds, forget)}
     built = [{**f, "layers": f["layers"].built()} for f in frames]
@@ -69,7 +72,9 @@ def measure(config: dict, rounds: int) -> dict[str, float]:
     row["zstd 1"] = per_frame(lambda: [pack(d) for d in data], n, rounds)
     row["inflate zlib"] = per_frame(lambda: [zlib.decompress(b) for b in old], n, rounds)
     row["inflate zstd"] = per_frame(lambda: [unpack(b) for b in new], n, rounds)
-    row["columns"] = per_frame(lambda: from_frames(list(cleaned)), n, rounds)
+    held = [{**c, "layers": f["layers"].row()} for c, f in zip(cleaned, frames, strict=True)]
+    row["columns dicts"] = per_frame(lambda: from_frames(list(cleaned)), n, rounds)
+    row["columns held"] = per_frame(lambda: from_frames(held), n, rounds)
     row["JSON bytes"] = statistics.mean(map(len, data))
     row["zlib bytes"] = statistics.mean(map(len, old))
     row["zstd bytes"] = statistics.mean(map(len, new))

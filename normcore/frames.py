@@ -96,6 +96,10 @@ class LayersLater:
     def built(self) -> list[dict[str, Any]]:
         return self.flush.steps()[self.j]
 
+    def row(self) -> Any:
+        """The same layers as arrays: a row of the flush's table (``FlushLayers.row``)."""
+        return self.flush.row(self.j)
+
     @property
     def last(self) -> bool:
         """The flush's last step."""

@@ -80,9 +80,10 @@ def test_encoding_bench_measures_every_stage_of_both_networks(tmp_path):
     table = json.loads(out.read_text())
     assert set(table) == {"default 3×100", "preset BN 6×100"}
     for row in table.values():
-        for stage in ("layers", "wire", "zlib 1", "zstd 1", "inflate zstd", "columns"):
+        for stage in ("layers", "wire", "zlib 1", "zstd 1", "inflate zstd", "columns dicts"):
             assert row[stage] > 0, (stage, row)
         assert 0 < row["zstd bytes"] < row["JSON bytes"]
+        assert 0 < row["columns held"] < row["columns dicts"]  # sliced arrays, no dict read
 
 
 def test_server_gc_bench_sees_the_tuned_collector_collect_less_often(tmp_path):

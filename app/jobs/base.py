@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from app.errors import QueueFull
 
 # One encoded frame: (seq, step, wire JSON text, `normcore.frames.encode` blob, the frame as
-# the blob decodes: the store writes a chunk's columns from these without decoding blobs).
+# the blob decodes, its layers as their arrays where a flush built them: the store writes a
+# chunk's columns from these without decoding blobs).
 WireFrame = tuple[int, int, str, bytes, dict[str, Any]]
 
 

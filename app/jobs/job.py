@@ -72,12 +72,17 @@ def describe(exc: BaseException) -> str:
 
 
 def encode(frame: dict[str, Any]) -> WireFrame:
-    """A frame of ``train`` -> (seq, step, wire JSON, stored blob, the frame as the blob
-    decodes): the blob is `normcore.frames.encode(frame)`, computed from the same text
-    instead of serializing twice; the decoded frame is the cleaned dict the text was written
+    """A frame of ``train`` -> (seq, step, wire JSON, stored blob, the frame held for its
+    columns): the blob is `normcore.frames.encode(frame)`, computed from the same text
+    instead of serializing twice; the held frame is the cleaned dict the text was written
     from. ``train``'s frames come with their layers rounded already (``run(rounded=True)``),
     so only the rest of the frame is cleaned here, and their layers still to be built
-    (``run(layers_later=True)``): ``wire`` builds them, all of a flush's at once."""
+    (``run(layers_later=True)``): ``wire`` builds them, all of a flush's at once. The held
+    frame's layers are then the flush's arrays they were built from (a ``TableRow``), so a
+    chunk's columns are sliced from those, and the layers' dicts are freed once sent."""
+    layers = frame.get("layers")
     stored, text = wire(frame, layers_rounded=True)
+    if isinstance(layers, LayersLater):
+        stored["layers"] = layers.row()
     seq, step = int(frame["seq"]), int(frame.get("step") or 0)
     return seq, step, text, compress(text), stored

@@ -55,8 +55,8 @@ class Recorder:
     def frames(self, run_id: str, items: list[WireFrame], summary: dict[str, Any]) -> None:
         rows = [(seq, step, blob) for seq, step, _, blob, _ in items]
         texts = [(seq, text) for seq, _, text, _, _ in items]
-        decoded = [frame for *_, frame in items]
-        self._queue.put((Frames(run_id, rows, summary, decoded=decoded), texts))
+        held = [frame for *_, frame in items]
+        self._queue.put((Frames(run_id, rows, summary, held=held), texts))
 
     def finished(self, run_id: str, status: str, error: str | None = None) -> None:
         self._queue.put((Finish(run_id, status, error, time.time()), []))

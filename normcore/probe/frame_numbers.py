@@ -3,7 +3,7 @@
 ``normcore.probe.stats`` measures a probed step into a row: per layer a fine histogram
 (``FINE`` sub-bins per display bin, between under- and overflow) and the columns ``FIELDS``.
 Here, in numpy, the rows of k steps become their Frame layers in one set of array operations
-(``layer_frames``): mean and std from the centred sums, the percentiles and the graded
+(``layer_table``): mean and std from the centred sums, the percentiles and the graded
 saturation from the fine histogram, the display counts and their drift (W1 to the previous
 and the first probe). A trainer asked for its layers later hands a flush on as
 ``FlushLayers``, and they are built in the server's process, where the frame is encoded.
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -94,6 +95,7 @@ LAYER_NUMBERS = (
 
 
 _LAYER_KEYS = ("name", "hist", "nonfinite", *LAYER_NUMBERS)  # a Frame layer's, in order
+LAYER_LINES = (*LAYER_NUMBERS, "nonfinite")  # a LayerTable's lines: a run's columns of a layer
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -153,7 +155,46 @@ def _graded_basis(edges: bytes, L: int, fine: int, activation: str) -> np.ndarra
     return basis
 
 
-def layer_frames(
+class LayerTable:
+    """k probed steps' Frame layers as arrays: ``names`` (L), ``edges`` (L, 2) as a frame
+    shows them, ``lines`` (k, L, len(LAYER_LINES)) float64 (NaN where a frame's number is
+    None) and ``display`` (k, L, bins + 2), the counts [under, bins..., over]. ``layers()``
+    is each step's Frame layers; a run's columns (app.frame_columns) are these arrays."""
+
+    def __init__(self, names: list[str], edges: np.ndarray, lines: np.ndarray, display):
+        self.names, self.edges, self.lines, self.display = names, edges, lines, display
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def layers(self) -> list[list[dict]]:
+        """Each step's Frame layers (normcore.frames), a dict each."""
+        # Python floats, None where not finite: one object array, not a test per number (a
+        # flush of 32 steps builds hundreds of layers)
+        numbers = self.lines[..., :-1]
+        boxed = numbers.astype(object)
+        boxed[~np.isfinite(numbers)] = None
+        values = boxed.tolist()
+        display = self.display
+        counts, unders, overs, bad = (
+            a.astype(np.int64).tolist()
+            for a in (display[..., 1:-1], display[..., 0], display[..., -1], self.lines[..., -1])
+        )
+        lo, hi = self.edges[:, 0].tolist(), self.edges[:, 1].tolist()
+        steps = []
+        for j in range(len(self.lines)):
+            layers = []
+            for i, name in enumerate(self.names):
+                hist_i = dict(
+                    lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i], over=overs[j][i]
+                )
+                cells = (name, hist_i, bad[j][i], *values[j][i])
+                layers.append(dict(zip(_LAYER_KEYS, cells, strict=True)))
+            steps.append(layers)
+        return steps
+
+
+def layer_table(
     names: list[str],
     edges: np.ndarray,
     hist: np.ndarray,
@@ -164,9 +205,9 @@ def layer_frames(
     prev: np.ndarray | None,
     activation: str | None = None,
     digits: int | None = None,
-) -> tuple[list[list[dict]], np.ndarray]:
+) -> LayerTable:
     """Host rows of k probed steps, ``hist`` (k, L, S) and ``scal`` (k, L, len(FIELDS)) ->
-    each step's Frame layers (see normcore.frames), and the display counts (k, L, bins+2).
+    their Frame layers as a ``LayerTable``.
     ``n``: values per layer and step, one for all layers or one each (L,).
     ``first``, ``prev``: the display counts of the run's first and of the previous probe (None
     before there was one: a probe is then its own reference, W1 0, or NaN with no values).
@@ -177,7 +218,6 @@ def layer_frames(
     k, L, fine = len(hist), len(names), bins * FINE
     get = dict(zip(FIELDS, np.moveaxis(scal, -1, 0), strict=True))  # each (k, L)
     display = display_counts(hist, bins)
-    under, coarse, over = display[..., 0], display[..., 1:-1], display[..., -1]
     nf = n - get["nonfinite"]
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = get["sum"] / nf  # sums are of x - centre, centre = (lo + hi) / 2
@@ -216,28 +256,13 @@ def layer_frames(
             numbers["sat_graded"] = numbers["sat"]
     none = np.full((k, L), np.nan)
     values = np.stack([numbers.get(key, get.get(key, none)) for key in LAYER_NUMBERS], axis=-1)
-    if digits is not None:  # (the numbers are computed: from here on edges are only shown)
+    if digits is not None:
         values, edges = round_sig(values, digits), round_sig(edges, digits)
-    # Python floats, None where not finite: one object array, not a test per number (a
-    # flush of 32 steps builds hundreds of layers)
-    boxed = values.astype(object)
-    boxed[~np.isfinite(values)] = None
-    values = boxed.tolist()
-    counts, unders, overs, bad = (
-        a.astype(np.int64).tolist() for a in (coarse, under, over, get["nonfinite"])
-    )
-    lo, hi = edges[:, 0].tolist(), edges[:, 1].tolist()
-    steps = []
-    for j in range(k):
-        layers = []
-        for i, name in enumerate(names):
-            hist_i = dict(
-                lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i], over=overs[j][i]
-            )
-            cells = (name, hist_i, bad[j][i], *values[j][i])
-            layers.append(dict(zip(_LAYER_KEYS, cells, strict=True)))
-        steps.append(layers)
-    return steps, display
+    # (the numbers are computed: from here on edges are only shown; not finite: NaN)
+    lines = np.empty((k, L, len(LAYER_LINES)))
+    lines[..., :-1], lines[..., -1] = values, get["nonfinite"]
+    lines[~np.isfinite(lines)] = np.nan
+    return LayerTable(names, edges, lines, display)
 
 
 def display_counts(hist: np.ndarray, bins: int) -> np.ndarray:
@@ -293,20 +318,35 @@ def _first_above(cum: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return np.where(j < S, j, 0)
 
 
+class TableRow(NamedTuple):
+    """Step ``j`` of a flush's ``LayerTable``: a frame's layers as arrays."""
+
+    table: LayerTable
+    j: int
+
+
 class FlushLayers:
-    """What ``layer_frames`` needs of one flush, held (and pickled) until its layers are
-    wanted: ``steps()`` builds every step's at once, once."""
+    """What ``layer_table`` needs of one flush, held (and pickled) until its layers are
+    wanted: ``table()`` builds every step's at once, once; ``steps()`` are their dicts."""
 
     def __init__(self, names, edges, hist, scal, n, bins, first, prev, activation, digits):
         self.args = (names, edges, hist, scal, n, bins, first, prev, activation, digits)
         self.count = len(hist)  # steps
+        self._table: LayerTable | None = None
         self._steps: list[list[dict]] | None = None
 
-    def build(self) -> tuple[list[list[dict]], np.ndarray]:
-        """(each step's Frame layers, the display counts): ``layer_frames``."""
-        return layer_frames(*self.args)
+    def build(self) -> LayerTable:
+        return layer_table(*self.args)
+
+    def table(self) -> LayerTable:
+        if self._table is None:
+            self._table = self.build()
+        return self._table
 
     def steps(self) -> list[list[dict]]:
         if self._steps is None:
-            self._steps = self.build()[0]
+            self._steps = self.table().layers()
         return self._steps
+
+    def row(self, j: int) -> TableRow:
+        return TableRow(self.table(), j)

@@ -28,7 +28,7 @@ import torch
 from normcore.frames import LayersLater
 from normcore.probe import kernels
 from normcore.probe.device_recorder import DeviceRecorder
-from normcore.probe.frame_numbers import COL, FIELDS, FlushLayers, display_counts, layer_frames
+from normcore.probe.frame_numbers import COL, FIELDS, FlushLayers, display_counts, layer_table
 from normcore.probe.graphs import GraphReplay
 from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.recorder import PATHS, Layers, Recorder, Step, Taken
@@ -75,7 +75,7 @@ class Probe:
         digits: int | None = None,
     ) -> None:
         self.points, self.names = points, [p.name for p in points]
-        self.digits = digits  # frames' floats rounded as the wire keeps them (layer_frames)
+        self.digits = digits  # frames' floats rounded as the wire keeps them (layer_table)
         self.L, self.bins, self.rows, self.activation = len(points), bins, rows, activation
         self.device = torch.device(device)
         path = resolve_path(path, self.device)
@@ -356,7 +356,7 @@ class Probe:
             steps: list = [LayersLater(flush, j) for j in range(len(hist))]
             display = display_counts(hist, self.bins)
         else:
-            steps, display = flush.build()
+            steps, display = flush.steps(), flush.table().display
         return self._rows(steps, display, scal, glob)
 
     def _rows(self, steps: list, display: np.ndarray, scal, glob) -> list[tuple]:
@@ -384,7 +384,7 @@ class Probe:
 
 def flush_together(probes: list[Probe]) -> list[list[tuple]]:
     """Each probe's ``flush()``, with the Frame layers of all of them built by one
-    ``layer_frames``: its ~40 array operations cost about as much for one layer as for many,
+    ``layer_table``: its ~40 array operations cost about as much for one layer as for many,
     and a Watch of a whole model holds a probe per layer shape. Every operation there is per
     layer row, so each layer's numbers are those its own flush gives. Probes that differ in
     rows held, bins, activation, digits or references (none yet, or some) flush one by one."""
@@ -399,7 +399,7 @@ def flush_together(probes: list[Probe]) -> list[list[tuple]]:
     hist, scal = (np.concatenate([read[i] for read in reads], axis=1) for i in (0, 1))
     first, prev = (_joined([getattr(p, ref) for p in probes]) for ref in ("first", "prev"))
     p0 = probes[0]
-    steps, display = layer_frames(
+    table = layer_table(
         [name for p in probes for name in p.names],
         np.concatenate([p.edges for p in probes]),
         hist,
@@ -411,6 +411,7 @@ def flush_together(probes: list[Probe]) -> list[list[tuple]]:
         p0.activation,
         p0.digits,
     )
+    steps, display = table.layers(), table.display
     out, at = [], 0
     for p, (_, part, glob) in zip(probes, reads, strict=True):
         rows = slice(at, at + p.L)

@@ -7,9 +7,13 @@ import pickle
 import queue
 import threading
 
+import numpy as np
+import pytest
+
+from app.frame_columns import from_frames
 from app.jobs.job import encode, train
-from normcore.frames import LayersLater, wire
-from normcore.probe.frame_numbers import FlushLayers
+from normcore.frames import LayersLater, decode, wire
+from normcore.probe.frame_numbers import FlushLayers, TableRow
 
 
 def test_train_hands_on_each_flush_as_one_burst_built_once_where_encoded(monkeypatch):
@@ -35,11 +39,46 @@ def test_train_hands_on_each_flush_as_one_burst_built_once_where_encoded(monkeyp
     sent = [f for b in pickle.loads(pickle.dumps(bursts)) for f in b]
     encoded = [encode(f) for f in sent]
     assert len(builds) == len(bursts)  # one build per flush
-    for frame, (seq, step, text, _, stored) in zip(frames, encoded, strict=True):
+    for frame, (seq, step, text, blob, stored) in zip(frames, encoded, strict=True):
         assert isinstance(frame["layers"], LayersLater)
         assert (seq, step) == (frame["seq"], frame["step"])
         assert text == wire({**frame, "layers": frame["layers"].built()}, True)[1]
-        assert stored["layers"] == frame["layers"].built()
+        row = stored["layers"]  # held for the columns: the flush's arrays, not its dicts
+        assert isinstance(row, TableRow) and row.table.layers()[row.j] == frame["layers"].built()
+        assert decode(blob) == {**stored, "layers": frame["layers"].built()}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"steps": 90, "depth": 2, "width": 16, "norm": "batch", "eval_every": 25},
+        {"steps": 300, "lr": 1e3},  # diverges: inf and NaN numbers, frames cut short
+    ],
+)
+def test_a_chunks_columns_from_its_held_frames_are_those_of_their_blobs(config):
+    """The store writes a live run's columns from the frames ``encode`` held, whose layers
+    are rows of their flushes' arrays: every column equals the one its blobs decode to,
+    in chunks that start and end inside flushes, and in a chunk whose frames mix both."""
+    outbox: queue.SimpleQueue = queue.SimpleQueue()
+    train({"probe_every": 1, **config}, threading.Event(), outbox)
+    sent = []
+    while not outbox.empty():
+        sent += pickle.loads(pickle.dumps(outbox.get()))  # as a worker sends them
+    encoded = [encode(f) for f in sent]
+    held = [item[4] for item in encoded]
+    blobs = [decode(item[3]) for item in encoded]
+    assert all(isinstance(frame["layers"], TableRow) for frame in held)
+    chunks = [(lo, lo + 40) for lo in range(0, len(held), 40)]
+    for lo, hi in chunks:
+        _same_columns(from_frames(held[lo:hi]), from_frames(blobs[lo:hi]))
+    _same_columns(from_frames(held[:7] + blobs[7:20]), from_frames(blobs[:20]))
+
+
+def _same_columns(got: dict, want: dict) -> None:
+    assert sorted(got) == sorted(want)
+    for key, array in want.items():
+        assert got[key].dtype == array.dtype and got[key].shape == array.shape, key
+        np.testing.assert_array_equal(got[key], array, err_msg=key)
 
 
 def test_a_flush_cut_short_by_divergence_still_reaches_the_outbox():

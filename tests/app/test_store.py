@@ -248,8 +248,8 @@ def test_columns_are_written_from_the_frames_in_hand_as_from_their_blobs(store, 
         for lo in range(0, n, 100):
             items = [wire_frame(f) for f in frames[lo : lo + 100]]
             rows = [(seq, step, blob) for seq, step, _, blob, _ in items]
-            decoded_frames = [frame for *_, frame in items] if hand else None
-            store.apply([Frames(run_id, rows, {"step": lo}, decoded=decoded_frames)])
+            held = [frame for *_, frame in items] if hand else None
+            store.apply([Frames(run_id, rows, {"step": lo}, held=held)])
         store.apply([Finish(run_id, "completed", None, 1.0)])
         assert store._in_hand.get(run_id) is None
     assert decoded == [frame_columns.CHUNK, 300]  # the run without frames in hand only
@@ -314,7 +314,8 @@ def test_columns_of_frames_with_gaps_read_each_gap_as_missing():
     """from_frames takes a row's keys at once where it has them all; a layer a frame lacks, a
     key a row lacks and a histogram with None counts or another length go the slow way, to
     the same columns: NaN where a number is missing, zeros where a histogram is."""
-    from app.frame_columns import LAYER_LINES, from_frames
+    from app.frame_columns import from_frames
+    from normcore.probe.frame_numbers import LAYER_LINES
 
     def layer(mean, hist=True, **changes):
         row = {k: 0.5 for k in LAYER_LINES} | {"name": "h1", "mean": mean, "nonfinite": 0}

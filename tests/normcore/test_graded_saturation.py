@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from normcore.probe import kernels
-from normcore.probe.frame_numbers import FIELDS, FINE, layer_frames
+from normcore.probe.frame_numbers import FIELDS, FINE, layer_table
 from normcore.probe.stats import STAT_FIELDS, LayerStats, choose_edges
 
 BINS = 16
@@ -34,7 +34,7 @@ def frame_layers(x: np.ndarray, activation: str, kernel: bool, edges=None):
     hist, cols = stats([[torch.from_numpy(row.copy())] for row in x], None)
     scal = np.full((len(x), len(FIELDS)), np.nan)
     scal[:, : len(STAT_FIELDS)] = cols.numpy()
-    ((layers,), _) = layer_frames(
+    table = layer_table(
         [f"h{i}" for i in range(len(x))],
         edges,
         hist.numpy()[None],
@@ -45,6 +45,7 @@ def frame_layers(x: np.ndarray, activation: str, kernel: bool, edges=None):
         None,
         activation,
     )
+    (layers,) = table.layers()
     return layers, edges
 
 

@@ -1,8 +1,8 @@
 """Every probe statistic against an independent float64 numpy recomputation.
 
-The device path (normcore.probe: stats.LayerStats + layer_frames, probe.Probe) is compared
-on fresh random inputs, including a layer with NaN, one with ±inf, a constant one, an all-NaN
-one and one whose values fall outside its fixed edges.
+The device path (normcore.probe: stats.LayerStats + frame_numbers.layer_table, probe.Probe) is
+compared on fresh random inputs, including a layer with NaN, one with ±inf, a constant one, an
+all-NaN one and one whose values fall outside its fixed edges.
 """
 
 import json
@@ -20,7 +20,7 @@ from normcore.norms import norm_affine
 from normcore.probe import kernels
 from normcore.probe import stats as stats_module
 from normcore.probe.device_recorder import DeviceRecorder
-from normcore.probe.frame_numbers import FIELDS, FINE, layer_frames
+from normcore.probe.frame_numbers import FIELDS, FINE, layer_table
 from normcore.probe.host_recorder import HostRecorder
 from normcore.probe.probe import Probe
 from normcore.probe.stats import ACT_RANGE, SAT_THRESHOLD, STAT_FIELDS, LayerStats, choose_edges
@@ -144,9 +144,10 @@ def test_layer_stats_match_float64_numpy(
         np.testing.assert_array_equal(torch.cat(tensors).cpu().numpy(), row)
     scal = np.full((len(x), len(FIELDS)), np.nan)
     scal[:, : len(STAT_FIELDS)] = cols.numpy()
-    ((layers,), (display,)) = layer_frames(
+    table = layer_table(
         [f"h{i}" for i in range(len(x))], edges, hist.numpy()[None], scal[None], n, BINS, None, None
     )
+    ((layers,), (display,)) = table.layers(), table.display
     for i, layer in enumerate(layers):
         v = x[i][np.isfinite(x[i])].astype(np.float64)
         lo, hi = edges[i]
