@@ -103,7 +103,7 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         out.update(_table_columns(table_rows))
     else:
         if table_rows:  # (a chunk is held or decoded whole: its frames' layers never mix)
-            frames = [{**f, "layers": _layer_dicts(f.get("layers"))} for f in frames]
+            frames = [_with_layer_dicts(f) for f in frames]
         out.update(_dict_columns(frames))
     last = frames[-1] if frames else {}
     out["last"] = np.array(json.dumps({k: last.get(k) for k in ("device", "steps_per_s")}))
@@ -141,7 +141,7 @@ def _one_layout(rows: list[TableRow]) -> bool:
 def _table_columns(rows: list[TableRow]) -> dict[str, np.ndarray]:
     """The layer columns of frames whose layers are rows of their flushes' tables, one layout
     (``_one_layout``): the tables' arrays sliced, the same columns ``_dict_columns`` reads
-    from the frames' dicts (tests/app/test_store.py), no dict read."""
+    from the frames' dicts (tests/app/test_job.py), no dict read."""
     parts = [
         (table, [row.j for row in group])
         for table, group in itertools.groupby(rows, key=operator.attrgetter("table"))
@@ -158,9 +158,12 @@ def _table_columns(rows: list[TableRow]) -> dict[str, np.ndarray]:
     return out
 
 
-def _layer_dicts(layers: Any) -> Any:
-    """A held frame's layers as they decode: a table row's as dicts, others as they are."""
-    return layers.table.layers()[layers.j] if isinstance(layers, TableRow) else layers
+def _with_layer_dicts(frame: dict[str, Any]) -> dict[str, Any]:
+    """A held frame as it decodes: layers that are a table row, as their dicts."""
+    row = frame.get("layers")
+    if not isinstance(row, TableRow):
+        return frame
+    return {**frame, "layers": row.table.layers()[row.j]}
 
 
 _LINE_VALUES = operator.itemgetter(*LAYER_LINES)

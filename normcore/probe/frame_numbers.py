@@ -164,9 +164,6 @@ class LayerTable:
     def __init__(self, names: list[str], edges: np.ndarray, lines: np.ndarray, display):
         self.names, self.edges, self.lines, self.display = names, edges, lines, display
 
-    def __len__(self) -> int:
-        return len(self.lines)
-
     def layers(self) -> list[list[dict]]:
         """Each step's Frame layers (normcore.frames), a dict each."""
         # Python floats, None where not finite: one object array, not a test per number (a
