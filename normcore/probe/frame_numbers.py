@@ -169,6 +169,8 @@ class LayerTable:
         # Python floats, None where not finite: one object array, not a test per number (a
         # flush of 32 steps builds hundreds of layers)
         numbers = self.lines[..., :-1]
+        if numbers.shape[-1] != len(LAYER_NUMBERS):
+            raise ValueError(f"lines hold {numbers.shape[-1] + 1} columns, not {len(LAYER_LINES)}")
         boxed = numbers.astype(object)
         boxed[~np.isfinite(numbers)] = None
         values = boxed.tolist()
@@ -182,11 +184,17 @@ class LayerTable:
         for j in range(len(self.lines)):
             layers = []
             for i, name in enumerate(self.names):
-                hist_i = dict(
-                    lo=lo[i], hi=hi[i], counts=counts[j][i], under=unders[j][i], over=overs[j][i]
-                )
+                hist_i = {
+                    "lo": lo[i],
+                    "hi": hi[i],
+                    "counts": counts[j][i],
+                    "under": unders[j][i],
+                    "over": overs[j][i],
+                }
                 cells = (name, hist_i, bad[j][i], *values[j][i])
-                layers.append(dict(zip(_LAYER_KEYS, cells, strict=True)))
+                # (every row is as long as the keys: lines' shape says so, checked above; a
+                # strict zip would check each of a flush's hundreds of rows, at twice the cost)
+                layers.append(dict(zip(_LAYER_KEYS, cells)))  # noqa: B905
             steps.append(layers)
         return steps
 
