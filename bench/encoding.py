@@ -51,17 +51,15 @@ def per_frame(fn: Callable[[], object], frames: int, rounds: int, before=None) -
 def measure(config: dict, rounds: int) -> dict[str, float]:
     from app.frame_columns import from_frames
     from normcore.frames import pack, unpack, wire
+    from normcore.probe.frame_numbers import FlushLayers
     from normcore.train import run
 
     frames = list(run(config, rounded=True, layers_later=True))
     flushes = list({id(f["layers"].flush): f["layers"].flush for f in frames}.values())
     n = len(frames)
 
-    def forget() -> None:  # each round builds the layers anew
-        for flush in flushes:
-            flush._table = flush._steps = None
-
-    row = {"layers": per_frame(lambda: [f.steps() for f in flushes], n, rounds, forget)}
+    # each round builds the layers anew, from fresh flushes over the same rows
+    row = {"layers": per_frame(lambda: [FlushLayers(*f.args).steps() for f in flushes], n, rounds)}
     built = [{**f, "layers": f["layers"].built()} for f in frames]
     row["wire"] = per_frame(lambda: [wire(f, layers_rounded=True) for f in built], n, rounds)
     cleaned, texts = zip(*(wire(f, layers_rounded=True) for f in built), strict=True)
