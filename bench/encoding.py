@@ -36,12 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def per_frame(fn: Callable[[], object], frames: int, rounds: int, before=None) -> float:
-    """Best thread CPU µs per frame of ``fn`` over ``rounds`` (``before`` runs unclocked)."""
+def per_frame(fn: Callable[[], object], frames: int, rounds: int) -> float:
+    """Best thread CPU µs per frame of ``fn`` over ``rounds``."""
     best = float("inf")
     for _ in range(rounds):
-        if before is not None:
-            before()
         start = time.thread_time()
         fn()
         best = min(best, time.thread_time() - start)
