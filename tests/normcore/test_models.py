@@ -129,3 +129,34 @@ def test_lstm_taps_read_the_candidate_gate_before_and_after_the_norm():
     torch.testing.assert_close(pre, z[:, 18:])
     torch.testing.assert_close(act, nn.functional.layer_norm(z, (24,))[:, 18:])
     assert len(seen["h1.act"]) == 4  # once per time step
+
+
+@pytest.mark.parametrize("model", ["mlp", "convnet"])
+def test_a_hook_on_any_module_sees_its_call(model):
+    """The blocks call their parts straight through ``forward`` while nothing hooks them
+    (nn.Module's call costs a small step per module): a forward hook or pre-hook on any
+    module, or a global one, still sees every call, and a pre-hook's new input is used."""
+    cfg = RunConfig(model=model, depth=2, width=8, norm="batch", dataset="digits")
+    x, shape = sample(cfg)
+    net = build_model(cfg, shape, 5)
+    plain = net(x)
+    calls: list[nn.Module] = []
+    handles = [
+        m.register_forward_hook(lambda m, a, out: calls.append(m))
+        for m in net.modules()
+        if not isinstance(m, nn.ModuleList)  # (a container: never called)
+    ]
+    net(x)
+    assert set(calls) == {m for m in net.modules() if not isinstance(m, nn.ModuleList)}
+    for h in handles:
+        h.remove()
+    head_input: list[torch.Tensor] = []
+    handle = net.head.register_forward_pre_hook(lambda m, a: (a[0] * 0,))
+    with torch.nn.modules.module.register_module_forward_hook(
+        lambda m, a, out: head_input.append(a[0]) if m is net.head else None
+    ):
+        zeroed = net(x)
+    handle.remove()
+    assert head_input and not head_input[0].any()  # the global hook saw the pre-hook's input
+    assert torch.allclose(zeroed, net.head.bias.expand_as(zeroed))
+    assert torch.equal(net(x), plain)
