@@ -67,6 +67,13 @@ def test_time_to_result_bench_times_the_loop_and_a_served_run():
         assert line in result.stdout, result.stdout
 
 
+def test_time_to_result_bench_sets_the_preset_beside_its_arms_as_hand_written_loops():
+    args = ["--steps", "20", "--rounds", "1", "--no-busy", "--preset-steps", "20"]
+    result = run_bench("time_to_result.py", args, timeout=600)
+    for line in ("preset: loops, ideal", "preset all four / one run", "hand-written loops"):
+        assert line in result.stdout, result.stdout
+
+
 def test_thread_crossover_bench_prints_a_speed_up_per_size():
     args = ["--threads", "2", "--rounds", "1", "--budget-s", "0.001", "--sizes", "1"]
     result = run_bench("thread_crossover.py", args, timeout=300)
