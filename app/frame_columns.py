@@ -103,7 +103,7 @@ def from_frames(frames: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         out.update(_table_columns(table_rows))
     else:
         if table_rows:  # (a chunk is held or decoded whole: its frames' layers never mix)
-            frames = [_with_layer_dicts(f) for f in frames]
+            frames = _with_layer_dicts(frames)
         out.update(_dict_columns(frames))
     last = frames[-1] if frames else {}
     out["last"] = np.array(json.dumps({k: last.get(k) for k in ("device", "steps_per_s")}))
@@ -158,12 +158,19 @@ def _table_columns(rows: list[TableRow]) -> dict[str, np.ndarray]:
     return out
 
 
-def _with_layer_dicts(frame: dict[str, Any]) -> dict[str, Any]:
-    """A held frame as it decodes: layers that are a table row, as their dicts."""
-    row = frame.get("layers")
-    if not isinstance(row, TableRow):
-        return frame
-    return {**frame, "layers": row.table.layers()[row.j]}
+def _with_layer_dicts(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Held frames as they decode: layers that are a table row, as their dicts (each table's
+    dicts built once, for all its rows in the chunk)."""
+    built: dict[int, list[list[dict]]] = {}  # id(table) -> its steps' layers
+    out = []
+    for frame in frames:
+        row = frame.get("layers")
+        if isinstance(row, TableRow):
+            if (steps := built.get(id(row.table))) is None:
+                steps = built[id(row.table)] = row.table.layers()
+            frame = {**frame, "layers": steps[row.j]}
+        out.append(frame)
+    return out
 
 
 _LINE_VALUES = operator.itemgetter(*LAYER_LINES)
