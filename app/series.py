@@ -16,7 +16,7 @@ import orjson
 
 from app import downsample as D
 from app.errors import FieldError
-from app.frame_columns import EVAL_KEYS, RUN_LINES, Columns
+from app.frame_arrays import EVAL_KEYS, RUN_LINES, Columns
 from normcore.probe.frame_numbers import LAYER_LINES
 
 EVAL_FIELD = "eval"

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from app import frame_columns
-from app.frame_columns import MAX_SEQ, Columns
+from app.frame_arrays import Columns
+from app.frame_columns import MAX_SEQ
 from app.frames_in_hand import InHand
 from normcore.frames import ACTIVE, TERMINAL, unpack
 

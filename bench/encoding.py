@@ -47,7 +47,7 @@ def per_frame(fn: Callable[[], object], frames: int, rounds: int) -> float:
 
 
 def measure(config: dict, rounds: int) -> dict[str, float]:
-    from app.frame_columns import from_frames
+    from app.frame_arrays import from_frames
     from normcore.frames import pack, unpack, wire
     from normcore.probe.frame_numbers import FlushLayers
     from normcore.train import run

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import RunNotFound
-from app.frame_columns import Columns, from_frames
+from app.frame_arrays import Columns, from_frames
 from app.reports import figures as F
 from app.reports.figures import PALETTE, RunFrames
 from app.series import frame_selection

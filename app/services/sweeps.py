@@ -28,7 +28,7 @@ import numpy as np
 
 from app import series
 from app.errors import FieldError, QueueFull, RunConflict, SweepNotFound
-from app.frame_columns import EVAL_KEYS
+from app.frame_arrays import EVAL_KEYS
 from app.jobs.base import Executor
 from app.services import runs as service
 from app.settings import Settings

@@ -159,7 +159,7 @@ class LayerTable:
     """k probed steps' Frame layers as arrays: ``names`` (L), ``edges`` (L, 2) as a frame
     shows them, ``lines`` (k, L, len(LAYER_LINES)) float64 (NaN where a frame's number is
     None) and ``display`` (k, L, bins + 2), the counts [under, bins..., over]. ``layers()``
-    is each step's Frame layers; a run's columns (app.frame_columns) are these arrays."""
+    is each step's Frame layers; a run's columns (app.frame_arrays) are these arrays."""
 
     def __init__(self, names: list[str], edges: np.ndarray, lines: np.ndarray, display):
         self.names, self.edges, self.lines, self.display = names, edges, lines, display

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.frame_columns import from_frames
+from app.frame_arrays import from_frames
 from app.jobs.job import encode, train
 from normcore.frames import LayersLater, decode, wire
 from normcore.probe.frame_numbers import FlushLayers, TableRow

@@ -314,7 +314,7 @@ def test_columns_of_frames_with_gaps_read_each_gap_as_missing():
     """from_frames takes a row's keys at once where it has them all; a layer a frame lacks, a
     key a row lacks and a histogram with None counts or another length go the slow way, to
     the same columns: NaN where a number is missing, zeros where a histogram is."""
-    from app.frame_columns import from_frames
+    from app.frame_arrays import from_frames
     from normcore.probe.frame_numbers import LAYER_LINES
 
     def layer(mean, hist=True, **changes):
