@@ -9,6 +9,10 @@ noisy neighbour slows all of them alike; medians over rounds are printed):
   serve         the same config POSTed to `normscope serve` with default settings (probing
                 every step): POST -> the run's stream says `completed`
   first frame   POST -> the first frame event on the run's SSE stream, warm workers waiting
+  per round     loop, serve, serve, loop (ABBA): the round's ratio is its two serves over
+                its two loops, so a host whose speed drifts within the round (this 2-core
+                machine's moves ±20% from minute to minute) slows both sides alike; printed
+                as the median and range of the rounds beside the ratio of the medians
   + busy core   loop and serve again while a child process of the bench keeps one core busy
                 (a bounded busy loop, ended after the phase)
   preset ×4     the catalog's 4-run preset (none / BN / LN / RMS on 6×100 tanh) POSTed
@@ -183,6 +187,7 @@ def main() -> None:
     config = {**DEFAULT_RUN, "steps": args.steps}
     print(f"load before: {os.getloadavg()}  cores: {os.cpu_count()}", flush=True)
     results: dict[str, list[float]] = {}
+    paired: dict[str, list[float]] = {}  # each round's ABBA ratio
 
     def note(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
@@ -195,24 +200,36 @@ def main() -> None:
             preset = next(p for p in presets if len(p["runs"]) == 4)
             steps = {"steps": args.preset_steps} if args.preset_steps else {}
             preset_runs = [{**run, "device": "cpu", **steps} for run in preset["runs"]]
+
+            def abba(suffix: str) -> float:
+                """loop, serve, serve, loop -> the round's serves over its loops."""
+                loops, serves = [hand_written_loop(args.steps)], []
+                for _ in range(2):
+                    serve.wait_warm()
+                    first, total, status = serve.post_and_follow(config)
+                    assert status == "completed", status
+                    serves.append(total)
+                    if not suffix:
+                        note("first frame", first)
+                loops.append(hand_written_loop(args.steps))
+                for value in loops:
+                    note(f"loop{suffix}", value)
+                for value in serves:
+                    note(f"serve{suffix}", value)
+                return sum(serves) / sum(loops)
+
             for r in range(args.rounds):
                 print(f"round {r + 1}", flush=True)
-                note("loop", hand_written_loop(args.steps))
-                serve.wait_warm()
-                first, total, status = serve.post_and_follow(config)
-                assert status == "completed", status
-                note("serve", total)
-                note("first frame", first)
+                paired.setdefault("serve / loop", []).append(abba(""))
                 if not args.no_busy:
                     busy = mp.get_context("spawn").Process(target=_busy, args=(300.0,))
                     busy.start()
                     try:
-                        note("loop + busy core", hand_written_loop(args.steps))
-                        serve.wait_warm()
-                        note("serve + busy core", serve.post_and_follow(config)[1])
+                        ratio = abba(" + busy core")
                     finally:
                         busy.kill()
                         busy.join()
+                    paired.setdefault("serve + busy core / loop", []).append(ratio)
                 if not args.no_preset:
                     loops = [hand_written_loop(run["steps"], run) for run in preset_runs]
                     note("preset: loops, ideal", sum(loops) / 2)
@@ -234,9 +251,11 @@ def main() -> None:
         print(f"  {name:<24} {value:8.3f} s")
     print("ratios (target):")
     print(f"  serve / loop                   {med['serve'] / med['loop']:6.2f}×  (<= 1.5)")
+    _print_paired("serve / loop", paired)
     if "serve + busy core" in med:
         ratio = med["serve + busy core"] / med["loop"]
         print(f"  serve + busy core / loop       {ratio:6.2f}×  (<= 2.0)")
+        _print_paired("serve + busy core / loop", paired)
         ratio = med["loop + busy core"] / med["loop"]
         print(f"  loop + busy core / loop        {ratio:6.2f}×  (the load's own cost)")
     if "preset: all four" in med:
@@ -249,6 +268,13 @@ def main() -> None:
         ratio = med["preset: loops, ideal"] / med["preset: loop, first run"]
         print(f"  the same, hand-written loops   {ratio:6.2f}×  (the norms' own cost, no probe)")
     print(f"  first frame after POST         {med['first frame']:6.3f} s  (<= 0.5)")
+
+
+def _print_paired(name: str, paired: dict[str, list[float]]) -> None:
+    """The rounds' ABBA ratios of ``name``: their median and range."""
+    ratios = paired[name]
+    span = f"{min(ratios):.2f}-{max(ratios):.2f}"
+    print(f"    per round (ABBA)             {statistics.median(ratios):6.2f}×  (range {span})")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def test_sweep_bench_measures_scheduling_and_throughput(tmp_path):
 def test_time_to_result_bench_times_the_loop_and_a_served_run():
     args = ["--steps", "30", "--rounds", "1", "--no-busy", "--no-preset"]
     result = run_bench("time_to_result.py", args, timeout=600)
-    for line in ("loop", "serve", "first frame", "serve / loop", "load before", "load after"):
+    lines = ("loop", "serve", "first frame", "serve / loop", "per round (ABBA)")
+    lines += ("load before", "load after")
+    for line in lines:
         assert line in result.stdout, result.stdout
 
 
