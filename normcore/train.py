@@ -36,6 +36,7 @@ from normcore.drift import ics as ics_measure
 from normcore.frames import DIGITS, FLUSH_SECONDS, PROBE_ROWS, Frame, StepRate, make_frame
 from normcore.models import build_model
 from normcore.norms import NORMS
+from normcore.optim import Stepper, make_optimizer
 from normcore.probe.probe import Probe
 
 # A loss this many times the uniform guess's (log K) has exploded: sigmoid and tanh nets at
@@ -54,14 +55,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' is not available on this machine; use 'auto' or 'cpu'")
     return torch.device(name)
-
-
-def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = list(model.parameters())
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, foreach=True)
-    momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, foreach=True)
 
 
 @torch.no_grad()
@@ -123,6 +116,7 @@ def run(
     data = rescaled(data, cfg.input_scale)
     model = build_model(cfg, data.input_shape, data.n_classes).to(device)
     optimizer = make_optimizer(cfg, model)
+    stepper = Stepper(optimizer)
     probe = Probe(
         model.probe_points(),
         activation=cfg.activation,
@@ -212,7 +206,7 @@ def run(
         if not probing:  # (a probed step's loss is in its row, which emit checks)
             torch.logical_or(bad, ~(loss.detach() <= loss_limit), out=bad)  # NaN/inf/big
         # backward
-        optimizer.zero_grad(set_to_none=True)
+        stepper.zero_grad()
         loss.backward()
         measure_ics = probing and cfg.ics
         if measure_ics:
@@ -227,7 +221,7 @@ def run(
         # clip, step
         if cfg.clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip, foreach=True)
-        optimizer.step()
+        stepper.step()
         if probing:
             ics = None
             if measure_ics:

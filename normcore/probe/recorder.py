@@ -31,21 +31,12 @@ import numpy as np
 import torch
 
 from normcore.norms import norm_affine
+from normcore.optim import plain_sgd
 from normcore.probe.ring import Ring
 from normcore.probe.stats import LayerStats
 from normcore.probe.taps import ProbePoint
 
 PATHS = ("in-hooks", "after-backward", "torch", "staged")
-
-
-def _plain_sgd(optimizer: torch.optim.Optimizer | None) -> torch.optim.SGD | None:
-    """The optimizer when its step is exactly w -= lr·d (SGD, heavy-ball momentum or none, no
-    weight decay, dampening or Nesterov): then ‖Δw‖ = lr·‖d‖ without copying the weights."""
-    if not isinstance(optimizer, torch.optim.SGD) or len(optimizer.param_groups) != 1:
-        return None
-    g = optimizer.param_groups[0]
-    plain = not (g["weight_decay"] or g["dampening"] or g["nesterov"] or g["maximize"])
-    return optimizer if plain else None
 
 
 class Layers:
@@ -60,7 +51,7 @@ class Layers:
         self.names, self.L, self.device = [p.name for p in points], len(points), device
         self.weights: list[torch.Tensor] = [p.weight for p in points]
         self.gains, self.shifts = zip(*(norm_affine(p.affine) for p in points), strict=True)
-        self.sgd = _plain_sgd(optimizer)
+        self.sgd = plain_sgd(optimizer)
         # any other optimizer: ‖Δw‖ from a copy of the weights taken at collect
         self.old = [] if self.sgd else [torch.empty_like(w) for w in self.weights]
 
